@@ -1,0 +1,81 @@
+"""The records a run produces, as plain builtins so they cross xdist process boundaries unchanged.
+
+A task run yields one :class:`ItemRecord` per item (both stacks' answers, scores and categories),
+and the verdict turns the records into a :class:`TaskResult` with one :class:`CheckResult` per part
+of parity. Reports read only these dicts; ``SCHEMA_VERSION`` versions the JSON written from them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypedDict
+
+SCHEMA_VERSION = 1
+
+Status = Literal["PASS", "FAIL", "INCONCLUSIVE", "ERROR", "SKIP"]
+STATUSES: tuple[str, ...] = ("PASS", "FAIL", "INCONCLUSIVE", "ERROR", "SKIP")
+Direction = Literal["C", "A", "W", "X"]  # correct / abstain (cautious) / wrong (confident) / infra
+CHECKS: tuple[str, ...] = ("delta", "failure_modes", "error_direction")
+
+
+class SideRecord(TypedDict):
+    """One stack's answer to one item."""
+
+    text: str
+    finish_reason: str | None
+    score: float | None  # None when the request failed (never scored as wrong)
+    parsed: bool  # whether the task's expected answer format could be parsed
+    category: str  # failure category ("correct" when the answer is right)
+    direction: Direction
+    error: str | None  # transport error text (one line, no secrets)
+    latency_s: float
+    cached: bool
+
+
+class ItemRecord(TypedDict):
+    id: str
+    prompt: str  # the prompt as a person reads it (chat messages flattened)
+    reference: str | None
+    cluster: str | None
+    baseline: SideRecord
+    candidate: SideRecord
+
+
+class CheckResult(TypedDict):
+    """One part of parity for one task: status, reasons (the assertion message) and numbers."""
+
+    name: str
+    status: Status
+    reasons: list[str]
+    numbers: dict[str, Any]
+
+
+class TaskResult(TypedDict):
+    task: str
+    source: str
+    safety_critical: bool
+    tolerance: float
+    alpha: float
+    n_items: int  # items in the task
+    n_paired: int  # items scored on both stacks
+    baseline_score: float | None
+    candidate_score: float | None
+    baseline_errors: int
+    candidate_errors: int
+    checks: dict[str, CheckResult]
+    verdict: Status  # the task's overall status (worst check)
+    error: str | None  # set when the task could not be evaluated (endpoint down, bad data)
+    endpoints: dict[str, Any]  # identity of both stacks (no secrets), engine info when known
+    disagreements: list[dict[str, Any]]  # sampled items for a person to read
+    disagreements_total: int
+
+
+def worst(statuses: list[Status]) -> Status:
+    """The overall status of several checks: ERROR > FAIL > INCONCLUSIVE > PASS > SKIP."""
+    order: dict[str, int] = {"ERROR": 4, "FAIL": 3, "INCONCLUSIVE": 2, "PASS": 1, "SKIP": 0}
+    if not statuses:
+        return "SKIP"
+    return max(statuses, key=lambda s: order[s])
+
+
+def check(name: str, status: Status, reasons: list[str], **numbers: Any) -> CheckResult:
+    return {"name": name, "status": status, "reasons": reasons, "numbers": dict(numbers)}
