@@ -79,3 +79,18 @@ def worst(statuses: list[Status]) -> Status:
 
 def check(name: str, status: Status, reasons: list[str], **numbers: Any) -> CheckResult:
     return {"name": name, "status": status, "reasons": reasons, "numbers": dict(numbers)}
+
+
+class RunResult(TypedDict):
+    """Everything one gate run produced: what every report (terminal, JSON, HTML) is made from."""
+
+    schema_version: int
+    contract: dict[str, Any]  # Contract.describe(): endpoints without secrets, task settings, digest
+    tasks: list[TaskResult]
+    overall: Status  # intersection-union: PASS only when every task passes
+    overall_reasons: list[str]
+    pass_probability: float | None  # chance an all-equal migration passes every task at these n
+    holm: dict[str, float]  # task -> Holm-adjusted p-value of its FAIL alarm
+    started: str  # ISO 8601 UTC
+    finished: str
+    tool_version: str
