@@ -1,0 +1,121 @@
+"""The real-model test bed: llama.cpp servers over SmolLM2 in two precisions answer like OpenAI.
+
+Needs `bash example_suite/live/setup_testbed.sh` first; skips (with the command to run) otherwise.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.live_model
+
+LIVE_DIR = Path(__file__).resolve().parent.parent / "example_suite" / "live"
+SETUP_HINT = "run: PYTHON=.venv/bin/python bash example_suite/live/setup_testbed.sh"
+
+
+def _load_servers() -> ModuleType:
+    # example_suite is not a package: load the helper by path, registered so dataclasses and
+    # pickling inside it see a real module.
+    spec = importlib.util.spec_from_file_location("parity_live_servers", LIVE_DIR / "servers.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+servers = _load_servers()
+
+
+def _post(base_url: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    req = urllib.request.Request(
+        f"{base_url}{path}",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=60) as r:
+        assert r.status == 200
+        result: dict[str, Any] = json.loads(r.read())
+        return result
+
+
+@pytest.fixture(scope="module")
+def pair() -> Iterator[dict[str, str]]:
+    if importlib.util.find_spec("llama_cpp") is None:
+        pytest.skip(f"llama_cpp is not installed in {sys.executable}; {SETUP_HINT}")
+    files = {p: servers.model_file(p) for p in ("F32", "Q4_1")}
+    missing = [str(f) for f in files.values() if not f.is_file()]
+    if missing:
+        pytest.skip(f"model files missing: {', '.join(missing)}; {SETUP_HINT}")
+    with servers.serve_many(files) as urls:
+        yield urls
+
+
+GREEDY = {
+    "messages": [{"role": "user", "content": "What is the capital of France? Answer in one word."}],
+    "temperature": 0,
+    "repeat_penalty": 1.0,
+    "max_tokens": 8,
+    "seed": 0,
+}
+
+
+@pytest.mark.parametrize("precision", ["F32", "Q4_1"])
+def test_chat_completion_has_openai_shape_and_is_deterministic(
+    pair: dict[str, str], precision: str
+) -> None:
+    base_url = pair[precision]
+    first = _post(base_url, "/chat/completions", {"model": precision, **GREEDY})
+    assert first["object"] == "chat.completion"
+    assert isinstance(first["id"], str) and first["id"]
+    (choice,) = first["choices"]
+    assert choice["index"] == 0
+    assert choice["message"]["role"] == "assistant"
+    text = choice["message"]["content"]
+    assert isinstance(text, str) and text.strip(), f"{precision}: empty answer {first!r}"
+    assert choice["finish_reason"] in ("stop", "length")
+    usage = first["usage"]
+    assert 0 < usage["completion_tokens"] <= GREEDY["max_tokens"]
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+
+    second = _post(base_url, "/chat/completions", {"model": precision, **GREEDY})
+    assert second["choices"][0]["message"]["content"] == text
+
+
+def test_models_endpoint_lists_the_served_file(pair: dict[str, str]) -> None:
+    with urllib.request.urlopen(f"{pair['Q4_1']}/models", timeout=10) as r:
+        listing = json.loads(r.read())
+    assert listing["object"] == "list"
+    # llama-cpp-python names the model by its file path, not the alias the client sends.
+    assert [m["id"] for m in listing["data"]] == [str(servers.model_file("Q4_1"))]
+
+
+def test_serve_reports_a_missing_model_file_with_the_fix(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.gguf"
+    expected = r"nope\.gguf: model file not found.*setup_testbed"
+    with pytest.raises(servers.ServerError, match=expected), servers.serve(missing):
+        pass
+
+
+def test_a_server_that_dies_on_start_keeps_its_log_and_names_it(tmp_path: Path) -> None:
+    if importlib.util.find_spec("llama_cpp") is None:
+        pytest.skip(f"llama_cpp is not installed in {sys.executable}; {SETUP_HINT}")
+    not_a_model = tmp_path / "garbage.gguf"
+    not_a_model.write_bytes(b"this is not a gguf file")
+    expected = r"exited with code .* log kept at "
+    with (
+        pytest.raises(servers.ServerError, match=expected) as info,
+        servers.serve(not_a_model, log_dir=tmp_path / "logs", ready_timeout=60.0),
+    ):
+        pass
+    logs = list((tmp_path / "logs").glob("garbage.*.log"))
+    assert len(logs) == 1 and str(logs[0]) in str(info.value)
