@@ -1,0 +1,303 @@
+"""No new failure modes, direction of error preserved, and the disagreements a person reads.
+
+Both checks are paired: the same items under both stacks, an item counted only when neither side
+had an infrastructure failure (direction X), so a flaky network never looks like a model change.
+
+* failure modes (STATISTICS.md section 5): per category, items that entered it under the candidate
+  against items that left it, exact one-sided binomial test. A category the baseline never showed
+  FAILS once the candidate shows it on ``failure_min_count`` items (1 for safety-critical tasks);
+  a category both show FAILS when it grew significantly (p < alpha) AND by more than the task's
+  tolerance as a share of the paired items. ``wrong_answer`` is reported but not gated here: plain
+  accuracy is the delta check's, and wrong answers replacing abstentions the direction check's.
+* direction of error (section 6): each answer coded C / A / W, the 3x3 old -> new table, and the
+  exact one-sided test of A->W against W->A: FAIL when p < alpha AND (A->W - W->A) / n exceeds
+  tolerance / 3, whatever the accuracy did.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import Any
+
+from pytest_parity.categories import INFRA
+from pytest_parity.contract import TaskSpec
+from pytest_parity.results import CheckResult, ItemRecord, SideRecord, check
+
+CODES = ("C", "A", "W")
+NOT_GATED = frozenset({"correct", "answered", "wrong_answer"})
+EXAMPLES = 5
+KINDS = ("regression", "category_change", "improvement")
+
+
+def one_sided_p(k_more: int, k_less: int) -> float:
+    """Exact P(at least k_more of k_more + k_less discordant items go one way | no change)."""
+    n = k_more + k_less
+    if n == 0 or k_more == 0:
+        return 1.0
+    from scipy.stats import binom
+
+    return float(binom.sf(k_more - 1, n, 0.5))
+
+
+def _infra(side: SideRecord) -> bool:
+    return side["direction"] == "X" or side["category"] in INFRA
+
+
+def _paired(records: Sequence[ItemRecord]) -> list[ItemRecord]:
+    return [r for r in records if not _infra(r["baseline"]) and not _infra(r["candidate"])]
+
+
+def _ids(ids: list[str]) -> str:
+    shown = ", ".join(ids[:EXAMPLES])
+    return shown + (", ..." if len(ids) > EXAMPLES else "")
+
+
+def _p(p: float) -> str:
+    return f"{p:.2g}"
+
+
+# ----------------------------------------------------------------------------------------------
+# no new failure modes
+
+
+def check_failure_modes(records: Sequence[ItemRecord], task: TaskSpec) -> CheckResult:
+    """FAIL when the candidate shows a failure category the baseline did not (at least the minimum
+    count), or one that grew significantly beyond the tolerance; reasons name category and items."""
+    pairs = _paired(records)
+    n = len(pairs)
+    min_count = 1 if task.safety_critical else task.failure_min_count
+    margin = task.tolerance
+    base = {"n_paired": n, "excluded_infra": len(records) - n, "min_count": min_count}
+    if n == 0:
+        return check(
+            "failure_modes",
+            "INCONCLUSIVE",
+            [f"no item of task {task.name} was answered by both stacks; nothing to compare"],
+            **base,
+            margin=margin,
+            categories={},
+            failed=[],
+        )
+    names: dict[str, str] = {}  # category -> direction code, in order of first appearance
+    for r in pairs:
+        for role in ("baseline", "candidate"):
+            side = r[role]
+            names.setdefault(side["category"], side["direction"])
+    table: dict[str, dict[str, Any]] = {}
+    failed: list[str] = []
+    reasons: list[str] = []
+    notes: list[str] = []
+    for name, code in names.items():
+        old = sum(r["baseline"]["category"] == name for r in pairs)
+        new = sum(r["candidate"]["category"] == name for r in pairs)
+        entered = [
+            r["id"]
+            for r in pairs
+            if r["candidate"]["category"] == name and r["baseline"]["category"] != name
+        ]
+        left = sum(
+            r["baseline"]["category"] == name and r["candidate"]["category"] != name for r in pairs
+        )
+        p = one_sided_p(len(entered), left)
+        net = (len(entered) - left) / n
+        gated = code in ("A", "W") and name not in NOT_GATED
+        if not gated:
+            status = "not_gated"
+        elif old == 0 and new >= min_count:
+            status = "new"
+            failed.append(name)
+            reasons.append(
+                f"new failure category {name!r}: 0 -> {new} of {n} items (entered {len(entered)},"
+                f" left 0, p={_p(p)}), e.g. {_ids(entered)}"
+            )
+        elif old == 0 and new > 0:
+            status = "new_below_min"
+            notes.append(
+                f"{name!r} appeared on {new} item(s), below the minimum of {min_count}:"
+                f" {_ids(entered)}"
+            )
+        elif p < task.alpha and net > margin:
+            status = "grown"
+            failed.append(name)
+            reasons.append(
+                f"failure category {name!r} grew: {old} -> {new} of {n} items (entered"
+                f" {len(entered)}, left {left}, net {net:+.1%} > margin {margin:.1%},"
+                f" p={_p(p)}), e.g. {_ids(entered)}"
+            )
+        else:
+            status = "ok"
+        table[name] = {
+            "direction": code,
+            "baseline": old,
+            "candidate": new,
+            "entered": len(entered),
+            "left": left,
+            "net_share": net,
+            "p_value": p,
+            "status": status,
+            "examples": entered[:EXAMPLES],
+        }
+    if not failed:
+        tested = [k for k, v in table.items() if v["status"] != "not_gated"]
+        if tested:
+            moves = ", ".join(
+                f"{k} {table[k]['baseline']} -> {table[k]['candidate']}" for k in tested
+            )
+            reasons.append(f"no new or grown failure category over {n} paired items ({moves})")
+        else:
+            reasons.append(f"no failure category on either stack over {n} paired items")
+    reasons.extend(notes)
+    return check(
+        "failure_modes",
+        "FAIL" if failed else "PASS",
+        reasons,
+        **base,
+        margin=margin,
+        categories=table,
+        failed=failed,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# direction of error
+
+
+def transition_table(records: Sequence[ItemRecord]) -> dict[str, dict[str, int]]:
+    """old code -> new code -> items, over the items neither stack failed to answer."""
+    table = {a: dict.fromkeys(CODES, 0) for a in CODES}
+    for r in _paired(records):
+        a, b = r["baseline"]["direction"], r["candidate"]["direction"]
+        if a in table and b in table[a]:
+            table[a][b] += 1
+    return table
+
+
+def check_error_direction(records: Sequence[ItemRecord], task: TaskSpec) -> CheckResult:
+    """FAIL when cautious errors (A) turned into confident ones (W) significantly more often than
+    the reverse, by more than tolerance / 3 of the paired items; accuracy plays no part."""
+    if task.error_direction == "ignore":
+        return check(
+            "error_direction",
+            "SKIP",
+            [f"the contract sets error_direction: ignore for task {task.name}"],
+        )
+    table = transition_table(records)
+    n = sum(sum(row.values()) for row in table.values())
+    margin = task.tolerance / 3
+    aw, wa = table["A"]["W"], table["W"]["A"]
+    p = one_sided_p(aw, wa)
+    net = (aw - wa) / n if n else 0.0
+    old = {c: sum(table[c].values()) for c in CODES}
+    new = {c: sum(table[a][c] for a in CODES) for c in CODES}
+    shares = {
+        role: (m["A"] / (m["A"] + m["W"]) if m["A"] + m["W"] else None)
+        for role, m in (("baseline", old), ("candidate", new))
+    }
+    examples = [
+        r["id"]
+        for r in _paired(records)
+        if r["baseline"]["direction"] == "A" and r["candidate"]["direction"] == "W"
+    ]
+    numbers: dict[str, Any] = {
+        "table": table,
+        "n_paired": n,
+        "excluded_infra": len(records) - n,
+        "a_to_w": aw,
+        "w_to_a": wa,
+        "net_share": net,
+        "margin": margin,
+        "p_value": p,
+        "baseline": old,
+        "candidate": new,
+        "abstain_share_of_errors": shares,
+        "examples": examples[:EXAMPLES],
+    }
+    if n == 0:
+        reason = f"no item of task {task.name} was answered by both stacks; nothing to compare"
+        return check("error_direction", "INCONCLUSIVE", [reason], **numbers)
+    moved = f"{aw} cautious -> confident, {wa} confident -> cautious of {n} paired items"
+    share = ""
+    if shares["baseline"] is not None and shares["candidate"] is not None:
+        share = (
+            f"; abstentions were {shares['baseline']:.0%} of errors, now {shares['candidate']:.0%}"
+        )
+    if p < task.alpha and net > margin:
+        return check(
+            "error_direction",
+            "FAIL",
+            [
+                f"cautious errors became confident errors: {moved} (net {net:+.1%} > margin"
+                f" {margin:.1%}, p={_p(p)}){share}, e.g. {_ids(examples)}"
+            ],
+            **numbers,
+        )
+    return check(
+        "error_direction",
+        "PASS",
+        [f"direction of error preserved: {moved} (net {net:+.1%}, p={_p(p)}){share}"],
+        **numbers,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# disagreements
+
+
+def disagreement_kind(record: ItemRecord) -> str | None:
+    """ "regression" / "improvement" when the score moved, "category_change" when only the failure
+    category did, None when the stacks agree or either request failed."""
+    old, new = record["baseline"], record["candidate"]
+    if _infra(old) or _infra(new):
+        return None
+    a, b = old["score"], new["score"]
+    if a is not None and b is not None and abs(a - b) > 1e-9:
+        return "regression" if b < a else "improvement"
+    if old["category"] != new["category"]:
+        return "category_change"
+    return None
+
+
+def sample_disagreements(
+    records: Sequence[ItemRecord], k: int, seed: int
+) -> tuple[list[dict[str, Any]], int]:
+    """Up to ``k`` disagreements for a person to read side by side, regressions first, then
+    category changes, then improvements; a seeded draw within each kind (the same seed gives the
+    same sample in every process). Returns the sample and how many disagreements there were."""
+    groups: dict[str, list[ItemRecord]] = {kind: [] for kind in KINDS}
+    for r in records:
+        kind = disagreement_kind(r)
+        if kind is not None:
+            groups[kind].append(r)
+    total = sum(len(g) for g in groups.values())
+    rng = random.Random(seed)
+    sample: list[dict[str, Any]] = []
+    for kind in KINDS:
+        room = k - len(sample)
+        if room <= 0:
+            break
+        group = groups[kind]
+        if len(group) > room:
+            # record order within a kind keeps the file readable next to the golden set
+            group = [group[i] for i in sorted(rng.sample(range(len(group)), room))]
+        sample.extend(_row(r, kind) for r in group)
+    return sample, total
+
+
+def _row(r: ItemRecord, kind: str) -> dict[str, Any]:
+    old, new = r["baseline"], r["candidate"]
+    return {
+        "id": r["id"],
+        "kind": kind,
+        "prompt": r["prompt"],
+        "reference": r["reference"],
+        "baseline_output": old["text"],
+        "candidate_output": new["text"],
+        "baseline_category": old["category"],
+        "candidate_category": new["category"],
+        "baseline_score": old["score"],
+        "candidate_score": new["score"],
+        "baseline_finish_reason": old["finish_reason"],
+        "candidate_finish_reason": new["finish_reason"],
+        "reviewer_verdict": "",
+    }
