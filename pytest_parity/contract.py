@@ -130,7 +130,7 @@ class TaskSpec:
     lm_eval: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     def with_safety_critical(self, defaults: Defaults) -> TaskSpec:
-        """The same task under the safety-critical policy (used by the ``safety_critical`` marker)."""
+        """This task under the safety-critical policy (what the ``safety_critical`` marker does)."""
         from dataclasses import replace
 
         if self.safety_critical:
@@ -205,7 +205,9 @@ class _V:
 
     def mapping(self, value: Any, where: str) -> Mapping[str, Any]:
         if not isinstance(value, Mapping):
-            raise self.fail(where, f"expected a mapping, got {_show(value)}", "write key: value pairs")
+            raise self.fail(
+                where, f"expected a mapping, got {_show(value)}", "write key: value pairs"
+            )
         for k in value:
             if not isinstance(k, str):
                 raise self.fail(where, f"keys must be strings, got {_show(k)}")
@@ -215,7 +217,9 @@ class _V:
         for k in value:
             if k not in allowed:
                 close = difflib.get_close_matches(k, allowed, n=1, cutoff=0.6)
-                hint = f"did you mean {close[0]!r}?" if close else "known keys: " + ", ".join(allowed)
+                hint = (
+                    f"did you mean {close[0]!r}?" if close else "known keys: " + ", ".join(allowed)
+                )
                 raise self.fail(_join(where, k), "unknown key", hint)
 
     def required(self, value: Mapping[str, Any], where: str, key: str, hint: str) -> Any:
@@ -240,7 +244,9 @@ class _V:
 
     def boolean(self, value: Any, where: str) -> bool:
         if not isinstance(value, bool):
-            raise self.fail(where, f"expected true or false, got {_show(value)}", "write true or false")
+            raise self.fail(
+                where, f"expected true or false, got {_show(value)}", "write true or false"
+            )
         return value
 
     def number(
@@ -341,12 +347,40 @@ SECRET_HEADERS = ("authorization", "x-api-key", "api-key", "proxy-authorization"
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _interpolate(v: _V, value: Any, where: str) -> Any:
+    """``${VAR}`` and ``${VAR:-default}`` in endpoint strings (URLs that CI assigns at run time)."""
+    import os
+
+    if isinstance(value, Mapping):
+        return {k: _interpolate(v, x, _join(where, k)) for k, x in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, x, _join(where, i)) for i, x in enumerate(value)]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+
+    def sub(m: re.Match[str]) -> str:
+        got = os.environ.get(m.group(1))
+        if got is None:
+            if m.group(2) is None:
+                raise v.fail(
+                    where,
+                    f"environment variable {m.group(1)} is not set",
+                    f"export {m.group(1)}, or write ${{{m.group(1)}:-default}}",
+                )
+            return m.group(2)
+        return got
+
+    return _ENV_REF.sub(sub, value)
+
+
 def _endpoint(v: _V, raw: Any, role: str, base: Path, defaults: Defaults) -> EndpointSpec:
     m = v.mapping(raw, role)
+    m = {k: x if k == "api_key_env" else _interpolate(v, x, _join(role, k)) for k, x in m.items()}
     v.keys(m, role, ENDPOINT_KEYS)
-    kind = v.choice(
-        v.required(m, role, "kind", "write kind: openai"), f"{role}.kind", tuple(KINDS)
-    )
+    kind = v.choice(v.required(m, role, "kind", "write kind: openai"), f"{role}.kind", tuple(KINDS))
     info = KINDS[kind]
     if info.needs_base_url:
         base_url = v.string(
@@ -367,10 +401,14 @@ def _endpoint(v: _V, raw: Any, role: str, base: Path, defaults: Defaults) -> End
             )
     else:
         base_url = str(m.get("base_url") or "")
-    model = v.string(v.required(m, role, "model", "write model: <served model name>"), f"{role}.model")
+    model = v.string(
+        v.required(m, role, "model", "write model: <served model name>"), f"{role}.model"
+    )
     api = v.choice(m.get("api", "chat"), f"{role}.api", APIS)
     if kind == "anthropic" and api != "chat":
-        raise v.fail(f"{role}.api", "the anthropic kind only has the Messages API", "write api: chat")
+        raise v.fail(
+            f"{role}.api", "the anthropic kind only has the Messages API", "write api: chat"
+        )
     api_key_env = m.get("api_key_env", info.default_api_key_env)
     if api_key_env is not None:
         api_key_env = v.string(api_key_env, f"{role}.api_key_env")
@@ -389,7 +427,7 @@ def _endpoint(v: _V, raw: Any, role: str, base: Path, defaults: Defaults) -> End
                 if close
                 else f"{kind} servers accept: {', '.join(sorted(info.params))}"
             )
-            raise v.fail(f"{role}.params.{k}", f"not a parameter a {kind} endpoint accepts", hint)
+            raise v.fail(f"{role}.params.{k}", f"not a parameter {kind} endpoints accept", hint)
     _check_sampling(v, params_raw, f"{role}.params")
     params: dict[str, Any] = {"temperature": 0.0}
     if kind != "anthropic":
@@ -425,7 +463,9 @@ def _endpoint(v: _V, raw: Any, role: str, base: Path, defaults: Defaults) -> End
                 "record one with --parity-record=PATH, or fix the path (relative to the contract)",
             )
     elif "recording" in m:
-        raise v.fail(f"{role}.recording", "only a replay endpoint reads a recording", "write kind: replay")
+        raise v.fail(
+            f"{role}.recording", "only a replay endpoint reads a recording", "write kind: replay"
+        )
     return EndpointSpec(
         role=role,
         kind=kind,
@@ -520,7 +560,9 @@ def _task(v: _V, raw: Any, i: int, base: Path, d: Defaults) -> TaskSpec:
     path: Path | None = None
     if source == "golden":
         rel = v.string(
-            v.required(m, where, "path", "write path: <golden set JSONL, relative to the contract>"),
+            v.required(
+                m, where, "path", "write path: <golden set JSONL, relative to the contract>"
+            ),
             f"{where}.path",
         )
         path = (base / rel).resolve()
@@ -538,7 +580,9 @@ def _task(v: _V, raw: Any, i: int, base: Path, d: Defaults) -> TaskSpec:
     )
     if isinstance(scorer_raw, Mapping):
         sm = dict(scorer_raw)
-        scorer = v.string(sm.pop("name", None), f"{where}.scorer.name", "write scorer: {name: regex, ...}")
+        scorer = v.string(
+            sm.pop("name", None), f"{where}.scorer.name", "write scorer: {name: regex, ...}"
+        )
         scorer_options.update(sm)
     else:
         scorer = v.string(scorer_raw, f"{where}.scorer")
@@ -562,7 +606,9 @@ def _task(v: _V, raw: Any, i: int, base: Path, d: Defaults) -> TaskSpec:
     if template is not None:
         template = v.string(template, f"{where}.template")
         if "{prompt}" not in template:
-            raise v.fail(f"{where}.template", "does not contain {prompt}", "e.g. 'Q: {prompt}\\nA:'")
+            raise v.fail(
+                f"{where}.template", "does not contain {prompt}", "e.g. 'Q: {prompt}\\nA:'"
+            )
     categories = dict(v.mapping(m.get("categories", {}) or {}, f"{where}.categories"))
     for cname, pattern in categories.items():
         v.string(pattern, f"{where}.categories.{cname}", "a regular expression")
@@ -574,7 +620,9 @@ def _task(v: _V, raw: Any, i: int, base: Path, d: Defaults) -> TaskSpec:
             ) from None
     lm_eval = dict(v.mapping(m.get("lm_eval", {}) or {}, f"{where}.lm_eval"))
     if source == "lm-eval" and "task" not in lm_eval:
-        raise v.fail(f"{where}.lm_eval.task", "required but missing", "write lm_eval: {task: gsm8k}")
+        raise v.fail(
+            f"{where}.lm_eval.task", "required but missing", "write lm_eval: {task: gsm8k}"
+        )
     limit = m.get("limit")
     return TaskSpec(
         name=name,
@@ -660,7 +708,9 @@ def contract_from_data(raw: Any, path: Path, text: str | None = None) -> Contrac
     file = str(path)
     v = _V(file)
     if raw is None:
-        raise ContractError(file, "", "the contract is empty", "see the README's contract reference")
+        raise ContractError(
+            file, "", "the contract is empty", "see the README's contract reference"
+        )
     m = v.mapping(raw, "")
     v.keys(m, "", TOP_KEYS)
     version = m.get("version", CONTRACT_VERSION)
@@ -669,7 +719,11 @@ def contract_from_data(raw: Any, path: Path, text: str | None = None) -> Contrac
     base = path.resolve().parent
     defaults = _defaults(v, m.get("defaults"))
     baseline = _endpoint(
-        v, v.required(m, "", "baseline", "describe the old stack under baseline:"), "baseline", base, defaults
+        v,
+        v.required(m, "", "baseline", "describe the old stack under baseline:"),
+        "baseline",
+        base,
+        defaults,
     )
     candidate = _endpoint(
         v,
@@ -680,7 +734,9 @@ def contract_from_data(raw: Any, path: Path, text: str | None = None) -> Contrac
     )
     raw_tasks = v.required(m, "", "tasks", "list at least one task under tasks:")
     if not isinstance(raw_tasks, list) or not raw_tasks:
-        raise v.fail("tasks", f"expected a non-empty list, got {_show(raw_tasks)}", "write tasks: [...]")
+        raise v.fail(
+            "tasks", f"expected a non-empty list, got {_show(raw_tasks)}", "write tasks: [...]"
+        )
     tasks: list[TaskSpec] = []
     seen: dict[str, int] = {}
     for i, rt in enumerate(raw_tasks):

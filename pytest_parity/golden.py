@@ -1,0 +1,145 @@
+"""Golden-set task source: a JSONL file, one item per line.
+
+Each line is a JSON object::
+
+    {"id": "q1", "prompt": "What is 2 + 3?", "reference": "5", "metadata": {"topic": "math"}}
+
+``prompt`` is sent as a single user message (or through the task's template); ``messages`` (a list
+of chat messages) may be given instead. ``reference`` is what the scorer compares against;
+``metadata`` is optional and may carry the task's cluster key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ITEM_KEYS = ("id", "prompt", "messages", "reference", "metadata", "tools")
+ROLES = ("system", "user", "assistant", "tool", "developer")
+
+
+class GoldenError(ValueError):
+    """A golden-set file that cannot be used; the message is one line with file and line number."""
+
+
+@dataclass(frozen=True)
+class Item:
+    id: str
+    prompt: str | None
+    messages: tuple[Mapping[str, Any], ...] | None
+    reference: str | None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    tools: tuple[Mapping[str, Any], ...] | None = None
+
+    def display_prompt(self) -> str:
+        """The prompt as a person reads it: chat messages flattened to ``role: content`` lines."""
+        if self.prompt is not None:
+            return self.prompt
+        assert self.messages is not None
+        return "\n".join(f"{m.get('role')}: {m.get('content')}" for m in self.messages)
+
+
+def load_golden(
+    path: Path, *, limit: int | None = None, cluster_key: str | None = None
+) -> list[Item]:
+    """Read and check a golden set; every problem names the file and the line."""
+    items: list[Item] = []
+    seen: dict[str, int] = {}
+    try:
+        fh = path.open(encoding="utf-8")
+    except OSError as exc:
+        raise GoldenError(f"{path}: cannot read golden set: {exc.strerror}") from None
+    with fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            item = _parse_line(path, lineno, line, cluster_key)
+            if item.id in seen:
+                raise GoldenError(
+                    f"{path}:{lineno}: duplicate id {item.id!r} (first on line {seen[item.id]})"
+                    " (hint: ids pair the two stacks' answers and must be unique)"
+                )
+            seen[item.id] = lineno
+            items.append(item)
+            if limit is not None and len(items) >= limit:
+                break
+    if not items:
+        raise GoldenError(f"{path}: the golden set has no items (hint: one JSON object per line)")
+    return items
+
+
+def _parse_line(path: Path, lineno: int, line: str, cluster_key: str | None) -> Item:
+    where = f"{path}:{lineno}"
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise GoldenError(f"{where}: not valid JSON: {exc.msg} at column {exc.colno}") from None
+    if not isinstance(obj, dict):
+        raise GoldenError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    unknown = [k for k in obj if k not in ITEM_KEYS]
+    if unknown:
+        raise GoldenError(
+            f"{where}: unknown key {unknown[0]!r} (hint: known keys are {', '.join(ITEM_KEYS)};"
+            " put anything else under metadata)"
+        )
+    raw_id = obj.get("id")
+    if isinstance(raw_id, bool) or not isinstance(raw_id, str | int) or str(raw_id) == "":
+        raise GoldenError(f"{where}: id: required, a non-empty string or number")
+    prompt = obj.get("prompt")
+    messages = obj.get("messages")
+    if (prompt is None) == (messages is None):
+        raise GoldenError(f"{where}: give exactly one of prompt (a string) or messages (a list)")
+    if prompt is not None and (not isinstance(prompt, str) or not prompt.strip()):
+        raise GoldenError(f"{where}: prompt: expected a non-empty string")
+    msgs: tuple[Mapping[str, Any], ...] | None = None
+    if messages is not None:
+        if not isinstance(messages, list) or not messages:
+            raise GoldenError(f"{where}: messages: expected a non-empty list of chat messages")
+        for j, msg in enumerate(messages):
+            if (
+                not isinstance(msg, dict)
+                or msg.get("role") not in ROLES
+                or not isinstance(msg.get("content", ""), str | list)
+            ):
+                raise GoldenError(
+                    f"{where}: messages[{j}]: expected {{'role': one of {', '.join(ROLES)},"
+                    " 'content': text}"
+                )
+        msgs = tuple(messages)
+    reference = obj.get("reference")
+    if reference is not None and not isinstance(reference, str):
+        if isinstance(reference, bool) or not isinstance(reference, int | float):
+            raise GoldenError(f"{where}: reference: expected a string or a number")
+        reference = str(reference)
+    metadata = obj.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise GoldenError(f"{where}: metadata: expected a JSON object")
+    if cluster_key is not None and cluster_key not in metadata:
+        raise GoldenError(
+            f"{where}: metadata.{cluster_key}: missing (the task declares cluster_key:"
+            f" {cluster_key}; every item needs it)"
+        )
+    tools = obj.get("tools")
+    if tools is not None and not isinstance(tools, list):
+        raise GoldenError(f"{where}: tools: expected a list of tool definitions")
+    return Item(
+        id=str(raw_id),
+        prompt=prompt,
+        messages=msgs,
+        reference=reference,
+        metadata=metadata,
+        tools=None if tools is None else tuple(tools),
+    )
+
+
+def data_digest(path: Path) -> str:
+    """sha256 of a data file, for the report's provenance."""
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

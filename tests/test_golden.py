@@ -1,0 +1,72 @@
+"""Golden sets: one item per line; every bad line is reported with its line number."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pytest_parity.golden import GoldenError, load_golden
+
+
+def write(tmp_path: Path, *lines: str) -> Path:
+    path = tmp_path / "golden.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_reads_prompt_and_message_items(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '{"id": "q1", "prompt": "What is 2 + 3?", "reference": "5"}',
+        "",
+        '{"id": 2, "messages": [{"role": "system", "content": "Be brief."},'
+        ' {"role": "user", "content": "Capital of France?"}], "reference": "Paris",'
+        ' "metadata": {"topic": "geo"}}',
+    )
+    items = load_golden(path)
+    assert [i.id for i in items] == ["q1", "2"]
+    assert items[0].display_prompt() == "What is 2 + 3?"
+    assert items[1].display_prompt() == "system: Be brief.\nuser: Capital of France?"
+    assert items[1].metadata == {"topic": "geo"}
+
+
+def test_limit(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, *[f'{{"id": "{i}", "prompt": "p", "reference": "r"}}' for i in range(10)]
+    )
+    assert len(load_golden(path, limit=3)) == 3
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"id": "a", "prompt": "p"', "golden.jsonl:2: not valid JSON"),
+        ('{"prompt": "p"}', "golden.jsonl:2: id: required"),
+        ('{"id": "b", "reference": "r"}', "golden.jsonl:2: give exactly one of prompt"),
+        ('{"id": "q1", "prompt": "p"}', "golden.jsonl:2: duplicate id 'q1' (first on line 1)"),
+        ('{"id": "c", "prompt": "p", "answer": "x"}', "golden.jsonl:2: unknown key 'answer'"),
+        (
+            '{"id": "d", "messages": [{"role": "robot", "content": "x"}]}',
+            "golden.jsonl:2: messages[0]",
+        ),
+        ("[1, 2]", "golden.jsonl:2: expected a JSON object"),
+    ],
+)
+def test_bad_line_names_file_and_line(tmp_path: Path, line: str, message: str) -> None:
+    path = write(tmp_path, '{"id": "q1", "prompt": "p", "reference": "r"}', line)
+    with pytest.raises(GoldenError) as err:
+        load_golden(path)
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_cluster_key_must_be_present(tmp_path: Path) -> None:
+    path = write(tmp_path, '{"id": "q1", "prompt": "p", "reference": "r", "metadata": {}}')
+    with pytest.raises(GoldenError, match=r"metadata\.passage: missing"):
+        load_golden(path, cluster_key="passage")
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    with pytest.raises(GoldenError, match="has no items"):
+        load_golden(write(tmp_path, ""))
