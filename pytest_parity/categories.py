@@ -43,7 +43,8 @@ CATEGORIES: dict[str, str] = {
     "abstain": "says it does not know, e.g. 'I don't know', 'I'm not sure', 'cannot determine', "
     "'not enough information' (English patterns, first and last 300 characters)",
     "language_switch": "the answer is mostly in another script than the prompt (e.g. Cyrillic or "
-    "CJK for a Latin prompt); 20+ letters each side, 60%+ of letters in the dominant script",
+    "CJK for a Latin prompt); 20+ letters each side (a CJK character counts 3), 60%+ of them in "
+    "the dominant script",
     "format_error": "the scorer could not parse the task's expected answer format",
     "wrong_answer": "a parsed answer the scorer gave less than 0.5",
     "answered": "an answer with no score (no reference) and no failure found by the rules above",
@@ -254,15 +255,17 @@ def script_of(ch: str) -> str | None:
 
 
 def dominant_script(text: str, min_letters: int = 20, share: float = 0.6) -> str | None:
-    """The script of at least ``share`` of the first 2,000 letters, if there are enough letters."""
+    """The script of at least ``share`` of the first ~2,000 letters, if there are enough letters
+    (CJK characters weigh 3: a short CJK answer is as long as a Latin sentence)."""
     counts: Counter[str] = Counter()
     total = 0
     for ch in text:
         s = script_of(ch)
         if s is None:
             continue
-        counts[s] += 1
-        total += 1
+        weight = 3 if s == "CJK" else 1  # one CJK character carries about a short word
+        counts[s] += weight
+        total += weight
         if total >= 2000:
             break
     if total < min_letters:
