@@ -1,0 +1,548 @@
+"""The pytest wiring: options, contract loading, generated tests, fixtures, the verdict section.
+
+This is the only module that imports pytest. It is loaded by the ``pytest11`` entry point in
+every pytest run of the environment, so everything heavy (numpy, scipy, httpx, lm_eval,
+pytest_html) is imported inside the hooks that first need it, and only when a contract is given.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Generator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from pytest_parity.contract import Contract, EndpointSpec, TaskSpec
+    from pytest_parity.results import CheckResult, RunResult, TaskResult
+    from pytest_parity.runner import Progress, TaskRun
+
+CHECK_NAMES = ("delta", "failure_modes", "error_direction")
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from pytest_parity import hooks
+
+    pluginmanager.add_hookspecs(hooks)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("parity", "parity gate (pytest-parity)")
+
+    def add(name: str, ini: str | None = None, **kw: Any) -> None:
+        group.addoption(f"--parity-{name}", dest=f"parity_{name.replace('-', '_')}", **kw)
+        if ini is not None:
+            parser.addini(f"parity_{name.replace('-', '_')}", ini, default=None)
+
+    add(
+        "contract",
+        "parity contract YAML",
+        metavar="PATH",
+        help="run the parity gate of this contract",
+    )
+    add(
+        "cache-dir",
+        "directory of the response cache",
+        metavar="DIR",
+        help="response cache directory (default: .parity-cache under the rootdir)",
+    )
+    add(
+        "no-cache",
+        action="store_true",
+        default=False,
+        help="do not read or write the response cache",
+    )
+    add(
+        "refresh",
+        action="store_true",
+        default=False,
+        help="re-send every request and overwrite cached responses",
+    )
+    add(
+        "record",
+        metavar="PATH",
+        help="record the baseline's responses into PATH (replay them later with kind: replay)",
+    )
+    add("report", metavar="PATH", help="write the standalone HTML parity report to PATH")
+    add("json", metavar="PATH", help="write every number of the verdict as JSON to PATH")
+    add("markdown", metavar="PATH", help="append a Markdown summary to PATH (CI step summaries)")
+    add(
+        "out",
+        "directory for disagreement files",
+        metavar="DIR",
+        help="directory for the sampled disagreements (default: parity-out under the rootdir)",
+    )
+    add(
+        "max-time",
+        metavar="SECONDS",
+        type=float,
+        help="no task starts after this many seconds of the run",
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# configuration
+
+
+PARITY_KEY = pytest.StashKey["ParitySession"]()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "safety_critical: gate this parity task with the contract's safety-critical tolerance"
+        " and policy (inconclusive fails, one new failure is enough)",
+    )
+    config.addinivalue_line("markers", "parity: a test generated from the parity contract")
+    path = _option(config, "contract")
+    if not path:
+        return
+    from pytest_parity.contract import ContractError, load_contract
+
+    base = config.invocation_params.dir
+    if not config.getoption("parity_contract") and config.inipath is not None:
+        base = config.inipath.parent  # an ini setting is relative to the ini file
+    full = Path(path) if Path(path).is_absolute() else base / path
+    try:
+        contract = load_contract(full if full.exists() else Path(path))
+    except ContractError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    session = ParitySession(config, contract)
+    config.stash[PARITY_KEY] = session
+    config.pluginmanager.register(session, "parity-session")
+    if config.pluginmanager.hasplugin("html"):
+        from pytest_parity.report_html import ParityHtmlHooks
+
+        config.pluginmanager.register(ParityHtmlHooks(session.run_result), "parity-html")
+    if (
+        config.pluginmanager.hasplugin("xdist")
+        and getattr(config.option, "dist", "no") == "load"
+        and not hasattr(config, "workerinput")
+    ):
+        # The checks of one task share one run: keep them on one worker.
+        config.option.dist = "loadgroup"
+
+
+def _option(config: pytest.Config, name: str) -> Any:
+    key = f"parity_{name.replace('-', '_')}"
+    value = config.getoption(key)
+    if value in (None, False):
+        try:
+            value = config.getini(key)
+        except ValueError:
+            value = None
+    return value
+
+
+def _out_path(config: pytest.Config, value: str) -> Path:
+    p = Path(value)
+    return p if p.is_absolute() else config.invocation_params.dir / p
+
+
+# ----------------------------------------------------------------------------------------------
+# the generated tests
+
+
+class GateModule(pytest.Module):
+    """The contract file as a test module: its tests are this plugin's ``test_parity``."""
+
+    def _getobj(self) -> Any:
+        return sys.modules[__name__]
+
+
+def test_parity(parity_check: CheckResult) -> None:
+    """One part of parity for one task of the contract (generated per task and check)."""
+    status = parity_check["status"]
+    reasons = "; ".join(parity_check["reasons"])
+    if status == "PASS":
+        return
+    if status == "SKIP":
+        pytest.skip(reasons or "check not applicable")
+    if status == "INCONCLUSIVE" and parity_check["numbers"].get("policy") == "warn":
+        pytest.xfail(f"INCONCLUSIVE: {reasons}")
+    pytest.fail(f"{parity_check['name']} {status}: {reasons}", pytrace=False)
+
+
+class ParityRunError(Exception):
+    """The task could not be evaluated: a pytest ERROR, never a PASS or a FAIL."""
+
+
+class Parity:
+    """The ``parity`` fixture: both endpoints of the contract and its tasks, for your own tests."""
+
+    def __init__(self, session: ParitySession) -> None:
+        self._session = session
+
+    @property
+    def contract(self) -> Contract:
+        return self._session.contract
+
+    @property
+    def baseline(self) -> EndpointSpec:
+        return self._session.contract.baseline
+
+    @property
+    def candidate(self) -> EndpointSpec:
+        return self._session.contract.candidate
+
+    @property
+    def tasks(self) -> list[str]:
+        return [t.name for t in self._session.contract.tasks]
+
+    def run(self, task: str) -> TaskRun:
+        """Query both stacks on the task's items (once per process; cached responses reused)."""
+        return self._session.task_run(task)
+
+    def compare(self, task: str, *, safety_critical: bool = False) -> TaskResult:
+        """Every check of a task; raises ParityRunError when it cannot be evaluated."""
+        return self._session.task_result(task, safety_critical)
+
+    def ask(self, prompt: str, **params: Any) -> dict[str, Any]:
+        """Send one prompt to both stacks; returns {"baseline": Response, "candidate": Response}."""
+        return self._session.ask(prompt, params)
+
+
+@pytest.fixture(scope="session")
+def parity(request: pytest.FixtureRequest) -> Parity:
+    session = request.config.stash.get(PARITY_KEY, None)
+    if session is None:
+        pytest.skip("no parity contract given (--parity-contract=PATH)")
+    return Parity(session)
+
+
+@pytest.fixture
+def parity_task(parity: Parity, parity_case: tuple[str, str]) -> TaskSpec:
+    """The contract's spec of the task this generated test gates."""
+    return parity.contract.task(parity_case[0])
+
+
+@pytest.fixture
+def parity_result(
+    parity: Parity, parity_case: tuple[str, str], request: pytest.FixtureRequest
+) -> TaskResult:
+    """Every check of this test's task, under the safety-critical policy when marked so."""
+    safety = request.node.get_closest_marker("safety_critical") is not None
+    return parity.compare(parity_case[0], safety_critical=safety)
+
+
+@pytest.fixture
+def parity_check(parity_result: TaskResult, parity_case: tuple[str, str]) -> CheckResult:
+    """The check this generated test asserts."""
+    check = parity_result["checks"].get(parity_case[1])
+    if check is None:
+        raise ParityRunError(f"task {parity_case[0]}: check {parity_case[1]} was not computed")
+    if check["status"] == "ERROR":
+        raise ParityRunError(f"task {parity_case[0]}: {'; '.join(check['reasons'])}")
+    return check
+
+
+# ----------------------------------------------------------------------------------------------
+# the session object
+
+
+class ParitySession:
+    """Per-process state of a gate run, registered as a plugin when a contract is given."""
+
+    def __init__(self, config: pytest.Config, contract: Contract) -> None:
+        from pytest_parity.verdict import now
+
+        self.config = config
+        self.contract = contract
+        self.started = now()
+        self._runs: dict[str, TaskRun | ParityRunError] = {}
+        self._results: dict[tuple[str, bool], TaskResult] = {}
+        self._unreported: list[TaskResult] = []
+        self.collected: dict[str, TaskResult] = {}  # controller: results from every process
+        self._runner: Any = None
+        self._run_result: RunResult | None = None
+        self._progress_shown = -1.0
+
+    # -- collection ---------------------------------------------------------------------------
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection_modifyitems(
+        self, session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+    ) -> None:
+        module = GateModule.from_parent(session, path=self.contract.path)
+        items.extend(session.genitems(module))
+
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        if metafunc.function is not test_parity:
+            return
+        xdist = self.config.pluginmanager.hasplugin("xdist")
+        params = []
+        for task in self.contract.tasks:
+            for check in CHECK_NAMES:
+                marks: list[pytest.MarkDecorator] = [pytest.mark.parity]
+                if task.safety_critical:
+                    marks.append(pytest.mark.safety_critical)
+                if xdist:
+                    marks.append(pytest.mark.xdist_group(task.name))
+                params.append(
+                    pytest.param((task.name, check), id=f"{task.name}-{check}", marks=marks)
+                )
+        metafunc.parametrize("parity_case", params)
+
+    # -- running ------------------------------------------------------------------------------
+
+    def runner(self) -> Any:
+        if self._runner is None:
+            import time
+
+            from pytest_parity.runner import Runner
+
+            max_time = _option(self.config, "max-time")
+            self._runner = Runner(
+                self.contract,
+                cache=self._open_cache(),
+                recorder=self._open_recorder(),
+                classify=self._classify,
+                on_progress=self._progress,
+                deadline=None if not max_time else time.monotonic() + float(max_time),
+            )
+        return self._runner
+
+    def _open_cache(self) -> Any:
+        if _option(self.config, "no-cache"):
+            return None
+        from pytest_parity.cache import ResponseCache
+
+        value = _option(self.config, "cache-dir")
+        directory = (
+            _out_path(self.config, value) if value else self.config.rootpath / ".parity-cache"
+        )
+        return ResponseCache(directory, refresh=bool(_option(self.config, "refresh")))
+
+    def _open_recorder(self) -> Any:
+        value = _option(self.config, "record")
+        if not value:
+            return None
+        from pytest_parity.recording import Recorder
+
+        return Recorder(_out_path(self.config, value), contract_digest=self.contract.digest)
+
+    def _classify(self, side: Mapping[str, Any]) -> tuple[str, str]:
+        from pytest_parity.categories import direction_of
+        from pytest_parity.runner import default_classifier
+
+        category, direction = default_classifier(side)
+        if side["error"] is None:  # infrastructure failures are never model categories
+            hook = self.config.hook
+            custom = hook.pytest_parity_classify(
+                task=side["task"],
+                item_id=side["item_id"],
+                side=side["side"],
+                text=side["text"],
+                finish_reason=side["finish_reason"],
+                error=side["error"],
+                error_kind=side["error_kind"],
+                tool_calls=side["tool_calls"],
+                score=side["score"],
+                parsed=side["parsed"],
+                reference=side["reference"],
+                prompt=side["prompt"],
+                default=category,
+            )
+            if custom:
+                category = str(custom)
+                direction = direction_of(category)
+        override = self.config.hook.pytest_parity_direction(category=category)
+        return category, str(override or direction)
+
+    def _progress(self, progress: Progress) -> None:
+        """A line every few seconds on long tasks: done / total per stack, rate and ETA."""
+        import time
+
+        if self.config.get_verbosity() < 0 or hasattr(self.config, "workerinput"):
+            return  # silent under -q; xdist workers have no terminal
+        now = time.monotonic()
+        done = sum(progress.done.values())
+        total = 2 * progress.total
+        elapsed = now - progress.started
+        first = self._progress_shown < progress.started
+        if elapsed < 5.0 or (not first and now - self._progress_shown < 10.0 and done < total):
+            return
+        tr = self.config.pluginmanager.get_plugin("terminalreporter")
+        capman = self.config.pluginmanager.get_plugin("capturemanager")
+        if tr is None or capman is None:
+            return
+        self._progress_shown = now
+        rate = done / max(elapsed, 1e-9)
+        eta = (total - done) / rate if rate > 0 else float("inf")
+        with capman.global_and_fixture_disabled():
+            tr.write_line(
+                f"[parity] {progress.task}: baseline {progress.done['baseline']}/{progress.total},"
+                f" candidate {progress.done['candidate']}/{progress.total},"
+                f" {rate:.1f} requests/s, ETA {eta:.0f}s"
+            )
+
+    def task_run(self, name: str) -> TaskRun:
+        from pytest_parity.runner import TaskRunError
+
+        if name not in self._runs:
+            task = self.contract.task(name)
+            try:
+                self._runs[name] = self.runner().run(task)
+            except TaskRunError as exc:
+                self._runs[name] = ParityRunError(str(exc))
+        run = self._runs[name]
+        if isinstance(run, ParityRunError):
+            raise run
+        return run
+
+    def task_result(self, name: str, safety_critical: bool = False) -> TaskResult:
+        from pytest_parity.verdict import evaluate
+
+        task = self.contract.task(name)
+        if safety_critical:
+            task = task.with_safety_critical(self.contract.defaults)
+        key = (name, task.safety_critical)
+        if key not in self._results:
+            try:
+                run = self.task_run(name)
+            except ParityRunError as exc:
+                result = _error_result(task, str(exc))
+            else:
+                result = evaluate(
+                    task, run, self.contract.defaults.seed, self.contract.defaults.disagreements
+                )
+                if task.inconclusive == "warn":
+                    for c in result["checks"].values():
+                        c["numbers"]["policy"] = "warn"
+            self._results[key] = result
+            self._unreported.append(result)
+        result = self._results[key]
+        if result["error"]:
+            raise ParityRunError(result["error"])
+        return result
+
+    def ask(self, prompt: str, params: dict[str, Any]) -> dict[str, Any]:
+        import asyncio
+
+        from pytest_parity.endpoints import Request, open_endpoint
+
+        async def both() -> dict[str, Any]:
+            out: dict[str, Any] = {}
+            for role, spec in (
+                ("baseline", self.contract.baseline),
+                ("candidate", self.contract.candidate),
+            ):
+                ep = open_endpoint(spec)
+                try:
+                    req = Request(
+                        item_id="ask",
+                        messages=({"role": "user", "content": prompt},),
+                        params=params,
+                    )
+                    out[role] = await ep.complete(req)
+                finally:
+                    await ep.aclose()
+            return out
+
+        return asyncio.run(both())
+
+    # -- reporting ----------------------------------------------------------------------------
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        if call.excinfo is not None and call.excinfo.errisinstance(ParityRunError):
+            # One line that names the task, the endpoint and the last error; no traceback.
+            report.longrepr = f"ERROR {item.nodeid}: {call.excinfo.value}"
+        if self._unreported and (report.when == "call" or report.failed):
+            # Plain dicts: they travel to the xdist controller with the report.
+            report.parity_results = list(self._unreported)  # type: ignore[attr-defined]
+            self._unreported.clear()
+        case = getattr(item, "callspec", None)
+        if case is not None and report.when == "call" and "parity_case" in case.params:
+            task_name = case.params["parity_case"][0]
+            res = next((r for (n, _), r in self._results.items() if n == task_name), None)
+            hooks = self.config.pluginmanager.get_plugin("parity-html")
+            if res is not None and hooks is not None:
+                extras = [*getattr(report, "extras", []), *hooks.task_extras(res)]
+                report.extras = extras  # type: ignore[attr-defined]
+        return report
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        for result in getattr(report, "parity_results", None) or ():
+            self.collected[result["task"]] = result
+
+    def run_result(self) -> RunResult | None:
+        if not self.collected:
+            return None
+        if self._run_result is None or len(self._run_result["tasks"]) != len(self.collected):
+            from pytest_parity import __version__
+            from pytest_parity.verdict import summarize
+
+            order = {t.name: i for i, t in enumerate(self.contract.tasks)}
+            tasks = sorted(self.collected.values(), key=lambda t: order.get(t["task"], 1 << 30))
+            self._run_result = summarize(self.contract, tasks, self.started, __version__)
+        return self._run_result
+
+    def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int) -> None:
+        if hasattr(self.config, "workerinput"):
+            return
+        from pytest_parity.terminal import verdict_lines
+
+        run = self.run_result()
+        tr = terminalreporter
+        tr.write_sep("=", "parity verdict")
+        if run is None:
+            tr.write_line("no parity task ran")
+            return
+        files = self._write_outputs(run)
+        for line in verdict_lines(run, files):
+            tr.write_line(line)
+
+    def _write_outputs(self, run: RunResult) -> list[str]:
+        import json
+
+        written: list[str] = []
+        out = _option(self.config, "out")
+        out_dir = _out_path(self.config, out) if out else self.config.rootpath / "parity-out"
+        for t in run["tasks"]:
+            if not t["disagreements"]:
+                continue
+            out_dir.mkdir(parents=True, exist_ok=True)
+            path = out_dir / f"disagreements-{t['task']}.jsonl"
+            with path.open("w", encoding="utf-8") as fh:
+                for d in t["disagreements"]:
+                    fh.write(json.dumps(d, ensure_ascii=False) + "\n")
+            written.append(str(path))
+        targets = (("json", "write_json"), ("markdown", "write_markdown"), ("report", "write_html"))
+        for option, fn in targets:
+            value = _option(self.config, option)
+            if value:
+                from pytest_parity import report
+
+                kwargs = {"append": True} if option == "markdown" else {}
+                getattr(report, fn)(run, _out_path(self.config, value), **kwargs)
+                written.append(f"{option}: {_out_path(self.config, value)}")
+        return written
+
+
+def _error_result(task: TaskSpec, error: str) -> TaskResult:
+    return {
+        "task": task.name,
+        "source": task.source,
+        "safety_critical": task.safety_critical,
+        "tolerance": task.tolerance,
+        "alpha": task.alpha,
+        "n_items": 0,
+        "n_paired": 0,
+        "baseline_score": None,
+        "candidate_score": None,
+        "baseline_errors": 0,
+        "candidate_errors": 0,
+        "checks": {},
+        "verdict": "ERROR",
+        "error": error,
+        "endpoints": {},
+        "disagreements": [],
+        "disagreements_total": 0,
+    }

@@ -1,0 +1,85 @@
+"""The "parity verdict" terminal section: one row per task, then the overall verdict."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pytest_parity.results import CHECKS, RunResult, TaskResult
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x * 100:.1f}"
+
+
+def _row(t: TaskResult) -> list[str]:
+    d = t["checks"].get("delta")
+    num = d["numbers"] if d else {}
+    if d and "delta" in num:
+        delta = f"{num['delta'] * 100:+.2f}"
+        ci = f"[{num['ci_low'] * 100:+.2f}, {num['ci_high'] * 100:+.2f}]"
+        b, c = num.get("b"), num.get("c")
+        flips = f"{b}/{c}" if b is not None else f"{num.get('flip_rate', 0):.0%}"
+    else:
+        delta, ci, flips = "-", "-", "-"
+    cols = [
+        t["task"] + (" (safety)" if t["safety_critical"] else ""),
+        _pct(t["baseline_score"]),
+        _pct(t["candidate_score"]),
+        delta,
+        ci,
+        f"{t['tolerance'] * 100:.2f}",
+        str(t["n_paired"]),
+        flips,
+    ]
+    for name in CHECKS:
+        c_ = t["checks"].get(name)
+        cols.append(c_["status"] if c_ else ("ERROR" if t["error"] else "-"))
+    cols.append(t["verdict"])
+    return cols
+
+
+HEADER = [
+    "task",
+    "old %",
+    "new %",
+    "delta pts",
+    "CI pts",
+    "tol",
+    "n",
+    "flips b/c",
+    "delta",
+    "failure modes",
+    "direction",
+    "verdict",
+]
+
+
+def verdict_lines(run: RunResult, disagreement_files: Sequence[str] = ()) -> list[str]:
+    rows = [HEADER] + [_row(t) for t in run["tasks"]]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    for t in run["tasks"]:
+        if t["error"]:
+            lines.append(f"{t['task']}: ERROR: {t['error']}")
+            continue
+        for c in t["checks"].values():
+            if c["status"] != "PASS":
+                for reason in c["reasons"][:3]:
+                    lines.append(f"{t['task']} {c['name']} {c['status']}: {reason}")
+        if t["disagreements_total"]:
+            lines.append(
+                f"{t['task']}: {t['disagreements_total']} disagreements between the stacks,"
+                f" {len(t['disagreements'])} sampled for review"
+            )
+    for path in disagreement_files:
+        lines.append(f"wrote {path}")
+    pp = run["pass_probability"]
+    if pp is not None and len(run["tasks"]) > 1:
+        lines.append(
+            f"chance that a migration with no real change passes every task at these item counts:"
+            f" {pp:.0%}"
+        )
+    lines.append(f"OVERALL: {run['overall']}")
+    lines.extend(f"  {r}" for r in run["overall_reasons"])
+    return lines
