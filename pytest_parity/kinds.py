@@ -1,13 +1,17 @@
-"""What each endpoint kind accepts: pure data, shared by the contract (validation) and the endpoints.
+"""What each endpoint kind accepts and how it speaks: pure data and pure functions on dicts.
 
 A contract names an endpoint ``kind``; every sampling parameter it sets must be one that kind's
 server really accepts, so a typo or a parameter the server would ignore is a contract error
-instead of a silent drop.
+instead of a silent drop. The endpoint layer turns a request into the kind's wire payload and the
+kind's reply into one normalised shape with the functions here, so they are testable without HTTP.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 # Parameters of OpenAI's chat/completions APIs that OpenAI-compatible servers share.
 OPENAI_PARAMS = frozenset(
@@ -128,21 +132,344 @@ ANTHROPIC_PARAMS = frozenset(
 
 @dataclass(frozen=True)
 class KindInfo:
-    """One endpoint kind: the parameters its server accepts and its protocol family."""
+    """One endpoint kind: the parameters its server accepts, its protocol family, and where its
+    server tells who it is (paths relative to the server root, i.e. base URL without ``/v1``)."""
 
     name: str
     protocol: str  # "openai" | "anthropic" | "replay"
     params: frozenset[str]
     needs_base_url: bool = True
     default_api_key_env: str | None = None
+    identity_paths: tuple[str, ...] = ("/v1/models",)
 
 
 KINDS: dict[str, KindInfo] = {
-    "openai": KindInfo("openai", "openai", OPENAI_PARAMS),
-    "vllm": KindInfo("vllm", "openai", OPENAI_PARAMS | VLLM_EXTRA),
-    "sglang": KindInfo("sglang", "openai", OPENAI_PARAMS | SGLANG_EXTRA),
-    "tensorrt-llm": KindInfo("tensorrt-llm", "openai", OPENAI_PARAMS | TRTLLM_EXTRA),
-    "llama-cpp": KindInfo("llama-cpp", "openai", OPENAI_PARAMS | LLAMA_CPP_EXTRA),
-    "anthropic": KindInfo("anthropic", "anthropic", ANTHROPIC_PARAMS),
-    "replay": KindInfo("replay", "replay", OPENAI_PARAMS | ANTHROPIC_PARAMS, needs_base_url=False),
+    "openai": KindInfo("openai", "openai", OPENAI_PARAMS, default_api_key_env="OPENAI_API_KEY"),
+    "vllm": KindInfo(
+        "vllm", "openai", OPENAI_PARAMS | VLLM_EXTRA, identity_paths=("/v1/models", "/version")
+    ),
+    "sglang": KindInfo(
+        "sglang",
+        "openai",
+        OPENAI_PARAMS | SGLANG_EXTRA,
+        identity_paths=("/v1/models", "/get_model_info", "/get_server_info"),
+    ),
+    "tensorrt-llm": KindInfo(
+        "tensorrt-llm",
+        "openai",
+        OPENAI_PARAMS | TRTLLM_EXTRA,
+        identity_paths=("/v1/models", "/version"),
+    ),
+    "llama-cpp": KindInfo(
+        "llama-cpp",
+        "openai",
+        OPENAI_PARAMS | LLAMA_CPP_EXTRA,
+        identity_paths=("/v1/models", "/props"),
+    ),
+    "anthropic": KindInfo(
+        "anthropic",
+        "anthropic",
+        ANTHROPIC_PARAMS,
+        default_api_key_env="ANTHROPIC_API_KEY",
+        identity_paths=(),
+    ),
+    "replay": KindInfo(
+        "replay",
+        "replay",
+        OPENAI_PARAMS | ANTHROPIC_PARAMS | VLLM_EXTRA | SGLANG_EXTRA | LLAMA_CPP_EXTRA,
+        needs_base_url=False,
+        identity_paths=(),
+    ),
 }
+
+ANTHROPIC_VERSION = "2023-06-01"
+FINISH_REASONS = ("stop", "length", "tool_calls", "content_filter")
+_FINISH = {
+    "stop": "stop",
+    "eos": "stop",
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "length": "length",
+    "max_tokens": "length",
+    "model_length": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "tool_use": "tool_calls",
+    "content_filter": "content_filter",
+    "refusal": "content_filter",
+}
+
+
+class MalformedReply(ValueError):
+    """A 200 reply that is not a usable answer (retried: servers under load send these)."""
+
+
+def normalise_finish_reason(raw: Any) -> str | None:
+    """One vocabulary for all servers: stop, length, tool_calls, content_filter (else None)."""
+    return _FINISH.get(raw) if isinstance(raw, str) else None
+
+
+def server_root(base_url: str) -> str:
+    """The server's root URL: engines serve their identity routes beside ``/v1``, not under it."""
+    base = base_url.rstrip("/")
+    return base[: -len("/v1")] if base.endswith("/v1") else base
+
+
+def request_url(info: KindInfo, base_url: str, api: str) -> str:
+    base = base_url.rstrip("/")
+    if info.protocol == "anthropic":
+        # The Anthropic SDK's base URL has no /v1; accept both spellings.
+        return (base if base.endswith("/v1") else base + "/v1") + "/messages"
+    return base + ("/chat/completions" if api == "chat" else "/completions")
+
+
+# ----------------------------------------------------------------------------------------------
+# requests
+
+
+def build_payload(
+    info: KindInfo,
+    api: str,
+    model: str,
+    params: Mapping[str, Any],
+    *,
+    messages: Sequence[Mapping[str, Any]] | None = None,
+    prompt: str | None = None,
+) -> dict[str, Any]:
+    """The JSON body for one request, in the kind's dialect (plain dicts only)."""
+    if info.protocol == "anthropic":
+        if messages is None:
+            messages = [{"role": "user", "content": prompt or ""}]
+        return _anthropic_payload(model, params, messages)
+    p = dict(params)
+    if api == "chat":
+        if messages is None:
+            messages = [{"role": "user", "content": prompt or ""}]
+        tokens_key = "max_completion_tokens" if info.name == "openai" else "max_tokens"
+        other = "max_tokens" if tokens_key == "max_completion_tokens" else "max_completion_tokens"
+        if other in p:
+            p.setdefault(tokens_key, p.pop(other))
+        if "logprobs" in p and not isinstance(p["logprobs"], bool):
+            # The completions API's "logprobs: k" spelled for chat: a flag plus top_logprobs.
+            k = int(p["logprobs"])
+            p["logprobs"] = True
+            if k > 0:
+                p.setdefault("top_logprobs", k)
+        return {"model": model, "messages": [dict(m) for m in messages], **p}
+    if prompt is None:
+        raise ValueError("the completions API needs a prompt, not chat messages (set api: chat)")
+    if "max_completion_tokens" in p:
+        p.setdefault("max_tokens", p.pop("max_completion_tokens"))
+    if isinstance(p.get("logprobs"), bool):
+        top = int(p.pop("top_logprobs", 0) or 0)
+        if p["logprobs"]:
+            p["logprobs"] = top
+        else:
+            del p["logprobs"]
+    p.pop("top_logprobs", None)
+    return {"model": model, "prompt": prompt, **p}
+
+
+def _anthropic_payload(
+    model: str, params: Mapping[str, Any], messages: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
+    p = dict(params)
+    p.pop("seed", None)  # no Anthropic equivalent; greedy decoding does not depend on it
+    if "max_completion_tokens" in p:
+        p.setdefault("max_tokens", p.pop("max_completion_tokens"))
+    p.setdefault("max_tokens", 1024)  # required by the Messages API
+    if "stop" in p:
+        stop = p.pop("stop")
+        p.setdefault("stop_sequences", [stop] if isinstance(stop, str) else list(stop))
+    if "tools" in p:
+        p["tools"] = [_anthropic_tool(t) for t in p["tools"]]
+    if "tool_choice" in p:
+        p["tool_choice"] = _anthropic_tool_choice(p["tool_choice"])
+    system: list[str] = []
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        role = m.get("role")
+        if role in ("system", "developer"):
+            system.append(str(m.get("content") or ""))
+        elif role == "tool":
+            block = {
+                "type": "tool_result",
+                "tool_use_id": m.get("tool_call_id", ""),
+                "content": str(m.get("content") or ""),
+            }
+            out.append({"role": "user", "content": [block]})
+        elif role == "assistant" and m.get("tool_calls"):
+            blocks: list[dict[str, Any]] = []
+            if m.get("content"):
+                blocks.append({"type": "text", "text": str(m["content"])})
+            for tc in m["tool_calls"]:
+                fn = tc.get("function", tc)
+                args = fn.get("arguments", "{}")
+                blocks.append(
+                    {
+                        "type": "tool_use",
+                        "id": tc.get("id", ""),
+                        "name": fn.get("name", ""),
+                        "input": json.loads(args) if isinstance(args, str) else dict(args),
+                    }
+                )
+            out.append({"role": "assistant", "content": blocks})
+        else:
+            out.append({"role": role, "content": m.get("content")})
+    body: dict[str, Any] = {"model": model, "messages": out, **p}
+    if system:
+        body["system"] = "\n\n".join(system)
+    return body
+
+
+def _anthropic_tool(tool: Mapping[str, Any]) -> dict[str, Any]:
+    if "input_schema" in tool:
+        return dict(tool)
+    fn = tool.get("function", tool)
+    out = {"name": fn["name"], "input_schema": fn.get("parameters") or {"type": "object"}}
+    if fn.get("description"):
+        out["description"] = fn["description"]
+    return out
+
+
+def _anthropic_tool_choice(choice: Any) -> Any:
+    if isinstance(choice, str):
+        return {"type": {"required": "any"}.get(choice, choice)}
+    if isinstance(choice, Mapping) and choice.get("type") == "function":
+        return {"type": "tool", "name": choice["function"]["name"]}
+    return choice
+
+
+# ----------------------------------------------------------------------------------------------
+# replies
+
+
+def parse_reply(info: KindInfo, api: str, data: Any) -> dict[str, Any]:
+    """Normalise a 200 reply: text, finish_reason, tool_calls, usage, logprobs, model.
+
+    Raises :class:`MalformedReply` (with a short reason) when it is not an answer.
+    """
+    if not isinstance(data, Mapping):
+        raise MalformedReply(f"expected a JSON object, got {type(data).__name__}")
+    if info.protocol == "anthropic":
+        return _parse_anthropic(data)
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices:
+        raise MalformedReply("the reply has no choices")
+    choice = choices[0]
+    if not isinstance(choice, Mapping):
+        raise MalformedReply("choices[0] is not an object")
+    tool_calls: list[dict[str, str]] = []
+    logprobs: list[float] | None = None
+    lp = choice.get("logprobs")
+    if api == "chat":
+        msg = choice.get("message")
+        if not isinstance(msg, Mapping):
+            raise MalformedReply("choices[0] has no message")
+        text = msg.get("content") or ""
+        calls = msg.get("tool_calls") or []
+        if msg.get("function_call"):
+            calls = [*calls, {"function": msg["function_call"]}]
+        for tc in calls:
+            fn = tc.get("function", {}) if isinstance(tc, Mapping) else {}
+            args = fn.get("arguments", "")
+            tool_calls.append(
+                {
+                    "name": str(fn.get("name", "")),
+                    "arguments": args if isinstance(args, str) else json.dumps(args),
+                }
+            )
+        if isinstance(lp, Mapping) and isinstance(lp.get("content"), list):
+            logprobs = [float(t["logprob"]) for t in lp["content"] if isinstance(t, Mapping)]
+    else:
+        text = choice.get("text")
+        if isinstance(lp, Mapping) and isinstance(lp.get("token_logprobs"), list):
+            logprobs = [float(x) for x in lp["token_logprobs"] if x is not None]
+    if not isinstance(text, str):
+        raise MalformedReply("choices[0] has no text")
+    return {
+        "text": text,
+        "finish_reason": normalise_finish_reason(choice.get("finish_reason")),
+        "tool_calls": tool_calls,
+        "usage": _usage(data.get("usage")),
+        "logprobs": logprobs,
+        "model": data.get("model") if isinstance(data.get("model"), str) else None,
+    }
+
+
+def _parse_anthropic(data: Mapping[str, Any]) -> dict[str, Any]:
+    if data.get("type") == "error":
+        raise MalformedReply("the reply is an error object")
+    content = data.get("content")
+    if not isinstance(content, list):
+        raise MalformedReply("the reply has no content list")
+    texts: list[str] = []
+    tool_calls: list[dict[str, str]] = []
+    for block in content:
+        if not isinstance(block, Mapping):
+            continue
+        if block.get("type") == "text":
+            texts.append(str(block.get("text", "")))
+        elif block.get("type") == "tool_use":
+            tool_calls.append(
+                {
+                    "name": str(block.get("name", "")),
+                    "arguments": json.dumps(block.get("input", {})),
+                }
+            )
+    raw_usage = data.get("usage")
+    usage: dict[str, int] = {}
+    if isinstance(raw_usage, Mapping):
+        inp, out = raw_usage.get("input_tokens"), raw_usage.get("output_tokens")
+        if isinstance(inp, int) and isinstance(out, int):
+            usage = {"prompt_tokens": inp, "completion_tokens": out, "total_tokens": inp + out}
+    return {
+        "text": "".join(texts),
+        "finish_reason": normalise_finish_reason(data.get("stop_reason")),
+        "tool_calls": tool_calls,
+        "usage": usage,
+        "logprobs": None,
+        "model": data.get("model") if isinstance(data.get("model"), str) else None,
+    }
+
+
+def _usage(raw: Any) -> dict[str, int]:
+    if not isinstance(raw, Mapping):
+        return {}
+    return {
+        k: v
+        for k, v in raw.items()
+        if k in ("prompt_tokens", "completion_tokens", "total_tokens")
+        and isinstance(v, int)
+        and not isinstance(v, bool)
+    }
+
+
+def engine_facts(path: str, data: Any) -> dict[str, Any]:
+    """What an identity route says about the engine (best effort: unknown shapes give {})."""
+    if not isinstance(data, Mapping):
+        return {}
+    facts: dict[str, Any] = {}
+    if path == "/v1/models" and isinstance(data.get("data"), list):
+        models = [m for m in data["data"] if isinstance(m, Mapping)]
+        facts["served_models"] = [str(m.get("id")) for m in models]
+        for m in models[:1]:
+            if isinstance(m.get("owned_by"), str):
+                facts["owned_by"] = m["owned_by"]
+            if isinstance(m.get("root"), str):
+                facts["model_root"] = m["root"]
+            if isinstance(m.get("max_model_len"), int):
+                facts["max_model_len"] = m["max_model_len"]
+    elif path == "/props":
+        for key in ("build_info", "model_path", "model_alias", "total_slots"):
+            if key in data and isinstance(data[key], str | int):
+                facts[key] = data[key]
+        if isinstance(data.get("build_info"), str):
+            facts["version"] = data["build_info"]
+    elif path == "/get_model_info":
+        for key in ("model_path", "tokenizer_path", "weight_version"):
+            if isinstance(data.get(key), str):
+                facts[key] = data[key]
+    elif isinstance(data.get("version"), str):  # vLLM and trtllm-serve /version, SGLang info
+        facts["version"] = data["version"]
+    return facts

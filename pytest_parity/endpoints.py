@@ -1,0 +1,564 @@
+"""The endpoint layer: requests in, normalised responses out, whatever the server does.
+
+An :class:`Endpoint` sends requests with bounded concurrency (``spec.max_concurrency``), a
+per-attempt timeout (``spec.timeout``) and retries (``spec.max_retries``) with exponential backoff
+and full jitter on connection errors, timeouts, 408/429/5xx (honouring Retry-After), malformed
+JSON and empty choices. A request that still fails returns a :class:`Response` with ``error`` set:
+``complete`` never raises for a failed request, and a failure never looks like an empty answer.
+
+Transport: httpx's request/response model with the ``httpx-aiohttp`` transport (aiohttp's
+connection pool, limits raised to the concurrency), because plain httpx's pool costs grow with
+concurrency (see PERFORMANCE.md). The transport is injected, so unit tests use
+``httpx.MockTransport``. Requests go straight to the transport: an LLM API needs none of the
+client's redirects, cookies or auth flows, and skipping them halves the CPU per request.
+
+Secrets: the API key is read from the environment variable named by ``spec.api_key_env`` when
+the endpoint opens, lives only in the request headers, and is scrubbed from every error text.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import email.utils
+import json
+import os
+import random
+import sys
+import time
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import httpx
+
+from pytest_parity.cache import ResponseCache, canonical_hash
+from pytest_parity.contract import EndpointSpec, thaw
+from pytest_parity.kinds import (
+    ANTHROPIC_VERSION,
+    KINDS,
+    KindInfo,
+    MalformedReply,
+    build_payload,
+    engine_facts,
+    parse_reply,
+    request_url,
+    server_root,
+)
+
+if TYPE_CHECKING:
+    from pytest_parity.recording import Recorder
+
+ERROR_KINDS = ("connect", "timeout", "http", "malformed", "replay")
+_RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
+
+
+@dataclass(frozen=True)
+class Request:
+    """One question to one endpoint. Exactly one of ``messages`` (chat) or ``prompt``."""
+
+    item_id: str
+    messages: tuple[Mapping[str, Any], ...] | None = None
+    prompt: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)  # merged over spec.params
+    repeat: int = 0  # repeat index for sampled requests
+    template: str | None = None  # the task's prompt template (part of the cache key)
+
+    def __post_init__(self) -> None:
+        if (self.messages is None) == (self.prompt is None):
+            raise ValueError(f"request {self.item_id!r}: give exactly one of messages or prompt")
+
+    def request_hash(self) -> str:
+        """sha256 of what is asked (messages/prompt and per-request params), not of who asks:
+        the same question hashes the same for baseline, candidate and a replayed recording."""
+        memo: str | None = self.__dict__.get("_hash")
+        if memo is None:
+            memo = canonical_hash(
+                {
+                    "messages": thaw(self.messages),
+                    "prompt": self.prompt,
+                    "params": thaw(self.params),
+                }
+            )
+            object.__setattr__(self, "_hash", memo)
+        return memo
+
+
+@dataclass(frozen=True)
+class Response:
+    text: str  # "" on error
+    finish_reason: str | None  # "stop" | "length" | "tool_calls" | "content_filter" | None
+    tool_calls: tuple[Mapping[str, Any], ...] = ()  # ({"name": str, "arguments": str}, ...)
+    usage: Mapping[str, int] = field(default_factory=dict)
+    latency_s: float = 0.0
+    error: str | None = None  # one line: endpoint role + URL + last error; no secrets
+    error_kind: str | None = None  # one of ERROR_KINDS
+    cached: bool = False
+    logprobs: tuple[float, ...] | None = None
+    model: str | None = None
+    attempts: int = 1
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "finish_reason": self.finish_reason,
+            "tool_calls": [dict(t) for t in self.tool_calls],
+            "usage": dict(self.usage),
+            "latency_s": self.latency_s,
+            "error": self.error,
+            "error_kind": self.error_kind,
+            "cached": self.cached,
+            "logprobs": None if self.logprobs is None else list(self.logprobs),
+            "model": self.model,
+            "attempts": self.attempts,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], **override: Any) -> Response:
+        values: dict[str, Any] = {
+            "text": d.get("text", ""),
+            "finish_reason": d.get("finish_reason"),
+            "tool_calls": tuple(d.get("tool_calls") or ()),
+            "usage": dict(d.get("usage") or {}),
+            "latency_s": float(d.get("latency_s", 0.0)),
+            "error": d.get("error"),
+            "error_kind": d.get("error_kind"),
+            "cached": bool(d.get("cached", False)),
+            "logprobs": None if d.get("logprobs") is None else tuple(d["logprobs"]),
+            "model": d.get("model"),
+            "attempts": int(d.get("attempts", 1)),
+        }
+        values.update(override)
+        return cls(**values)
+
+
+def failure(error: str, kind: str, latency_s: float = 0.0, attempts: int = 1) -> Response:
+    return Response("", None, error=error, error_kind=kind, latency_s=latency_s, attempts=attempts)
+
+
+@dataclass
+class Progress:
+    """Counters the plugin reads to show rate and ETA (one event loop updates them)."""
+
+    total: int = 0  # requests submitted
+    done: int = 0  # finished, whatever the outcome (includes failed and cached)
+    failed: int = 0
+    cached: int = 0
+    retries: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def rate(self) -> float:
+        """Finished requests per second since the endpoint opened."""
+        elapsed = time.monotonic() - self.started
+        return self.done / elapsed if elapsed > 0 else 0.0
+
+    def eta_s(self) -> float | None:
+        rate = self.rate()
+        return (self.total - self.done) / rate if rate > 0 else None
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "total": self.total,
+            "done": self.done,
+            "failed": self.failed,
+            "cached": self.cached,
+            "retries": self.retries,
+            "elapsed_s": time.monotonic() - self.started,
+            "rate": self.rate(),
+            "eta_s": self.eta_s(),
+        }
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Backoff between attempts: full jitter, ``uniform(0, min(cap, base * 2**n))`` seconds,
+    never less than what the server asked for with Retry-After (up to ``max_retry_after_s``).
+    After ``breaker`` requests in a row failed to connect or timed out on every attempt, the
+    endpoint is considered down: later requests get one attempt each instead of a full retry
+    schedule, so a dead server fails a run in seconds, not hours."""
+
+    base_s: float = 0.5
+    cap_s: float = 20.0
+    max_retry_after_s: float = 120.0
+    breaker: int = 3
+
+    def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
+        d = rng.uniform(0.0, min(self.cap_s, self.base_s * 2.0**attempt))
+        if retry_after is not None:
+            d = max(d, min(retry_after, self.max_retry_after_s))
+        return d
+
+
+def default_transport(max_connections: int) -> httpx.AsyncBaseTransport:
+    """httpx-aiohttp's transport with aiohttp's pool sized to the concurrency.
+
+    The package's top-level module is the one built on httpx (its ``httpx2`` submodule targets the
+    httpx fork); httpx is the library this project depends on and tests against.
+    """
+    from httpx_aiohttp import AiohttpTransport
+
+    limits = httpx.Limits(
+        max_connections=max_connections, max_keepalive_connections=max_connections
+    )
+    transport: httpx.AsyncBaseTransport = AiohttpTransport(limits=limits)
+    return transport
+
+
+class Endpoint(abc.ABC):
+    """One serving stack; see the module docstring. Create with :func:`open_endpoint`."""
+
+    def __init__(
+        self,
+        spec: EndpointSpec,
+        *,
+        cache: ResponseCache | None = None,
+        recorder: Recorder | None = None,
+    ) -> None:
+        self.spec = spec
+        self.info: KindInfo = KINDS[spec.kind]
+        self.progress = Progress()
+        self.cache = cache
+        self.recorder = recorder
+        self._engine: dict[str, Any] | None = None
+        self._engine_lock = asyncio.Lock()
+        self.closed = False
+
+    @property
+    def url(self) -> str:
+        return request_url(self.info, self.spec.base_url, self.spec.api)
+
+    def identity(self, engine: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        ident = self.spec.identity()
+        ident["engine_version"] = (engine or {}).get("version")
+        return ident
+
+    async def engine(self) -> dict[str, Any]:
+        """What the server says about itself (probed once; {} when it says nothing)."""
+        if self._engine is not None:
+            return self._engine
+        async with self._engine_lock:
+            if self._engine is None:
+                self._engine = await self._probe()
+            return self._engine
+
+    async def _probe(self) -> dict[str, Any]:
+        return {}
+
+    async def describe(self) -> dict[str, Any]:
+        """Identity and engine facts for reports and recordings; never secrets."""
+        engine = await self.engine()
+        return {**self.identity(engine), "engine": engine, "url": self.url}
+
+    async def complete(self, request: Request) -> Response:
+        """Answer one request: from the cache, else from the server. Never raises for failures."""
+        progress = self.progress
+        progress.total += 1
+        key = ekey = None
+        if self.cache is not None:
+            ekey = ResponseCache.endpoint_key(self.identity(await self.engine()))
+            key = ResponseCache.key(ekey, request.request_hash(), request.repeat, request.template)
+            hit = self.cache.get(key)
+            if hit is not None:
+                progress.cached += 1
+                progress.done += 1
+                response = Response.from_dict(hit, cached=True)
+                await self._record(request, response)
+                return response
+        response = await self._answer(request)
+        progress.done += 1
+        if response.error is not None:
+            progress.failed += 1
+            return response
+        if self.cache is not None and key is not None and ekey is not None:
+            self.cache.put(
+                key,
+                response.to_dict(),
+                endpoint_key=ekey,
+                item_id=request.item_id,
+                repeat=request.repeat,
+            )
+        await self._record(request, response)
+        return response
+
+    async def _record(self, request: Request, response: Response) -> None:
+        if self.recorder is None or response.error is not None:
+            return
+        self.recorder.header(self.spec.role, await self.describe())
+        self.recorder.write(
+            item_id=request.item_id,
+            request_hash=request.request_hash(),
+            repeat=request.repeat,
+            response=response.to_dict(),
+        )
+
+    @abc.abstractmethod
+    async def _answer(self, request: Request) -> Response:
+        """Answer from the source of truth (server or recording), bypassing cache."""
+
+    async def aclose(self) -> None:
+        """Release connections (call inside the event loop that used the endpoint)."""
+        self.closed = True
+
+    async def __aenter__(self) -> Endpoint:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.spec.role}, {self.spec.kind}, {self.url!r})"
+
+
+def open_endpoint(
+    spec: EndpointSpec,
+    *,
+    cache: ResponseCache | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    recorder: Recorder | None = None,
+    retry: RetryPolicy | None = None,
+) -> Endpoint:
+    """The endpoint for ``spec`` (call inside the event loop that will use it)."""
+    if spec.kind == "replay":
+        from pytest_parity.recording import ReplayEndpoint
+
+        # A recording is already local: caching it again would only duplicate it.
+        return ReplayEndpoint(spec, recorder=recorder)
+    return HttpEndpoint(
+        spec, cache=cache, recorder=recorder, transport=transport, retry=retry or RetryPolicy()
+    )
+
+
+def read_api_key(spec: EndpointSpec) -> str | None:
+    """The key from the environment variable the contract names (None when unset or empty)."""
+    if not spec.api_key_env:
+        return None
+    return os.environ.get(spec.api_key_env) or None
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def anthropic_headers(key: str | None) -> dict[str, str]:
+    headers = {"anthropic-version": ANTHROPIC_VERSION}
+    if key:
+        headers["x-api-key"] = key
+    return headers
+
+
+class HttpEndpoint(Endpoint):
+    """A server speaking the OpenAI or Anthropic protocol over HTTP."""
+
+    def __init__(
+        self,
+        spec: EndpointSpec,
+        *,
+        cache: ResponseCache | None,
+        recorder: Recorder | None,
+        transport: httpx.AsyncBaseTransport | None,
+        retry: RetryPolicy,
+    ) -> None:
+        super().__init__(spec, cache=cache, recorder=recorder)
+        key = read_api_key(spec)
+        # Kept only to scrub it from error texts a server might echo it into.
+        self._secret = key
+        self._owns_transport = transport is None
+        self._transport = transport or default_transport(spec.max_concurrency)
+        self._retry = retry
+        self._rng = random.Random()
+        self._sem = asyncio.Semaphore(spec.max_concurrency)
+        self._url = httpx.URL(self.url)
+        self._params = thaw(spec.params)
+        headers = {
+            "content-type": "application/json",
+            "accept": "application/json",
+            "user-agent": "pytest-parity",
+        }
+        headers.update(spec.headers)
+        if self.info.protocol == "anthropic":
+            headers.update(anthropic_headers(key))
+        elif key:
+            headers["authorization"] = f"Bearer {key}"
+        self._headers = httpx.Headers(headers)
+        t = spec.timeout
+        self._timeouts = {"connect": t, "read": t, "write": t, "pool": t}
+        self._down_streak = 0
+
+    def __repr__(self) -> str:
+        return f"HttpEndpoint({self.spec.role}, {self.spec.kind}, {self.url!r})"
+
+    async def _send(
+        self, method: str, url: httpx.URL, content: bytes | None, timeout: float
+    ) -> tuple[int, httpx.Headers, bytes]:
+        ext = (
+            self._timeouts
+            if timeout == self.spec.timeout
+            else dict.fromkeys(self._timeouts, timeout)
+        )
+        req = httpx.Request(
+            method, url, headers=self._headers, content=content, extensions={"timeout": ext}
+        )
+
+        async def go() -> tuple[int, httpx.Headers, bytes]:
+            resp = await self._transport.handle_async_request(req)
+            try:
+                raw = await resp.aread()
+            finally:
+                await resp.aclose()
+            return resp.status_code, resp.headers, raw
+
+        # aiohttp's timeouts are per read; this one bounds the whole exchange (a server that
+        # trickles bytes forever still times out).
+        return await _deadline(go(), timeout)
+
+    async def _probe(self) -> dict[str, Any]:
+        facts: dict[str, Any] = {}
+        answered: list[str] = []
+        root = server_root(self.spec.base_url)
+        for path in self.info.identity_paths:
+            try:
+                status, _, raw = await self._send(
+                    "GET", httpx.URL(root + path), None, min(self.spec.timeout, 10.0)
+                )
+                if status != 200:
+                    continue
+                facts.update(engine_facts(path, json.loads(raw)))
+                answered.append(path)
+            except Exception:
+                continue  # identity is best effort: a server that hides it still serves
+        if answered:
+            facts["probed"] = answered
+        return facts
+
+    async def _answer(self, request: Request) -> Response:
+        params = {**self._params, **thaw(request.params)} if request.params else self._params
+        body = build_payload(
+            self.info,
+            self.spec.api,
+            self.spec.model,
+            params,
+            messages=None if request.messages is None else [dict(m) for m in request.messages],
+            prompt=request.prompt,
+        )
+        content = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        down = self._down_streak >= self._retry.breaker
+        attempts = 1 if down else 1 + self.spec.max_retries
+        kind, last, retry_after = "connect", "", None
+        started = time.perf_counter()
+        n = 0
+        for n in range(1, attempts + 1):
+            if n > 1:
+                self.progress.retries += 1
+                await asyncio.sleep(self._retry.delay(n - 2, retry_after, self._rng))
+            retry_after = None
+            async with self._sem:
+                t0 = time.perf_counter()
+                try:
+                    status, headers, raw = await self._send(
+                        "POST", self._url, content, self.spec.timeout
+                    )
+                except Exception as exc:
+                    kind, last = self._classify(exc)
+                    continue
+            latency = time.perf_counter() - t0
+            if status == 200:
+                try:
+                    parsed = parse_reply(self.info, self.spec.api, json.loads(raw))
+                except (ValueError, MalformedReply) as exc:
+                    kind, last = "malformed", f"malformed reply: {one_line(str(exc), 120)}"
+                    continue
+                self._down_streak = 0
+                return Response(
+                    text=parsed["text"],
+                    finish_reason=parsed["finish_reason"],
+                    tool_calls=tuple(parsed["tool_calls"]),
+                    usage=parsed["usage"],
+                    latency_s=latency,
+                    logprobs=None if parsed["logprobs"] is None else tuple(parsed["logprobs"]),
+                    model=parsed["model"],
+                    attempts=n,
+                )
+            kind = "http"
+            last = f"HTTP {status}: {one_line(raw.decode('utf-8', 'replace'), 200) or '(empty)'}"
+            if status in (401, 403):
+                env = self.spec.api_key_env
+                last += f" (hint: check the key in ${env})" if env else " (hint: set api_key_env)"
+            if status not in _RETRY_STATUS:
+                break
+            retry_after = _retry_after(headers)
+        if kind in ("connect", "timeout"):
+            self._down_streak += 1
+        what = "down (one attempt)" if down else f"failed after {n} attempt(s)"
+        error = f"{self.spec.role} endpoint {self.url}: {what}: {last}"
+        return failure(self._scrub(error), kind, time.perf_counter() - started, n)
+
+    def _classify(self, exc: BaseException) -> tuple[str, str]:
+        cause = exc.__cause__
+        if isinstance(exc, TimeoutError | asyncio.TimeoutError) or (
+            isinstance(exc, httpx.TimeoutException)
+            and (cause is None or isinstance(cause, TimeoutError | asyncio.TimeoutError))
+        ):
+            return "timeout", f"no answer within {self.spec.timeout:g}s (timeout)"
+        # httpx-aiohttp maps every aiohttp connection error to ConnectTimeout: name the cause.
+        real = cause if cause is not None else exc
+        return "connect", f"{type(real).__name__}: {one_line(str(real), 160) or 'no detail'}"
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._secret, "***") if self._secret else text
+
+    async def aclose(self) -> None:
+        if self._owns_transport and not self.closed:
+            await self._transport.aclose()
+        await super().aclose()
+
+
+_T = TypeVar("_T")
+
+
+async def _deadline(aw: Awaitable[_T], seconds: float) -> _T:
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(seconds):
+            return await aw
+    return await asyncio.wait_for(aw, seconds)
+
+
+def _retry_after(headers: httpx.Headers) -> float | None:
+    """Seconds the server asked to wait: retry-after-ms (OpenAI), Retry-After seconds or date."""
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+__all__ = [
+    "ERROR_KINDS",
+    "Endpoint",
+    "HttpEndpoint",
+    "Progress",
+    "Request",
+    "Response",
+    "RetryPolicy",
+    "default_transport",
+    "failure",
+    "open_endpoint",
+    "read_api_key",
+]
