@@ -1,0 +1,444 @@
+"""No new failure modes, direction of error, and the disagreement sample, on constructed records."""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pytest_parity.categories import direction_of
+from pytest_parity.contract import TaskSpec
+from pytest_parity.failures import (
+    check_error_direction,
+    check_failure_modes,
+    disagreement_kind,
+    one_sided_p,
+    sample_disagreements,
+    transition_table,
+)
+from pytest_parity.results import ItemRecord, SideRecord
+
+TASK = TaskSpec(
+    name="qa",
+    source="golden",
+    path=None,
+    scorer="exact",
+    scorer_options={},
+    tolerance=0.015,
+    safety_critical=False,
+    alpha=0.05,
+    min_items=30,
+    inconclusive="fail",
+    max_error_rate=0.02,
+    error_direction="preserve",
+    failure_min_count=5,
+    params={},
+)
+
+
+def side(category: str, direction: str | None = None, text: str | None = None) -> SideRecord:
+    code = direction or direction_of(category)
+    score = None if code == "X" else (1.0 if category == "correct" else 0.0)
+    return {
+        "text": text if text is not None else f"<{category}>",
+        "finish_reason": "length" if category == "truncated" else "stop",
+        "score": score,
+        "parsed": category != "format_error",
+        "category": category,
+        "direction": code,  # type: ignore[typeddict-item]
+        "error": "down" if code == "X" else None,
+        "latency_s": 0.1,
+        "cached": False,
+    }
+
+
+def rec(i: int, old: str | SideRecord, new: str | SideRecord) -> ItemRecord:
+    return {
+        "id": f"q{i}",
+        "prompt": f"question {i}",
+        "reference": f"answer {i}",
+        "cluster": None,
+        "baseline": side(old) if isinstance(old, str) else old,
+        "candidate": side(new) if isinstance(new, str) else new,
+    }
+
+
+def records(*blocks: tuple[int, str, str]) -> list[ItemRecord]:
+    """Blocks of (count, baseline category, candidate category), ids numbered in order."""
+    out: list[ItemRecord] = []
+    for count, old, new in blocks:
+        out.extend(rec(len(out), old, new) for _ in range(count))
+    return out
+
+
+def plain(value: Any) -> Any:
+    """Round-trips through JSON unchanged: the numbers must be plain builtins (xdist, reports)."""
+    assert json.loads(json.dumps(value)) == value
+    return value
+
+
+# ----------------------------------------------------------------------------------------------
+# the exact test
+
+
+def test_one_sided_p_matches_the_reference_numbers() -> None:
+    # STATISTICS.md section 5: from zero, 5 new items reach p < .05, 4 do not
+    assert one_sided_p(4, 0) == pytest.approx(0.0625)
+    assert one_sided_p(5, 0) == pytest.approx(0.03125)
+    assert one_sided_p(7, 1) < 0.05 < one_sided_p(6, 1)
+    assert one_sided_p(0, 0) == 1.0
+    assert one_sided_p(0, 9) == 1.0
+    assert one_sided_p(5, 5) == pytest.approx(0.623046875)
+
+
+# ----------------------------------------------------------------------------------------------
+# failure modes
+
+
+def test_a_new_category_at_equal_accuracy_fails_and_names_it() -> None:
+    recs = records((150, "correct", "correct"), (13, "wrong_answer", "wrong_answer"))
+    recs += records((37, "wrong_answer", "truncated"))
+    for i, r in enumerate(recs):
+        r["id"] = f"q{i}"
+    result = check_failure_modes(recs, TASK)
+    assert result["status"] == "FAIL"
+    assert result["name"] == "failure_modes"
+    assert result["reasons"][0].startswith("new failure category 'truncated': 0 -> 37 of 200 items")
+    assert "entered 37, left 0" in result["reasons"][0]
+    assert "e.g. q163, q164, q165, q166, q167, ..." in result["reasons"][0]
+    t = plain(result["numbers"])["categories"]["truncated"]
+    assert (t["baseline"], t["candidate"], t["entered"], t["left"]) == (0, 37, 37, 0)
+    assert t["status"] == "new" and t["p_value"] < 1e-10
+    assert result["numbers"]["failed"] == ["truncated"]
+
+
+def test_a_new_category_below_the_minimum_passes_with_a_note() -> None:
+    recs = records((190, "correct", "correct"), (6, "wrong_answer", "wrong_answer"))
+    recs += records((4, "wrong_answer", "repetition"))
+    result = check_failure_modes(recs, TASK)
+    assert result["status"] == "PASS"
+    assert any(
+        "'repetition' appeared on 4 item(s), below the minimum of 5" in r for r in result["reasons"]
+    )
+    assert result["numbers"]["categories"]["repetition"]["status"] == "new_below_min"
+    at_min = records((195, "correct", "correct"), (5, "wrong_answer", "repetition"))
+    assert check_failure_modes(at_min, TASK)["status"] == "FAIL"
+    assert check_failure_modes(at_min, replace(TASK, failure_min_count=6))["status"] == "PASS"
+
+
+def test_safety_critical_tasks_fail_on_a_single_new_failure() -> None:
+    recs = records((199, "correct", "correct"), (1, "correct", "refusal"))
+    assert check_failure_modes(recs, TASK)["status"] == "PASS"
+    safety = replace(TASK, safety_critical=True, tolerance=0.005)
+    result = check_failure_modes(recs, safety)
+    assert result["status"] == "FAIL"
+    assert result["numbers"]["min_count"] == 1
+    assert "new failure category 'refusal': 0 -> 1 of 200" in result["reasons"][0]
+    assert "e.g. q199" in result["reasons"][0]
+
+
+def test_a_category_that_grew_beyond_the_margin_fails() -> None:
+    recs = records(
+        (440, "correct", "correct"),
+        (10, "refusal", "refusal"),
+        (35, "correct", "refusal"),
+        (5, "refusal", "correct"),
+        (10, "wrong_answer", "wrong_answer"),
+    )
+    result = check_failure_modes(recs, TASK)
+    assert result["status"] == "FAIL"
+    reason = result["reasons"][0]
+    assert reason.startswith("failure category 'refusal' grew: 15 -> 45 of 500 items")
+    assert "entered 35, left 5, net +6.0% > margin 1.5%" in reason
+    assert result["numbers"]["categories"]["refusal"]["status"] == "grown"
+
+
+def test_a_significant_growth_inside_the_margin_passes() -> None:
+    # entered 60, left 10 of 5,000: p ~ 1e-10, but a net 1.0 points is under the 1.5 point margin
+    recs = records(
+        (4830, "correct", "correct"),
+        (100, "refusal", "refusal"),
+        (60, "correct", "refusal"),
+        (10, "refusal", "correct"),
+    )
+    result = check_failure_modes(recs, TASK)
+    refusal = result["numbers"]["categories"]["refusal"]
+    assert refusal["p_value"] < 1e-6 and refusal["net_share"] == pytest.approx(0.01)
+    assert result["status"] == "PASS"
+    assert check_failure_modes(recs, replace(TASK, tolerance=0.009))["status"] == "FAIL"
+
+
+def test_a_large_but_not_significant_growth_passes() -> None:
+    # 3 -> 6 of 100: net 3 points, but 4 entered vs 1 left is not significant (p ~ 0.19)
+    recs = records((93, "correct", "correct"), (2, "abstain", "abstain"), (4, "correct", "abstain"))
+    recs += records((1, "abstain", "correct"))
+    result = check_failure_modes(recs, TASK)
+    assert result["status"] == "PASS"
+    assert result["numbers"]["categories"]["abstain"]["p_value"] == pytest.approx(0.1875)
+
+
+def test_infrastructure_failures_never_count_as_failure_modes() -> None:
+    recs = records((150, "correct", "correct"), (50, "correct", "timeout"))
+    recs += records((20, "transport_error", "wrong_answer"))
+    result = check_failure_modes(recs, TASK)
+    assert result["status"] == "PASS"
+    assert result["numbers"]["n_paired"] == 150
+    assert result["numbers"]["excluded_infra"] == 70
+    assert "timeout" not in result["numbers"]["categories"]
+    assert "wrong_answer" not in result["numbers"]["categories"]  # only on unpaired items
+
+
+def test_wrong_answers_are_reported_but_left_to_the_delta_and_direction_checks() -> None:
+    recs = records((100, "correct", "correct"), (100, "correct", "wrong_answer"))
+    result = check_failure_modes(recs, TASK)
+    assert result["status"] == "PASS"
+    assert result["numbers"]["categories"]["wrong_answer"]["status"] == "not_gated"
+    assert result["numbers"]["categories"]["wrong_answer"]["candidate"] == 100
+
+
+def test_custom_categories_are_gated_by_their_direction() -> None:
+    new_w = records((190, "correct", "correct"), (10, "correct", "promised_refund"))
+    assert check_failure_modes(new_w, TASK)["status"] == "FAIL"
+    benign = [rec(i, "correct", side("short_answer", direction="C")) for i in range(10)]
+    result = check_failure_modes(records((190, "correct", "correct")) + benign, TASK)
+    assert result["status"] == "PASS"
+    assert result["numbers"]["categories"]["short_answer"]["status"] == "not_gated"
+
+
+def test_nothing_paired_is_inconclusive() -> None:
+    recs = records((10, "timeout", "correct"))
+    assert check_failure_modes(recs, TASK)["status"] == "INCONCLUSIVE"
+    assert check_error_direction(recs, TASK)["status"] == "INCONCLUSIVE"
+
+
+def test_identical_stacks_pass_and_say_what_was_compared() -> None:
+    recs = records(
+        (180, "correct", "correct"), (12, "abstain", "abstain"), (8, "refusal", "refusal")
+    )
+    result = check_failure_modes(recs, TASK)
+    assert result["status"] == "PASS"
+    assert result["reasons"] == [
+        "no new or grown failure category over 200 paired items (abstain 12 -> 12, refusal 8 -> 8)"
+    ]
+    plain(result)
+
+
+# ----------------------------------------------------------------------------------------------
+# direction of error
+
+
+def swap_at_equal_accuracy() -> list[ItemRecord]:
+    """STATISTICS.md section 6: accuracy unchanged, cautious errors replaced by confident ones."""
+    return records(
+        (700, "correct", "correct"),
+        (80, "abstain", "abstain"),
+        (120, "abstain", "wrong_answer"),
+        (95, "wrong_answer", "wrong_answer"),
+        (5, "wrong_answer", "abstain"),
+    )
+
+
+def test_a_swap_of_cautious_for_confident_errors_at_equal_accuracy_fails() -> None:
+    recs = swap_at_equal_accuracy()
+    old = sum(r["baseline"]["score"] or 0 for r in recs)
+    new = sum(r["candidate"]["score"] or 0 for r in recs)
+    assert old == new  # the delta check sees nothing
+    result = check_error_direction(recs, TASK)
+    assert result["status"] == "FAIL"
+    assert result["name"] == "error_direction"
+    reason = result["reasons"][0]
+    assert reason.startswith(
+        "cautious errors became confident errors: 120 cautious -> confident, 5 confident ->"
+        " cautious of 1000 paired items (net +11.5% > margin 0.5%"
+    )
+    assert "abstentions were 67% of errors, now 28%" in reason
+    assert "e.g. q780, q781, q782, q783, q784, ..." in reason
+    numbers = plain(result["numbers"])
+    assert numbers["table"]["A"] == {"C": 0, "A": 80, "W": 120}
+    assert numbers["table"]["W"] == {"C": 0, "A": 5, "W": 95}
+    assert numbers["baseline"] == {"C": 700, "A": 200, "W": 100}
+    assert numbers["candidate"] == {"C": 700, "A": 85, "W": 215}
+    assert numbers["p_value"] < 1e-20
+
+
+def test_confident_errors_becoming_cautious_pass() -> None:
+    recs = records(
+        (700, "correct", "correct"), (120, "wrong_answer", "refusal"), (80, "abstain", "abstain")
+    )
+    result = check_error_direction(recs, TASK)
+    assert result["status"] == "PASS"
+    assert result["reasons"][0].startswith(
+        "direction of error preserved: 0 cautious -> confident, 120"
+    )
+
+
+def test_every_confident_failure_category_counts_as_confident() -> None:
+    recs = records((900, "correct", "correct"))
+    for cat in ("truncated", "format_error", "repetition", "language_switch", "empty"):
+        recs += records((20, "refusal", cat))
+    for i, r in enumerate(recs):
+        r["id"] = f"q{i}"
+    result = check_error_direction(recs, TASK)
+    assert result["numbers"]["a_to_w"] == 100
+    assert result["status"] == "FAIL"
+
+
+def test_direction_margin_and_significance_are_both_required() -> None:
+    # significant (p ~ 1e-6) but a net 0.3 points of 10,000 is under tolerance/3 = 0.5 points
+    small = records(
+        (9950, "correct", "correct"),
+        (40, "abstain", "wrong_answer"),
+        (10, "wrong_answer", "abstain"),
+    )
+    r1 = check_error_direction(small, TASK)
+    assert r1["numbers"]["p_value"] < 1e-4 and r1["status"] == "PASS"
+    # a 2 point net move on 100 items, but 2 vs 0 is not significant
+    few = records((98, "correct", "correct"), (2, "abstain", "wrong_answer"))
+    r2 = check_error_direction(few, TASK)
+    assert r2["numbers"]["net_share"] == pytest.approx(0.02) and r2["status"] == "PASS"
+    # a tighter tolerance turns the first into a FAIL
+    assert check_error_direction(small, replace(TASK, tolerance=0.006))["status"] == "FAIL"
+
+
+def test_error_direction_ignore_skips_with_a_reason() -> None:
+    result = check_error_direction(
+        swap_at_equal_accuracy(), replace(TASK, error_direction="ignore")
+    )
+    assert result["status"] == "SKIP"
+    assert result["reasons"] == ["the contract sets error_direction: ignore for task qa"]
+
+
+def test_infrastructure_items_leave_the_transition_table() -> None:
+    recs = records(
+        (10, "abstain", "timeout"),
+        (5, "transport_error", "wrong_answer"),
+        (3, "abstain", "wrong_answer"),
+    )
+    table = transition_table(recs)
+    assert table["A"]["W"] == 3 and sum(sum(r.values()) for r in table.values()) == 3
+    assert check_error_direction(recs, TASK)["numbers"]["excluded_infra"] == 15
+
+
+SIDES = st.sampled_from(["correct", "abstain", "refusal", "wrong_answer", "truncated", "timeout"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(SIDES, SIDES), min_size=1, max_size=80))
+def test_swapping_the_stacks_mirrors_both_checks(pairs: list[tuple[str, str]]) -> None:
+    forward = [rec(i, a, b) for i, (a, b) in enumerate(pairs)]
+    backward = [rec(i, b, a) for i, (a, b) in enumerate(pairs)]
+    f, b = check_error_direction(forward, TASK), check_error_direction(backward, TASK)
+    assert (f["numbers"]["a_to_w"], f["numbers"]["w_to_a"]) == (
+        b["numbers"]["w_to_a"],
+        b["numbers"]["a_to_w"],
+    )
+    assert not (f["status"] == "FAIL" and b["status"] == "FAIL")
+    fm, bm = check_failure_modes(forward, TASK), check_failure_modes(backward, TASK)
+    for name, row in fm["numbers"]["categories"].items():
+        mirror = bm["numbers"]["categories"][name]
+        assert (row["entered"], row["left"]) == (mirror["left"], mirror["entered"])
+        assert (row["baseline"], row["candidate"]) == (mirror["candidate"], mirror["baseline"])
+
+
+def noisy_run(seed: int, n: int = 400) -> list[ItemRecord]:
+    """Two equally good stacks: each item's candidate answer is the baseline's, or with 15%
+    chance a fresh draw from the same mix of outcomes."""
+    rng = random.Random(seed)
+    mix = ["correct"] * 70 + ["wrong_answer"] * 14 + ["abstain"] * 8 + ["refusal"] * 4
+    mix += ["format_error"] * 3 + ["truncated"] * 1
+    out = []
+    for i in range(n):
+        old = rng.choice(mix)
+        new = rng.choice(mix) if rng.random() < 0.15 else old
+        out.append(rec(i, old, new))
+    return out
+
+
+def test_noise_between_equal_stacks_rarely_trips_either_check() -> None:
+    runs = [noisy_run(seed) for seed in range(100)]
+    modes = sum(check_failure_modes(r, TASK)["status"] == "FAIL" for r in runs)
+    direction = sum(check_error_direction(r, TASK)["status"] == "FAIL" for r in runs)
+    # the checks are one-sided tests at alpha = .05 with a practical margin on top
+    assert modes <= 5 and direction <= 5, (modes, direction)
+
+
+# ----------------------------------------------------------------------------------------------
+# disagreements
+
+
+def mixed() -> list[ItemRecord]:
+    return records(
+        (30, "correct", "correct"),
+        (20, "correct", "wrong_answer"),  # regressions q30..q49
+        (10, "abstain", "refusal"),  # category changes q50..q59
+        (15, "wrong_answer", "correct"),  # improvements q60..q74
+        (5, "correct", "timeout"),  # infrastructure: not a disagreement
+        (5, "abstain", "abstain"),
+    )
+
+
+def test_disagreements_are_ordered_regressions_first() -> None:
+    sample, total = sample_disagreements(mixed(), 100, seed=1)
+    assert total == 45
+    kinds = [row["kind"] for row in sample]
+    assert kinds == ["regression"] * 20 + ["category_change"] * 10 + ["improvement"] * 15
+    assert [row["id"] for row in sample[:3]] == ["q30", "q31", "q32"]
+
+
+def test_the_sample_is_capped_and_fills_from_regressions() -> None:
+    sample, total = sample_disagreements(mixed(), 25, seed=1)
+    assert total == 45 and len(sample) == 25
+    assert [row["kind"] for row in sample] == ["regression"] * 20 + ["category_change"] * 5
+    only = sample_disagreements(mixed(), 8, seed=1)[0]
+    assert {row["kind"] for row in only} == {"regression"}
+    assert sample_disagreements(mixed(), 0, seed=1) == ([], 45)
+
+
+def test_the_sample_is_reproducible_per_seed() -> None:
+    ids = [[row["id"] for row in sample_disagreements(mixed(), 25, seed=s)[0]] for s in (7, 7, 8)]
+    assert ids[0] == ids[1]
+    assert ids[0] != ids[2]
+    # every regression kept, five of the ten category changes drawn, in record order
+    changes = ids[0][20:]
+    assert ids[0][:20] == [f"q{i}" for i in range(30, 50)]
+    assert len(set(changes)) == 5 and set(changes) <= {f"q{i}" for i in range(50, 60)}
+    assert changes == sorted(changes, key=lambda x: int(x[1:]))
+
+
+def test_a_disagreement_row_has_everything_a_reviewer_needs() -> None:
+    old = side("correct", text="Paris")
+    new = side("truncated", text="The capital of France is")
+    r = rec(3, old, new)
+    (row,), total = sample_disagreements([r], 50, seed=0)
+    assert total == 1
+    assert plain(row) == {
+        "id": "q3",
+        "kind": "regression",
+        "prompt": "question 3",
+        "reference": "answer 3",
+        "baseline_output": "Paris",
+        "candidate_output": "The capital of France is",
+        "baseline_category": "correct",
+        "candidate_category": "truncated",
+        "baseline_score": 1.0,
+        "candidate_score": 0.0,
+        "baseline_finish_reason": "stop",
+        "candidate_finish_reason": "length",
+        "reviewer_verdict": "",
+    }
+
+
+def test_what_counts_as_a_disagreement() -> None:
+    assert disagreement_kind(rec(0, "correct", "correct")) is None
+    assert disagreement_kind(rec(0, "abstain", "abstain")) is None
+    assert disagreement_kind(rec(0, "abstain", "wrong_answer")) == "category_change"
+    assert disagreement_kind(rec(0, "wrong_answer", "correct")) == "improvement"
+    assert disagreement_kind(rec(0, "timeout", "correct")) is None
+    partial = rec(0, "correct", "correct")
+    partial["candidate"]["score"] = 0.75  # graded scores: any drop is a regression
+    assert disagreement_kind(partial) == "regression"
