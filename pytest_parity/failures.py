@@ -32,12 +32,11 @@ KINDS = ("regression", "category_change", "improvement")
 
 def one_sided_p(k_more: int, k_less: int) -> float:
     """Exact P(at least k_more of k_more + k_less discordant items go one way | no change)."""
-    n = k_more + k_less
-    if n == 0 or k_more == 0:
-        return 1.0
-    from scipy.stats import binom
+    if k_more == 0:
+        return 1.0  # no item moved the tested way: nothing to test (and no scipy import)
+    from pytest_parity.stats import one_sided_exact
 
-    return float(binom.sf(k_more - 1, n, 0.5))
+    return one_sided_exact(k_more, k_less)
 
 
 def _infra(side: SideRecord) -> bool:
