@@ -1,0 +1,510 @@
+"""Standard benchmarks through lm-evaluation-harness, paired per document.
+
+A task with ``source: lm-eval`` names an lm-eval task (built-in, or from a user ``include_path``);
+both stacks run it with identical options, and the two runs' per-document samples are paired on
+(task, doc_id) after checking that each document and prompt is the same on both sides. The HTTP
+models are thin subclasses of lm-eval's ``local-completions`` / ``local-chat-completions`` that
+also capture each exchange (finish reason, usage, latency) and keep a failed request as one
+failed item instead of aborting the whole run.
+
+``lm_eval`` is imported only inside functions: importing it costs seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import difflib
+import hashlib
+import importlib.util
+import json
+import math
+import random
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from pytest_parity.contract import ContractError, EndpointSpec, TaskSpec, thaw
+from pytest_parity.lmeval_models import build_model, endpoint_url, one_line
+from pytest_parity.lmeval_pairing import Classify, pair_runs, prompt_key
+from pytest_parity.results import ItemRecord
+
+__all__ = [
+    "LmEvalError",
+    "normalize_lm_eval_options",
+    "run_lmeval_task",
+    "validate_lm_eval_options",
+]
+
+OPTION_KEYS = (
+    "task",
+    "include_path",
+    "num_fewshot",
+    "limit",
+    "samples",
+    "metrics",
+    "filter",
+    "apply_chat_template",
+    "fewshot_as_multiturn",
+    "system_instruction",
+    "gen_kwargs",
+    "tokenizer",
+    "tokenized_requests",
+    "max_length",
+    "data_files",
+)
+GENERATE_TYPES = ("generate_until",)
+LOGLIK_TYPES = ("multiple_choice", "loglikelihood", "loglikelihood_rolling")
+
+
+class LmEvalError(RuntimeError):
+    """An lm-eval task that cannot be run or paired; ``str()`` is one line naming task and fix."""
+
+
+# ----------------------------------------------------------------------------------------------
+# contract options
+
+
+def validate_lm_eval_options(options: Mapping[str, Any], where: str, file: str) -> None:
+    """Check a task's ``lm_eval`` mapping; raises :class:`ContractError` with a one-line message."""
+    normalize_lm_eval_options(options, where, file, None)
+
+
+def normalize_lm_eval_options(
+    options: Mapping[str, Any], where: str, file: str, base: Path | None
+) -> dict[str, Any]:
+    """Validate the ``lm_eval`` mapping and, with ``base``, make its paths absolute against it.
+
+    ``include_path``, ``data_files`` and a ``tokenizer`` directory are relative to the contract.
+    """
+
+    def fail(key: str, problem: str, hint: str | None = None) -> ContractError:
+        return ContractError(file, f"{where}.{key}" if key else where, problem, hint)
+
+    if not isinstance(options, Mapping):
+        raise fail("", "expected a mapping", "write lm_eval: {task: gsm8k}")
+    out = dict(thaw(options))
+    for k in out:
+        if k not in OPTION_KEYS:
+            close = difflib.get_close_matches(str(k), OPTION_KEYS, n=1, cutoff=0.6)
+            hint = (
+                f"did you mean {close[0]!r}?" if close else "known keys: " + ", ".join(OPTION_KEYS)
+            )
+            raise fail(str(k), "unknown key", hint)
+    if not isinstance(out.get("task"), str) or not out["task"].strip():
+        raise fail("task", "expected an lm-eval task name", "write task: gsm8k")
+    for key, lo in (("num_fewshot", 0), ("limit", 1), ("max_length", 16)):
+        value = out.get(key)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < lo
+        ):
+            raise fail(key, f"expected a whole number >= {lo}, got {value!r}")
+    for key in ("apply_chat_template", "fewshot_as_multiturn", "tokenized_requests"):
+        if key in out and not isinstance(out[key], bool):
+            raise fail(key, f"expected true or false, got {out[key]!r}", "write true or false")
+    for key in ("system_instruction", "tokenizer"):
+        if key in out and (not isinstance(out[key], str) or not out[key].strip()):
+            raise fail(key, f"expected a non-empty string, got {out[key]!r}")
+    samples = out.get("samples")
+    if samples is not None:
+        if (
+            not isinstance(samples, list)
+            or not samples
+            or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in samples)
+        ):
+            raise fail("samples", "expected a list of document ids (whole numbers >= 0)")
+        if out.get("limit") is not None:
+            raise fail("samples", "samples and limit exclude each other", "keep one of them")
+    metrics = out.get("metrics")
+    if metrics is not None:
+        if isinstance(metrics, str):
+            metrics = out["metrics"] = [metrics]
+        if (
+            not isinstance(metrics, list)
+            or not metrics
+            or not all(isinstance(m, str) and m for m in metrics)
+        ):
+            raise fail("metrics", "expected a list of metric names", "write metrics: [exact_match]")
+        if len(set(metrics)) != len(metrics):
+            raise fail("metrics", "a metric is listed twice")
+    filt = out.get("filter")
+    if filt is not None:
+        filters = [filt] if isinstance(filt, str) else filt
+        if (
+            not isinstance(filters, list)
+            or not filters
+            or not all(isinstance(f, str) and f for f in filters)
+        ):
+            raise fail("filter", "expected a filter name or a list of them", "e.g. strict-match")
+        out["filter"] = filters
+    gen = out.get("gen_kwargs")
+    if gen is not None and not isinstance(gen, dict):
+        raise fail("gen_kwargs", "expected a mapping", "e.g. gen_kwargs: {max_gen_toks: 256}")
+    include = out.get("include_path")
+    if include is not None:
+        paths = [include] if isinstance(include, str) else include
+        if (
+            not isinstance(paths, list)
+            or not paths
+            or not all(isinstance(p, str) and p for p in paths)
+        ):
+            raise fail("include_path", "expected a directory or a list of them")
+        if base is not None:
+            paths = [str((base / p).resolve()) for p in paths]
+            for p in paths:
+                if not Path(p).is_dir():
+                    raise fail(
+                        "include_path", f"directory not found: {p}", "relative to the contract"
+                    )
+        out["include_path"] = paths
+    data_files = out.get("data_files")
+    if data_files is not None:
+        if (
+            not isinstance(data_files, dict)
+            or not data_files
+            or not all(
+                isinstance(k, str) and isinstance(v, str) and v for k, v in data_files.items()
+            )
+        ):
+            raise fail(
+                "data_files",
+                "expected a mapping of split name to a local file",
+                "e.g. data_files: {test: data/gsm8k_test.jsonl}",
+            )
+        if base is not None:
+            resolved = {k: (base / v).resolve() for k, v in data_files.items()}
+            for split, p in resolved.items():
+                if not p.is_file():
+                    raise fail(
+                        f"data_files.{split}", f"file not found: {p}", "relative to the contract"
+                    )
+            out["data_files"] = {k: str(p) for k, p in resolved.items()}
+    tok = out.get("tokenizer")
+    if tok is not None and tok != "remote" and base is not None and (base / tok).is_dir():
+        out["tokenizer"] = str((base / tok).resolve())
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# tasks
+
+
+def _fail(task: TaskSpec, problem: str, hint: str) -> LmEvalError:
+    return LmEvalError(f"lm-eval task {task.name}: {problem} (hint: {hint})")
+
+
+_BUILTIN: list[Any] = []  # the built-in task index: ~10 s to build, so once per process
+
+
+def _builtin_manager() -> Any:
+    from lm_eval.tasks import TaskManager
+
+    if not _BUILTIN:
+        _BUILTIN.append(TaskManager())
+    return _BUILTIN[0]
+
+
+def _resolve_task(task: TaskSpec, opts: Mapping[str, Any]) -> tuple[Any, Any]:
+    """The TaskManager and the spec (config dict or name) that load this task."""
+    from lm_eval.tasks import TaskManager
+    from lm_eval.tasks._index import Kind
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    name = opts["task"]
+    include = opts.get("include_path")
+    known: list[str] = []
+    manager = None
+    entry = None
+    if include:
+        # include_defaults=False keeps this instant; the built-ins are indexed only when needed.
+        manager = TaskManager(include_path=list(include), include_defaults=False)
+        entry = manager.task_index.get(name)
+        known = manager.all_tasks
+    if entry is None:
+        manager = _builtin_manager()
+        entry = manager.task_index.get(name)
+        known = known + manager.all_tasks
+    if entry is None:
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        raise _fail(
+            task,
+            f"no lm-eval task named {name!r}" + (f"; did you mean {close[0]!r}?" if close else ""),
+            "name a built-in task, or set include_path to the directory of your task YAML",
+        )
+    if entry.kind not in (Kind.TASK, Kind.PY_TASK) or entry.yaml_path is None:
+        if opts.get("data_files"):
+            raise _fail(task, f"{name!r} is a group or tag", "data_files needs a single task")
+        return manager, name
+    cfg = load_yaml(entry.yaml_path, resolve_func=True)
+    _absolute_data_paths(cfg, Path(entry.yaml_path).parent)
+    data_files = opts.get("data_files")
+    if data_files:
+        # A local copy of a hub dataset: the datasets "json" builder reads JSON/JSONL files.
+        cfg.update(
+            dataset_path="json",
+            dataset_name=None,
+            dataset_kwargs={
+                "data_files": {k: str(Path(v).resolve()) for k, v in data_files.items()}
+            },
+        )
+        needed = [cfg.get("test_split") or cfg.get("validation_split")]
+        shots = opts.get("num_fewshot", cfg.get("num_fewshot")) or 0
+        if shots and cfg.get("fewshot_split"):
+            needed.append(cfg["fewshot_split"])
+        missing = [s for s in needed if s and s not in data_files]
+        if missing:
+            raise _fail(
+                task,
+                f"data_files has no {', '.join(repr(m) for m in missing)} split",
+                f"{name} reads split(s) {', '.join(str(s) for s in needed if s)}; add them"
+                + (" or set num_fewshot: 0" if shots else ""),
+            )
+    return manager, cfg
+
+
+def _absolute_data_paths(cfg: dict[str, Any], base: Path) -> None:
+    """lm-eval resolves relative data paths against the current directory: use the YAML's."""
+    kwargs = cfg.get("dataset_kwargs")
+    if isinstance(kwargs, dict):
+        files = kwargs.get("data_files")
+        if isinstance(files, str):
+            kwargs["data_files"] = _abs(files, base)
+        elif isinstance(files, list):
+            kwargs["data_files"] = [_abs(f, base) for f in files]
+        elif isinstance(files, dict):
+            kwargs["data_files"] = {
+                k: [_abs(f, base) for f in v] if isinstance(v, list) else _abs(v, base)
+                for k, v in files.items()
+            }
+        if isinstance(kwargs.get("data_dir"), str):
+            kwargs["data_dir"] = _abs(kwargs["data_dir"], base)
+    path = cfg.get("dataset_path")
+    if isinstance(path, str) and not Path(path).is_absolute() and (base / path).exists():
+        cfg["dataset_path"] = str((base / path).resolve())
+
+
+def _abs(p: Any, base: Path) -> Any:
+    if not isinstance(p, str) or "://" in p or Path(p).is_absolute():
+        return p
+    return str((base / p).resolve())
+
+
+# ----------------------------------------------------------------------------------------------
+# running
+
+
+def _cache_path(cache_dir: Path | None, endpoint: EndpointSpec) -> Path | None:
+    if cache_dir is None:
+        return None
+    ident = json.dumps(endpoint.identity(), sort_keys=True, default=str)
+    return Path(cache_dir) / f"lmeval-{hashlib.sha256(ident.encode()).hexdigest()[:16]}"
+
+
+def _run_side(
+    task: TaskSpec,
+    opts: Mapping[str, Any],
+    endpoint: EndpointSpec,
+    output_type: str,
+    *,
+    cache: Path | None,
+    seed: int,
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
+    """One stack's run: per-task samples and the captured exchanges, keyed by prompt."""
+    import numpy as np
+    from lm_eval import simple_evaluate
+
+    lm = build_model(endpoint, opts, output_type, seed=seed, cache=cache)
+    manager, spec = _resolve_task(task, opts)
+    limit = opts.get("limit", task.limit)
+    kwargs: dict[str, Any] = {
+        "model": lm,
+        "tasks": [spec],
+        "task_manager": manager,
+        "num_fewshot": opts.get("num_fewshot"),
+        "limit": None if opts.get("samples") else limit,
+        "bootstrap_iters": 0,
+        "log_samples": True,
+        "use_cache": None if cache is None else str(cache),
+        "system_instruction": opts.get("system_instruction", task.system),
+        "apply_chat_template": opts.get("apply_chat_template", endpoint.api == "chat"),
+        "gen_kwargs": opts.get("gen_kwargs"),
+        "random_seed": seed,
+        "numpy_random_seed": seed,
+        "torch_random_seed": None,
+        "fewshot_random_seed": seed,
+    }
+    if "fewshot_as_multiturn" in opts:
+        kwargs["fewshot_as_multiturn"] = opts["fewshot_as_multiturn"]
+    if opts.get("samples"):
+        name = spec["task"] if isinstance(spec, dict) else spec
+        kwargs["samples"] = {name: list(opts["samples"])}
+    # simple_evaluate reseeds the global RNGs; the rest of the pytest process must not notice.
+    py_state, np_state = random.getstate(), np.random.get_state()
+    try:
+        results = simple_evaluate(**kwargs)
+    except LmEvalError:
+        raise
+    except Exception as exc:
+        raise _fail(
+            task, f"lm-eval failed on the {endpoint.role}: {one_line(exc)}", _hint_for(exc)
+        ) from exc
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+    if not results or not results.get("samples"):
+        raise _fail(task, f"lm-eval returned no samples for the {endpoint.role}", "check limit")
+    lm.save_exchanges()
+    if cache is not None and lm.failed_requests:
+        _forget_failures(cache, results["samples"], lm.exchanges, output_type)
+    return results["samples"], lm.exchanges
+
+
+def _hint_for(exc: BaseException) -> str:
+    text = str(exc)
+    if "Connection" in type(exc).__name__ or "connect" in text.lower():
+        return "is the server up at the base_url?"
+    if "split" in text.lower() or "data" in text.lower():
+        return "check the task's dataset (offline: data_files or a local dataset_path)"
+    return "run lm-eval on this task by hand to see the full error"
+
+
+def _forget_failures(
+    cache: Path,
+    samples: Mapping[str, list[dict[str, Any]]],
+    exchanges: Mapping[str, Any],
+    output_type: str,
+) -> None:
+    """A failed request must be asked again on the next run, not read back from lm-eval's cache."""
+    from lm_eval.api.model import hash_args
+    from sqlitedict import SqliteDict  # type: ignore[import-untyped]
+
+    reqtype = "generate_until" if output_type in GENERATE_TYPES else "loglikelihood"
+    db = SqliteDict(str(cache) + "_rank0.db", autocommit=False)
+    try:
+        for rows in samples.values():
+            for s in rows:
+                for args in s["arguments"]:
+                    if (exchanges.get(prompt_key(args)) or {}).get("error"):
+                        db.pop(hash_args(reqtype, list(args)), None)
+        db.commit()
+    finally:
+        db.close()
+
+
+def _output_type(task: TaskSpec, opts: Mapping[str, Any]) -> str:
+    manager, spec = _resolve_task(task, opts)
+    if isinstance(spec, dict):
+        return str(spec.get("output_type", "generate_until"))
+    loaded = manager.load([spec])["tasks"]
+    kinds = {t.get_config("output_type") for t in loaded.values()}
+    if len(kinds) != 1:
+        raise _fail(
+            task, f"mixed output types {sorted(kinds)}", "gate the group's tasks one by one"
+        )
+    return str(kinds.pop())
+
+
+def _in_worker_if_loop_running(fn: Callable[[], Any]) -> Any:
+    # lm-eval's concurrent path calls asyncio.run(), which fails inside a running event loop.
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return fn()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(fn).result()
+
+
+def run_lmeval_task(
+    task: TaskSpec,
+    baseline: EndpointSpec,
+    candidate: EndpointSpec,
+    *,
+    cache_dir: Path | None,
+    seed: int,
+    classify: Classify | None = None,
+) -> dict[str, list[ItemRecord]]:
+    """Run an lm-eval task on both stacks; metric name -> paired items (first metric is primary).
+
+    With several filters gated, keys are ``"metric,filter"`` (lm-eval's own naming).
+    """
+    opts = dict(thaw(task.lm_eval))
+    for ep in (baseline, candidate):
+        if ep.kind in ("anthropic", "replay"):
+            raise _fail(
+                task,
+                f"the {ep.role} is a {ep.kind} endpoint",
+                "lm-eval tasks run against OpenAI-compatible endpoints only",
+            )
+    output_type = _output_type(task, opts)
+    if output_type in LOGLIK_TYPES:
+        _check_loglik_setup(task, opts, baseline, candidate)
+
+    def both() -> tuple[Any, Any]:
+        runs = []
+        for ep in (baseline, candidate):
+            runs.append(
+                _run_side(task, opts, ep, output_type, cache=_cache_path(cache_dir, ep), seed=seed)
+            )
+        return runs[0], runs[1]
+
+    (b_samples, b_ex), (c_samples, c_ex) = _in_worker_if_loop_running(both)
+    return pair_runs(
+        task.name,
+        opts,
+        output_type,
+        (b_samples, b_ex),
+        (c_samples, c_ex),
+        classify=classify,
+        error=lambda problem, hint: _fail(task, problem, hint),
+    )
+
+
+def _check_loglik_setup(
+    task: TaskSpec, opts: Mapping[str, Any], baseline: EndpointSpec, candidate: EndpointSpec
+) -> None:
+    for ep in (baseline, candidate):
+        if ep.api == "chat":
+            raise _fail(
+                task,
+                f"a loglikelihood task needs prompt logprobs, which the {ep.role}'s chat API lacks",
+                f"set {ep.role}.api: completions",
+            )
+    tok = opts.get("tokenizer")
+    if tok is None:
+        raise _fail(
+            task,
+            "a loglikelihood task needs the servers' tokenizer",
+            "set lm_eval.tokenizer: remote (server has /tokenize) or a local tokenizer directory",
+        )
+    if tok == "remote":
+        probes = ["Hello, world!", " The answer is (B) 42.\n", "naïve café ünïcödé"]
+        seen = []
+        for ep in (baseline, candidate):
+            seen.append(_remote_tokenization(task, ep, probes))
+        if seen[0] != seen[1]:
+            raise _fail(
+                task,
+                "baseline and candidate tokenize differently",
+                "loglikelihood scores compare only under one tokenizer: use a generation task",
+            )
+    elif not Path(tok).is_dir():
+        raise _fail(task, f"tokenizer directory not found: {tok}", "a local HF tokenizer folder")
+    elif importlib.util.find_spec("transformers") is None:
+        raise _fail(
+            task, "a local tokenizer needs the transformers package", "pip install transformers"
+        )
+
+
+def _remote_tokenization(task: TaskSpec, ep: EndpointSpec, probes: list[str]) -> Any:
+    from lm_eval.utils import RemoteTokenizer
+
+    try:
+        tok = RemoteTokenizer(endpoint_url(ep), timeout=math.ceil(ep.timeout), max_retries=2)
+        info = {k: tok.tokenizer_info.get(k) for k in ("eos_token", "bos_token", "pad_token")}
+        return info, [tok.encode(p) for p in probes]
+    except Exception as exc:
+        raise _fail(
+            task,
+            f"the {ep.role} has no usable /tokenize endpoint: {one_line(exc)}",
+            "start vLLM with --enable-tokenizer-info-endpoint, or give a local tokenizer directory",
+        ) from exc

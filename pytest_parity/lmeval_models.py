@@ -1,0 +1,334 @@
+"""lm-eval HTTP models for the contract's endpoints, capturing every exchange.
+
+Thin subclasses of lm-eval's ``LocalCompletionsAPI`` / ``LocalChatCompletion`` (never
+``openai-chat-completions``: it drops ``stop`` and forces temperature 1 for model names that
+contain "o1" or "5"). They add what a paired gate needs and lm-eval does not keep:
+
+- finish reason, usage and latency of each request, captured through a ContextVar set in
+  ``_create_payload`` and read in ``parse_generations`` (same asyncio task, so safe under
+  concurrency), keyed by the request's prompt;
+- a request that still fails after its retries becomes one failed item (empty text, NaN
+  loglikelihood) instead of aborting the whole run and losing every answer;
+- the endpoint's sampling parameters, headers and API key (from ``api_key_env`` only);
+- a hard error instead of lm-eval's silent left-truncation of long loglikelihood contexts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import time
+from collections.abc import Mapping
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
+
+from pytest_parity.contract import EndpointSpec, thaw
+
+# The benchmark defines answer length and stop strings; the endpoint's own values would change it.
+BENCHMARK_OWNED = frozenset({"max_tokens", "max_completion_tokens", "stop", "n", "logprobs"})
+FAIL_KEY = "__parity_failed__"
+DEFAULT_MAX_LENGTH = 1 << 20  # no client-side truncation; the server rejects what does not fit
+
+_EXCHANGE: ContextVar[dict[str, Any] | None] = ContextVar("parity_lmeval_exchange", default=None)
+_CLASSES: dict[str, Any] = {}
+
+
+class FailedText(str):
+    """The text lm-eval receives for a request that failed: empty, and recognisably so."""
+
+    __slots__ = ()
+
+
+FAILED_LOGLIK = (float("nan"), False)
+
+
+def one_line(exc: BaseException | None) -> str:
+    if exc is None:
+        return "unknown error"
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    msg = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return msg if len(msg) <= 300 else msg[:297] + "..."
+
+
+def error_kind(exc: BaseException | None) -> str:
+    response = getattr(exc, "response", None)
+    status = getattr(exc, "status", None) or getattr(response, "status_code", None)
+    if isinstance(status, int):
+        return "http"
+    name = type(exc).__name__.lower()
+    if "timeout" in name or isinstance(exc, asyncio.TimeoutError | TimeoutError):
+        return "timeout"
+    if isinstance(exc, ValueError | KeyError | TypeError | IndexError) and "connect" not in name:
+        return "malformed"  # a body that is not the JSON the API promises
+    return "connect"
+
+
+def endpoint_url(endpoint: EndpointSpec) -> str:
+    """lm-eval wants the full endpoint URL; the contract's base_url ends with /v1."""
+    suffix = "/chat/completions" if endpoint.api == "chat" else "/completions"
+    return endpoint.base_url.rstrip("/") + suffix
+
+
+class _TimedSemaphore:
+    """Restarts the latency clock once the request really may go out (after the queue)."""
+
+    def __init__(self, sem: asyncio.Semaphore) -> None:
+        self._sem = sem
+
+    async def acquire(self) -> bool:
+        got = await self._sem.acquire()
+        ex = _EXCHANGE.get()
+        if ex is not None:
+            ex["start"] = time.perf_counter()
+        return got
+
+    def release(self) -> None:
+        self._sem.release()
+
+
+def _prompt_of(payload: dict[str, Any]) -> str:
+    if "messages" in payload:
+        return json.dumps(payload["messages"], ensure_ascii=False)
+    prompt = payload.get("prompt")
+    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
+        prompt = prompt[0]
+    return prompt if isinstance(prompt, str) else json.dumps(prompt)
+
+
+def _capturing(base: type) -> type:
+    """A subclass of an lm-eval HTTP model that captures exchanges (see the module docstring)."""
+
+    class Capturing(base):  # type: ignore[misc]
+        parity_params: dict[str, Any]
+        parity_headers: dict[str, str]
+        parity_attempts: int
+        exchanges: dict[str, dict[str, Any]]
+        token_keys: dict[tuple[int, ...], str]
+        failed_requests: int
+        sidecar: Path | None
+        fresh: set[str]
+
+        @property
+        def header(self) -> dict[str, str]:
+            return dict(self.parity_headers)
+
+        def _create_payload(
+            self,
+            messages: Any,
+            generate: bool = False,
+            gen_kwargs: Any = None,
+            seed: int = 1234,
+            eos: Any = None,
+            **kwargs: Any,
+        ) -> dict[str, Any]:
+            explicit = set(gen_kwargs or ())
+            payload: dict[str, Any] = super()._create_payload(
+                messages, generate=generate, gen_kwargs=gen_kwargs, seed=seed, eos=eos, **kwargs
+            )
+            if generate:
+                for k, v in self.parity_params.items():
+                    if k not in BENCHMARK_OWNED and k not in explicit:
+                        payload[k] = v
+            _EXCHANGE.set({"prompt": _prompt_of(payload), "start": time.perf_counter()})
+            return payload
+
+        def model_call(
+            self, messages: Any, *, generate: bool = True, gen_kwargs: Any = None, **kwargs: Any
+        ) -> Any:
+            last: BaseException | None = None
+            for attempt in range(self.parity_attempts):
+                if attempt:
+                    time.sleep(min(0.5 * 2**attempt, 8.0))
+                try:
+                    return super().model_call(
+                        messages, generate=generate, gen_kwargs=gen_kwargs, **kwargs
+                    )
+                except Exception as exc:
+                    last = exc
+            return {FAIL_KEY: one_line(last), "kind": error_kind(last)}
+
+        async def amodel_call(
+            self,
+            session: Any,
+            sem: Any,
+            messages: Any,
+            *,
+            generate: bool = True,
+            cache_keys: Any = None,
+            ctxlens: Any = None,
+            gen_kwargs: Any = None,
+            **kwargs: Any,
+        ) -> Any:
+            last: BaseException | None = None
+            for attempt in range(self.parity_attempts):
+                if attempt:
+                    await asyncio.sleep(min(0.5 * 2**attempt, 8.0))
+                try:
+                    return await super().amodel_call(
+                        session,
+                        _TimedSemaphore(sem),
+                        messages,
+                        generate=generate,
+                        cache_keys=cache_keys,
+                        ctxlens=ctxlens,
+                        gen_kwargs=gen_kwargs,
+                        **kwargs,
+                    )
+                except Exception as exc:
+                    last = exc
+            failed = {FAIL_KEY: one_line(last), "kind": error_kind(last)}
+            if generate:
+                return self.parse_generations(outputs=failed)
+            return self.parse_logprobs(outputs=failed, tokens=messages, ctxlens=ctxlens)
+
+        def _record(self, key: str | None, **fields: Any) -> None:
+            if key is None:
+                return
+            ex = _EXCHANGE.get() or {}
+            start = ex.get("start")
+            fields["latency_s"] = 0.0 if start is None else time.perf_counter() - start
+            if fields.get("error"):
+                self.failed_requests += 1
+            self.exchanges[key] = fields
+            self.fresh.add(key)
+
+        def parse_generations(self, outputs: Any, **kwargs: Any) -> list[Any]:
+            ex = _EXCHANGE.get() or {}
+            key = ex.get("prompt")
+            if isinstance(outputs, dict) and FAIL_KEY in outputs:
+                self._record(
+                    key,
+                    error=outputs[FAIL_KEY],
+                    error_kind=outputs["kind"],
+                    finish_reason=None,
+                    usage=None,
+                )
+                return [FailedText("")]
+            texts: list[Any] = super().parse_generations(outputs=outputs, **kwargs)
+            out = outputs[0] if isinstance(outputs, list) and outputs else outputs
+            choice = (out.get("choices") or [{}])[0] if isinstance(out, dict) else {}
+            self._record(
+                key,
+                error=None,
+                error_kind=None,
+                finish_reason=choice.get("finish_reason"),
+                usage=out.get("usage") if isinstance(out, dict) else None,
+            )
+            return texts
+
+        def parse_logprobs(
+            self, outputs: Any, tokens: Any = None, ctxlens: Any = None, **kwargs: Any
+        ) -> list[Any]:
+            keys = [self.token_keys.get(tuple(t)) for t in (tokens or [])]
+            if isinstance(outputs, dict) and FAIL_KEY in outputs:
+                for key in keys:
+                    self._record(
+                        key,
+                        error=outputs[FAIL_KEY],
+                        error_kind=outputs["kind"],
+                        finish_reason=None,
+                        usage=None,
+                    )
+                return [FAILED_LOGLIK] * max(1, len(ctxlens or ()))
+            res: list[Any] = super().parse_logprobs(
+                outputs=outputs, tokens=tokens, ctxlens=ctxlens, **kwargs
+            )
+            for key in keys:
+                self._record(key, error=None, error_kind=None, finish_reason=None, usage=None)
+            return res
+
+        def batch_loglikelihood_requests(self, chunks: Any) -> Any:
+            chunks = [list(c) for c in chunks]
+            for chunk in chunks:
+                for cache_key, ctx, cont in chunk:
+                    if len(ctx) + len(cont) > self.max_length:
+                        raise ValueError(
+                            f"a context of {len(ctx) + len(cont)} tokens exceeds max_length "
+                            f"{self.max_length + 1}; lm-eval would cut it silently "
+                            "(raise lm_eval.max_length, or shorten num_fewshot)"
+                        )
+                    if cache_key is not None:
+                        self.token_keys[tuple(ctx + cont)] = json.dumps(
+                            list(cache_key), ensure_ascii=False
+                        )
+            return super().batch_loglikelihood_requests(chunks)
+
+        def save_exchanges(self) -> None:
+            """Keep finish reasons and usage beside lm-eval's cache, for a resumed run."""
+            if self.sidecar is None:
+                return
+            self.sidecar.parent.mkdir(parents=True, exist_ok=True)
+            with self.sidecar.open("a", encoding="utf-8") as fh:
+                for key in sorted(self.fresh):
+                    ex = self.exchanges[key]
+                    if not ex.get("error"):
+                        fh.write(json.dumps({"key": key, **ex}, ensure_ascii=False) + "\n")
+            self.fresh.clear()
+
+    Capturing.__name__ = Capturing.__qualname__ = f"Parity{base.__name__}"
+    return Capturing
+
+
+def _model_class(api: str) -> Any:
+    if api not in _CLASSES:
+        from lm_eval.models.openai_completions import LocalChatCompletion, LocalCompletionsAPI
+
+        base = LocalChatCompletion if api == "chat" else LocalCompletionsAPI
+        _CLASSES[api] = _capturing(base)
+    return _CLASSES[api]
+
+
+def build_model(
+    endpoint: EndpointSpec,
+    opts: Mapping[str, Any],
+    output_type: str,
+    *,
+    seed: int,
+    cache: Path | None,
+) -> Any:
+    """The lm-eval model object for one endpoint, with its exchanges reloaded from ``cache``."""
+    params = dict(thaw(endpoint.params))
+    headers = dict(thaw(endpoint.headers))
+    key = os.environ.get(endpoint.api_key_env, "") if endpoint.api_key_env else ""
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    generate = output_type == "generate_until"
+    tok = opts.get("tokenizer")
+    kwargs: dict[str, Any] = {
+        "base_url": endpoint_url(endpoint),
+        "model": endpoint.model,
+        "num_concurrent": endpoint.max_concurrency,
+        "max_retries": 1,  # retries happen inside model_call, so a failure stays one item
+        "timeout": max(1, math.ceil(endpoint.timeout)),
+        "max_length": opts.get("max_length", DEFAULT_MAX_LENGTH),
+        "max_gen_toks": int(params.get("max_tokens", 256)),
+        "seed": int(params.get("seed", seed) if params.get("seed") is not None else seed),
+        "batch_size": 1,
+        "header": headers,
+    }
+    if generate or tok is None:
+        kwargs.update(tokenizer_backend=None, tokenized_requests=False)
+    elif tok == "remote":
+        kwargs.update(tokenizer_backend="remote", auth_token=key or None)
+    else:
+        kwargs.update(tokenizer_backend="huggingface", tokenizer=tok)
+    if not generate:
+        # llama.cpp's server answers a token-list prompt with HTTP 500: send text there.
+        kwargs["tokenized_requests"] = opts.get("tokenized_requests", endpoint.kind != "llama-cpp")
+    lm = _model_class(endpoint.api)(**kwargs)
+    lm.parity_params = params
+    lm.parity_headers = headers
+    lm.parity_attempts = 1 + endpoint.max_retries
+    lm.exchanges = {}
+    lm.token_keys = {}
+    lm.failed_requests = 0
+    lm.fresh = set()
+    lm.sidecar = None if cache is None else cache.with_name(cache.name + ".exchanges.jsonl")
+    if lm.sidecar is not None and lm.sidecar.is_file():
+        for line in lm.sidecar.read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            lm.exchanges[row.pop("key")] = {**row, "cached": True}
+    return lm
