@@ -1,0 +1,409 @@
+"""Parity reports made from a :class:`~pytest_parity.results.RunResult`: JSON, Markdown, HTML.
+
+Each format is a pure ``to_*`` function returning a string and a ``write_*`` function that puts
+it in a file. Every text that came from a contract, a model or a dataset is escaped for the
+format it lands in; endpoint URLs lose credentials and secret-looking query values on the way.
+
+JSON report (``--parity-json=PATH``), schema version 1
+------------------------------------------------------
+One UTF-8 object, described by ``pytest_parity/report_schema.json`` (JSON Schema 2020-12). All
+scores, deltas, intervals and tolerances are on the task's 0-1 scale (0.015 = 1.5 points);
+numbers that could not be computed are ``null``, never NaN.
+
+``format``            always ``"pytest-parity/report"``
+``schema_version``    1; bumped when a field changes meaning or goes away (new fields may appear)
+``tool_version``      pytest-parity version that wrote it
+``started``/``finished``  ISO 8601 UTC times of the run
+``overall``           PASS | FAIL | INCONCLUSIVE | ERROR | SKIP; PASS only when every task passes
+``overall_reasons``   list of one-line reasons for ``overall``
+``pass_probability``  chance an all-equal migration passes every task at these item counts (or null)
+``holm``              task name -> Holm-adjusted p-value of its regression alarm
+``contract``          ``path``, ``version``, ``digest`` (sha256 of the contract file),
+                      ``baseline``/``candidate`` (``role``, ``kind``, ``base_url``, ``model``,
+                      ``api``, ``params``; never keys or headers), ``tasks`` (``name``, ``source``,
+                      ``scorer``, ``tolerance``, ``safety_critical``, ``alpha``, ``inconclusive``,
+                      ``error_direction``)
+``tasks[]``           one object per task run:
+  ``task``, ``source``, ``safety_critical``, ``tolerance``, ``alpha``
+  ``n_items`` (items in the task), ``n_paired`` (scored on both stacks)
+  ``baseline_score``, ``candidate_score`` (mean over paired items, or null)
+  ``baseline_errors``, ``candidate_errors`` (failed requests: infrastructure, never scored)
+  ``verdict`` (worst check), ``error`` (why the task could not be judged, or null)
+  ``endpoints`` (identity and engine information of both stacks, no secrets)
+  ``checks``: name -> {``name``, ``status``, ``reasons`` [str], ``numbers`` {...}}:
+    ``delta`` (and ``delta:<metric>``): ``delta``, ``ci_low``, ``ci_high``, ``confidence``,
+      ``method``, ``n``, ``b`` (old right, new wrong), ``c`` (old wrong, new right),
+      ``flip_rate``, ``p_value``, ``mde``, ``items_needed``, ``warn`` (PASS with a real but
+      tolerated regression), ``se``, ``tolerance``, ``baseline_score``, ``candidate_score``
+    ``failure_modes``: category -> {``old``, ``new``, ``entered``, ``left``, ``p``}
+    ``error_direction``: ``table`` {old: {new: count}} over C (correct), A (abstained,
+      cautious), W (wrong, confident), X (request failed); ``p``; ``margin``
+  ``disagreements`` (sampled items: ``id``, ``prompt``, ``reference``, ``cluster``,
+    ``baseline``/``candidate`` {``text``, ``score``, ``category``, ``direction``,
+    ``finish_reason``, ...}), ``disagreements_total``
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from pytest_parity.report_sections import (
+    CSS,
+    interval_text,
+    percent,
+    status_class,
+    summary_table,
+    task_html,
+)
+from pytest_parity.results import RunResult
+from pytest_parity.svg import VERDICT_TINTS, delta_numbers, esc, forest_svg, number, points
+
+__all__ = [
+    "FORMAT",
+    "forest_svg",
+    "to_html",
+    "to_json",
+    "to_markdown",
+    "write_html",
+    "write_json",
+    "write_markdown",
+]
+
+FORMAT = "pytest-parity/report"
+ICONS = {"PASS": "✅", "FAIL": "❌", "INCONCLUSIVE": "⚠️", "ERROR": "⛔", "SKIP": "⏭️"}
+HEADLINES = {
+    "PASS": "The candidate is as good as the baseline on every task of the contract.",
+    "FAIL": "The candidate is worse than the baseline beyond the contract's tolerance.",
+    "INCONCLUSIVE": "The data cannot yet show the candidate is as good as the baseline.",
+    "ERROR": "Some tasks could not be judged: an endpoint or the data failed.",
+    "SKIP": "No task was run.",
+}
+_SECRET_KEYS = {"api_key", "apikey", "authorization", "password", "secret", "token", "headers"}
+_SECRET_QUERY = re.compile(r"key|token|secret|sig|pass|auth|credential", re.IGNORECASE)
+
+
+def _safe_url(url: str) -> str:
+    """The URL without user:password and with secret-looking query values replaced."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(unparseable URL)"
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    query = urlencode(
+        [(k, "REDACTED" if _SECRET_QUERY.search(k) else v) for k, v in parse_qsl(parts.query)]
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _plain(value: Any, key: str = "") -> Any:
+    """Builtins only, NaN/inf as null, secrets dropped: safe for json.dumps(allow_nan=False)."""
+    if isinstance(value, Mapping):
+        return {
+            str(k): _plain(v, str(k))
+            for k, v in value.items()
+            if str(k).lower() not in _SECRET_KEYS
+        }
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        return _safe_url(value) if key in ("base_url", "url") else value
+    if hasattr(value, "item"):  # numpy scalars
+        return _plain(value.item(), key)
+    return str(value)
+
+
+def _public(run: RunResult) -> dict[str, Any]:
+    doc: dict[str, Any] = {"format": FORMAT, "schema_version": run.get("schema_version", 1)}
+    doc.update({k: v for k, v in run.items() if k != "schema_version"})
+    plain: dict[str, Any] = _plain(doc)
+    return plain
+
+
+def to_json(run: RunResult) -> str:
+    """The run as versioned JSON (schema above); keys in a stable order, UTF-8 text kept."""
+    return json.dumps(_public(run), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def write_json(run: RunResult, path: str | Path) -> None:
+    _write(path, to_json(run))
+
+
+# ----------------------------------------------------------------------------------------------
+# Markdown (GitHub-flavoured, for $GITHUB_STEP_SUMMARY)
+
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]~|])")
+
+
+def _md(text: object) -> str:
+    """One table cell or list item: Markdown and HTML both neutralised, on one line."""
+    s = _MD_SPECIAL.sub(r"\\\1", str(text))
+    return esc(" ".join(s.split()))
+
+
+def _endpoint_name(contract: Mapping[str, Any], role: str) -> str:
+    ep = contract.get(role)
+    if not isinstance(ep, Mapping):
+        return role
+    return f"{ep.get('model', '?')} ({ep.get('kind', '?')})"
+
+
+def to_markdown(run: RunResult) -> str:
+    """A step summary: the verdict and why, a table of tasks, the reasons of every non-PASS."""
+    contract = run.get("contract") or {}
+    overall = str(run.get("overall", "SKIP"))
+    tasks = run.get("tasks") or []
+    lines = [
+        f"## {ICONS.get(overall, '')} Parity {_md(overall)}: "
+        f"{_md(_endpoint_name(contract, 'candidate'))} vs "
+        f"{_md(_endpoint_name(contract, 'baseline'))}",
+        "",
+        _md(HEADLINES.get(overall, "")),
+        "",
+    ]
+    lines += [f"- {_md(r)}" for r in run.get("overall_reasons") or []]
+    counts = {s: sum(1 for t in tasks if t.get("verdict") == s) for s in ICONS}
+    lines += [
+        "",
+        "**Tasks:** "
+        + " · ".join(f"{n} {s}" for s, n in counts.items() if n)
+        + (f" (of {len(tasks)})" if tasks else "none"),
+        "",
+        "| Task | Baseline | Candidate | Delta, pts [interval] | Tolerance | Verdict |",
+        "|---|--:|--:|---|--:|---|",
+    ]
+    for t in tasks:
+        safety = " (safety-critical)" if t.get("safety_critical") else ""
+        verdict = str(t.get("verdict", "SKIP"))
+        lines.append(
+            f"| {_md(t.get('task', '?'))}{safety} | {percent(number(t, 'baseline_score'))} "
+            f"| {percent(number(t, 'candidate_score'))} | {_md(interval_text(delta_numbers(t)))} "
+            f"| {points(number(t, 'tolerance'), signed=False)} "
+            f"| {ICONS.get(verdict, '')} {_md(verdict)} |"
+        )
+    details = []
+    for t in tasks:
+        if t.get("verdict") == "PASS":
+            continue
+        why = [t["error"]] if t.get("error") else []
+        for c in (t.get("checks") or {}).values():
+            if c.get("status") != "PASS":
+                why += [f"{c.get('name')}: {r}" for r in c.get("reasons") or []]
+        details.append(f"**{_md(t.get('task', '?'))}** ({_md(t.get('verdict', '?'))})")
+        details += [f"- {_md(w)}" for w in why] + [""]
+    if details:
+        lines += ["", "### Why", "", *details]
+    pp = number(run, "pass_probability")
+    digest = str(contract.get("digest", ""))[:12]
+    lines += [
+        "",
+        f"<sub>contract {_md(contract.get('path', '?'))} · digest {_md(digest)} · "
+        f"pytest-parity {_md(run.get('tool_version', '?'))} · {_md(run.get('finished', ''))}"
+        + (f" · chance an equal migration passes all tasks: {pp:.0%}" if pp is not None else "")
+        + "</sub>",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_markdown(run: RunResult, path: str | Path, append: bool = False) -> None:
+    """Write (or, for ``$GITHUB_STEP_SUMMARY``, append) the Markdown summary."""
+    text = to_markdown(run)
+    p = Path(path)
+    if append and p.is_file() and p.stat().st_size > 0:
+        text = "\n" + text  # a blank line so our heading does not glue onto earlier content
+    p.parent.mkdir(parents=True, exist_ok=True)
+    with p.open("a" if append else "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+# ----------------------------------------------------------------------------------------------
+# standalone HTML
+
+_PAGE_CSS = """
+*{box-sizing:border-box}
+body{margin:0;background:#f3f4f6}
+main.pp{max-width:1120px;margin:0 auto;background:#fff;padding:28px 40px 40px;min-height:100vh}
+.pp header h1{font-size:26px;margin:0 0 2px}
+.pp-sub{color:#5f6670;margin:0 0 18px}
+.pp-verdict{border-radius:8px;padding:16px 22px;margin:0 0 20px;border:2px solid}
+.pp-verdict .pp-big{font-size:30px;font-weight:800;letter-spacing:.02em}
+.pp-verdict p{margin:.2em 0;font-size:16px}
+.pp-verdict ul{margin:.5em 0 0 1.1em;padding:0}
+.pp-cards{display:flex;gap:12px;flex-wrap:wrap;margin:0 0 18px}
+.pp-card{flex:1 1 120px;border:1px solid var(--line);border-radius:8px;padding:10px 14px}
+.pp-card b{display:block;font-size:24px}
+.pp-card span{color:#5f6670;font-size:12.5px}
+.pp h2.pp-part{border-bottom:2px solid #1a1d21;padding-bottom:4px;margin-top:34px}
+.pp-legend{font-size:12.5px;color:#5f6670}
+.pp-legend i{display:inline-block;width:14px;height:10px;margin:0 4px 0 12px;vertical-align:middle}
+footer.pp-muted{margin-top:30px;border-top:1px solid var(--line);padding-top:8px}
+@media print{
+  @page{size:A4;margin:14mm}
+  body{background:#fff}
+  main.pp{padding:0;max-width:none;min-height:0}
+  .pp *{-webkit-print-color-adjust:exact;print-color-adjust:exact}
+  .pp-task{break-before:page}
+  .pp table,.pp-verdict,.pp-cards,.pp-forest{break-inside:avoid}
+  .pp a{color:inherit;text-decoration:none}
+}
+"""
+
+
+def _endpoint_rows(contract: Mapping[str, Any]) -> str:
+    sides = [contract.get("baseline") or {}, contract.get("candidate") or {}]
+    keys = ("kind", "model", "base_url", "api", "params")
+    rows = []
+    for k in keys:
+        cells = []
+        for ep in sides:
+            v = ep.get(k) if isinstance(ep, Mapping) else None
+            if k == "params" and isinstance(v, Mapping):
+                v = ", ".join(f"{pk}={json.dumps(pv)}" for pk, pv in v.items()) or "(none)"
+            elif k == "base_url" and isinstance(v, str):
+                v = _safe_url(v)
+            cells.append(f"<td>{esc('' if v is None else v)}</td>")
+        rows.append(f"<tr><th>{esc(k)}</th>{''.join(cells)}</tr>")
+    return (
+        "<table><tr><th></th><th>baseline (old)</th><th>candidate (new)</th></tr>"
+        + "".join(rows)
+        + "</table>"
+    )
+
+
+def _contract_html(contract: Mapping[str, Any]) -> str:
+    rows = []
+    for t in contract.get("tasks") or []:
+        alpha = number(t, "alpha")
+        rows.append(
+            f"<tr><td>{esc(t.get('name', '?'))}"
+            + ('<span class="pp-safety">safety-critical</span>' if t.get("safety_critical") else "")
+            + f"</td><td>{esc(t.get('source', ''))}</td><td>{esc(t.get('scorer', ''))}</td>"
+            f'<td class="pp-num">{points(number(t, "tolerance"), signed=False)} pts</td>'
+            f'<td class="pp-num">{"n/a" if alpha is None else f"{(1 - 2 * alpha):.0%}"}</td>'
+            f"<td>{esc(t.get('inconclusive', ''))}</td><td>{esc(t.get('error_direction', ''))}</td>"
+            "</tr>"
+        )
+    return (
+        '<h2 class="pp-part" id="contract">The contract</h2>'
+        "<h3>Endpoints</h3>" + _endpoint_rows(contract) + "<h3>Tasks and tolerances</h3>"
+        "<table><tr><th>task</th><th>source</th><th>scorer</th><th>tolerance</th>"
+        "<th>interval</th><th>if inconclusive</th><th>error direction</th></tr>"
+        + "".join(rows)
+        + "</table>"
+    )
+
+
+def _provenance_html(run: RunResult) -> str:
+    contract = run.get("contract") or {}
+    rows = [
+        ("pytest-parity", run.get("tool_version", "?")),
+        ("started", run.get("started", "?")),
+        ("finished", run.get("finished", "?")),
+        ("contract", contract.get("path", "?")),
+        ("contract version", contract.get("version", "?")),
+        ("contract sha256", contract.get("digest", "?")),
+        ("report schema", f"{FORMAT} v{run.get('schema_version', '?')}"),
+    ]
+    head = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
+    task_rows = []
+    for t in run.get("tasks") or []:
+        extra = {k: v for k, v in t.items() if k.endswith("digest")}
+        info = _plain(t.get("endpoints") or {})
+        task_rows.append(
+            f"<tr><td>{esc(t.get('task', '?'))}</td>"
+            f'<td class="pp-num">{esc(t.get("n_items", "?"))}</td>'
+            f'<td class="pp-num">{esc(t.get("n_paired", "?"))}</td>'
+            f'<td class="pp-num">{esc(t.get("baseline_errors", 0))} / '
+            f"{esc(t.get('candidate_errors', 0))}</td>"
+            f'<td><div class="pp-pre">{esc(json.dumps({**extra, **info}, indent=1))}</div></td>'
+            "</tr>"
+        )
+    return (
+        '<h2 class="pp-part" id="provenance">Provenance</h2>'
+        f"<table>{head}</table>"
+        "<table><tr><th>task</th><th>items</th><th>paired</th><th>request errors (old / new)</th>"
+        "<th>endpoints, engines, data</th></tr>" + "".join(task_rows) + "</table>"
+    )
+
+
+def _var(status: str) -> str:
+    return (
+        "var(--" + {"INCONCLUSIVE": "inc", "ERROR": "err"}.get(status, status_class(status)) + ")"
+    )
+
+
+def to_html(run: RunResult) -> str:
+    """One self-contained page for the customer: verdict first, then the evidence."""
+    contract = run.get("contract") or {}
+    overall = str(run.get("overall", "SKIP"))
+    tasks = run.get("tasks") or []
+    holm = run.get("holm") or {}
+    colour = _var(overall)
+    cand, base = _endpoint_name(contract, "candidate"), _endpoint_name(contract, "baseline")
+    reasons = "".join(f"<li>{esc(r)}</li>" for r in run.get("overall_reasons") or [])
+    counts = {s: sum(1 for t in tasks if t.get("verdict") == s) for s in ICONS}
+    cards = "".join(
+        f'<div class="pp-card"><b style="color:{_var(s)}">{n}</b>'
+        f"<span>{esc(s.lower())}</span></div>"
+        for s, n in counts.items()
+        if n or s in ("PASS", "FAIL", "INCONCLUSIVE")
+    )
+    pp = number(run, "pass_probability")
+    items = sum(int(t.get("n_paired") or 0) for t in tasks)
+    cards += f'<div class="pp-card"><b>{items:,}</b><span>paired items judged</span></div>'
+    if pp is not None:
+        cards += (
+            f'<div class="pp-card"><b>{pp:.0%}</b><span>chance an equal migration '
+            "passes every task at these item counts</span></div>"
+        )
+    legend = (
+        '<p class="pp-legend">dot: delta, candidate \u2212 baseline, in points; bar: interval;'
+        '<i style="background:#e3f2e7"></i>within tolerance'
+        '<i style="background:#fdecea"></i>worse than the tolerance allows'
+        "; dashed line: the non-inferiority margin</p>"
+    )
+    body = "".join(task_html(t, number(holm, str(t.get("task")))) for t in tasks)
+    title = f"Parity {overall}: {cand} vs {base}"
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        # No script may run in this file, whatever a model wrote into it.
+        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
+        "style-src 'unsafe-inline'; img-src data:\">"
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{esc(title)}</title><style>{CSS}{_PAGE_CSS}</style></head>"
+        '<body><main class="pp">'
+        f'<header><h1>Parity report</h1><p class="pp-sub">candidate <strong>{esc(cand)}</strong>'
+        f" against baseline <strong>{esc(base)}</strong> \u00b7 {esc(run.get('finished', ''))}"
+        f" \u00b7 contract {esc(str(contract.get('digest', ''))[:12])}</p></header>"
+        f'<section class="pp-verdict" style="background:{VERDICT_TINTS.get(overall, "#fff")};'
+        f'border-color:{colour}"><div class="pp-big" style="color:{colour}">{esc(overall)}</div>'
+        f"<p>{esc(HEADLINES.get(overall, ''))}</p><ul>{reasons}</ul></section>"
+        f'<div class="pp-cards">{cards}</div>'
+        '<h2 class="pp-part" id="summary">Every task at a glance</h2>'
+        f"{forest_svg(tasks)}{legend}{summary_table(tasks)}"
+        f"{_contract_html(contract)}"
+        f'<h2 class="pp-part" id="tasks">Task by task</h2>{body}'
+        f"{_provenance_html(run)}"
+        '<footer class="pp-muted">Made by pytest-parity. This file is self-contained: no '
+        "scripts, no network requests.</footer></main></body></html>\n"
+    )
+
+
+def write_html(run: RunResult, path: str | Path) -> None:
+    _write(path, to_html(run))
+
+
+def _write(path: str | Path, text: str) -> None:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(text, encoding="utf-8")

@@ -1,0 +1,360 @@
+"""The HTML pieces of a parity report: one task's tables, plots, reasons and disagreements.
+
+Shared by the standalone report (:func:`pytest_parity.report.to_html`) and the pytest-html
+integration (:mod:`pytest_parity.report_html`). Every value that came from a contract, a model or
+a dataset goes through :func:`esc` (``html.escape`` with ``quote=True``) on its way in, so a
+response holding ``<script>`` or ``</td>`` shows as text. Class names carry a ``pp-`` prefix so
+the stylesheet can sit inside pytest-html's page without touching its own rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pytest_parity.svg import VERDICT_COLOURS, delta_numbers, esc, forest_svg, number, points
+
+CHECK_TITLES: dict[str, str] = {
+    "delta": "Score within tolerance",
+    "failure_modes": "No new failure modes",
+    "error_direction": "Direction of error preserved",
+}
+DIRECTIONS: dict[str, str] = {
+    "C": "correct",
+    "A": "abstained (cautious)",
+    "W": "wrong (confident)",
+    "X": "request failed",
+}
+DASH = "\u2014"
+# Long answers are cut so one runaway generation cannot turn the report into a book.
+MAX_TEXT = 4000
+
+CSS = """
+.pp{--pass:#1b7f3b;--fail:#c62828;--inc:#b26a00;--err:#6a1b9a;--skip:#6b7280;--line:#e2e5e9;
+color:#1a1d21;font:14px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}
+.pp h2,.pp h3,.pp h4{line-height:1.25;margin:1.2em 0 .5em}
+.pp table{border-collapse:collapse;margin:.4em 0 1em;font-variant-numeric:tabular-nums}
+.pp th,.pp td{border:1px solid var(--line);padding:4px 10px;text-align:left;vertical-align:top}
+.pp th{background:#f6f7f9;font-weight:600}
+.pp td.pp-num{text-align:right;white-space:nowrap}
+.pp-badge{display:inline-block;padding:1px 9px;border-radius:10px;color:#fff;font-weight:700;
+font-size:12px;letter-spacing:.03em;vertical-align:middle}
+.pp-pass{background:var(--pass)}.pp-fail{background:var(--fail)}
+.pp-inconclusive{background:var(--inc)}.pp-error{background:var(--err)}.pp-skip{background:var(--skip)}
+.pp-safety{display:inline-block;padding:0 7px;border:1px solid var(--fail);color:var(--fail);
+border-radius:10px;font-size:11px;font-weight:700;margin-left:6px;vertical-align:middle}
+.pp-task{border:1px solid var(--line);border-left:6px solid var(--skip);border-radius:6px;
+padding:4px 20px 12px;margin:18px 0;break-inside:auto}
+.pp-task.pp-v-pass{border-left-color:var(--pass)}.pp-task.pp-v-fail{border-left-color:var(--fail)}
+.pp-task.pp-v-inconclusive{border-left-color:var(--inc)}.pp-task.pp-v-error{border-left-color:var(--err)}
+.pp-checks{list-style:none;padding:0;margin:.3em 0 1em}
+.pp-checks>li{margin:.35em 0}.pp-checks ul{margin:.2em 0 .2em 1.2em;padding:0}
+.pp-grid{display:flex;flex-wrap:wrap;gap:0 28px;align-items:flex-start}
+.pp-grid>div{min-width:260px}
+.pp-hot{background:#fdecea;font-weight:700}.pp-good{background:#e7f5ec}
+.pp-muted{color:#5f6670;font-size:12.5px}
+.pp-dis{border:1px solid var(--line);border-radius:6px;margin:10px 0;break-inside:avoid}
+.pp-dis-head{background:#f6f7f9;padding:4px 10px;font-size:12.5px;
+border-bottom:1px solid var(--line)}
+.pp-dis-body{padding:6px 10px}
+.pp-pair{display:grid;grid-template-columns:1fr 1fr;gap:10px}
+.pp-pre{white-space:pre-wrap;word-break:break-word;
+font:12.5px/1.45 ui-monospace,Menlo,Consolas,monospace;
+background:#fbfbfc;border:1px solid #eceef1;border-radius:4px;padding:6px 8px;margin:2px 0 6px}
+.pp-label{font-size:11.5px;font-weight:700;text-transform:uppercase;letter-spacing:.04em;color:#5f6670}
+.pp-cat{display:inline-block;background:#eef0f3;border-radius:8px;padding:0 7px;font-size:11.5px;
+margin-left:4px}
+.pp-forest{width:100%;max-width:980px;height:auto;display:block;margin:6px 0}
+.pp-summary{width:100%}.pp-summary th,.pp-summary td{padding:4px 7px}
+.pp-summary .pp-badge{font-size:11px;padding:1px 7px}
+.pp-error-box{background:#f3e8fd;border:1px solid #d7b8f3;border-radius:4px;padding:6px 10px}
+"""
+
+
+def status_class(status: object) -> str:
+    return str(status).lower() if str(status) in VERDICT_COLOURS else "skip"
+
+
+def badge(status: object) -> str:
+    return f'<span class="pp-badge pp-{status_class(status)}">{esc(status)}</span>'
+
+
+def percent(x: float | None) -> str:
+    return "n/a" if x is None else f"{x * 100:.1f}%"
+
+
+def clip(text: object, limit: int = MAX_TEXT) -> str:
+    s = "" if text is None else str(text)
+    if len(s) <= limit:
+        return esc(s)
+    return (
+        esc(s[:limit]) + f'<span class="pp-muted"> \u2026 ({len(s) - limit} more characters)</span>'
+    )
+
+
+def interval_text(nums: Mapping[str, Any], confidence: bool = True) -> str:
+    """``−0.40 [−1.10, +0.30] pts (90% CI)``: the number every report leads with."""
+    delta, lo, hi = (number(nums, k) for k in ("delta", "ci_low", "ci_high"))
+    if delta is None:
+        return "n/a"
+    text = f"{points(delta)}"
+    if lo is not None and hi is not None:
+        text += f" [{points(lo)}, {points(hi)}]"
+    text += " pts"
+    conf = number(nums, "confidence")
+    if confidence and conf is not None and lo is not None:
+        text += f" ({conf * 100:.0f}% CI)"
+    return text
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def checks_of(task: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The task's checks, the three parts of parity first, any extra metric after."""
+    checks = _mapping(task.get("checks"))
+    order = [k for k in CHECK_TITLES if k in checks] + sorted(
+        k for k in checks if k not in CHECK_TITLES
+    )
+    return [{**_mapping(checks[k]), "name": k} for k in order]
+
+
+def _reasons(task: Mapping[str, Any]) -> str:
+    rows = []
+    if task.get("error"):
+        rows.append(
+            f'<li><div class="pp-error-box">{badge("ERROR")} {esc(task["error"])}</div></li>'
+        )
+    for c in checks_of(task):
+        name = str(c["name"])
+        title = CHECK_TITLES.get(name, name.replace("delta:", "Score within tolerance: "))
+        reasons = [r for r in c.get("reasons") or [] if r]
+        items = "".join(f"<li>{esc(r)}</li>" for r in reasons)
+        rows.append(
+            f"<li>{badge(c.get('status', 'SKIP'))} <strong>{esc(title)}</strong>"
+            + (f"<ul>{items}</ul>" if items else "")
+            + "</li>"
+        )
+    return f'<ul class="pp-checks">{"".join(rows)}</ul>' if rows else ""
+
+
+def _row(label: str, value: str, hint: str = "") -> str:
+    tip = f' title="{esc(hint)}"' if hint else ""
+    return f'<tr><th{tip}>{esc(label)}</th><td class="pp-num">{esc(value)}</td></tr>'
+
+
+def numbers_table(task: Mapping[str, Any], holm: float | None = None) -> str:
+    nums = delta_numbers(task)
+    n = number(nums, "n")
+    rows = [
+        _row("Baseline score", percent(number(task, "baseline_score"))),
+        _row("Candidate score", percent(number(task, "candidate_score"))),
+        _row("Delta (candidate \u2212 baseline)", interval_text(nums)),
+        _row("Tolerance", f"{points(number(task, 'tolerance'), signed=False)} pts"),
+        _row("Paired items", f"{task.get('n_paired', 'n/a')} of {task.get('n_items', 'n/a')}"),
+        _row(
+            "Request errors (old / new)",
+            f"{task.get('baseline_errors', 0)} / {task.get('candidate_errors', 0)}",
+        ),
+    ]
+    if number(nums, "flip_rate") is not None:
+        rows.append(
+            _row("Flip rate", percent(number(nums, "flip_rate")), "items scored differently")
+        )
+    if number(nums, "p_value") is not None:
+        rows.append(_row("p-value (difference)", f"{number(nums, 'p_value'):.3g}"))
+    if holm is not None:
+        rows.append(_row("Holm-adjusted p (regression alarm)", f"{holm:.3g}"))
+    if number(nums, "mde") is not None:
+        rows.append(_row("Smallest detectable delta", f"{points(number(nums, 'mde'), False)} pts"))
+    if number(nums, "items_needed") is not None:
+        rows.append(_row("Items needed to decide", f"{number(nums, 'items_needed'):,.0f}"))
+    if nums.get("method"):
+        rows.append(_row("Interval method", str(nums["method"])))
+    if n is None and not nums:
+        rows.append(_row("Delta check", "not computed"))
+    return f'<table class="pp-numbers">{"".join(rows)}</table>'
+
+
+def flip_table(task: Mapping[str, Any]) -> str:
+    """The 2x2 of right/wrong old vs new. Both-right and both-wrong are derived when not given."""
+    nums = delta_numbers(task)
+    n, b, c = (number(nums, k) for k in ("n", "b", "c"))
+    if n is None or b is None or c is None:
+        return ""
+    both_right = number(nums, "both_right")
+    if both_right is None:
+        old = number(nums, "baseline_score")
+        old = old if old is not None else number(task, "baseline_score")
+        both_right = None if old is None else round(old * n) - b
+    both_wrong = None if both_right is None else n - both_right - b - c
+    if both_right is None or both_wrong is None or min(both_right, both_wrong) < 0:
+        both_right = both_wrong = None  # scores are not binary: only the flips mean something
+
+    def cell(v: float | None, cls: str = "") -> str:
+        text = DASH if v is None else f"{v:,.0f}"
+        return f'<td class="pp-num {cls}">{text}</td>'
+
+    return (
+        '<table class="pp-flip"><tr><th></th><th>new right</th><th>new wrong</th></tr>'
+        f"<tr><th>old right</th>{cell(both_right)}{cell(b, 'pp-hot' if b and b > c else '')}</tr>"
+        f"<tr><th>old wrong</th>{cell(c, 'pp-good' if c else '')}{cell(both_wrong)}</tr></table>"
+    )
+
+
+def failure_table(task: Mapping[str, Any]) -> str:
+    check = _mapping(_mapping(task.get("checks")).get("failure_modes"))
+    nums = _mapping(check.get("numbers"))
+    cats = {k: _mapping(v) for k, v in nums.items() if isinstance(v, Mapping)}
+    if not cats:
+        return ""
+    rows = []
+    for name, v in sorted(cats.items(), key=lambda kv: -(number(kv[1], "new") or 0)):
+        old, new, p = number(v, "old"), number(v, "new"), number(v, "p")
+        worse = old is not None and new is not None and new > old
+        rows.append(
+            f'<tr class="{"pp-hot" if worse and p is not None and p < 0.05 else ""}">'
+            f"<td>{esc(name)}</td>"
+            + "".join(
+                f'<td class="pp-num">{DASH if x is None else f"{x:,.0f}"}</td>'
+                for x in (old, new, number(v, "entered"), number(v, "left"))
+            )
+            + f'<td class="pp-num">{DASH if p is None else f"{p:.3g}"}</td></tr>'
+        )
+    return (
+        '<table class="pp-failures"><tr><th>failure category</th><th>old</th><th>new</th>'
+        '<th title="items in this category only under the new stack">entered</th>'
+        '<th title="items in this category only under the old stack">left</th><th>p</th></tr>'
+        + "".join(rows)
+        + "</table>"
+    )
+
+
+def direction_table(task: Mapping[str, Any]) -> str:
+    check = _mapping(_mapping(task.get("checks")).get("error_direction"))
+    table = _mapping(_mapping(check.get("numbers")).get("table"))
+    if not table:
+        return ""
+    keys = [k for k in DIRECTIONS if k in table or any(k in _mapping(r) for r in table.values())]
+    # Cautious -> confident is the regression this table exists to show; the reverse is a gain.
+    hot, good = {("A", "W"), ("C", "W")}, {("W", "A"), ("W", "C"), ("A", "C")}
+    head = "".join(f"<th>new: {esc(DIRECTIONS[k])}</th>" for k in keys)
+    rows = []
+    for old in keys:
+        cells = []
+        for new in keys:
+            v = number(_mapping(table.get(old)), new)
+            cls = (
+                "pp-hot"
+                if (old, new) in hot and v
+                else "pp-good"
+                if (old, new) in good and v
+                else ""
+            )
+            cells.append(f'<td class="pp-num {cls}">{DASH if v is None else f"{v:,.0f}"}</td>')
+        rows.append(f"<tr><th>old: {esc(DIRECTIONS[old])}</th>{''.join(cells)}</tr>")
+    return f'<table class="pp-direction"><tr><th></th>{head}</tr>{"".join(rows)}</table>'
+
+
+def _side(record: Mapping[str, Any], role: str, label: str) -> str:
+    side = _mapping(record.get(role))
+    meta = []
+    if side.get("category"):
+        meta.append(f'<span class="pp-cat">{esc(side["category"])}</span>')
+    if side.get("direction") in DIRECTIONS and side.get("category") != "correct":
+        meta.append(f'<span class="pp-cat">{esc(DIRECTIONS[str(side["direction"])])}</span>')
+    score = number(side, "score")
+    if score is not None:
+        meta.append(f'<span class="pp-cat">score {score:g}</span>')
+    if side.get("finish_reason") not in (None, "stop"):
+        meta.append(f'<span class="pp-cat">finish: {esc(side["finish_reason"])}</span>')
+    text = (
+        side.get("error")
+        if side.get("text") in (None, "") and side.get("error")
+        else side.get("text")
+    )
+    return (
+        f'<div><span class="pp-label">{esc(label)}</span>{"".join(meta)}'
+        f'<div class="pp-pre">{clip(text)}</div></div>'
+    )
+
+
+def disagreements_html(task: Mapping[str, Any]) -> str:
+    items = [_mapping(d) for d in task.get("disagreements") or []]
+    total = task.get("disagreements_total", len(items))
+    if not items:
+        return f'<p class="pp-muted">No disagreements to read ({esc(total)} in all).</p>'
+    out = [
+        f'<p class="pp-muted">{len(items)} of {esc(total)} items where the stacks disagree, '
+        "sampled for a person to read side by side.</p>"
+    ]
+    for i, d in enumerate(items, 1):
+        ref = d.get("reference")
+        out.append(
+            f'<div class="pp-dis"><div class="pp-dis-head">#{i} \u00b7 item {esc(d.get("id", "?"))}'
+            + (f" \u00b7 cluster {esc(d['cluster'])}" if d.get("cluster") else "")
+            + '</div><div class="pp-dis-body"><span class="pp-label">prompt</span>'
+            f'<div class="pp-pre">{clip(d.get("prompt"))}</div>'
+            + (
+                f'<span class="pp-label">reference</span><div class="pp-pre">{clip(ref)}</div>'
+                if ref not in (None, "")
+                else ""
+            )
+            + '<div class="pp-pair">'
+            + _side(d, "baseline", "old (baseline)")
+            + _side(d, "candidate", "new (candidate)")
+            + "</div></div></div>"
+        )
+    return "".join(out)
+
+
+def task_html(task: Mapping[str, Any], holm: float | None = None, level: int = 2) -> str:
+    """Everything about one task: verdict, reasons, numbers, plot, tables, disagreements."""
+    name = str(task.get("task", "?"))
+    status = task.get("verdict", "SKIP")
+    h, h2 = f"h{level}", f"h{level + 1}"
+    safety = '<span class="pp-safety">safety-critical</span>' if task.get("safety_critical") else ""
+    tables = [
+        ("Numbers", numbers_table(task, holm)),
+        ("Right and wrong, old vs new", flip_table(task)),
+        ("Failure categories, old vs new", failure_table(task)),
+        ("Direction of error (old \u2192 new)", direction_table(task)),
+    ]
+    grid = "".join(f"<div><{h2}>{esc(t)}</{h2}>{body}</div>" for t, body in tables if body)
+    return (
+        f'<section class="pp-task pp-v-{status_class(status)}" id="task-{esc(name)}">'
+        f"<{h}>{badge(status)} {esc(name)}{safety} "
+        f'<span class="pp-muted">{esc(task.get("source", ""))}</span></{h}>'
+        f"{_reasons(task)}"
+        + (forest_svg([task], title=f"Delta of {name}") if delta_numbers(task) else "")
+        + f'<div class="pp-grid">{grid}</div>'
+        f"<{h2}>Disagreements</{h2}>{disagreements_html(task)}"
+        "</section>"
+    )
+
+
+def summary_table(tasks: Sequence[Mapping[str, Any]]) -> str:
+    head = (
+        "<tr><th>task</th><th>baseline</th><th>candidate</th><th>delta, pts [interval]</th>"
+        "<th>tolerance</th><th>delta</th><th>failure modes</th><th>error direction</th>"
+        "<th>verdict</th></tr>"
+    )
+    rows = []
+    for t in tasks:
+        name = str(t.get("task", "?"))
+        checks = _mapping(t.get("checks"))
+        cells = "".join(
+            f"<td>{badge(_mapping(checks[k]).get('status', 'SKIP')) if k in checks else ''}</td>"
+            for k in CHECK_TITLES
+        )
+        safety = '<span class="pp-safety">safety</span>' if t.get("safety_critical") else ""
+        rows.append(
+            f'<tr><td><a href="#task-{esc(name)}">{esc(name)}</a>{safety}</td>'
+            f'<td class="pp-num">{percent(number(t, "baseline_score"))}</td>'
+            f'<td class="pp-num">{percent(number(t, "candidate_score"))}</td>'
+            f'<td class="pp-num">{esc(interval_text(delta_numbers(t), confidence=False))}</td>'
+            f'<td class="pp-num">{esc(points(number(t, "tolerance"), signed=False))} pts</td>'
+            f"{cells}<td>{badge(t.get('verdict', 'SKIP'))}</td></tr>"
+        )
+    return f'<table class="pp-summary">{head}{"".join(rows)}</table>'

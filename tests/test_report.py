@@ -1,0 +1,503 @@
+"""The parity reports: JSON against its schema, Markdown for CI, the standalone HTML page.
+
+``make_run`` builds a realistic three-task run (PASS / FAIL / INCONCLUSIVE) whose disagreements
+carry the strings a hostile or broken model might produce; test_browser.py reuses it.
+"""
+
+from __future__ import annotations
+
+import copy
+import html
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_parity import report
+from pytest_parity.results import SCHEMA_VERSION, RunResult, TaskResult, check
+
+HOSTILE = (
+    "<script>alert(1)</script>",
+    "</td></tr></table><b>broken</b>",
+    '<img src=x onerror="alert(1)">',
+    "\"'><svg onload=alert(1)>",
+)
+SCHEMA = Path(__file__).resolve().parent.parent / "pytest_parity" / "report_schema.json"
+
+
+def _side(text: str, score: float, category: str, direction: str) -> dict[str, Any]:
+    return {
+        "text": text,
+        "finish_reason": "stop",
+        "score": score,
+        "parsed": True,
+        "category": category,
+        "direction": direction,
+        "error": None,
+        "latency_s": 0.42,
+        "cached": False,
+    }
+
+
+def _disagreements(task: str, k: int) -> list[dict[str, Any]]:
+    out = []
+    for i in range(k):
+        bad = HOSTILE[i % len(HOSTILE)]
+        out.append(
+            {
+                "id": f"{task}-{i:04d}",
+                "prompt": f"Question {i}: what does the page say? {bad}",
+                "reference": f"answer {i} </td>",
+                "cluster": None,
+                "baseline": _side(f"The answer is {i}.", 1.0, "correct", "C"),
+                "candidate": _side(f"I think {bad}", 0.0, "wrong_answer", "W"),
+            }
+        )
+    return out
+
+
+def _delta(status: str, delta: float, lo: float, hi: float, n: int, b: int, c: int, **kw: Any):  # type: ignore[no-untyped-def]
+    numbers = {
+        "delta": delta,
+        "ci_low": lo,
+        "ci_high": hi,
+        "confidence": 0.9,
+        "method": "tango" if b + c < 30 else "paired-bootstrap",
+        "n": n,
+        "b": b,
+        "c": c,
+        "flip_rate": (b + c) / n,
+        "p_value": 0.31,
+        "mde": 0.012,
+        "items_needed": kw.pop("items_needed", None),
+        "warn": kw.pop("warn", False),
+        "se": 0.004,
+        **kw,
+    }
+    reasons = {
+        "PASS": [f"lower bound {lo * 100:+.2f} pts is above -tolerance"],
+        "FAIL": [f"upper bound {hi * 100:+.2f} pts is below -tolerance: a real regression"],
+        "INCONCLUSIVE": [
+            "the interval straddles -tolerance",
+            "about 2,400 paired items would settle it (1,400 more than the 1,000 run)",
+        ],
+    }[status]
+    return check("delta", status, reasons, **numbers)  # type: ignore[arg-type]
+
+
+def _task(
+    name: str, verdict: str, base: float, cand: float, checks: list[Any], **kw: Any
+) -> TaskResult:
+    t: dict[str, Any] = {
+        "task": name,
+        "source": kw.pop("source", "golden"),
+        "safety_critical": kw.pop("safety_critical", False),
+        "tolerance": kw.pop("tolerance", 0.015),
+        "alpha": 0.05,
+        "n_items": kw.pop("n_items", 1000),
+        "n_paired": kw.pop("n_paired", 1000),
+        "baseline_score": base,
+        "candidate_score": cand,
+        "baseline_errors": 0,
+        "candidate_errors": 1,
+        "checks": {c["name"]: c for c in checks},
+        "verdict": verdict,
+        "error": None,
+        "endpoints": {
+            "baseline": {"model": "llama-3.1-8b-fp16", "engine": "vllm 0.6.3"},
+            "candidate": {"model": "llama-3.1-8b-fp8", "engine": "sglang 0.4.1"},
+        },
+        "disagreements": kw.pop("disagreements", []),
+        "disagreements_total": kw.pop("disagreements_total", 0),
+    }
+    t.update(kw)
+    return t  # type: ignore[return-value]
+
+
+def make_run() -> RunResult:
+    direction_ok = {"C": {"C": 800, "A": 5, "W": 10}, "A": {"C": 6, "A": 60, "W": 4},
+                    "W": {"C": 9, "A": 5, "W": 101}}  # fmt: skip
+    direction_bad = {"C": {"C": 300, "A": 4, "W": 9}, "A": {"C": 1, "A": 40, "W": 22},
+                     "W": {"C": 2, "A": 3, "W": 19}}  # fmt: skip
+    support = _task(
+        "support_golden",
+        "PASS",
+        0.842,
+        0.838,
+        [
+            _delta("PASS", -0.004, -0.011, 0.003, 1000, 30, 26),
+            check("failure_modes", "PASS", ["no category grew significantly"],
+                  refusal={"old": 3, "new": 4, "entered": 2, "left": 1, "p": 0.5},
+                  truncation={"old": 1, "new": 1, "entered": 0, "left": 0, "p": 1.0}),
+            check("error_direction", "PASS", ["cautious errors stayed cautious"],
+                  table=direction_ok, p=0.38, margin=0.005),
+        ],
+        disagreements=_disagreements("support_golden", 3),
+        disagreements_total=56,
+    )  # fmt: skip
+    safety = _task(
+        "safety_refusals",
+        "FAIL",
+        0.97,
+        0.949,
+        [
+            _delta("FAIL", -0.021, -0.034, -0.009, 400, 11, 3),
+            check("failure_modes", "FAIL",
+                  ["new failure category unsafe_compliance: 0 -> 6 items (p = 0.016)"],
+                  unsafe_compliance={"old": 0, "new": 6, "entered": 6, "left": 0, "p": 0.016},
+                  refusal={"old": 12, "new": 8, "entered": 1, "left": 5, "p": 0.89}),
+            check("error_direction", "FAIL",
+                  ["22 cautious errors became confident, 3 the other way (p = 2e-05)"],
+                  table=direction_bad, p=2e-05, margin=0.0017),
+        ],
+        safety_critical=True,
+        tolerance=0.005,
+        n_items=400,
+        n_paired=400,
+        disagreements=_disagreements("safety_refusals", 5),
+        disagreements_total=14,
+    )  # fmt: skip
+    mmlu = _task(
+        "mmlu_pro",
+        "INCONCLUSIVE",
+        0.455,
+        0.449,
+        [
+            _delta("INCONCLUSIVE", -0.006, -0.021, 0.009, 1000, 52, 46, items_needed=2400),
+            check("failure_modes", "PASS", [], wrong_answer={"old": 540, "new": 546,
+                  "entered": 50, "left": 44, "p": 0.33}),
+            check("error_direction", "SKIP", ["the contract ignores error direction here"]),
+        ],
+        source="lm-eval",
+        disagreements=_disagreements("mmlu_pro", 2),
+        disagreements_total=98,
+    )  # fmt: skip
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "contract": {
+            "path": "/srv/contracts/contract.yaml",
+            "version": 1,
+            "digest": "3f1a9c0e5b7d2468ace0135792468ace0135792468ace0135792468ace01357",
+            "baseline": {"role": "baseline", "kind": "vllm", "base_url": "http://10.0.0.5:8000/v1",
+                         "model": "llama-3.1-8b-fp16", "api": "chat",
+                         "params": {"temperature": 0.0, "seed": 0, "max_tokens": 512}},
+            "candidate": {"role": "candidate", "kind": "sglang",
+                          "base_url": "https://user:pw@gpu.example/v1?api_key=sk-SECRET&x=1",
+                          "model": "llama-3.1-8b-fp8", "api": "chat",
+                          "params": {"temperature": 0.0, "seed": 0, "max_tokens": 512}},
+            "tasks": [
+                {"name": n, "source": s, "scorer": sc, "tolerance": tol, "safety_critical": sf,
+                 "alpha": 0.05, "inconclusive": "fail", "error_direction": "preserve"}
+                for n, s, sc, tol, sf in [
+                    ("support_golden", "golden", "rubric", 0.015, False),
+                    ("safety_refusals", "golden", "exact", 0.005, True),
+                    ("mmlu_pro", "lm-eval", "lm-eval", 0.015, False),
+                ]
+            ],
+        },
+        "tasks": [support, safety, mmlu],
+        "overall": "FAIL",
+        "overall_reasons": [
+            "safety_refusals: FAIL (delta FAIL; failure_modes FAIL; error_direction FAIL)",
+            "mmlu_pro: INCONCLUSIVE (delta INCONCLUSIVE)",
+        ],
+        "pass_probability": 0.41,
+        "holm": {"support_golden": 1.0, "safety_refusals": 0.0021, "mmlu_pro": 0.74},
+        "started": "2026-11-26T09:00:00+00:00",
+        "finished": "2026-11-26T09:12:31+00:00",
+        "tool_version": "0.1.0",
+    }  # fmt: skip
+
+
+def error_task() -> TaskResult:
+    """A task the endpoint never answered: no checks, no numbers, an error."""
+    t = _task("long_context", "ERROR", None, None, [], n_paired=0)  # type: ignore[arg-type]
+    t["error"] = "task long_context: 40 of 40 candidate requests failed; last error: <timeout>"
+    return t
+
+
+# ----------------------------------------------------------------------------------------------
+# a structural JSON Schema check (the subset report_schema.json uses), so no jsonschema needed
+
+
+def validate(
+    value: Any, schema: dict[str, Any], root: dict[str, Any], path: str = "$"
+) -> list[str]:
+    if "$ref" in schema:
+        schema = root["$defs"][schema["$ref"].rsplit("/", 1)[-1]]
+    errors: list[str] = []
+    types = schema.get("type")
+    if types is not None:
+        names = types if isinstance(types, list) else [types]
+        pytypes = {"object": dict, "array": list, "string": str, "boolean": bool,
+                   "null": type(None), "integer": int, "number": (int, float)}  # fmt: skip
+        ok = any(
+            isinstance(value, pytypes[t])
+            and not (t in ("integer", "number") and isinstance(value, bool))
+            for t in names
+        )
+        if not ok:
+            return [f"{path}: expected {names}, got {type(value).__name__}"]
+    if "enum" in schema and value not in schema["enum"]:
+        errors.append(f"{path}: {value!r} not in {schema['enum']}")
+    if "const" in schema and value != schema["const"]:
+        errors.append(f"{path}: expected {schema['const']!r}")
+    if isinstance(value, dict):
+        for key in schema.get("required", []):
+            if key not in value:
+                errors.append(f"{path}: missing {key!r}")
+        props = schema.get("properties", {})
+        for key, v in value.items():
+            if key in props:
+                errors += validate(v, props[key], root, f"{path}.{key}")
+            elif isinstance(schema.get("additionalProperties"), dict):
+                errors += validate(v, schema["additionalProperties"], root, f"{path}.{key}")
+            elif schema.get("additionalProperties") is False:
+                errors.append(f"{path}: unexpected key {key!r}")
+    if isinstance(value, list) and "items" in schema:
+        for i, v in enumerate(value):
+            errors += validate(v, schema["items"], root, f"{path}[{i}]")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if "minimum" in schema and value < schema["minimum"]:
+            errors.append(f"{path}: {value} < {schema['minimum']}")
+        if "maximum" in schema and value > schema["maximum"]:
+            errors.append(f"{path}: {value} > {schema['maximum']}")
+    return errors
+
+
+@pytest.fixture
+def schema() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(SCHEMA.read_text(encoding="utf-8"))
+    return loaded
+
+
+# ----------------------------------------------------------------------------------------------
+# JSON
+
+
+def test_json_matches_the_schema(schema: dict[str, Any]) -> None:
+    doc = json.loads(report.to_json(make_run()))
+    assert validate(doc, schema, schema) == []
+    assert doc["format"] == "pytest-parity/report"
+    assert doc["schema_version"] == SCHEMA_VERSION
+
+
+def test_json_schema_check_catches_a_broken_document(schema: dict[str, Any]) -> None:
+    doc = json.loads(report.to_json(make_run()))
+    del doc["tasks"][0]["verdict"]
+    doc["tasks"][1]["checks"]["delta"]["status"] = "MAYBE"
+    doc["overall"] = 3
+    errors = validate(doc, schema, schema)
+    assert any("missing 'verdict'" in e for e in errors)
+    assert any("'MAYBE' not in" in e for e in errors)
+    assert any(e.startswith("$.overall") for e in errors)
+
+
+def test_json_keeps_every_number_of_the_verdict() -> None:
+    run = make_run()
+    doc = json.loads(report.to_json(run))
+    for got, want in zip(doc["tasks"], run["tasks"], strict=True):
+        assert got["checks"] == want["checks"]
+        assert got["disagreements"] == want["disagreements"]
+    assert doc["holm"] == run["holm"]
+    assert doc["pass_probability"] == run["pass_probability"]
+
+
+def test_json_writes_non_finite_numbers_as_null_and_an_error_task(schema: dict[str, Any]) -> None:
+    run = make_run()
+    run["tasks"][0]["checks"]["delta"]["numbers"]["p_value"] = float("nan")
+    run["tasks"][0]["checks"]["delta"]["numbers"]["mde"] = float("inf")
+    run["tasks"].append(error_task())
+    doc = json.loads(report.to_json(run))  # allow_nan=False inside: NaN would raise
+    assert doc["tasks"][0]["checks"]["delta"]["numbers"]["p_value"] is None
+    assert doc["tasks"][0]["checks"]["delta"]["numbers"]["mde"] is None
+    assert validate(doc, schema, schema) == []
+
+
+def test_json_strips_credentials_from_endpoint_urls(tmp_path: Path) -> None:
+    path = tmp_path / "out" / "parity.json"
+    report.write_json(make_run(), path)
+    text = path.read_text(encoding="utf-8")
+    assert "sk-SECRET" not in text and "user:pw" not in text
+    cand = json.loads(text)["contract"]["candidate"]["base_url"]
+    assert cand == "https://gpu.example/v1?api_key=REDACTED&x=1"
+
+
+def test_json_is_deterministic() -> None:
+    assert report.to_json(make_run()) == report.to_json(copy.deepcopy(make_run()))
+
+
+# ----------------------------------------------------------------------------------------------
+# Markdown
+
+
+def test_markdown_leads_with_the_verdict_and_tabulates_every_task() -> None:
+    md = report.to_markdown(make_run())
+    first = md.splitlines()[0]
+    assert first.startswith("## ") and "FAIL" in first and "llama-3.1-8b-fp8" in first
+    rows = [line for line in md.splitlines() if line.startswith("| ")]
+    assert len(rows) == 1 + 3  # header + one row per task
+    assert all(line.count(" | ") == 5 for line in rows)  # no cell broke the table
+    assert "−2.10 \\[−3.40, −0.90\\] pts (90% CI)" in md  # brackets escaped: not a link
+    assert "safety\\_refusals** (FAIL)" in md
+    assert "unsafe\\_compliance: 0 -&gt; 6 items" in md
+
+
+def test_markdown_neutralises_html_and_table_breakers() -> None:
+    run = make_run()
+    run["tasks"][0]["task"] = "a|b<script>alert(1)</script>"
+    run["overall_reasons"].append("x </td> | <img src=x onerror=alert(1)>\nsecond line")
+    md = report.to_markdown(run)
+    assert "<script>" not in md and "<img" not in md and "</td>" not in md
+    assert "a\\|b&lt;script&gt;" in md
+    rows = [line for line in md.splitlines() if line.startswith("| ")]
+    assert all(re.sub(r"\\\|", "", line).count("|") == 7 for line in rows)
+
+
+def test_markdown_appends_for_github_step_summary(tmp_path: Path) -> None:
+    summary = tmp_path / "step_summary.md"
+    summary.write_text("## Unit tests\nall green\n", encoding="utf-8")
+    report.write_markdown(make_run(), summary, append=True)
+    report.write_markdown(make_run(), summary, append=True)
+    text = summary.read_text(encoding="utf-8")
+    assert text.startswith("## Unit tests\nall green\n\n## ")
+    assert text.count("Parity FAIL") == 2
+    report.write_markdown(make_run(), summary)  # without append: replaced
+    assert summary.read_text(encoding="utf-8").count("Parity FAIL") == 1
+
+
+# ----------------------------------------------------------------------------------------------
+# HTML
+
+
+class _Collector(HTMLParser):
+    """Tags, attributes and text as a browser's parser sees them."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[str] = []
+        self.attrs: list[tuple[str, str | None]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        self.attrs += attrs
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def _parse(page: str) -> _Collector:
+    p = _Collector()
+    p.feed(page)
+    p.close()
+    return p
+
+
+def test_html_shows_hostile_model_output_as_text_only() -> None:
+    run = make_run()
+    run["tasks"].append(error_task())
+    page = report.to_html(run)
+    parsed = _parse(page)
+    assert "script" not in parsed.tags and "img" not in parsed.tags
+    assert not [a for a, _ in parsed.attrs if a.startswith("on")]
+    text = "".join(parsed.text)
+    for bad in HOSTILE:
+        assert bad in text  # shown to the reader, verbatim
+    assert "last error: <timeout>" in text
+
+
+def test_html_escapes_task_names_and_endpoint_fields_everywhere() -> None:
+    run = make_run()
+    evil = '"><script>alert(2)</script>'
+    run["tasks"][2]["task"] = "mmlu" + evil
+    run["contract"]["baseline"]["model"] = evil
+    run["overall_reasons"].append(evil)
+    parsed = _parse(report.to_html(run))
+    assert "script" not in parsed.tags
+    assert not [a for a, _ in parsed.attrs if a.startswith("on")]
+    # the quote did not close the attribute: the whole name is still the attribute's value
+    assert ("id", "task-mmlu" + evil) in parsed.attrs
+    assert ("data-task", "mmlu" + evil) in parsed.attrs
+    assert ("href", "#task-mmlu" + evil) in parsed.attrs
+
+
+def test_html_is_self_contained_and_forbids_scripts() -> None:
+    page = report.to_html(make_run())
+    assert "Content-Security-Policy" in page and "default-src 'none'" in page
+    for attr in re.findall(r'(?:src|href)="([^"]*)"', page):
+        assert attr.startswith("#"), attr  # only in-page links: nothing is fetched
+    assert "@media print" in page
+
+
+def test_html_leads_with_the_verdict_then_contract_tasks_and_provenance() -> None:
+    page = report.to_html(make_run())
+    order = [page.index(s) for s in (
+        'class="pp-verdict"', 'id="summary"', 'id="contract"', 'id="tasks"', 'id="provenance"'
+    )]  # fmt: skip
+    assert order == sorted(order)
+    text = html.unescape(re.sub(r"<[^>]+>", " ", page))
+    for needle in (
+        "The candidate is worse than the baseline beyond the contract",
+        "safety_refusals: FAIL",
+        "sglang 0.4.1",
+        "3f1a9c0e5b7d2468ace0135792468ace0135792468ace0135792468ace01357",
+        "about 2,400 paired items would settle it",
+        "unsafe_compliance",
+        "0.0021",  # Holm-adjusted p of the safety task
+    ):
+        assert needle in text, needle
+    assert "sk-SECRET" not in page and "user:pw" not in page
+
+
+def test_html_tables_carry_the_counts() -> None:
+    page = report.to_html(make_run())
+    # 2x2 of the safety task: n=400, b=11, c=3, old right = round(0.97 * 400) = 388
+    section = page[page.index('id="task-safety_refusals"') :]
+    section = section[: section.index("</section>")]
+    flip = section[section.index('class="pp-flip"') :]
+    flip_cells = re.findall(r'<td class="pp-num[^"]*">([^<]*)</td>', flip)[:4]
+    assert flip_cells == ["377", "11", "3", "9"]
+    direction = section[section.index('class="pp-direction"') :]
+    assert 'class="pp-num pp-hot">22</td>' in direction  # cautious -> confident flagged
+
+
+def test_html_survives_a_task_without_checks() -> None:
+    run = make_run()
+    run["tasks"] = [error_task()]
+    run["overall"] = "ERROR"
+    page = report.to_html(run)
+    assert "no estimate (ERROR)" in page
+    assert "Some tasks could not be judged" in page
+
+
+def test_forest_plot_draws_one_row_per_task_with_its_band() -> None:
+    svg = report.forest_svg(make_run()["tasks"])
+    assert svg.startswith("<svg") and svg.endswith("</svg>")
+    rows = re.findall(r'<g class="pp-row" data-task="([^"]+)">', svg)
+    assert rows == ["support_golden", "safety_refusals", "mmlu_pro"]
+    # the safety task's band is a third as wide as the others (0.5 vs 1.5 points)
+    band = r'width="([0-9.]+)" height="\d+" fill="#e3f2e7"'
+    widths = [float(w) for w in re.findall(band, svg)]
+    assert len(widths) == 3
+    assert widths[1] == pytest.approx(widths[0] / 3, rel=0.02)
+
+
+def test_forest_plot_clips_huge_intervals_with_arrows() -> None:
+    run = make_run()
+    run["tasks"][1]["checks"]["delta"]["numbers"].update(delta=-0.6, ci_low=-0.9, ci_high=-0.3)
+    svg = report.forest_svg(run["tasks"])
+    assert "<path" in svg  # arrow heads mark the clipped ends
+    assert "−60.00 [−90.00, −30.00]" in svg
+
+
+def test_writers_create_parent_directories(tmp_path: Path) -> None:
+    report.write_html(make_run(), tmp_path / "a" / "r.html")
+    report.write_json(make_run(), tmp_path / "b" / "r.json")
+    report.write_markdown(make_run(), tmp_path / "c" / "r.md")
+    assert (tmp_path / "a" / "r.html").read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    assert json.loads((tmp_path / "b" / "r.json").read_text(encoding="utf-8"))["overall"] == "FAIL"
+    assert (tmp_path / "c" / "r.md").read_text(encoding="utf-8").startswith("## ")
