@@ -203,31 +203,44 @@ def flip_table(task: Mapping[str, Any]) -> str:
     )
 
 
+def _first(v: Mapping[str, Any], *keys: str) -> float | None:
+    for k in keys:
+        x = number(v, k)
+        if x is not None:
+            return x
+    return None
+
+
 def failure_table(task: Mapping[str, Any]) -> str:
+    """Failure categories old vs new; categories that failed the check are highlighted."""
     check = _mapping(_mapping(task.get("checks")).get("failure_modes"))
     nums = _mapping(check.get("numbers"))
-    cats = {k: _mapping(v) for k, v in nums.items() if isinstance(v, Mapping)}
+    source = nums.get("categories") if isinstance(nums.get("categories"), Mapping) else nums
+    cats = {str(k): _mapping(v) for k, v in _mapping(source).items() if isinstance(v, Mapping)}
     if not cats:
         return ""
+    failed = {str(f) for f in nums.get("failed") or []}
     rows = []
-    for name, v in sorted(cats.items(), key=lambda kv: -(number(kv[1], "new") or 0)):
-        old, new, p = number(v, "old"), number(v, "new"), number(v, "p")
-        worse = old is not None and new is not None and new > old
+    for name, v in sorted(cats.items(), key=lambda kv: -(_first(kv[1], "candidate", "new") or 0)):
+        old, new = _first(v, "baseline", "old"), _first(v, "candidate", "new")
+        p = _first(v, "p_value", "p")
+        state = str(v.get("status") or "")
+        hot = name in failed or state in ("new", "grown")
+        note = {"not_gated": "not gated", "new_below_min": "new, below minimum"}.get(state, state)
         rows.append(
-            f'<tr class="{"pp-hot" if worse and p is not None and p < 0.05 else ""}">'
-            f"<td>{esc(name)}</td>"
+            f'<tr class="{"pp-hot" if hot else ""}"><td>{esc(name)}</td>'
             + "".join(
                 f'<td class="pp-num">{DASH if x is None else f"{x:,.0f}"}</td>'
                 for x in (old, new, number(v, "entered"), number(v, "left"))
             )
-            + f'<td class="pp-num">{DASH if p is None else f"{p:.3g}"}</td></tr>'
+            + f'<td class="pp-num">{DASH if p is None else f"{p:.3g}"}</td>'
+            f"<td>{esc(note)}</td></tr>"
         )
     return (
         '<table class="pp-failures"><tr><th>failure category</th><th>old</th><th>new</th>'
         '<th title="items in this category only under the new stack">entered</th>'
-        '<th title="items in this category only under the old stack">left</th><th>p</th></tr>'
-        + "".join(rows)
-        + "</table>"
+        '<th title="items in this category only under the old stack">left</th><th>p</th>'
+        "<th>status</th></tr>" + "".join(rows) + "</table>"
     )
 
 
@@ -258,22 +271,28 @@ def direction_table(task: Mapping[str, Any]) -> str:
 
 
 def _side(record: Mapping[str, Any], role: str, label: str) -> str:
-    side = _mapping(record.get(role))
+    # Two shapes: failures.sample_disagreements' flat row (baseline_output, baseline_category,
+    # ...) and an ItemRecord with a nested SideRecord per stack.
+    nested = _mapping(record.get(role))
+    side = {
+        "text": record.get(f"{role}_output", nested.get("text")),
+        "category": record.get(f"{role}_category", nested.get("category")),
+        "score": record.get(f"{role}_score", nested.get("score")),
+        "finish_reason": record.get(f"{role}_finish_reason", nested.get("finish_reason")),
+        "direction": nested.get("direction"),
+        "error": nested.get("error"),
+    }
     meta = []
-    if side.get("category"):
+    if side["category"]:
         meta.append(f'<span class="pp-cat">{esc(side["category"])}</span>')
-    if side.get("direction") in DIRECTIONS and side.get("category") != "correct":
+    if side["direction"] in DIRECTIONS and side["category"] != "correct":
         meta.append(f'<span class="pp-cat">{esc(DIRECTIONS[str(side["direction"])])}</span>')
     score = number(side, "score")
     if score is not None:
         meta.append(f'<span class="pp-cat">score {score:g}</span>')
-    if side.get("finish_reason") not in (None, "stop"):
+    if side["finish_reason"] not in (None, "stop"):
         meta.append(f'<span class="pp-cat">finish: {esc(side["finish_reason"])}</span>')
-    text = (
-        side.get("error")
-        if side.get("text") in (None, "") and side.get("error")
-        else side.get("text")
-    )
+    text = side["error"] if side["text"] in (None, "") and side["error"] else side["text"]
     return (
         f'<div><span class="pp-label">{esc(label)}</span>{"".join(meta)}'
         f'<div class="pp-pre">{clip(text)}</div></div>'
@@ -293,6 +312,7 @@ def disagreements_html(task: Mapping[str, Any]) -> str:
         ref = d.get("reference")
         out.append(
             f'<div class="pp-dis"><div class="pp-dis-head">#{i} \u00b7 item {esc(d.get("id", "?"))}'
+            + (f" \u00b7 {esc(str(d['kind']).replace('_', ' '))}" if d.get("kind") else "")
             + (f" \u00b7 cluster {esc(d['cluster'])}" if d.get("cluster") else "")
             + '</div><div class="pp-dis-body"><span class="pp-label">prompt</span>'
             f'<div class="pp-pre">{clip(d.get("prompt"))}</div>'

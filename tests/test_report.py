@@ -43,20 +43,51 @@ def _side(text: str, score: float, category: str, direction: str) -> dict[str, A
 
 
 def _disagreements(task: str, k: int) -> list[dict[str, Any]]:
+    """Rows as failures.sample_disagreements writes them."""
     out = []
     for i in range(k):
         bad = HOSTILE[i % len(HOSTILE)]
         out.append(
             {
                 "id": f"{task}-{i:04d}",
+                "kind": "regression",
                 "prompt": f"Question {i}: what does the page say? {bad}",
                 "reference": f"answer {i} </td>",
-                "cluster": None,
-                "baseline": _side(f"The answer is {i}.", 1.0, "correct", "C"),
-                "candidate": _side(f"I think {bad}", 0.0, "wrong_answer", "W"),
+                "baseline_output": f"The answer is {i}.",
+                "candidate_output": f"I think {bad}",
+                "baseline_category": "correct",
+                "candidate_category": "wrong_answer" if i % 2 else "unsafe_compliance",
+                "baseline_score": 1.0,
+                "candidate_score": 0.0,
+                "baseline_finish_reason": "stop",
+                "candidate_finish_reason": "length" if i == 1 else "stop",
+                "reviewer_verdict": "",
             }
         )
     return out
+
+
+def _categories(
+    failed: list[str] | None = None, **cats: tuple[str, int, int, int, int, float]
+) -> dict[str, Any]:
+    """failure_modes numbers as failures.check_failure_modes writes them."""
+    table = {}
+    for name, (code, old, new, entered, left, p) in cats.items():
+        status = "new" if old == 0 and new else "ok"
+        if code == "C" or name == "wrong_answer":
+            status = "not_gated"
+        table[name] = {"direction": code, "baseline": old, "candidate": new, "entered": entered,
+                       "left": left, "net_share": (entered - left) / 1000, "p_value": p,
+                       "status": status, "examples": []}  # fmt: skip
+    return {"n_paired": 1000, "excluded_infra": 0, "min_count": 5, "margin": 0.015,
+            "categories": table, "failed": failed or []}  # fmt: skip
+
+
+def _direction(table: dict[str, dict[str, int]], p: float, margin: float) -> dict[str, Any]:
+    aw, wa = table["A"]["W"], table["W"]["A"]
+    n = sum(sum(r.values()) for r in table.values())
+    return {"table": table, "n_paired": n, "excluded_infra": 0, "a_to_w": aw, "w_to_a": wa,
+            "net_share": (aw - wa) / n, "margin": margin, "p_value": p, "examples": []}  # fmt: skip
 
 
 def _delta(status: str, delta: float, lo: float, hi: float, n: int, b: int, c: int, **kw: Any):  # type: ignore[no-untyped-def]
@@ -129,11 +160,11 @@ def make_run() -> RunResult:
         0.838,
         [
             _delta("PASS", -0.004, -0.011, 0.003, 1000, 30, 26),
-            check("failure_modes", "PASS", ["no category grew significantly"],
-                  refusal={"old": 3, "new": 4, "entered": 2, "left": 1, "p": 0.5},
-                  truncation={"old": 1, "new": 1, "entered": 0, "left": 0, "p": 1.0}),
-            check("error_direction", "PASS", ["cautious errors stayed cautious"],
-                  table=direction_ok, p=0.38, margin=0.005),
+            check("failure_modes", "PASS", ["no new or grown failure category"],
+                  **_categories(refusal=("A", 3, 4, 2, 1, 0.5), truncation=("W", 1, 1, 0, 0, 1.0),
+                                correct=("C", 815, 818, 26, 23, 0.39))),
+            check("error_direction", "PASS", ["direction of error preserved"],
+                  **_direction(direction_ok, 0.38, 0.005)),
         ],
         disagreements=_disagreements("support_golden", 3),
         disagreements_total=56,
@@ -147,11 +178,12 @@ def make_run() -> RunResult:
             _delta("FAIL", -0.021, -0.034, -0.009, 400, 11, 3),
             check("failure_modes", "FAIL",
                   ["new failure category unsafe_compliance: 0 -> 6 items (p = 0.016)"],
-                  unsafe_compliance={"old": 0, "new": 6, "entered": 6, "left": 0, "p": 0.016},
-                  refusal={"old": 12, "new": 8, "entered": 1, "left": 5, "p": 0.89}),
+                  **_categories(["unsafe_compliance"],
+                                unsafe_compliance=("W", 0, 6, 6, 0, 0.016),
+                                refusal=("A", 12, 8, 1, 5, 0.89))),
             check("error_direction", "FAIL",
                   ["22 cautious errors became confident, 3 the other way (p = 2e-05)"],
-                  table=direction_bad, p=2e-05, margin=0.0017),
+                  **_direction(direction_bad, 2e-05, 0.0017)),
         ],
         safety_critical=True,
         tolerance=0.005,
@@ -167,8 +199,8 @@ def make_run() -> RunResult:
         0.449,
         [
             _delta("INCONCLUSIVE", -0.006, -0.021, 0.009, 1000, 52, 46, items_needed=2400),
-            check("failure_modes", "PASS", [], wrong_answer={"old": 540, "new": 546,
-                  "entered": 50, "left": 44, "p": 0.33}),
+            check("failure_modes", "PASS", [],
+                  **_categories(wrong_answer=("W", 540, 546, 50, 44, 0.33))),
             check("error_direction", "SKIP", ["the contract ignores error direction here"]),
         ],
         source="lm-eval",
@@ -501,3 +533,36 @@ def test_writers_create_parent_directories(tmp_path: Path) -> None:
     assert (tmp_path / "a" / "r.html").read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
     assert json.loads((tmp_path / "b" / "r.json").read_text(encoding="utf-8"))["overall"] == "FAIL"
     assert (tmp_path / "c" / "r.md").read_text(encoding="utf-8").startswith("## ")
+
+
+def test_html_reads_disagreements_given_as_item_records() -> None:
+    run = make_run()
+    failed = _side("", 0.0, "transport_error", "X")
+    failed["error"] = "timeout after 120 s <no body>"
+    run["tasks"][0]["disagreements"] = [
+        {
+            "id": "q-7",
+            "prompt": "Summarise",
+            "reference": None,
+            "cluster": "doc-3",
+            "baseline": _side("old <b>bold</b>", 1.0, "correct", "C"),
+            "candidate": failed,
+        }
+    ]
+    page = report.to_html(run)
+    section = page[page.index('id="task-support_golden"') :]
+    assert "old &lt;b&gt;bold&lt;/b&gt;" in section
+    assert "timeout after 120 s &lt;no body&gt;" in section
+    assert "cluster doc-3" in section and "request failed" in section
+
+
+def test_html_marks_the_failure_category_that_failed() -> None:
+    page = report.to_html(make_run())
+    section = page[page.index('id="task-safety_refusals"') :]
+    table = section[
+        section.index('class="pp-failures"') : section.index(
+            "</table>", section.index('class="pp-failures"')
+        )
+    ]
+    hot = re.findall(r'<tr class="pp-hot"><td>([^<]*)</td>', table)
+    assert hot == ["unsafe_compliance"]
