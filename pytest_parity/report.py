@@ -101,16 +101,14 @@ def _safe_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
-def _plain(value: Any, key: str = "") -> Any:
+def plain(value: Any, key: str = "") -> Any:
     """Builtins only, NaN/inf as null, secrets dropped: safe for json.dumps(allow_nan=False)."""
     if isinstance(value, Mapping):
         return {
-            str(k): _plain(v, str(k))
-            for k, v in value.items()
-            if str(k).lower() not in _SECRET_KEYS
+            str(k): plain(v, str(k)) for k, v in value.items() if str(k).lower() not in _SECRET_KEYS
         }
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if isinstance(value, bool) or value is None or isinstance(value, int):
         return value
     if isinstance(value, float):
@@ -118,15 +116,15 @@ def _plain(value: Any, key: str = "") -> Any:
     if isinstance(value, str):
         return _safe_url(value) if key in ("base_url", "url") else value
     if hasattr(value, "item"):  # numpy scalars
-        return _plain(value.item(), key)
+        return plain(value.item(), key)
     return str(value)
 
 
 def _public(run: RunResult) -> dict[str, Any]:
     doc: dict[str, Any] = {"format": FORMAT, "schema_version": run.get("schema_version", 1)}
     doc.update({k: v for k, v in run.items() if k != "schema_version"})
-    plain: dict[str, Any] = _plain(doc)
-    return plain
+    data: dict[str, Any] = plain(doc)
+    return data
 
 
 def to_json(run: RunResult) -> str:
@@ -318,7 +316,7 @@ def _provenance_html(run: RunResult) -> str:
     task_rows = []
     for t in run.get("tasks") or []:
         extra = {k: v for k, v in t.items() if k.endswith("digest")}
-        info = _plain(t.get("endpoints") or {})
+        info = plain(t.get("endpoints") or {})
         task_rows.append(
             f"<tr><td>{esc(t.get('task', '?'))}</td>"
             f'<td class="pp-num">{esc(t.get("n_items", "?"))}</td>'

@@ -1,0 +1,135 @@
+"""pytest-html integration: parity columns in the results table, the verdict in the summary, and
+each task's evidence (tables, forest plot, disagreements) as the extras of its test.
+
+Registered by the plugin only when pytest-html is there (an unguarded ``pytest_html_*`` hook is
+an "unknown hook" error without it)::
+
+    if config.pluginmanager.hasplugin("html"):
+        from pytest_parity.report_html import ParityHtmlHooks
+        config.pluginmanager.register(ParityHtmlHooks(get_run), "parity-html")
+
+A parity test hands its :class:`~pytest_parity.results.TaskResult` over as the user property
+``parity_task`` (``item.user_properties.append(("parity_task", task))``, plain builtins, so it
+crosses xdist unchanged); a test that gates one check adds ``("parity_check", name)``. Rows and
+extras are built from that property, at the moment pytest-html sees each report. The summary
+reads ``get_run()`` in pytest-html's ``pytest_sessionfinish`` (trylast): the plugin must have
+made the RunResult by then (in its own ``pytest_sessionfinish``, which runs first).
+
+Nothing here imports pytest or pytest-html at module import time: pytest-html is imported inside
+:func:`task_extras`, and the hook wrapper is marked through pluggy, which pytest is built on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Mapping
+from typing import Any
+
+from pluggy import HookimplMarker
+
+from pytest_parity.report import plain
+from pytest_parity.report_sections import (
+    CSS,
+    badge,
+    interval_text,
+    percent,
+    summary_table,
+    task_html,
+)
+from pytest_parity.results import RunResult
+from pytest_parity.svg import delta_numbers, esc, forest_svg, number, points
+
+USER_PROPERTY = "parity_task"
+CHECK_PROPERTY = "parity_check"
+COLUMNS = ("parityBaseline", "parityCandidate", "parityDelta", "parityVerdict")
+_HEADERS = ("Baseline", "Candidate", "Delta, pts [interval]", "Parity verdict")
+
+hookimpl = HookimplMarker("pytest")
+
+
+def _property(report: Any, name: str) -> Any:
+    for entry in getattr(report, "user_properties", None) or ():
+        if isinstance(entry, tuple | list) and len(entry) == 2 and entry[0] == name:
+            return entry[1]
+    return None
+
+
+def task_of(report: Any) -> Mapping[str, Any] | None:
+    """The TaskResult a parity test attached to its report, or None for any other test."""
+    task = _property(report, USER_PROPERTY)
+    return task if isinstance(task, Mapping) else None
+
+
+def row_cells(task: Mapping[str, Any] | None, check: str | None = None) -> list[str]:
+    """The four parity cells of one results-table row (empty cells for a non-parity test)."""
+    if task is None:
+        return [f'<td class="col-{c}"></td>' for c in COLUMNS]
+    status = task.get("verdict", "SKIP")
+    checks = task.get("checks")
+    if check and isinstance(checks, Mapping) and isinstance(checks.get(check), Mapping):
+        status = checks[check].get("status", status)
+    return [
+        f'<td class="col-parityBaseline">{percent(number(task, "baseline_score"))}</td>',
+        f'<td class="col-parityCandidate">{percent(number(task, "candidate_score"))}</td>',
+        f'<td class="col-parityDelta">{esc(interval_text(delta_numbers(task)))}'
+        f" (tolerance {esc(points(number(task, 'tolerance'), signed=False))})</td>",
+        f'<td class="col-parityVerdict">{badge(status)}</td>',
+    ]
+
+
+def task_extras(task: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """pytest-html extras for one task: its full evidence as HTML, and its numbers as JSON."""
+    from pytest_html import extras
+
+    page = f'<div class="pp"><style>{CSS}</style>{task_html(task, level=3)}</div>'
+    # pytest-html json.dumps the content itself: hand it the plain record.
+    numbers = plain(task)
+    return [extras.html(page), extras.json(numbers, name="parity numbers")]
+
+
+def summary_html(run: RunResult) -> str:
+    """The run verdict for pytest-html's summary: verdict, reasons, contract digest, plot, table."""
+    contract = run.get("contract") or {}
+    overall = str(run.get("overall", "SKIP"))
+    reasons = "".join(f"<li>{esc(r)}</li>" for r in run.get("overall_reasons") or [])
+    tasks = run.get("tasks") or []
+    return (
+        f'<div class="pp"><style>{CSS}</style><h2>Parity {badge(overall)}</h2>'
+        f"<ul>{reasons}</ul>"
+        f'<p class="pp-muted">contract {esc(contract.get("path", "?"))} \u00b7 sha256 '
+        f"{esc(contract.get('digest', '?'))} \u00b7 pytest-parity "
+        f"{esc(run.get('tool_version', '?'))}</p>"
+        f"{forest_svg(tasks)}{summary_table(tasks)}</div>"
+    )
+
+
+class ParityHtmlHooks:
+    """pytest-html hook implementations; register only when pytest-html is loaded."""
+
+    def __init__(self, get_run: Callable[[], RunResult | None]) -> None:
+        self._get_run = get_run
+
+    task_extras = staticmethod(task_extras)
+
+    def pytest_html_results_table_header(self, cells: list[str]) -> None:
+        at = min(2, len(cells))
+        for i, (col, title) in enumerate(zip(COLUMNS, _HEADERS, strict=True)):
+            cells.insert(at + i, f'<th class="sortable" data-column-type="{col}">{title}</th>')
+
+    def pytest_html_results_table_row(self, report: Any, cells: list[str]) -> None:
+        check = _property(report, CHECK_PROPERTY)
+        at = min(2, len(cells))
+        cells[at:at] = row_cells(task_of(report), check if isinstance(check, str) else None)
+
+    def pytest_html_results_summary(self, prefix: list[str]) -> None:
+        run = self._get_run()
+        if run is not None:
+            prefix.append(summary_html(run))
+
+    @hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self) -> Generator[None, Any, None]:
+        # Extras ride on the call report; xdist ships them to the controller with it.
+        outcome = yield
+        report = outcome.get_result()
+        task = task_of(report) if report.when == "call" else None
+        if task is not None:
+            report.extras = [*getattr(report, "extras", []), *task_extras(task)]
