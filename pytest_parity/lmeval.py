@@ -259,6 +259,12 @@ def _resolve_task(task: TaskSpec, opts: Mapping[str, Any]) -> tuple[Any, Any]:
                 f"{name} reads split(s) {', '.join(str(s) for s in needed if s)}; add them"
                 + (" or set num_fewshot: 0" if shots else ""),
             )
+        # lm-eval opens every split the YAML names (a few-shot sampler even at 0 shots).
+        for key in ("training_split", "validation_split", "fewshot_split"):
+            if cfg.get(key) is not None and cfg[key] not in data_files:
+                cfg[key] = None
+        if not shots:
+            cfg["num_fewshot"] = 0
     return manager, cfg
 
 

@@ -1,0 +1,594 @@
+"""The lm-eval bridge against real local HTTP servers: tasks from local YAML, a built-in task on a
+local copy of its data, pairing per document, and the errors that keep a comparison honest."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import re
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_parity import lmeval
+from pytest_parity.contract import ContractError, EndpointSpec, TaskSpec, contract_from_data
+from pytest_parity.lmeval import (
+    LmEvalError,
+    normalize_lm_eval_options,
+    run_lmeval_task,
+    validate_lm_eval_options,
+)
+from pytest_parity.lmeval_pairing import pair_runs
+from tests.servers import FakeServer
+
+DATA = Path(__file__).parent / "data" / "lmeval"
+QUESTION = re.compile(r"What is (\d+) \+ (\d+)\?")
+
+
+def prompt_text(body: dict[str, Any]) -> str:
+    if "prompt" in body:
+        return str(body["prompt"])
+    return str(body["messages"][-1]["content"])
+
+
+def adder(wrong: set[str] = frozenset(), verbose: bool = False) -> Callable[[dict[str, Any]], str]:
+    """Answers the arithmetic questions; ``wrong`` questions ("a + b") get a wrong sum."""
+
+    def answer(body: dict[str, Any]) -> str:
+        a, b = map(int, QUESTION.findall(prompt_text(body))[-1])
+        total = a + b + (1 if f"{a} + {b}" in wrong else 0)
+        return f" The answer is {total}." if verbose else f" {total}"
+
+    return answer
+
+
+def questions(path: Path) -> list[str]:
+    return [json.loads(line)["question"] for line in path.read_text().splitlines()]
+
+
+def make(
+    base: FakeServer | TokServer,
+    cand: FakeServer | TokServer,
+    lm_eval_opts: dict[str, Any],
+    *,
+    b_api: str = "completions",
+    c_api: str = "completions",
+    b_extra: dict[str, Any] | None = None,
+    c_extra: dict[str, Any] | None = None,
+) -> tuple[TaskSpec, EndpointSpec, EndpointSpec]:
+    """A contract as a user writes it, with the lm_eval options resolved against DATA."""
+    raw = {
+        "baseline": {
+            "kind": "vllm",
+            "base_url": base.base_url,
+            "model": "m",
+            "api": b_api,
+            "max_retries": 0,
+            **(b_extra or {}),
+        },
+        "candidate": {
+            "kind": "vllm",
+            "base_url": cand.base_url,
+            "model": "m",
+            "api": c_api,
+            "max_retries": 0,
+            **(c_extra or {}),
+        },
+        "tasks": [{"name": "bench", "source": "lm-eval", "lm_eval": lm_eval_opts}],
+    }
+    contract = contract_from_data(raw, DATA / "contract.yaml")
+    task = contract.tasks[0]
+    opts = normalize_lm_eval_options(task.lm_eval, "tasks[0].lm_eval", "contract.yaml", DATA)
+    return replace(task, lm_eval=opts), contract.baseline, contract.candidate
+
+
+ARITH = {"task": "parity_arith", "include_path": "."}
+
+
+@pytest.fixture
+def servers() -> Iterator[Callable[..., FakeServer]]:
+    started: list[FakeServer] = []
+
+    def start(answer: Callable[[dict[str, Any]], str], **kw: Any) -> FakeServer:
+        srv = FakeServer(answer, **kw).start()
+        started.append(srv)
+        return srv
+
+    yield start
+    for srv in started:
+        srv.stop()
+
+
+# ----------------------------------------------------------------------------------------------
+# generate_until from local YAML
+
+
+def test_local_generation_task_pairs_every_document_without_the_builtin_index(
+    servers: Callable[..., FakeServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the YAML's relative data path must not depend on the cwd
+    monkeypatch.setattr(lmeval, "_BUILTIN", [])
+    task, b, c = make(servers(adder()), servers(adder()), ARITH)
+    out = run_lmeval_task(task, b, c, cache_dir=None, seed=0)
+    assert not lmeval._BUILTIN  # a user task never pays for indexing ~15k built-ins
+    assert list(out) == ["exact_match"]
+    items = out["exact_match"]
+    assert [it["id"] for it in items] == [str(i) for i in range(12)]
+    first_q = questions(DATA / "data" / "arith.jsonl")[0]
+    assert items[0]["prompt"] == f"Q: What is {first_q}?\nA:"
+    for it in items:
+        for side in (it["baseline"], it["candidate"]):
+            assert side["score"] == 1.0
+            assert side["finish_reason"] == "stop"
+            assert (side["category"], side["direction"]) == ("correct", "C")
+            assert side["cached"] is False
+    assert items[0]["reference"] == str(eval(first_q))
+
+
+def test_regression_is_found_on_exactly_the_documents_that_regressed(
+    servers: Callable[..., FakeServer],
+) -> None:
+    qs = questions(DATA / "data" / "arith.jsonl")
+    task, b, c = make(servers(adder()), servers(adder(wrong={qs[3], qs[7]})), ARITH)
+    items = run_lmeval_task(task, b, c, cache_dir=None, seed=0)["exact_match"]
+    lost = [it["id"] for it in items if it["candidate"]["score"] == 0.0]
+    assert lost == ["3", "7"]
+    assert all(it["baseline"]["score"] == 1.0 for it in items)
+    assert items[3]["candidate"]["category"] == "wrong_answer"
+    assert items[3]["candidate"]["direction"] == "W"
+    assert items[3]["candidate"]["text"].strip() == str(eval(qs[3]) + 1)
+
+
+def test_several_filters_gate_separately_and_parse_failures_show(
+    servers: Callable[..., FakeServer],
+) -> None:
+    # The candidate answers in a sentence: the strict filter cannot parse it, the flexible one can.
+    task, b, c = make(
+        servers(adder()),
+        servers(adder(verbose=True)),
+        {**ARITH, "filter": ["strict", "flexible"], "metrics": ["exact_match"]},
+    )
+    out = run_lmeval_task(task, b, c, cache_dir=None, seed=0)
+    assert list(out) == ["exact_match,strict", "exact_match,flexible"]
+    strict, flexible = out["exact_match,strict"], out["exact_match,flexible"]
+    assert all(it["candidate"]["score"] == 0.0 and not it["candidate"]["parsed"] for it in strict)
+    assert all(it["candidate"]["score"] == 1.0 and it["candidate"]["parsed"] for it in flexible)
+
+
+def test_classify_hook_sees_the_answer_and_decides_the_category(
+    servers: Callable[..., FakeServer],
+) -> None:
+    seen: list[dict[str, Any]] = []
+
+    def classify(view: Any) -> tuple[str, str]:
+        seen.append(dict(view))
+        return ("refusal", "A") if view["score"] == 0.0 else ("correct", "C")
+
+    qs = questions(DATA / "data" / "arith.jsonl")
+    task, b, c = make(servers(adder()), servers(adder(wrong={qs[0]})), {**ARITH, "limit": 2})
+    items = run_lmeval_task(task, b, c, cache_dir=None, seed=0, classify=classify)["exact_match"]
+    assert len(items) == 2
+    assert (items[0]["candidate"]["category"], items[0]["candidate"]["direction"]) == (
+        "refusal",
+        "A",
+    )
+    assert set(seen[0]) == {
+        "text", "finish_reason", "error", "error_kind", "score", "parsed", "reference", "prompt"
+    }  # fmt: skip
+
+
+def test_endpoint_settings_reach_the_server_and_the_benchmark_keeps_its_own(
+    servers: Callable[..., FakeServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PARITY_TEST_KEY", "sk-test-123")
+    base, cand = servers(adder()), servers(adder())
+    extra = {"api_key_env": "PARITY_TEST_KEY", "params": {"top_p": 0.5, "max_tokens": 300}}
+    task, b, c = make(base, cand, {**ARITH, "limit": 3}, b_extra=extra)
+    run_lmeval_task(task, b, c, cache_dir=None, seed=7)
+    body = base.received[0]
+    assert body["model"] == "m"
+    assert body["top_p"] == 0.5  # the endpoint's sampling
+    assert body["max_tokens"] == 16 and body["stop"] == ["\n"]  # the benchmark's length and stops
+    assert body["temperature"] == 0.0
+    assert base.headers_seen[0]["Authorization"] == "Bearer sk-test-123"
+    assert "Authorization" not in cand.headers_seen[0] or "sk-test" not in str(cand.headers_seen)
+
+
+def test_chat_endpoints_get_the_chat_template_and_system_instruction(
+    servers: Callable[..., FakeServer],
+) -> None:
+    base, cand = servers(adder()), servers(adder())
+    opts = {**ARITH, "limit": 2, "system_instruction": "Answer with a number."}
+    task, b, c = make(base, cand, opts, b_api="chat", c_api="chat")
+    items = run_lmeval_task(task, b, c, cache_dir=None, seed=0)["exact_match"]
+    msgs = base.received[0]["messages"]
+    assert msgs[0] == {"role": "system", "content": "Answer with a number."}
+    assert msgs[-1]["role"] == "user"
+    assert items[0]["prompt"].startswith("system: Answer with a number.\nuser: Q: What is")
+    assert all(it["candidate"]["score"] == 1.0 for it in items)
+
+
+# ----------------------------------------------------------------------------------------------
+# pairing errors
+
+
+def test_different_prompts_on_the_two_stacks_are_an_error_naming_documents(
+    servers: Callable[..., FakeServer],
+) -> None:
+    # The chat candidate gets a chat-templated prompt, the completions baseline plain text.
+    task, b, c = make(servers(adder()), servers(adder()), {**ARITH, "limit": 3}, c_api="chat")
+    with pytest.raises(LmEvalError) as err:
+        run_lmeval_task(task, b, c, cache_dir=None, seed=0)
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert msg.startswith("lm-eval task bench: prompts differ between baseline and candidate")
+    assert "parity_arith/0, parity_arith/1, parity_arith/2" in msg
+
+
+def _sample(doc_id: int, doc_hash: str = "d", prompt_hash: str = "p") -> dict[str, Any]:
+    return {
+        "doc_id": doc_id,
+        "filter": "none",
+        "metrics": ["acc"],
+        "acc": 1.0,
+        "doc_hash": doc_hash,
+        "prompt_hash": prompt_hash,
+        "arguments": [("ctx", " a")],
+        "resps": [[(-1.0, True)]],
+        "filtered_resps": [(-1.0, True)],
+        "target": 0,
+    }
+
+
+def _pair(b: list[dict[str, Any]], c: list[dict[str, Any]]) -> Any:
+    def error(problem: str, hint: str) -> Exception:
+        return LmEvalError(f"{problem} (hint: {hint})")
+
+    return pair_runs(
+        "t", {}, "multiple_choice", ({"x": b}, {}), ({"x": c}, {}), classify=None, error=error
+    )
+
+
+def test_changed_documents_and_missing_documents_are_named() -> None:
+    with pytest.raises(LmEvalError, match=r"documents differ .* documents x/1 \("):
+        _pair([_sample(0), _sample(1)], [_sample(0), _sample(1, doc_hash="other")])
+    with pytest.raises(LmEvalError, match=r"documents x/1 ran only on the baseline"):
+        _pair([_sample(0), _sample(1)], [_sample(0)])
+    out = _pair([_sample(0)], [_sample(0)])
+    assert out["acc"][0]["baseline"]["text"] == "a"
+
+
+def test_a_metric_that_is_not_a_per_document_score_is_refused() -> None:
+    bad = {**_sample(0), "acc": 3.5}
+    with pytest.raises(LmEvalError, match=r"metric 'acc' is 3.5 for document 0, not a score"):
+        _pair([bad], [bad])
+
+
+# ----------------------------------------------------------------------------------------------
+# failures, cache, seeds, event loops
+
+
+def test_a_failing_request_is_one_failed_item_and_is_asked_again_on_resume(
+    servers: Callable[..., FakeServer], tmp_path: Path
+) -> None:
+    qs = questions(DATA / "data" / "arith.jsonl")
+    broken = {"on": True}
+    good = adder()
+
+    def flaky(body: dict[str, Any]) -> str:
+        if broken["on"] and qs[2] in prompt_text(body):
+            raise RuntimeError("server fell over")  # aiohttp answers HTTP 500
+        return good(body)
+
+    base, cand = servers(adder()), servers(flaky)
+    task, b, c = make(base, cand, {**ARITH, "limit": 5})
+    items = run_lmeval_task(task, b, c, cache_dir=tmp_path, seed=0)["exact_match"]
+    failed = items[2]["candidate"]
+    assert failed["score"] is None and "500" in (failed["error"] or "")
+    assert (failed["category"], failed["direction"]) == ("request_error", "X")
+    assert [it["candidate"]["score"] for i, it in enumerate(items) if i != 2] == [1.0] * 4
+
+    broken["on"] = False
+    n_base, n_cand = len(base.received), len(cand.received)
+    again = run_lmeval_task(task, b, c, cache_dir=tmp_path, seed=0)["exact_match"]
+    assert len(base.received) == n_base  # everything the baseline answered came from its cache
+    assert len(cand.received) == n_cand + 1  # only the failed request is asked again
+    assert again[2]["candidate"]["score"] == 1.0 and again[2]["candidate"]["error"] is None
+    assert again[0]["baseline"]["cached"] is True
+    assert again[0]["baseline"]["finish_reason"] == "stop"  # kept beside lm-eval's cache
+    assert again[2]["candidate"]["cached"] is False
+    caches = sorted(p.name for p in tmp_path.glob("lmeval-*_rank0.db"))
+    assert len(caches) == 2  # one per stack: lm-eval's cache key ignores the URL
+
+
+def test_lm_eval_seeding_does_not_leak_into_the_test_process(
+    servers: Callable[..., FakeServer],
+) -> None:
+    import numpy as np
+
+    task, b, c = make(servers(adder()), servers(adder()), {**ARITH, "limit": 2})
+    random.seed(99)
+    np.random.seed(99)
+    expected = (random.random(), float(np.random.random()))
+    random.seed(99)
+    np.random.seed(99)
+    run_lmeval_task(task, b, c, cache_dir=None, seed=1234)
+    assert (random.random(), float(np.random.random())) == expected
+
+
+def test_runs_inside_a_running_event_loop_with_concurrent_requests(
+    servers: Callable[..., FakeServer],
+) -> None:
+    task, b, c = make(servers(adder()), servers(adder()), {**ARITH, "limit": 6})
+    b, c = replace(b, max_concurrency=3), replace(c, max_concurrency=3)
+
+    async def main() -> Any:
+        return run_lmeval_task(task, b, c, cache_dir=None, seed=0)
+
+    items = asyncio.run(main())["exact_match"]
+    assert [it["candidate"]["score"] for it in items] == [1.0] * 6
+    assert all(it["candidate"]["finish_reason"] == "stop" for it in items)
+
+
+# ----------------------------------------------------------------------------------------------
+# a built-in task on a local copy of its data
+
+
+def gsm8k_answer(wrong: int | None = None) -> Callable[[dict[str, Any]], str]:
+    def answer(body: dict[str, Any]) -> str:
+        q = prompt_text(body).rsplit("Question:", 1)[-1]
+        a, b = map(int, re.findall(r"has (\d+) apples and buys (\d+)", q)[0])
+        total = a + b + (1 if wrong is not None and a == wrong else 0)
+        return f" They have {a} + {b} = {total} apples.\n#### {total}"
+
+    return answer
+
+
+def test_builtin_gsm8k_runs_on_a_local_copy_of_its_data(
+    servers: Callable[..., FakeServer],
+) -> None:
+    first = json.loads((DATA / "gsm8k_test.jsonl").read_text().splitlines()[1])
+    a = int(re.findall(r"has (\d+) apples", first["question"])[0])
+    opts = {
+        "task": "gsm8k",
+        "data_files": {"test": "gsm8k_test.jsonl"},
+        "num_fewshot": 0,
+        "metrics": ["exact_match"],
+        "filter": "strict-match",
+    }
+    task, b, c = make(servers(gsm8k_answer()), servers(gsm8k_answer(wrong=a)), opts)
+    items = run_lmeval_task(task, b, c, cache_dir=None, seed=0)["exact_match"]
+    assert len(items) == 8
+    assert items[0]["prompt"].startswith("Question: Ann has")
+    assert [it["id"] for it in items if it["candidate"]["score"] == 0.0] == ["1"]
+    assert all(it["baseline"]["score"] == 1.0 for it in items)
+    index = lmeval._BUILTIN[0]
+    run_lmeval_task(task, b, c, cache_dir=None, seed=0)
+    assert len(lmeval._BUILTIN) == 1 and lmeval._BUILTIN[0] is index  # built once per process
+
+
+def test_builtin_task_needs_every_split_it_reads() -> None:
+    srv = FakeServer()
+    opts = {"task": "gsm8k", "data_files": {"test": "gsm8k_test.jsonl"}}  # 5-shot needs train
+    task, b, c = make(srv, srv, opts)
+    with pytest.raises(LmEvalError, match=r"data_files has no 'train' split .*num_fewshot: 0"):
+        run_lmeval_task(task, b, c, cache_dir=None, seed=0)
+
+
+def test_unknown_task_suggests_the_closest_name() -> None:
+    srv = FakeServer()
+    task, b, c = make(srv, srv, {"task": "parity_arth", "include_path": "."})
+    with pytest.raises(LmEvalError, match=r"no lm-eval task named 'parity_arth'; did you mean"):
+        run_lmeval_task(task, b, c, cache_dir=None, seed=0)
+
+
+# ----------------------------------------------------------------------------------------------
+# multiple choice: loglikelihood through the servers' tokenizer
+
+
+class TokServer:
+    """/tokenize, /detokenize, /tokenizer_info and echo-logprob completions, one character per
+    token (code point + ``shift``). A continuation gets logprob -0.1 per token where
+    ``prefer(text)`` holds for the full text, else -3.0."""
+
+    def __init__(self, prefer: Callable[[str], bool], shift: int = 0) -> None:
+        self.prefer, self.shift = prefer, shift
+        self.completions = 0
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _send(self, data: Any) -> None:
+                raw = json.dumps(data).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+            def do_GET(self) -> None:
+                self._send({"eos_token": "</s>", "bos_token": None, "pad_token": None})
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if self.path == "/tokenize":
+                    self._send({"tokens": owner.encode(body["prompt"])})
+                elif self.path == "/detokenize":
+                    self._send({"prompt": "".join(chr(t - owner.shift) for t in body["tokens"])})
+                else:
+                    self._send(owner.complete(body))
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def encode(self, text: str) -> list[int]:
+        return [ord(ch) + self.shift for ch in text]
+
+    def complete(self, body: dict[str, Any]) -> dict[str, Any]:
+        self.completions += 1
+        prompts = body["prompt"]
+        if isinstance(prompts, str) or (prompts and isinstance(prompts[0], int)):
+            prompts = [prompts]
+        choices = []
+        for i, p in enumerate(prompts):
+            text = p if isinstance(p, str) else "".join(chr(t - self.shift) for t in p)
+            lp = -0.1 if self.prefer(text) else -3.0
+            n = len(text)
+            choices.append(
+                {
+                    "index": i,
+                    "text": text + "x",
+                    "finish_reason": "length",
+                    "logprobs": {
+                        "token_logprobs": [None] + [lp] * n,
+                        "top_logprobs": [None] + [{"x": lp}] * n,
+                    },
+                }
+            )
+        return {"choices": choices, "usage": {"prompt_tokens": 1}}
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def knows_sums(off_by_one_on: str | None = None) -> Callable[[str], bool]:
+    def prefer(text: str) -> bool:
+        m = re.search(r"What is (\d+) \+ (\d+)\?\nA: ?(-?\d+)$", text)
+        if not m:
+            return False
+        a, b, ans = map(int, m.groups())
+        wrong = off_by_one_on == f"{a} + {b}"
+        return ans == a + b + (1 if wrong else 0)
+
+    return prefer
+
+
+@pytest.fixture
+def tok_servers() -> Iterator[Callable[..., TokServer]]:
+    started: list[TokServer] = []
+
+    def start(prefer: Callable[[str], bool], shift: int = 0) -> TokServer:
+        srv = TokServer(prefer, shift)
+        started.append(srv)
+        return srv
+
+    yield start
+    for srv in started:
+        srv.stop()
+
+
+CHOICE = {"task": "parity_choice", "include_path": ".", "tokenizer": "remote"}
+
+
+def test_multiple_choice_task_scores_by_loglikelihood_through_the_server_tokenizer(
+    tok_servers: Callable[..., TokServer],
+) -> None:
+    rows = [json.loads(line) for line in (DATA / "data" / "choice.jsonl").read_text().splitlines()]
+    base, cand = tok_servers(knows_sums()), tok_servers(knows_sums(rows[4]["question"]))
+    task, b, c = make(base, cand, CHOICE)
+    out = run_lmeval_task(task, b, c, cache_dir=None, seed=0)
+    assert list(out) == ["acc", "acc_norm"]
+    items = out["acc"]
+    assert len(items) == 10
+    assert [it["id"] for it in items if it["candidate"]["score"] == 0.0] == ["4"]
+    right = rows[0]["choices"][rows[0]["label"]]
+    assert items[0]["reference"] == right and items[0]["baseline"]["text"] == right
+    assert all(it["baseline"]["score"] == 1.0 for it in items)
+    assert items[0]["baseline"]["latency_s"] > 0
+
+
+def test_multiple_choice_needs_one_tokenizer_on_both_stacks(
+    tok_servers: Callable[..., TokServer],
+) -> None:
+    task, b, c = make(tok_servers(knows_sums()), tok_servers(knows_sums(), shift=1), CHOICE)
+    with pytest.raises(LmEvalError, match="baseline and candidate tokenize differently"):
+        run_lmeval_task(task, b, c, cache_dir=None, seed=0)
+
+
+def test_multiple_choice_refuses_chat_endpoints_and_a_missing_tokenizer(
+    tok_servers: Callable[..., TokServer],
+) -> None:
+    srv = tok_servers(knows_sums())
+    task, b, c = make(srv, srv, CHOICE, c_api="chat")
+    with pytest.raises(LmEvalError, match=r"candidate's chat API .*set candidate.api: completions"):
+        run_lmeval_task(task, b, c, cache_dir=None, seed=0)
+    task, b, c = make(srv, srv, {"task": "parity_choice", "include_path": "."})
+    with pytest.raises(LmEvalError, match=r"needs the servers' tokenizer .*tokenizer: remote"):
+        run_lmeval_task(task, b, c, cache_dir=None, seed=0)
+
+
+def test_long_contexts_are_an_error_never_cut_silently(
+    tok_servers: Callable[..., TokServer],
+) -> None:
+    srv = tok_servers(knows_sums())
+    task, b, c = make(srv, srv, {**CHOICE, "max_length": 16, "limit": 2})
+    with pytest.raises(LmEvalError, match=r"exceeds max_length 16; lm-eval would cut it"):
+        run_lmeval_task(task, b, c, cache_dir=None, seed=0)
+
+
+# ----------------------------------------------------------------------------------------------
+# contract options
+
+
+@pytest.mark.parametrize(
+    ("opts", "message"),
+    [
+        (
+            {"task": "gsm8k", "num_fewshots": 0},
+            "c.yaml: tasks[0].lm_eval.num_fewshots: unknown key (hint: did you mean 'num_fewshot'?)",
+        ),
+        (
+            {"task": "gsm8k", "limit": 0},
+            "c.yaml: tasks[0].lm_eval.limit: expected a whole number >= 1, got 0",
+        ),
+        (
+            {"task": "gsm8k", "limit": 5, "samples": [1, 2]},
+            "c.yaml: tasks[0].lm_eval.samples: samples and limit exclude each other"
+            " (hint: keep one of them)",
+        ),
+        (
+            {"task": "gsm8k", "metrics": []},
+            "c.yaml: tasks[0].lm_eval.metrics: expected a list of metric names"
+            " (hint: write metrics: [exact_match])",
+        ),
+        (
+            {"task": ""},
+            "c.yaml: tasks[0].lm_eval.task: expected an lm-eval task name (hint: write task: gsm8k)",
+        ),
+        (
+            {"task": "gsm8k", "apply_chat_template": "yes"},
+            "c.yaml: tasks[0].lm_eval.apply_chat_template: expected true or false, got 'yes'"
+            " (hint: write true or false)",
+        ),
+    ],
+)
+def test_option_errors_are_one_line(opts: dict[str, Any], message: str) -> None:
+    with pytest.raises(ContractError) as err:
+        validate_lm_eval_options(opts, "tasks[0].lm_eval", "c.yaml")
+    assert str(err.value) == message
+
+
+def test_paths_resolve_against_the_contract_and_must_exist(tmp_path: Path) -> None:
+    out = normalize_lm_eval_options(
+        {"task": "gsm8k", "include_path": ".", "data_files": {"test": "gsm8k_test.jsonl"}},
+        "tasks[0].lm_eval",
+        "c.yaml",
+        DATA,
+    )
+    assert out["include_path"] == [str(DATA.resolve())]
+    assert out["data_files"] == {"test": str((DATA / "gsm8k_test.jsonl").resolve())}
+    with pytest.raises(ContractError, match=r"lm_eval.data_files.test: file not found: .*nope"):
+        normalize_lm_eval_options(
+            {"task": "gsm8k", "data_files": {"test": "nope.jsonl"}}, "tasks[0].lm_eval", "c.yaml",
+            tmp_path,
+        )  # fmt: skip
