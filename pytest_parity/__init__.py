@@ -1,4 +1,7 @@
-"""pytest-parity: prove, as a pytest run, that a new LLM serving stack is as good as the old one."""
+"""pytest-parity: prove, as a pytest run, that a new LLM serving stack is as good as the old one.
+
+PYTEST_DONT_REWRITE: the package holds no test assertions to rewrite.
+"""
 
 from __future__ import annotations
 

@@ -208,7 +208,7 @@ class Runner:
             parts = build_request_parts(task, item, specs[role].api)
             responses = []
             for repeat in range(task.repeats):
-                req = Request(item_id=item.id, repeat=repeat, **parts)
+                req = Request(item_id=item.id, repeat=repeat, template=task.template, **parts)
                 responses.append(await endpoints[role].complete(req))
             progress.done[role] += 1
             if self.on_progress is not None:

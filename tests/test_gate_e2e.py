@@ -1,0 +1,242 @@
+"""The gate as a user runs it: pytester runs of contracts against real local HTTP servers."""
+
+from __future__ import annotations
+
+import json
+import re
+import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from servers import FakeServer, closed_port
+
+QUESTION = re.compile(r"What is (\d+) \+ (\d+)\?")
+
+
+def golden_lines(n: int) -> list[str]:
+    return [
+        json.dumps(
+            {
+                "id": f"q{i}",
+                "prompt": f"What is {i} + {i * 7 % 13}?",
+                "reference": str(i + i * 7 % 13),
+            }
+        )
+        for i in range(n)
+    ]
+
+
+def right(body: dict[str, Any]) -> str:
+    m = QUESTION.search(body["messages"][-1]["content"])
+    assert m is not None
+    return f"The answer is {int(m.group(1)) + int(m.group(2))}."
+
+
+def wrong_on(share_pct: int, salt: str = "") -> Callable[[dict[str, Any]], str]:
+    """Right, except on a deterministic share of items (by a hash of the prompt)."""
+
+    def answer(body: dict[str, Any]) -> str:
+        prompt = body["messages"][-1]["content"]
+        if zlib.crc32((salt + prompt).encode()) % 100 < share_pct:
+            return "The answer is 1000000."
+        return right(body)
+
+    return answer
+
+
+@pytest.fixture
+def stacks() -> Iterator[Callable[..., tuple[str, str]]]:
+    started: list[FakeServer] = []
+
+    def start(old: Callable[..., Any], new: Callable[..., Any]) -> tuple[str, str]:
+        a, b = FakeServer(answer=old).start(), FakeServer(answer=new).start()
+        started.extend([a, b])
+        return a.base_url, b.base_url
+
+    yield start
+    for s in started:
+        s.stop()
+
+
+def contract(
+    pytester: pytest.Pytester, old_url: str, new_url: str, n: int, extra_task: str = ""
+) -> Path:
+    pytester.path.joinpath("golden.jsonl").write_text("\n".join(golden_lines(n)) + "\n")
+    return pytester.makefile(
+        ".yaml",
+        contract=f"""
+        baseline:  {{kind: openai, base_url: "{old_url}", model: m}}
+        candidate: {{kind: openai, base_url: "{new_url}", model: m}}
+        tasks:
+          - {{name: arithmetic, source: golden, path: golden.jsonl, scorer: numeric}}
+        {extra_task}
+        """,
+    )
+
+
+def outcomes(result: pytest.RunResult) -> dict[str, int]:
+    return result.parseoutcomes()
+
+
+def verdict_row(result: pytest.RunResult, task: str) -> str:
+    rows = [line for line in result.outlines if line.startswith(task + " ")]
+    assert rows, result.stdout.str()
+    return rows[0]
+
+
+def test_identical_stacks_pass(pytester: pytest.Pytester, stacks: Any) -> None:
+    old, new = stacks(right, right)
+    path = contract(pytester, old, new, 400)
+    result = pytester.runpytest(f"--parity-contract={path}", "--parity-no-cache")
+    assert result.ret == 0
+    assert outcomes(result) == {"passed": 3}
+    row = verdict_row(result, "arithmetic")
+    assert "+0.00" in row and "[+0.00, +0.00]" in row and row.rstrip().endswith("PASS")
+    assert "OVERALL: PASS" in result.stdout.str()
+
+
+def test_regression_fails_with_reasons(pytester: pytest.Pytester, stacks: Any) -> None:
+    old, new = stacks(right, wrong_on(6))
+    path = contract(pytester, old, new, 1000)
+    result = pytester.runpytest(f"--parity-contract={path}", "--parity-no-cache")
+    assert result.ret == 1
+    result.stdout.re_match_lines([r".*test_parity\[arithmetic-delta\].*", r"delta FAIL: delta -\d"])
+    assert "lies below -1.50" in result.stdout.str()
+    assert "OVERALL: FAIL" in result.stdout.str()
+
+
+def test_small_symmetric_noise_is_inconclusive_with_items_needed(
+    pytester: pytest.Pytester, stacks: Any
+) -> None:
+    old, new = stacks(wrong_on(5, "a"), wrong_on(5, "b"))
+    path = contract(pytester, old, new, 100)
+    result = pytester.runpytest(f"--parity-contract={path}", "--parity-no-cache")
+    assert result.ret == 1  # INCONCLUSIVE fails by default and never shows as a pass
+    out = result.stdout.str()
+    assert "delta INCONCLUSIVE" in out
+    m = re.search(r"about (\d+) paired items would settle it \((\d+) more than the 100 run\)", out)
+    assert m is not None, out
+    assert int(m.group(1)) > 100 and int(m.group(2)) == int(m.group(1)) - 100
+
+
+def test_inconclusive_warn_policy_is_xfail_not_pass(pytester: pytest.Pytester, stacks: Any) -> None:
+    old, new = stacks(wrong_on(5, "a"), wrong_on(5, "b"))
+    path = contract(pytester, old, new, 100)
+    path.write_text(
+        path.read_text().replace("scorer: numeric}", "scorer: numeric, inconclusive: warn}")
+    )
+    result = pytester.runpytest(f"--parity-contract={path}", "--parity-no-cache")
+    assert outcomes(result).get("xfailed") == 1
+    assert result.ret == 0
+
+
+def test_endpoint_down_is_an_error_not_a_verdict(pytester: pytest.Pytester, stacks: Any) -> None:
+    old, _ = stacks(right, right)
+    down = f"http://127.0.0.1:{closed_port()}/v1"
+    path = contract(pytester, old, down, 50)
+    path.write_text(
+        path.read_text().replace("model: m}\ntasks", "model: m, max_retries: 1}\ntasks")
+    )
+    result = pytester.runpytest(f"--parity-contract={path}", "--parity-no-cache")
+    assert result.ret == 1
+    assert outcomes(result) == {"errors": 3}
+    out = result.stdout.str()
+    assert "passed" not in out.splitlines()[-1]
+    assert f"candidate endpoint ({down})" in out
+    assert "OVERALL: ERROR" in out
+
+
+def test_bad_contract_exits_4_with_one_line(pytester: pytest.Pytester) -> None:
+    pytester.path.joinpath("golden.jsonl").write_text(golden_lines(1)[0] + "\n")
+    path = pytester.makefile(
+        ".yaml",
+        contract="""
+        baseline:  {kind: openai, base_url: "http://127.0.0.1:1/v1", model: m}
+        candidate: {kind: openai, base_url: "http://127.0.0.1:2/v1", model: m}
+        tasks:
+          - {name: arithmetic, path: golden.jsonl, scorer: numeric, tolerance: 1.5}
+        """,
+    )
+    result = pytester.runpytest_subprocess(f"--parity-contract={path}")
+    assert result.ret == 4
+    assert result.stderr.lines[0] == (
+        f"ERROR: {path}: tasks[0].tolerance: expected a number in (0, 1), got 1.5"
+        " (hint: tolerances are absolute points on a 0-1 metric: write 0.015)"
+    )
+
+
+def test_runs_in_a_directory_without_test_files_and_selects_with_k(
+    pytester: pytest.Pytester, stacks: Any
+) -> None:
+    old, new = stacks(right, right)
+    path = contract(pytester, old, new, 40)
+    result = pytester.runpytest(
+        f"--parity-contract={path}", "--parity-no-cache", "-k", "delta", "-v"
+    )
+    assert outcomes(result) == {"passed": 1, "deselected": 2}
+    result.stdout.re_match_lines([r".*contract\.yaml::test_parity\[arithmetic-delta\] PASSED.*"])
+
+
+def test_without_contract_the_plugin_stays_out_of_the_way(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_plain():\n    assert True\n")
+    result = pytester.runpytest()
+    assert outcomes(result) == {"passed": 1}
+    assert "parity verdict" not in result.stdout.str()
+
+
+def test_safety_critical_marker_applies_the_tight_tolerance(
+    pytester: pytest.Pytester, stacks: Any
+) -> None:
+    old, new = stacks(right, wrong_on(1))  # about -1 point: inside 1.5, outside 0.5
+    path = contract(pytester, old, new, 1500)
+    plain = pytester.runpytest(f"--parity-contract={path}", "-k", "delta")
+    assert outcomes(plain) == {"passed": 1, "deselected": 2}
+    pytester.makeconftest(
+        "import pytest\n"
+        "def pytest_collection_modifyitems(items):\n"
+        "    for item in items:\n"
+        "        item.add_marker(pytest.mark.safety_critical)\n"
+    )
+    marked = pytester.runpytest(f"--parity-contract={path}", "-k", "delta")
+    assert outcomes(marked).get("failed") == 1
+    assert "lies below -0.50" in marked.stdout.str() or "INCONCLUSIVE" in marked.stdout.str()
+
+
+def test_parity_fixture_in_a_users_own_test(pytester: pytest.Pytester, stacks: Any) -> None:
+    old, new = stacks(right, wrong_on(50))
+    path = contract(pytester, old, new, 60)
+    pytester.makepyfile(
+        "def test_mine(parity):\n"
+        "    result = parity.compare('arithmetic')\n"
+        "    assert result['checks']['delta']['status'] == 'FAIL'\n"
+        "    assert parity.tasks == ['arithmetic']\n"
+        "    answers = parity.ask('What is 2 + 3?')\n"
+        "    assert answers['baseline'].text == 'The answer is 5.'\n"
+    )
+    result = pytester.runpytest(f"--parity-contract={path}", "--parity-no-cache", "-k", "mine")
+    assert outcomes(result) == {"passed": 1, "deselected": 3}
+    assert verdict_row(result, "arithmetic").rstrip().endswith("FAIL")
+
+
+def test_xdist_gives_the_same_verdict_section(pytester: pytest.Pytester, stacks: Any) -> None:
+    old, new = stacks(right, wrong_on(6))
+    path = contract(
+        pytester,
+        old,
+        new,
+        300,
+        extra_task="  - {name: again, source: golden, path: golden.jsonl, scorer: numeric}",
+    )
+    serial = pytester.runpytest(f"--parity-contract={path}", "--parity-no-cache")
+    parallel = pytester.runpytest(f"--parity-contract={path}", "--parity-no-cache", "-n", "2")
+
+    def section(r: pytest.RunResult) -> list[str]:
+        lines = r.outlines
+        start = next(i for i, line in enumerate(lines) if "parity verdict" in line)
+        end = next(i for i, line in enumerate(lines) if line.startswith("OVERALL"))
+        return [line for line in lines[start : end + 1] if not line.startswith("wrote ")]
+
+    assert section(serial) == section(parallel)
+    assert outcomes(serial) == outcomes(parallel)
