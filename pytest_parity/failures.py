@@ -6,9 +6,10 @@ had an infrastructure failure (direction X), so a flaky network never looks like
 * failure modes (STATISTICS.md section 5): per category, items that entered it under the candidate
   against items that left it, exact one-sided binomial test. A category the baseline never showed
   FAILS once the candidate shows it on ``failure_min_count`` items (1 for safety-critical tasks);
-  a category both show FAILS when it grew significantly (p < alpha) AND by more than the task's
-  tolerance as a share of the paired items. ``wrong_answer`` is reported but not gated here: plain
-  accuracy is the delta check's, and wrong answers replacing abstentions the direction check's.
+  a category both show FAILS when it grew significantly (Holm-adjusted over the categories the
+  baseline shows, p < alpha) AND by more than the task's tolerance as a share of the paired
+  items. ``wrong_answer`` is reported but not gated here: plain accuracy is the delta check's,
+  and wrong answers replacing abstentions the direction check's.
 * direction of error (section 6): each answer coded C / A / W, the 3x3 old -> new table, and the
   exact one-sided test of A->W against W->A: FAIL when p < alpha AND (A->W - W->A) / n exceeds
   tolerance / 3, whatever the accuracy did.
@@ -84,13 +85,9 @@ def check_failure_modes(records: Sequence[ItemRecord], task: TaskSpec) -> CheckR
             side = r[role]
             names.setdefault(side["category"], side["direction"])
     table: dict[str, dict[str, Any]] = {}
-    failed: list[str] = []
-    reasons: list[str] = []
-    notes: list[str] = []
+    entered_ids: dict[str, list[str]] = {}
     for name, code in names.items():
-        old = sum(r["baseline"]["category"] == name for r in pairs)
-        new = sum(r["candidate"]["category"] == name for r in pairs)
-        entered = [
+        entered_ids[name] = [
             r["id"]
             for r in pairs
             if r["candidate"]["category"] == name and r["baseline"]["category"] != name
@@ -98,45 +95,59 @@ def check_failure_modes(records: Sequence[ItemRecord], task: TaskSpec) -> CheckR
         left = sum(
             r["baseline"]["category"] == name and r["candidate"]["category"] != name for r in pairs
         )
-        p = one_sided_p(len(entered), left)
-        net = (len(entered) - left) / n
-        gated = code in ("A", "W") and name not in NOT_GATED
-        if not gated:
-            status = "not_gated"
-        elif old == 0 and new >= min_count:
-            status = "new"
+        entered = len(entered_ids[name])
+        table[name] = {
+            "direction": code,
+            "baseline": sum(r["baseline"]["category"] == name for r in pairs),
+            "candidate": sum(r["candidate"]["category"] == name for r in pairs),
+            "entered": entered,
+            "left": left,
+            "net_share": (entered - left) / n,
+            "p_value": one_sided_p(entered, left),
+            "p_holm": None,
+            "status": "not_gated" if code not in ("A", "W") or name in NOT_GATED else "tested",
+            "examples": entered_ids[name][:EXAMPLES],
+        }
+    # Every category the baseline shows is one more growth test: Holm keeps the chance of a false
+    # alarm for the task at alpha however many categories the taxonomy and the contract define.
+    grown_family = [k for k, v in table.items() if v["status"] == "tested" and v["baseline"] > 0]
+    if grown_family:
+        from pytest_parity.stats import holm
+
+        adjusted = holm([table[k]["p_value"] for k in grown_family])
+        for k, q in zip(grown_family, adjusted, strict=True):
+            table[k]["p_holm"] = q
+    failed: list[str] = []
+    reasons: list[str] = []
+    notes: list[str] = []
+    for name, row in table.items():
+        if row["status"] != "tested":
+            continue
+        old, new, entered, left = row["baseline"], row["candidate"], row["entered"], row["left"]
+        examples = _ids(entered_ids[name])
+        if old == 0 and new >= min_count:
+            row["status"] = "new"
             failed.append(name)
             reasons.append(
-                f"new failure category {name!r}: 0 -> {new} of {n} items (entered {len(entered)},"
-                f" left 0, p={_p(p)}), e.g. {_ids(entered)}"
+                f"new failure category {name!r}: 0 -> {new} of {n} items (entered {entered},"
+                f" left 0, p={_p(row['p_value'])}), e.g. {examples}"
             )
         elif old == 0 and new > 0:
-            status = "new_below_min"
+            row["status"] = "new_below_min"
             notes.append(
-                f"{name!r} appeared on {new} item(s), below the minimum of {min_count}:"
-                f" {_ids(entered)}"
+                f"{name!r} appeared on {new} item(s), below the minimum of {min_count}: {examples}"
             )
-        elif p < task.alpha and net > margin:
-            status = "grown"
+        elif old > 0 and row["p_holm"] < task.alpha and row["net_share"] > margin:
+            row["status"] = "grown"
             failed.append(name)
             reasons.append(
                 f"failure category {name!r} grew: {old} -> {new} of {n} items (entered"
-                f" {len(entered)}, left {left}, net {net:+.1%} > margin {margin:.1%},"
-                f" p={_p(p)}), e.g. {_ids(entered)}"
+                f" {entered}, left {left}, net {row['net_share']:+.1%} > margin {margin:.1%},"
+                f" p={_p(row['p_value'])}, Holm-adjusted over {len(grown_family)} categories"
+                f" {_p(row['p_holm'])}), e.g. {examples}"
             )
         else:
-            status = "ok"
-        table[name] = {
-            "direction": code,
-            "baseline": old,
-            "candidate": new,
-            "entered": len(entered),
-            "left": left,
-            "net_share": net,
-            "p_value": p,
-            "status": status,
-            "examples": entered[:EXAMPLES],
-        }
+            row["status"] = "ok"
     if not failed:
         tested = [k for k, v in table.items() if v["status"] != "not_gated"]
         if tested:

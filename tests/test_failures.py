@@ -182,6 +182,23 @@ def test_a_large_but_not_significant_growth_passes() -> None:
     assert result["numbers"]["categories"]["abstain"]["p_value"] == pytest.approx(0.1875)
 
 
+def test_growth_tests_are_holm_adjusted_over_the_categories_the_baseline_shows() -> None:
+    # abstain 6 -> 15 of 300 (entered 14, left 5): p = .032 alone, a false alarm in 3 tests
+    grew = records(
+        (266, "correct", "correct"), (1, "abstain", "abstain"), (14, "correct", "abstain")
+    )
+    grew += records((5, "abstain", "correct"))
+    alone = check_failure_modes(grew + records((14, "correct", "correct")), TASK)
+    assert alone["numbers"]["categories"]["abstain"]["p_value"] == pytest.approx(0.0318, abs=1e-4)
+    assert alone["status"] == "FAIL"
+    assert "Holm-adjusted over 1 categories 0.032" in alone["reasons"][0]
+    steady = records((7, "refusal", "refusal"), (7, "truncated", "truncated"))
+    among = check_failure_modes(grew + steady, TASK)
+    abstain = among["numbers"]["categories"]["abstain"]
+    assert abstain["p_holm"] == pytest.approx(3 * abstain["p_value"])
+    assert among["status"] == "PASS"
+
+
 def test_infrastructure_failures_never_count_as_failure_modes() -> None:
     recs = records((150, "correct", "correct"), (50, "correct", "timeout"))
     recs += records((20, "transport_error", "wrong_answer"))

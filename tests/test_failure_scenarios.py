@@ -1,0 +1,206 @@
+"""Failure modes and direction of error as a user meets them: pytester runs of a contract against
+two real local HTTP stacks, one scenario each (equal accuracy throughout, so only the new checks
+can see what changed)."""
+
+from __future__ import annotations
+
+import json
+import re
+import zlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+# pytester's in-process runs unload the modules first imported inside them, and numpy's C core
+# cannot load twice in one process: load what the verdict needs before any inner run.
+import numpy  # noqa: F401
+import pytest
+import scipy.stats  # noqa: F401
+from servers import FakeServer, Reply
+
+QUESTION = re.compile(r"What is (\d+) \+ (\d+)\?")
+N = 300
+Answer = Callable[[dict[str, Any]], "str | Reply"]
+
+
+def prompt_of(body: dict[str, Any]) -> str:
+    return str(body["messages"][-1]["content"])
+
+
+def bucket(body: dict[str, Any], salt: str = "") -> int:
+    """A stable 0-99 bucket per item, so both stacks (and every run) agree on who gets what."""
+    return zlib.crc32((salt + prompt_of(body)).encode()) % 100
+
+
+def right(body: dict[str, Any]) -> str:
+    m = QUESTION.search(prompt_of(body))
+    assert m is not None
+    return f"The answer is {int(m.group(1)) + int(m.group(2))}."
+
+
+WRONG = "The answer is 1000000."
+
+
+def stack(*rules: tuple[int, str | Reply], salt: str = "") -> Answer:
+    """Answers by bucket: the first rule whose upper bound is above the item's bucket wins."""
+
+    def answer(body: dict[str, Any]) -> str | Reply:
+        b = bucket(body, salt)
+        for upper, reply in rules:
+            if b < upper:
+                return reply
+        return right(body)
+
+    return answer
+
+
+@pytest.fixture
+def gate(pytester: pytest.Pytester) -> Iterator[Callable[..., tuple[pytest.RunResult, Any]]]:
+    started: list[FakeServer] = []
+
+    def run(old: Answer, new: Answer, task_extra: str = "") -> tuple[pytest.RunResult, Any]:
+        a, b = FakeServer(answer=old).start(), FakeServer(answer=new).start()
+        started.extend([a, b])
+        lines = [
+            json.dumps(
+                {
+                    "id": f"q{i}",
+                    "prompt": f"What is {i} + {i * 7 % 13}?",
+                    "reference": str(i + i * 7 % 13),
+                }
+            )
+            for i in range(N)
+        ]
+        pytester.path.joinpath("golden.jsonl").write_text("\n".join(lines) + "\n")
+        path = pytester.makefile(
+            ".yaml",
+            contract=f"""
+            baseline:  {{kind: openai, base_url: "{a.base_url}", model: m}}
+            candidate: {{kind: openai, base_url: "{b.base_url}", model: m}}
+            tasks:
+              - {{name: qa, source: golden, path: golden.jsonl, scorer: numeric{task_extra}}}
+            """,
+        )
+        result = pytester.runpytest(
+            f"--parity-contract={path}",
+            "--parity-no-cache",
+            "--parity-json=verdict.json",
+            "-p",
+            "no:html",  # the HTML report has its own tests; these read the JSON verdict
+        )
+        verdict = json.loads(pytester.path.joinpath("verdict.json").read_text())
+        return result, verdict["tasks"][0]
+
+    yield run
+    for s in started:
+        s.stop()
+
+
+def statuses(task: dict[str, Any]) -> dict[str, str]:
+    return {name: c["status"] for name, c in task["checks"].items()}
+
+
+def test_abstentions_turned_into_confident_errors_fail_direction_not_delta(
+    gate: Any, pytester: pytest.Pytester
+) -> None:
+    old = stack((20, "I don't know."), (30, WRONG))
+    new = stack((30, WRONG))
+    result, task = gate(old, new)
+    assert task["baseline_score"] == task["candidate_score"]  # equal accuracy
+    assert statuses(task) == {"delta": "PASS", "failure_modes": "PASS", "error_direction": "FAIL"}
+    assert result.ret == 1
+    result.assert_outcomes(passed=2, failed=1)
+    out = result.stdout.str()
+    assert "error_direction FAIL: cautious errors became confident errors:" in out
+    table = task["checks"]["error_direction"]["numbers"]["table"]
+    assert table["A"]["W"] > 50 and table["W"]["A"] == 0
+    assert (
+        table["A"]["W"]
+        == task["checks"]["failure_modes"]["numbers"]["categories"]["abstain"]["left"]
+    )
+    # the person reading disagreements sees the swap, side by side
+    path = pytester.path / "parity-out" / "disagreements-qa.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(rows) == min(50, table["A"]["W"]) == len(task["disagreements"])
+    assert task["disagreements_total"] == table["A"]["W"]
+    first = rows[0]
+    assert first["kind"] == "category_change" and first["reviewer_verdict"] == ""
+    assert (first["baseline_category"], first["candidate_category"]) == ("abstain", "wrong_answer")
+    assert (first["baseline_output"], first["candidate_output"]) == ("I don't know.", WRONG)
+    assert first["prompt"].startswith("What is ") and first["reference"].isdigit()
+
+
+def test_a_new_truncation_category_at_equal_accuracy_fails_failure_modes(gate: Any) -> None:
+    cut = Reply("Let me work through this step by step. First, we line up the", "length")
+    result, task = gate(stack((10, WRONG)), stack((10, cut)))
+    assert task["baseline_score"] == task["candidate_score"]
+    assert statuses(task) == {"delta": "PASS", "failure_modes": "FAIL", "error_direction": "PASS"}
+    result.assert_outcomes(passed=2, failed=1)
+    truncated = task["checks"]["failure_modes"]["numbers"]["categories"]["truncated"]
+    assert truncated["baseline"] == 0 and truncated["candidate"] >= 20
+    result.stdout.re_match_lines(
+        [
+            rf"E?\s*failure_modes FAIL: new failure category 'truncated': 0 -> "
+            rf"{truncated['candidate']} of {N} items \(entered {truncated['candidate']}, left 0,"
+            r" p=[0-9.e-]+\), e\.g\. q\d+, q\d+, q\d+, q\d+, q\d+, \.\.\."
+        ]
+    )
+
+
+def test_a_category_from_a_conftest_hook_is_gated(gate: Any, pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        """
+        def pytest_parity_classify(task, side, text, default):
+            if default == "wrong_answer" and text.rstrip(".").endswith("km"):
+                return "invented_unit"
+            return None
+        """
+    )
+    result, task = gate(stack((10, WRONG)), stack((10, "The answer is 1000000 km.")))
+    assert statuses(task)["failure_modes"] == "FAIL"
+    invented = task["checks"]["failure_modes"]["numbers"]["categories"]["invented_unit"]
+    assert invented["direction"] == "W" and invented["baseline"] == 0
+    assert "new failure category 'invented_unit'" in result.stdout.str()
+    # the hook's category replaces the default one: the old wrong answers stay wrong_answer
+    wrong = task["checks"]["failure_modes"]["numbers"]["categories"]["wrong_answer"]
+    assert wrong["candidate"] == 0 and wrong["left"] == invented["entered"]
+
+
+def test_a_direction_hook_can_make_a_custom_category_cautious(
+    gate: Any, pytester: pytest.Pytester
+) -> None:
+    pytester.makeconftest(
+        """
+        def pytest_parity_classify(text, default):
+            return "hedged" if text.startswith("Probably") else None
+
+        def pytest_parity_direction(category):
+            return "A" if category == "hedged" else None
+        """
+    )
+    # confident errors become hedged ones: a new category, but a move towards caution
+    _, task = gate(stack((10, WRONG)), stack((10, "Probably 1000000, but check.")))
+    assert statuses(task) == {"delta": "PASS", "failure_modes": "FAIL", "error_direction": "PASS"}
+    numbers = task["checks"]["error_direction"]["numbers"]
+    assert numbers["w_to_a"] > 20 and numbers["a_to_w"] == 0
+
+
+def test_contract_categories_are_patterns_on_the_answer(gate: Any) -> None:
+    extra = ', categories: {apology: "^(?i:sorry)"}'
+    result, task = gate(stack((10, WRONG)), stack((10, "Sorry! 1000000.")), task_extra=extra)
+    assert statuses(task)["failure_modes"] == "FAIL"
+    assert "new failure category 'apology'" in result.stdout.str()
+
+
+def test_noise_between_equal_stacks_trips_neither_check(gate: Any) -> None:
+    # both stacks fail at the same rates in the same ways, on different items
+    def noisy(salt: str) -> Answer:
+        cut = Reply("We need to add the two numbers, so we", "length")
+        return stack((6, WRONG), (10, "I'm not sure."), (12, cut), salt=salt)
+
+    result, task = gate(noisy("old"), noisy("new"))
+    assert statuses(task)["failure_modes"] == "PASS"
+    assert statuses(task)["error_direction"] == "PASS"
+    categories = task["checks"]["failure_modes"]["numbers"]["categories"]
+    assert {"abstain", "truncated", "wrong_answer"} <= set(categories)
+    assert all(c["entered"] > 0 and c["left"] > 0 for c in categories.values())
+    assert "failure_modes FAIL" not in result.stdout.str()
