@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -119,3 +121,37 @@ def test_a_server_that_dies_on_start_keeps_its_log_and_names_it(tmp_path: Path) 
         pass
     logs = list((tmp_path / "logs").glob("garbage.*.log"))
     assert len(logs) == 1 and str(logs[0]) in str(info.value)
+
+
+def test_servers_die_with_a_killed_parent(tmp_path: Path) -> None:
+    # A CI timeout SIGKILLs pytest and runs no cleanup; the servers must not outlive it.
+    if importlib.util.find_spec("llama_cpp") is None or not servers.model_file("Q4_1").is_file():
+        pytest.skip(f"llama_cpp or the Q4_1 model is missing; {SETUP_HINT}")
+    script = (
+        "import sys, time\n"
+        f"sys.path.insert(0, {str(LIVE_DIR)!r})\n"
+        "import servers\n"
+        "with servers.serve(servers.model_file('Q4_1'), log_dir=servers.Path(sys.argv[1])) as url:\n"
+        "    print(url, flush=True)\n"
+        "    time.sleep(120)\n"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    ) as parent:
+        try:
+            assert parent.stdout is not None
+            url = parent.stdout.readline().strip()
+            assert url.startswith("http://127.0.0.1:"), (
+                f"no URL from the parent; logs in {tmp_path}"
+            )
+            urllib.request.urlopen(f"{url}/models", timeout=10).close()
+        finally:
+            parent.kill()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"{url}/models", timeout=1).close()
+        except OSError:
+            return
+        time.sleep(0.2)
+    pytest.fail(f"server at {url} still answers 10 s after its parent was killed")

@@ -100,7 +100,6 @@ def evals_items(wheel: Path, dataset: str, file: str, n: int | None) -> list[dic
 
 # output file -> (evals dataset dir, file inside it, how many items: None = all)
 EVALS_SETS = {
-    "next_val_series.jsonl": ("next-val-series", "next-val-series.jsonl", None),
     "which_is_heavier.jsonl": ("which_is_heavier", "which_is_heavier.jsonl", 100),
     "born_first.jsonl": ("born_first", "born_first.jsonl", 100),
     "food_yes_no.jsonl": ("food", "samples.jsonl", 100),

@@ -48,6 +48,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _die_with_parent() -> None:
+    # A killed pytest (CI timeout, SIGKILL) runs no finally: without this its servers outlive
+    # it, each holding ~1 GB and a port. Linux only; elsewhere the context managers still stop them.
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
 class Server:
     """One `python -m llama_cpp.server` process; use serve()/serve_many() rather than this."""
 
@@ -100,6 +110,7 @@ class Server:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
 
     def _log_tail(self, lines: int = 15) -> str:
