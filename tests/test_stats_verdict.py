@@ -1,0 +1,227 @@
+"""Non-inferiority verdict, planning numbers and the many-task verdict, against the reference notes."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy.stats import binom
+
+from pytest_parity import stats as S
+
+TOL = 0.015
+
+
+def interval(delta: float, low: float, high: float, **kw: object) -> S.DeltaInterval:
+    fields: dict[str, object] = {
+        "confidence": 0.90,
+        "method": "t",
+        "n": 1000,
+        "se": 0.008,
+        "flip_rate": 0.08,
+        "b": None,
+        "c": None,
+        "p_value": 0.3,
+    }
+    fields.update(kw)
+    return S.DeltaInterval(delta, low, high, **fields)  # type: ignore[arg-type]
+
+
+def tango_gate_pass_probability(n: int, psi: float, tol: float, delta: float) -> float:
+    """Exact P(PASS) of the Tango gate by summing over the discordant counts (no simulation)."""
+    total = 0.0
+    for m in range(n + 1):
+        weight = binom.pmf(m, n, psi)
+        if weight < 1e-12 or m == 0:
+            total += weight if m == 0 else 0.0  # no flips: exact-zero, a PASS
+            continue
+
+        def passes(b: int, m: int = m) -> bool:
+            return S.tango_interval(b, m - b, n, 0.90)[0] > -tol
+
+        if not passes(0):
+            continue
+        lo, hi = 0, m  # the lower bound falls as b grows: the passing b form {0..k}
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if passes(mid) else (lo, mid - 1)
+        total += weight * binom.cdf(lo, m, (psi - delta) / 2 / psi)
+    return float(total)
+
+
+# --- the verdict ---------------------------------------------------------------------------------
+
+
+def test_pass_reason_matches_the_documented_sentence() -> None:
+    v = S.noninferiority(interval(-0.004, -0.011, 0.003), TOL)
+    assert v.status == "PASS" and not v.warn and v.items_needed is None
+    assert v.reasons[0] == "delta -0.40 pts, 90% CI [-1.10, +0.30] lies above -1.50"
+    assert "Wilcoxon p=0.3 tests delta = 0 and is not evidence of parity" in v.reasons[1]
+
+
+def test_pass_with_upper_bound_below_zero_warns_of_a_real_regression() -> None:
+    v = S.noninferiority(interval(-0.008, -0.012, -0.004), TOL)
+    assert v.status == "PASS" and v.warn
+    assert any("upper bound -0.40 pts < 0" in r for r in v.reasons)
+
+
+def test_fail_when_the_whole_interval_is_below_minus_tolerance() -> None:
+    v = S.noninferiority(interval(-0.03, -0.04, -0.02, se=0.006), TOL)
+    assert v.status == "FAIL" and not v.warn and v.items_needed is None
+    assert v.reasons[0].endswith("lies below -1.50")
+    assert v.p_fail < 0.05
+
+
+def test_inconclusive_says_how_many_items_would_settle_it() -> None:
+    # psi .08 at n = 1,000 with delta 0: the reference notes need 2,197 items.
+    iv = interval(0.0, -0.0155, 0.0155, se=math.sqrt(0.08 / 1000), method="tango", b=40, c=40)
+    v = S.noninferiority(iv, TOL)
+    assert v.status == "INCONCLUSIVE" and v.items_needed == 2197
+    assert any("about 2,197 items in total (1,197 more)" in r for r in v.reasons)
+    assert v.reasons[0].endswith("straddles -1.50")
+
+
+def test_inconclusive_with_enough_items_points_at_the_observed_regression() -> None:
+    iv = interval(-0.012, -0.02, -0.004, n=5000, se=0.004)
+    v = S.noninferiority(iv, TOL)
+    assert v.status == "INCONCLUSIVE" and v.items_needed is not None and v.items_needed <= 5000
+    assert any("points to a real regression" in r for r in v.reasons)
+
+
+def test_exact_zero_passes_and_says_the_outputs_were_identical() -> None:
+    iv = S.paired_interval([1, 0, 1], [1, 0, 1])
+    v = S.noninferiority(iv, TOL)
+    assert (v.status, v.warn, v.p_fail, v.mde) == ("PASS", False, 1.0, 0.0)
+    assert "identically on all 3 items" in v.reasons[1]
+
+
+def test_few_clusters_are_flagged() -> None:
+    v = S.noninferiority(interval(0.0, -0.01, 0.01, method="cluster-t", clusters=12), TOL)
+    assert any("only 12 clusters" in r for r in v.reasons)
+
+
+def test_tolerance_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="tolerance must be > 0"):
+        S.noninferiority(interval(0.0, -0.01, 0.01), 0.0)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_fail_p_value_agrees_with_the_interval_verdict(seed: int) -> None:
+    """p_fail < alpha exactly when the (1 - 2 alpha) interval lies below -tolerance."""
+    gen = np.random.default_rng(seed)
+    n = 800
+    pb, pc = 0.05 + 0.01 * seed, 0.03
+    cells = gen.choice(4, size=n, p=[pb, pc, 0.6 - pb, 0.4 - pc])
+    old, new = np.isin(cells, (0, 2)).astype(int), np.isin(cells, (1, 2)).astype(int)
+    cont_old = gen.random(n)
+    cont_new = cont_old + gen.normal(-0.01 * seed, 0.1, n)
+    for iv in (S.paired_interval(old, new), S.paired_interval(cont_old, cont_new)):
+        v = S.noninferiority(iv, TOL)
+        assert (v.p_fail < 0.05) == (v.status == "FAIL"), (iv, v)
+
+
+def test_to_dict_is_plain() -> None:
+    record = S.noninferiority(interval(0.0, -0.02, 0.02), TOL).to_dict()
+    assert set(record) >= {"status", "warn", "reasons", "items_needed", "mde", "p_fail", "power"}
+    assert isinstance(record["reasons"], list) and isinstance(record["mde"], float)
+
+
+# --- planning numbers ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("psi", "tol", "expected"),
+    [(0.02, TOL, 548), (0.05, TOL, 1372), (0.08, TOL, 2197), (0.10, TOL, 2746),
+     (0.20, TOL, 5494), (0.03, 0.005, 7417)],
+)  # fmt: skip
+def test_items_needed_reproduces_the_reference_table(psi: float, tol: float, expected: int) -> None:
+    assert S.items_needed(psi, tol) == expected
+
+
+def test_items_needed_grows_as_the_true_delta_nears_the_tolerance() -> None:
+    assert (
+        S.items_needed(0.08, TOL, delta=-0.005)
+        > S.items_needed(0.08, TOL)
+        > (S.items_needed(0.08, TOL, delta=0.005))
+    )
+    with pytest.raises(ValueError, match="no number of items"):
+        S.items_needed(0.08, TOL, delta=-TOL)
+
+
+def test_pass_probability_is_power_at_items_needed_and_alpha_at_the_margin() -> None:
+    n = S.items_needed(0.08, TOL)
+    assert S.pass_probability(n, 0.08, TOL) == pytest.approx(0.80, abs=0.002)
+    assert S.pass_probability(n, 0.08, TOL, true_delta=-TOL) == pytest.approx(0.05)
+
+
+@pytest.mark.parametrize(("n", "notes"), [(500, 0.35), (1000, 0.46), (2000, 0.76), (4000, 0.94)])
+def test_pass_probability_matches_the_exact_tango_gate_and_the_notes(n: int, notes: float) -> None:
+    exact = tango_gate_pass_probability(n, 0.08, TOL, 0.0)
+    assert S.pass_probability(n, 0.08, TOL) == pytest.approx(exact, abs=0.01)
+    # The notes' numbers were simulated: .32 / .51 / .76 / .96 exactly, within their noise.
+    assert exact == pytest.approx(notes, abs=0.06)
+
+
+@pytest.mark.parametrize("n", [500, 2000])
+def test_false_pass_rate_at_minus_tolerance_is_at_most_alpha_exactly(n: int) -> None:
+    """The binary gate, summed exactly over all outcomes, when the true delta is -tolerance."""
+    assert tango_gate_pass_probability(n, 0.08, TOL, -TOL) <= 0.05 + 0.02
+    assert S.pass_probability(n, 0.08, TOL, true_delta=-0.03) < 0.01
+
+
+@pytest.mark.parametrize(("n", "psi"), [(500, 0.08), (2197, 0.08), (10_000, 0.02), (300, 0.5)])
+def test_minimum_detectable_effect_inverts_items_needed(n: int, psi: float) -> None:
+    mde = S.minimum_detectable_effect(n, psi)
+    assert S.pass_probability(n, psi, mde) == pytest.approx(0.80, abs=1e-6)
+    assert S.items_needed(psi, mde * 1.0001) <= n <= S.items_needed(psi, mde * 0.9999)
+    assert S.minimum_detectable_effect(n, 0.0) == 0.0
+
+
+# --- many tasks ----------------------------------------------------------------------------------
+
+
+def test_holm_matches_statsmodels() -> None:
+    from statsmodels.stats.multitest import multipletests
+
+    p = [0.01, 0.04, 0.03, 0.2, 0.0001, 0.04, 1.0, 0.5]
+    expected = multipletests(p, method="holm")[1]
+    assert S.holm(p) == pytest.approx(list(expected), rel=1e-12)
+    assert S.holm([]) == []
+
+
+def test_holm_keeps_family_wise_false_alarms_near_alpha_for_thirty_tasks() -> None:
+    gen = np.random.default_rng(21)
+    p = gen.random((4000, 30))  # 30 tasks, no real regression: uniform p-values
+    raw = np.mean((p < 0.05).any(axis=1))
+    adjusted = np.mean([min(S.holm(row)) < 0.05 for row in p])
+    assert raw == pytest.approx(0.785, abs=0.03)  # the notes: 78% uncorrected
+    assert adjusted <= 0.05 + 0.01  # the notes: 4.7% with Holm
+
+
+def test_overall_pass_probability_multiplies_powers() -> None:
+    assert S.overall_pass_probability([0.8] * 30) == pytest.approx(0.00124, abs=1e-5)
+    assert S.overall_pass_probability([]) == 1.0
+
+
+def _verdict(status: str, p_fail: float, power: float = 0.9) -> S.NonInferiority:
+    return S.NonInferiority(status, False, [], None, 0.01, p_fail, power)
+
+
+def test_overall_is_intersection_union_with_holm_confirmed_fails() -> None:
+    assert S.overall_verdict([_verdict("PASS", 1.0)] * 3).status == "PASS"
+    one_open = S.overall_verdict([_verdict("PASS", 1.0), _verdict("INCONCLUSIVE", 0.3)])
+    assert one_open.status == "INCONCLUSIVE"
+    tasks = [_verdict("FAIL", 0.001), _verdict("FAIL", 0.03), _verdict("PASS", 0.9)]
+    out = S.overall_verdict(tasks, ["gsm8k", "mmlu", "arc"])
+    assert out.status == "FAIL"
+    assert out.fail_confirmed == [True, False, False]
+    assert out.p_fail_holm == pytest.approx([0.003, 0.06, 0.9])
+    assert "confirmed after Holm: gsm8k" in out.reasons[1]
+    assert any("mmlu: FAIL alarm not confirmed after Holm" in r for r in out.reasons)
+    assert out.pass_probability == pytest.approx(0.9**3)
+
+
+def test_overall_with_only_unconfirmed_fails_is_inconclusive() -> None:
+    out = S.overall_verdict([_verdict("FAIL", 0.04)] + [_verdict("PASS", 0.99)] * 4)
+    assert out.status == "INCONCLUSIVE" and out.fail_confirmed == [False] * 5
