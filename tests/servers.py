@@ -89,6 +89,8 @@ class FakeServer:
         self.answered: Counter[str] = Counter()  # successful answers per path
         self.fault_log: Counter[str] = Counter()
         self.headers_seen: list[dict[str, str]] = []
+        self.in_flight = 0
+        self.max_in_flight = 0  # the most completion requests handled at once
         self._faulted: Counter[str] = Counter()
         self._rng = random.Random(self.faults.seed)
         self._lock = threading.Lock()
@@ -202,6 +204,16 @@ class FakeServer:
             return kind
 
     async def _complete(self, request: web.Request) -> web.StreamResponse:
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return await self._handle(request)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
         body = json.loads(raw)
         with self._lock:

@@ -1,0 +1,301 @@
+"""Endpoint-layer throughput and memory, measured side by side in one run.
+
+    .venv/bin/python bench/bench_endpoints.py            # full run (~1-2 min on 2 cores)
+    .venv/bin/python bench/bench_endpoints.py --quick    # fewer requests and rounds
+
+Prints three ratios (targets from the endpoints issue):
+  1. latency 200 ms, concurrency 32: achieved request rate / ideal 160 req/s      (>= 95%)
+  2. latency 0, concurrency 32: our req/s / lm-eval local-completions req/s        (>= 1.0x)
+  3. client memory growth for 20,000 requests, ours next to lm-eval's
+
+The server is a minimal asyncio-protocol HTTP server in its own process (fixed reply), so it is
+never the bottleneck; each client runs in its own process and the clients alternate rounds so
+machine noise hits both alike. Medians of the rounds are reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+REPLY = json.dumps(
+    {
+        "id": "cmpl-1",
+        "object": "text_completion",
+        "model": "bench",
+        "choices": [{"index": 0, "text": " 42", "finish_reason": "stop", "logprobs": None}],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 1, "total_tokens": 13},
+    }
+).encode()
+
+
+# ---------------------------------------------------------------------------------------------
+# server
+
+
+def serve(port: int, latency: float) -> None:
+    """A minimal HTTP/1.1 keep-alive server on asyncio's protocol layer: it answers every request
+    with the same completion after ``latency`` seconds (a timer, not a coroutine), at ~20-30 us
+    of CPU per request, so the client under test is what gets measured."""
+    response = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {len(REPLY)}\r\n\r\n".encode()
+        + REPLY
+    )
+
+    class Handler(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            assert isinstance(transport, asyncio.Transport)
+            self.transport = transport
+            self.buf = b""
+
+        def data_received(self, data: bytes) -> None:
+            self.buf += data
+            while True:
+                end = self.buf.find(b"\r\n\r\n")
+                if end < 0:
+                    return
+                length = 0
+                for line in self.buf[:end].split(b"\r\n")[1:]:
+                    if line[:15].lower() == b"content-length:":
+                        length = int(line[15:])
+                if len(self.buf) < end + 4 + length:
+                    return
+                self.buf = self.buf[end + 4 + length :]
+                if latency:
+                    loop.call_later(latency, self.respond)
+                else:
+                    self.respond()
+
+        def respond(self) -> None:
+            if not self.transport.is_closing():
+                self.transport.write(response)
+
+    loop = asyncio.new_event_loop()
+    srv = loop.run_until_complete(loop.create_server(Handler, "127.0.0.1", port, backlog=4096))
+    print("ready", flush=True)
+    try:
+        loop.run_forever()
+    finally:
+        srv.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+class Server:
+    def __init__(self, latency: float) -> None:
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--serve", str(self.port), str(latency)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        if self.proc.stdout.readline().strip() != "ready":
+            raise RuntimeError("bench server did not start")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+# ---------------------------------------------------------------------------------------------
+# clients (each runs in its own process; prints one JSON line)
+
+
+def rss_kb() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+async def run_ours(url: str, n: int, c: int) -> tuple[float, int]:
+    from pytest_parity.contract import EndpointSpec
+    from pytest_parity.endpoints import Request, open_endpoint
+
+    spec = EndpointSpec(
+        role="candidate",
+        kind="vllm",
+        base_url=url,
+        model="bench",
+        api="completions",
+        params={"temperature": 0.0, "max_tokens": 8, "stop": ["\n"]},
+        max_concurrency=c,
+        timeout=60.0,
+    )
+    ep = open_endpoint(spec)
+    reqs = [Request(item_id=str(i), prompt=f"Question {i}: what is 6 x 7?\nA:") for i in range(n)]
+    t0 = time.perf_counter()
+    out = await asyncio.gather(*(ep.complete(r) for r in reqs))
+    wall = time.perf_counter() - t0
+    await ep.aclose()
+    return wall, sum(1 for r in out if r.error is None)
+
+
+def run_lmeval(url: str, n: int, c: int) -> tuple[float, int]:
+    import logging
+
+    logging.disable(logging.WARNING)
+    from lm_eval.models.openai_completions import LocalCompletionsAPI
+
+    lm = LocalCompletionsAPI(
+        base_url=url + "/completions",
+        model="bench",
+        tokenizer_backend=None,
+        tokenized_requests=False,
+        num_concurrent=c,
+        max_retries=3,
+    )
+    prompts = [f"Question {i}: what is 6 x 7?\nA:" for i in range(n)]
+    gen = {"until": ["\n"], "max_gen_toks": 8, "temperature": 0.0}
+    t0 = time.perf_counter()
+    out = asyncio.run(
+        lm.get_batched_requests(
+            prompts, cache_keys=[(p, gen) for p in prompts], generate=True, gen_kwargs=gen
+        )
+    )
+    wall = time.perf_counter() - t0
+    return wall, sum(1 for r in out if r)
+
+
+def client(which: str, url: str, n: int, c: int) -> None:
+    sys.path.insert(0, str(ROOT))
+    # Imports happen before the measurement, for both clients.
+    if which == "ours":
+        import httpx_aiohttp  # noqa: F401
+
+        import pytest_parity.endpoints  # noqa: F401
+    else:
+        import lm_eval.models.openai_completions  # noqa: F401
+
+    before = rss_kb()
+    cpu0 = time.process_time()
+    if which == "ours":
+        wall, ok = asyncio.run(run_ours(url, n, c))
+    else:
+        wall, ok = run_lmeval(url, n, c)
+    cpu = time.process_time() - cpu0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(
+        json.dumps(
+            {
+                "client": which,
+                "n": n,
+                "ok": ok,
+                "wall_s": wall,
+                "req_s": n / wall,
+                "cpu_us_per_req": cpu / n * 1e6,
+                "rss_growth_kb": max(0, peak - before),
+            }
+        ),
+        flush=True,
+    )
+
+
+def measure(which: str, url: str, n: int, c: int) -> dict[str, float]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TQDM_DISABLE="1")
+    out = subprocess.run(
+        [sys.executable, __file__, "--client", which, url, str(n), str(c)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+    if out.returncode != 0 or not lines:
+        raise RuntimeError(f"{which} client failed: {out.stderr[-2000:]}")
+    result: dict[str, float] = json.loads(lines[-1])
+    if result["ok"] != n:
+        raise RuntimeError(f"{which}: only {result['ok']} of {n} requests answered")
+    return result
+
+
+def med(rows: list[dict[str, float]], key: str) -> float:
+    return statistics.median(r[key] for r in rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--serve", nargs=2)
+    ap.add_argument("--client", nargs=4)
+    args = ap.parse_args()
+    if args.serve:
+        serve(int(args.serve[0]), float(args.serve[1]))
+        return
+    if args.client:
+        which, url, n, c = args.client
+        client(which, url, int(n), int(c))
+        return
+
+    rounds = 2 if args.quick else 3
+    conc = 32
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, {rounds} rounds, medians")
+
+    # 1. latency-bound: share of the ideal rate concurrency / latency
+    srv = Server(0.2)
+    try:
+        n = 640 if args.quick else 1280
+        ours = [measure("ours", srv.url, n, conc) for _ in range(rounds)]
+        ideal = conc / 0.2
+        share = med(ours, "req_s") / ideal
+        print(
+            f"[1] latency 200 ms, c={conc}, {n} requests: {med(ours, 'req_s'):.1f} req/s of ideal "
+            f"{ideal:.0f}/s = {share:.1%} (target >= 95%)"
+        )
+    finally:
+        srv.close()
+
+    # 2. client-bound: zero latency, ours vs lm-eval local-completions, alternating rounds
+    srv = Server(0.0)
+    try:
+        n = 3000 if args.quick else 6000
+        ours, lme = [], []
+        for _ in range(rounds):
+            ours.append(measure("ours", srv.url, n, conc))
+            lme.append(measure("lmeval", srv.url, n, conc))
+        ratio = med(ours, "req_s") / med(lme, "req_s")
+        print(
+            f"[2] latency 0, c={conc}, {n} requests: ours {med(ours, 'req_s'):.0f} req/s "
+            f"({med(ours, 'cpu_us_per_req'):.0f} us CPU/req), lm-eval local-completions "
+            f"{med(lme, 'req_s'):.0f} req/s ({med(lme, 'cpu_us_per_req'):.0f} us CPU/req): "
+            f"{ratio:.2f}x (target >= 1.0x)"
+        )
+
+        # 3. memory for 20,000 requests
+        n = 20000
+        mo = measure("ours", srv.url, n, conc)
+        ml = measure("lmeval", srv.url, n, conc)
+        print(
+            f"[3] client memory growth for {n} requests: ours {mo['rss_growth_kb'] / 1024:.1f} MB "
+            f"({mo['rss_growth_kb'] / n:.2f} KB/request), lm-eval "
+            f"{ml['rss_growth_kb'] / 1024:.1f} MB ({ml['rss_growth_kb'] / n:.2f} KB/request): "
+            f"{mo['rss_growth_kb'] / max(ml['rss_growth_kb'], 1):.2f}x of lm-eval's"
+        )
+    finally:
+        srv.close()
+
+
+if __name__ == "__main__":
+    main()
