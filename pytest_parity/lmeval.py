@@ -27,6 +27,8 @@ from typing import Any
 from pytest_parity.contract import ContractError, EndpointSpec, TaskSpec, thaw
 from pytest_parity.lmeval_models import build_model, endpoint_url, one_line
 from pytest_parity.lmeval_pairing import Classify, pair_runs, prompt_key
+from pytest_parity.lmeval_tasks import output_type as find_output_type
+from pytest_parity.lmeval_tasks import resolve_task
 from pytest_parity.results import ItemRecord
 
 __all__ = [
@@ -186,117 +188,11 @@ def normalize_lm_eval_options(
 
 
 # ----------------------------------------------------------------------------------------------
-# tasks
+# running
 
 
 def _fail(task: TaskSpec, problem: str, hint: str) -> LmEvalError:
     return LmEvalError(f"lm-eval task {task.name}: {problem} (hint: {hint})")
-
-
-_BUILTIN: list[Any] = []  # the built-in task index: ~10 s to build, so once per process
-
-
-def _builtin_manager() -> Any:
-    from lm_eval.tasks import TaskManager
-
-    if not _BUILTIN:
-        _BUILTIN.append(TaskManager())
-    return _BUILTIN[0]
-
-
-def _resolve_task(task: TaskSpec, opts: Mapping[str, Any]) -> tuple[Any, Any]:
-    """The TaskManager and the spec (config dict or name) that load this task."""
-    from lm_eval.tasks import TaskManager
-    from lm_eval.tasks._index import Kind
-    from lm_eval.tasks._yaml_loader import load_yaml
-
-    name = opts["task"]
-    include = opts.get("include_path")
-    known: list[str] = []
-    manager = None
-    entry = None
-    if include:
-        # include_defaults=False keeps this instant; the built-ins are indexed only when needed.
-        manager = TaskManager(include_path=list(include), include_defaults=False)
-        entry = manager.task_index.get(name)
-        known = manager.all_tasks
-    if entry is None:
-        manager = _builtin_manager()
-        entry = manager.task_index.get(name)
-        known = known + manager.all_tasks
-    if entry is None:
-        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-        raise _fail(
-            task,
-            f"no lm-eval task named {name!r}" + (f"; did you mean {close[0]!r}?" if close else ""),
-            "name a built-in task, or set include_path to the directory of your task YAML",
-        )
-    if entry.kind not in (Kind.TASK, Kind.PY_TASK) or entry.yaml_path is None:
-        if opts.get("data_files"):
-            raise _fail(task, f"{name!r} is a group or tag", "data_files needs a single task")
-        return manager, name
-    cfg = load_yaml(entry.yaml_path, resolve_func=True)
-    _absolute_data_paths(cfg, Path(entry.yaml_path).parent)
-    data_files = opts.get("data_files")
-    if data_files:
-        # A local copy of a hub dataset: the datasets "json" builder reads JSON/JSONL files.
-        cfg.update(
-            dataset_path="json",
-            dataset_name=None,
-            dataset_kwargs={
-                "data_files": {k: str(Path(v).resolve()) for k, v in data_files.items()}
-            },
-        )
-        needed = [cfg.get("test_split") or cfg.get("validation_split")]
-        shots = opts.get("num_fewshot", cfg.get("num_fewshot")) or 0
-        if shots and cfg.get("fewshot_split"):
-            needed.append(cfg["fewshot_split"])
-        missing = [s for s in needed if s and s not in data_files]
-        if missing:
-            raise _fail(
-                task,
-                f"data_files has no {', '.join(repr(m) for m in missing)} split",
-                f"{name} reads split(s) {', '.join(str(s) for s in needed if s)}; add them"
-                + (" or set num_fewshot: 0" if shots else ""),
-            )
-        # lm-eval opens every split the YAML names (a few-shot sampler even at 0 shots).
-        for key in ("training_split", "validation_split", "fewshot_split"):
-            if cfg.get(key) is not None and cfg[key] not in data_files:
-                cfg[key] = None
-        if not shots:
-            cfg["num_fewshot"] = 0
-    return manager, cfg
-
-
-def _absolute_data_paths(cfg: dict[str, Any], base: Path) -> None:
-    """lm-eval resolves relative data paths against the current directory: use the YAML's."""
-    kwargs = cfg.get("dataset_kwargs")
-    if isinstance(kwargs, dict):
-        files = kwargs.get("data_files")
-        if isinstance(files, str):
-            kwargs["data_files"] = _abs(files, base)
-        elif isinstance(files, list):
-            kwargs["data_files"] = [_abs(f, base) for f in files]
-        elif isinstance(files, dict):
-            kwargs["data_files"] = {
-                k: [_abs(f, base) for f in v] if isinstance(v, list) else _abs(v, base)
-                for k, v in files.items()
-            }
-        if isinstance(kwargs.get("data_dir"), str):
-            kwargs["data_dir"] = _abs(kwargs["data_dir"], base)
-    path = cfg.get("dataset_path")
-    if isinstance(path, str) and not Path(path).is_absolute() and (base / path).exists():
-        cfg["dataset_path"] = str((base / path).resolve())
-
-
-def _abs(p: Any, base: Path) -> Any:
-    if not isinstance(p, str) or "://" in p or Path(p).is_absolute():
-        return p
-    return str((base / p).resolve())
-
-
-# ----------------------------------------------------------------------------------------------
-# running
 
 
 def _cache_path(cache_dir: Path | None, endpoint: EndpointSpec) -> Path | None:
@@ -320,11 +216,12 @@ def _run_side(
     from lm_eval import simple_evaluate
 
     lm = build_model(endpoint, opts, output_type, seed=seed, cache=cache)
-    manager, spec = _resolve_task(task, opts)
+    # Fresh configs per side: lm-eval keeps per-run state in the task objects it builds from them.
+    manager, cfgs = resolve_task(opts, lambda problem, hint: _fail(task, problem, hint))
     limit = opts.get("limit", task.limit)
     kwargs: dict[str, Any] = {
         "model": lm,
-        "tasks": [spec],
+        "tasks": cfgs,
         "task_manager": manager,
         "num_fewshot": opts.get("num_fewshot"),
         "limit": None if opts.get("samples") else limit,
@@ -342,8 +239,7 @@ def _run_side(
     if "fewshot_as_multiturn" in opts:
         kwargs["fewshot_as_multiturn"] = opts["fewshot_as_multiturn"]
     if opts.get("samples"):
-        name = spec["task"] if isinstance(spec, dict) else spec
-        kwargs["samples"] = {name: list(opts["samples"])}
+        kwargs["samples"] = {cfgs[0]["task"]: list(opts["samples"])}
     # simple_evaluate reseeds the global RNGs; the rest of the pytest process must not notice.
     py_state, np_state = random.getstate(), np.random.get_state()
     try:
@@ -397,19 +293,6 @@ def _forget_failures(
         db.close()
 
 
-def _output_type(task: TaskSpec, opts: Mapping[str, Any]) -> str:
-    manager, spec = _resolve_task(task, opts)
-    if isinstance(spec, dict):
-        return str(spec.get("output_type", "generate_until"))
-    loaded = manager.load([spec])["tasks"]
-    kinds = {t.get_config("output_type") for t in loaded.values()}
-    if len(kinds) != 1:
-        raise _fail(
-            task, f"mixed output types {sorted(kinds)}", "gate the group's tasks one by one"
-        )
-    return str(kinds.pop())
-
-
 def _in_worker_if_loop_running(fn: Callable[[], Any]) -> Any:
     # lm-eval's concurrent path calls asyncio.run(), which fails inside a running event loop.
     try:
@@ -433,7 +316,14 @@ def run_lmeval_task(
 
     With several filters gated, keys are ``"metric,filter"`` (lm-eval's own naming).
     """
-    opts = dict(thaw(task.lm_eval))
+    # A task's `path` is where its YAML lives: an include_path relative paths resolve against.
+    base = None if task.path is None else task.path if task.path.is_dir() else task.path.parent
+    try:
+        opts = normalize_lm_eval_options(task.lm_eval, "lm_eval", f"task {task.name}", base)
+    except ContractError as exc:
+        raise LmEvalError(str(exc)) from None
+    if base is not None and str(base) not in opts.get("include_path", []):
+        opts["include_path"] = [*opts.get("include_path", []), str(base)]
     for ep in (baseline, candidate):
         if ep.kind in ("anthropic", "replay"):
             raise _fail(
@@ -441,7 +331,8 @@ def run_lmeval_task(
                 f"the {ep.role} is a {ep.kind} endpoint",
                 "lm-eval tasks run against OpenAI-compatible endpoints only",
             )
-    output_type = _output_type(task, opts)
+    _, cfgs = resolve_task(opts, lambda problem, hint: _fail(task, problem, hint))
+    output_type = find_output_type(cfgs, lambda problem, hint: _fail(task, problem, hint))
     if output_type in LOGLIK_TYPES:
         _check_loglik_setup(task, opts, baseline, candidate)
 

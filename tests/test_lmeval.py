@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from pytest_parity import lmeval
+from pytest_parity import lmeval_tasks
 from pytest_parity.contract import ContractError, EndpointSpec, TaskSpec, contract_from_data
 from pytest_parity.lmeval import (
     LmEvalError,
@@ -113,10 +113,10 @@ def test_local_generation_task_pairs_every_document_without_the_builtin_index(
     servers: Callable[..., FakeServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)  # the YAML's relative data path must not depend on the cwd
-    monkeypatch.setattr(lmeval, "_BUILTIN", [])
+    monkeypatch.setattr(lmeval_tasks, "_BUILTIN", [])
     task, b, c = make(servers(adder()), servers(adder()), ARITH)
     out = run_lmeval_task(task, b, c, cache_dir=None, seed=0)
-    assert not lmeval._BUILTIN  # a user task never pays for indexing ~15k built-ins
+    assert not lmeval_tasks._BUILTIN  # a user task never pays for indexing ~15k built-ins
     assert list(out) == ["exact_match"]
     items = out["exact_match"]
     assert [it["id"] for it in items] == [str(i) for i in range(12)]
@@ -368,9 +368,11 @@ def test_builtin_gsm8k_runs_on_a_local_copy_of_its_data(
     assert items[0]["prompt"].startswith("Question: Ann has")
     assert [it["id"] for it in items if it["candidate"]["score"] == 0.0] == ["1"]
     assert all(it["baseline"]["score"] == 1.0 for it in items)
-    index = lmeval._BUILTIN[0]
+    index = lmeval_tasks._BUILTIN[0]
     run_lmeval_task(task, b, c, cache_dir=None, seed=0)
-    assert len(lmeval._BUILTIN) == 1 and lmeval._BUILTIN[0] is index  # built once per process
+    assert (
+        len(lmeval_tasks._BUILTIN) == 1 and lmeval_tasks._BUILTIN[0] is index
+    )  # built once per process
 
 
 def test_builtin_task_needs_every_split_it_reads() -> None:
@@ -592,3 +594,29 @@ def test_paths_resolve_against_the_contract_and_must_exist(tmp_path: Path) -> No
             {"task": "gsm8k", "data_files": {"test": "nope.jsonl"}}, "tasks[0].lm_eval", "c.yaml",
             tmp_path,
         )  # fmt: skip
+
+
+def test_a_group_pairs_within_each_member_task(servers: Callable[..., FakeServer]) -> None:
+    qs = questions(DATA / "data" / "arith.jsonl")
+    base, cand = servers(adder()), servers(adder(wrong={qs[1]}))
+    task, b, c = make(base, cand, {"task": "parity_group", "include_path": ".", "limit": 3})
+    items = run_lmeval_task(task, b, c, cache_dir=None, seed=0)["exact_match"]
+    ids = [it["id"] for it in items]
+    assert ids == [f"parity_arith/{i}" for i in range(3)] + [
+        f"parity_arith_words/{i}" for i in range(3)
+    ]
+    assert [it["cluster"] for it in items] == ["parity_arith"] * 3 + ["parity_arith_words"] * 3
+    lost = [it["id"] for it in items if it["candidate"]["score"] == 0.0]
+    assert lost == ["parity_arith/1", "parity_arith_words/1"]
+    words = [b for b in base.received if b["prompt"].startswith("Question:")]
+    assert len(words) == 3 and all(b["max_tokens"] == 8 for b in words)  # the group's override
+
+
+def test_a_task_path_is_where_its_yaml_lives(
+    servers: Callable[..., FakeServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    task, b, c = make(servers(adder()), servers(adder()), {"task": "parity_arith", "limit": 2})
+    task = replace(task, path=DATA / "arith.yaml")
+    items = run_lmeval_task(task, b, c, cache_dir=None, seed=0)["exact_match"]
+    assert [it["baseline"]["score"] for it in items] == [1.0, 1.0]
