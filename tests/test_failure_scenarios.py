@@ -57,7 +57,13 @@ def stack(*rules: tuple[int, str | Reply], salt: str = "") -> Answer:
 def gate(pytester: pytest.Pytester) -> Iterator[Callable[..., tuple[pytest.RunResult, Any]]]:
     started: list[FakeServer] = []
 
-    def run(old: Answer, new: Answer, task_extra: str = "") -> tuple[pytest.RunResult, Any]:
+    def run(
+        old: Answer,
+        new: Answer,
+        task_extra: str = "",
+        item_extra: dict[str, Any] | None = None,
+        args: tuple[str, ...] = (),
+    ) -> tuple[pytest.RunResult, Any]:
         a, b = FakeServer(answer=old).start(), FakeServer(answer=new).start()
         started.extend([a, b])
         lines = [
@@ -66,6 +72,7 @@ def gate(pytester: pytest.Pytester) -> Iterator[Callable[..., tuple[pytest.RunRe
                     "id": f"q{i}",
                     "prompt": f"What is {i} + {i * 7 % 13}?",
                     "reference": str(i + i * 7 % 13),
+                    **(item_extra or {}),
                 }
             )
             for i in range(N)
@@ -86,6 +93,7 @@ def gate(pytester: pytest.Pytester) -> Iterator[Callable[..., tuple[pytest.RunRe
             "--parity-json=verdict.json",
             "-p",
             "no:html",  # the HTML report has its own tests; these read the JSON verdict
+            *args,
         )
         verdict = json.loads(pytester.path.joinpath("verdict.json").read_text())
         return result, verdict["tasks"][0]
@@ -99,12 +107,19 @@ def statuses(task: dict[str, Any]) -> dict[str, str]:
     return {name: c["status"] for name, c in task["checks"].items()}
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param((), id="in-process"),
+        pytest.param(("-n", "2"), id="xdist", marks=pytest.mark.slow),
+    ],
+)
 def test_abstentions_turned_into_confident_errors_fail_direction_not_delta(
-    gate: Any, pytester: pytest.Pytester
+    gate: Any, pytester: pytest.Pytester, args: tuple[str, ...]
 ) -> None:
     old = stack((20, "I don't know."), (30, WRONG))
     new = stack((30, WRONG))
-    result, task = gate(old, new)
+    result, task = gate(old, new, args=args)
     assert task["baseline_score"] == task["candidate_score"]  # equal accuracy
     assert statuses(task) == {"delta": "PASS", "failure_modes": "PASS", "error_direction": "FAIL"}
     assert result.ret == 1
@@ -204,3 +219,48 @@ def test_noise_between_equal_stacks_trips_neither_check(gate: Any) -> None:
     assert {"abstain", "truncated", "wrong_answer"} <= set(categories)
     assert all(c["entered"] > 0 and c["left"] > 0 for c in categories.values())
     assert "failure_modes FAIL" not in result.stdout.str()
+
+
+def test_safety_critical_tasks_fail_on_one_new_failure(gate: Any) -> None:
+    def only_q7(reply: str | Reply) -> Answer:
+        def answer(body: dict[str, Any]) -> str | Reply:
+            return reply if prompt_of(body) == "What is 7 + 10?" else right(body)
+
+        return answer
+
+    cut = Reply("Seven plus ten: let me count on from seven, eight, nine", "length")
+    result, task = gate(only_q7(WRONG), only_q7(cut), task_extra=", safety_critical: true")
+    assert task["safety_critical"] is True
+    assert statuses(task) == {"delta": "PASS", "failure_modes": "FAIL", "error_direction": "PASS"}
+    assert task["checks"]["failure_modes"]["numbers"]["min_count"] == 1
+    assert "new failure category 'truncated': 0 -> 1 of 300 items" in result.stdout.str()
+    assert "e.g. q7" in result.stdout.str()
+
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
+
+
+def test_tool_calls_outside_the_offered_schema_are_a_new_failure_category(gate: Any) -> None:
+    def calls(name: str, arguments: str) -> Reply:
+        return Reply("", "tool_calls", [{"name": name, "arguments": arguments}])
+
+    old = stack((10, calls("get_weather", '{"city": "Oslo"}')))
+    new = stack((5, calls("get_wether", '{"city": "Oslo"}')), (10, calls("get_weather", "{}")))
+    result, task = gate(old, new, item_extra={"tools": [WEATHER]})
+    categories = task["checks"]["failure_modes"]["numbers"]["categories"]
+    # the valid calls are not the numeric answer the task asks for: a format error, on both sides
+    assert categories["format_error"]["baseline"] > 0
+    assert categories["tool_call_error"]["baseline"] == 0
+    assert categories["tool_call_error"]["candidate"] == categories["format_error"]["left"]
+    assert statuses(task)["failure_modes"] == "FAIL"
+    assert "new failure category 'tool_call_error'" in result.stdout.str()
