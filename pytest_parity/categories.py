@@ -68,9 +68,9 @@ _REFUSAL = re.compile(
             r"\bI (?:can ?not|can't|won't|will not|am unable to|am not able to|am not allowed to"
             r"|am not permitted to|must decline to|have to decline to) (?:help|assist|provide"
             r"|comply|do that|fulfil|fulfill|support|engage|share|create|generate|write|give"
-            r"|discuss)",
+            r"|discuss)\b(?! but\b)",  # "I can't help but notice" is not a refusal
             r"\bI(?:'m| am) (?:not able|unable|not allowed|not permitted) to (?:help|assist|provide"
-            r"|comply|discuss)",
+            r"|comply|discuss)\b(?! but\b)",
             r"\bI must (?:respectfully )?decline\b",
             r"\bI(?:'m| am) not comfortable (?:providing|helping|answering|with)",
             r"\bAs an AI\b",

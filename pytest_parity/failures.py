@@ -183,6 +183,27 @@ def transition_table(records: Sequence[ItemRecord]) -> dict[str, dict[str, int]]
     return table
 
 
+def stuart_maxwell_p(table: dict[str, dict[str, int]]) -> float:
+    """Stuart-Maxwell test that the old and new C/A/W shares are the same (marginal homogeneity of
+    the whole table); reported beside the directional test, not gated on (it has no direction)."""
+    import numpy as np
+    from scipy.stats import chi2
+
+    t = np.array([[table[a][b] for b in CODES] for a in CODES], dtype=float)
+    d = (t.sum(axis=1) - t.sum(axis=0))[:-1]
+    s = -(t + t.T)[:-1, :-1]
+    np.fill_diagonal(s, (t.sum(axis=1) + t.sum(axis=0) - 2 * np.diag(t))[:-1])
+    if not d.any():
+        return 1.0
+    try:
+        stat = float(d @ np.linalg.solve(s, d))
+    except np.linalg.LinAlgError:
+        # singular: the moves involve one code pair only, so one df carries them all
+        stat = float(d @ np.linalg.pinv(s) @ d)
+        return float(chi2.sf(stat, 1))
+    return float(chi2.sf(stat, len(CODES) - 1))
+
+
 def check_error_direction(records: Sequence[ItemRecord], task: TaskSpec) -> CheckResult:
     """FAIL when cautious errors (A) turned into confident ones (W) significantly more often than
     the reverse, by more than tolerance / 3 of the paired items; accuracy plays no part."""
@@ -218,6 +239,7 @@ def check_error_direction(records: Sequence[ItemRecord], task: TaskSpec) -> Chec
         "net_share": net,
         "margin": margin,
         "p_value": p,
+        "stuart_maxwell_p": stuart_maxwell_p(table) if n else 1.0,
         "baseline": old,
         "candidate": new,
         "abstain_share_of_errors": shares,

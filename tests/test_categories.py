@@ -135,6 +135,7 @@ def test_abstentions(text: str) -> None:
         # a hedge buried in the middle of a long answer is not an abstention
         PROSE + " We cannot determine x directly, so we solve for y first. " + PROSE + " 42.",
         "Sorry for the confusion earlier: the answer is 12.",
+        "I can't help but notice the answer is 12.",
     ],
 )
 def test_ordinary_wrong_answers_are_not_cautious(text: str) -> None:

@@ -19,6 +19,7 @@ from pytest_parity.failures import (
     disagreement_kind,
     one_sided_p,
     sample_disagreements,
+    stuart_maxwell_p,
     transition_table,
 )
 from pytest_parity.results import ItemRecord, SideRecord
@@ -320,6 +321,34 @@ def test_direction_margin_and_significance_are_both_required() -> None:
     assert r2["numbers"]["net_share"] == pytest.approx(0.02) and r2["status"] == "PASS"
     # a tighter tolerance turns the first into a FAIL
     assert check_error_direction(small, replace(TASK, tolerance=0.006))["status"] == "FAIL"
+
+
+def as_table(rows: list[list[int]]) -> dict[str, dict[str, int]]:
+    return {a: dict(zip("CAW", row, strict=True)) for a, row in zip("CAW", rows, strict=True)}
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [[[700, 3, 10], [0, 80, 0], [1, 0, 95]], [[50, 10, 3], [4, 30, 20], [6, 2, 40]]],
+)
+def test_stuart_maxwell_matches_statsmodels(rows: list[list[int]]) -> None:
+    import numpy as np
+    from statsmodels.stats.contingency_tables import SquareTable
+
+    expected = SquareTable(np.array(rows), shift_zeros=False).homogeneity().pvalue
+    assert stuart_maxwell_p(as_table(rows)) == pytest.approx(expected, rel=1e-9)
+
+
+def test_stuart_maxwell_degenerate_tables() -> None:
+    assert stuart_maxwell_p(as_table([[700, 0, 0], [0, 80, 0], [0, 0, 95]])) == 1.0
+    assert stuart_maxwell_p(as_table([[700, 5, 5], [5, 80, 5], [5, 5, 95]])) == 1.0
+    # moves between A and W only: the statistic is McNemar's (120 - 5)^2 / 125 on one df
+    from scipy.stats import chi2
+
+    only_aw = as_table([[700, 0, 0], [0, 80, 120], [0, 5, 95]])
+    assert stuart_maxwell_p(only_aw) == pytest.approx(chi2.sf(115**2 / 125, 1))
+    reported = check_error_direction(swap_at_equal_accuracy(), TASK)["numbers"]
+    assert reported["stuart_maxwell_p"] == pytest.approx(chi2.sf(115**2 / 125, 1))
 
 
 def test_error_direction_ignore_skips_with_a_reason() -> None:
