@@ -1,0 +1,186 @@
+"""Response cache: keys, isolation of roles, failures not stored, refresh, crash safety, secrets."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import pytest
+from servers import FakeServer
+
+from pytest_parity.cache import CacheError, ResponseCache
+from pytest_parity.contract import EndpointSpec
+from pytest_parity.endpoints import Request, Response, RetryPolicy, open_endpoint
+
+ROOT = Path(__file__).resolve().parent.parent
+FAST = RetryPolicy(base_s=0.01, cap_s=0.05)
+
+
+def spec(base_url: str, role: str = "baseline", **kw: Any) -> EndpointSpec:
+    base: dict[str, Any] = {
+        "role": role,
+        "kind": "vllm",
+        "base_url": base_url,
+        "model": "test-model",
+        "params": MappingProxyType({"temperature": 0.0, "max_tokens": 16}),
+        "max_retries": 0,
+        "timeout": 5.0,
+    }
+    base.update(kw)
+    return EndpointSpec(**base)
+
+
+def ask(i: int) -> Request:
+    return Request(str(i), messages=({"role": "user", "content": f"question {i}"},))
+
+
+def run(s: EndpointSpec, cache: ResponseCache | None, n: int = 5) -> list[Response]:
+    async def go() -> list[Response]:
+        ep = open_endpoint(s, cache=cache, retry=FAST)
+        try:
+            return list(await asyncio.gather(*(ep.complete(ask(i)) for i in range(n))))
+        finally:
+            await ep.aclose()
+
+    return asyncio.run(go())
+
+
+def test_a_second_run_is_served_from_the_cache(tmp_path: Path) -> None:
+    with FakeServer() as srv, ResponseCache(tmp_path) as cache:
+        first = run(spec(srv.base_url), cache)
+        second = run(spec(srv.base_url), cache)
+        assert len(srv.received) == 5
+    assert [r.text for r in second] == [r.text for r in first]
+    assert all(r.cached for r in second) and not any(r.cached for r in first)
+    assert cache.hits == 5 and cache.writes == 5
+
+
+def test_baseline_and_candidate_never_share_entries(tmp_path: Path) -> None:
+    with FakeServer() as srv, ResponseCache(tmp_path) as cache:
+        run(spec(srv.base_url, "baseline"), cache)
+        out = run(spec(srv.base_url, "candidate"), cache)
+        assert len(srv.received) == 10 and not any(r.cached for r in out)
+
+
+def test_model_params_and_engine_version_are_part_of_the_key(tmp_path: Path) -> None:
+    with FakeServer() as srv, ResponseCache(tmp_path) as cache:
+        run(spec(srv.base_url), cache, 1)
+        run(spec(srv.base_url, params=MappingProxyType({"temperature": 0.5})), cache, 1)
+        run(spec(srv.base_url, model="other"), cache, 1)
+        srv.engine_version = "0.0.2-test"  # the engine was upgraded behind the same URL
+        run(spec(srv.base_url), cache, 1)
+        assert len(srv.received) == 4
+
+
+def test_failed_responses_are_not_cached(tmp_path: Path) -> None:
+    with FakeServer(require_key="k") as srv, ResponseCache(tmp_path) as cache:
+        out = run(spec(srv.base_url), cache, 2)
+        assert not any(r.ok for r in out) and cache.count() == 0
+        srv.require_key = None
+        out = run(spec(srv.base_url), cache, 2)
+        assert all(r.ok and not r.cached for r in out) and cache.count() == 2
+
+
+def test_refresh_resends_and_replaces(tmp_path: Path) -> None:
+    with FakeServer() as srv:
+        with ResponseCache(tmp_path) as cache:
+            run(spec(srv.base_url), cache, 2)
+        srv.answer = lambda body: "new answer"
+        with ResponseCache(tmp_path, refresh=True) as cache:
+            out = run(spec(srv.base_url), cache, 2)
+        assert [r.text for r in out] == ["new answer"] * 2 and len(srv.received) == 4
+        with ResponseCache(tmp_path) as cache:
+            again = run(spec(srv.base_url), cache, 2)
+        assert [r.text for r in again] == ["new answer"] * 2 and all(r.cached for r in again)
+
+
+def test_cache_uses_wal_and_reports_an_unusable_directory(tmp_path: Path) -> None:
+    with ResponseCache(tmp_path) as cache:
+        db = sqlite3.connect(cache.path)
+        mode = db.execute("PRAGMA journal_mode").fetchone()[0]
+        db.close()
+    assert mode == "wal"
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(CacheError, match=r"cannot open the response cache.*--parity-cache-dir"):
+        ResponseCache(blocker / "sub")
+
+
+def test_failed_response_cannot_be_stored(tmp_path: Path) -> None:
+    with ResponseCache(tmp_path) as cache, pytest.raises(ValueError, match="not cached"):
+        cache.put("k", {"text": "", "error": "boom"}, endpoint_key="e", item_id="i")
+
+
+def test_api_key_is_never_written_to_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = "sk-PLANTED-cache-7781"
+    monkeypatch.setenv("CACHE_KEY", key)
+    with FakeServer(require_key=key) as srv, ResponseCache(tmp_path) as cache:
+        out = run(spec(srv.base_url, api_key_env="CACHE_KEY"), cache, 3)
+        assert all(r.ok for r in out) and cache.count() == 3
+    for f in tmp_path.iterdir():
+        assert key.encode() not in f.read_bytes(), f
+
+
+CHILD = textwrap.dedent(
+    """
+    import asyncio, sys
+    from pytest_parity.cache import ResponseCache
+    from pytest_parity.contract import EndpointSpec
+    from pytest_parity.endpoints import Request, open_endpoint
+
+    base_url, cache_dir, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+
+    async def main():
+        spec = EndpointSpec(role="baseline", kind="vllm", base_url=base_url, model="test-model",
+                            max_concurrency=4, max_retries=0)
+        ep = open_endpoint(spec, cache=ResponseCache(cache_dir))
+        async def one(i):
+            r = await ep.complete(Request(str(i), prompt=None,
+                                          messages=({"role": "user", "content": f"question {i}"},)))
+            print(i, "cached" if r.cached else "sent", flush=True)
+        await asyncio.gather(*(one(i) for i in range(n)))
+        await ep.aclose()
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_a_sigkilled_run_restarted_resends_no_answered_request(tmp_path: Path) -> None:
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    n = 40
+    with FakeServer(latency_s=0.03) as srv:
+        args = [sys.executable, str(script), srv.base_url, str(tmp_path / "cache"), str(n)]
+        child = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, env=env)
+        assert child.stdout is not None
+        done_first: set[str] = set()
+        while len(done_first) < 12:
+            line = child.stdout.readline()
+            assert line, "the child ended before it could be killed"
+            done_first.add(line.split()[0])
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+        child.stdout.close()
+        assert child.returncode == -signal.SIGKILL
+        sent_before = len(srv.received)
+        assert sent_before < n  # killed mid-run
+
+        out = subprocess.run(args, capture_output=True, text=True, env=env, check=True).stdout
+        resent = {b["messages"][0]["content"].split()[-1] for b in srv.received[sent_before:]}
+    finished = dict(line.split() for line in out.splitlines())
+    assert set(finished) == {str(i) for i in range(n)}  # every item answered in the end
+    assert not (resent & done_first)  # nothing answered before the kill was sent again
+    assert {i for i, how in finished.items() if how == "cached"} >= done_first
+    assert len(resent) <= n - len(done_first)
