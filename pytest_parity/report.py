@@ -176,7 +176,7 @@ def to_markdown(run: RunResult) -> str:
         + " · ".join(f"{n} {s}" for s, n in counts.items() if n)
         + (f" (of {len(tasks)})" if tasks else "none"),
         "",
-        "| Task | Baseline | Candidate | Delta, pts [interval] | Tolerance | Verdict |",
+        "| Task | Baseline | Candidate | Delta, pts [interval] | Tolerance, pts | Verdict |",
         "|---|--:|--:|---|--:|---|",
     ]
     for t in tasks:
@@ -194,7 +194,7 @@ def to_markdown(run: RunResult) -> str:
             continue
         why = [t["error"]] if t.get("error") else []
         for c in (t.get("checks") or {}).values():
-            if c.get("status") != "PASS":
+            if c.get("status") not in ("PASS", "SKIP"):
                 why += [f"{c.get('name')}: {r}" for r in c.get("reasons") or []]
         details.append(f"**{_md(t.get('task', '?'))}** ({_md(t.get('verdict', '?'))})")
         details += [f"- {_md(w)}" for w in why] + [""]
@@ -244,6 +244,7 @@ main.pp{max-width:1120px;margin:0 auto;background:#fff;padding:28px 40px 40px;mi
 .pp h2.pp-part{border-bottom:2px solid #1a1d21;padding-bottom:4px;margin-top:34px}
 .pp-legend{font-size:12.5px;color:#5f6670}
 .pp-legend i{display:inline-block;width:14px;height:10px;margin:0 4px 0 12px;vertical-align:middle}
+.pp-kv{font-size:12.5px}.pp-kv b{font-weight:600;color:#5f6670}
 footer.pp-muted{margin-top:30px;border-top:1px solid var(--line);padding-top:8px}
 @media print{
   @page{size:A4;margin:14mm}
@@ -301,6 +302,17 @@ def _contract_html(contract: Mapping[str, Any]) -> str:
     )
 
 
+def _flatten(value: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """Nested engine information as ``baseline.engine  vllm 0.6.3`` lines."""
+    if isinstance(value, Mapping) and value:
+        out: list[tuple[str, str]] = []
+        for k, v in value.items():
+            out += _flatten(v, f"{prefix}.{k}" if prefix else str(k))
+        return out
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return [(prefix, text)]
+
+
 def _provenance_html(run: RunResult) -> str:
     contract = run.get("contract") or {}
     rows = [
@@ -316,14 +328,14 @@ def _provenance_html(run: RunResult) -> str:
     task_rows = []
     for t in run.get("tasks") or []:
         extra = {k: v for k, v in t.items() if k.endswith("digest")}
-        info = plain(t.get("endpoints") or {})
+        info = _flatten(plain({**extra, **(t.get("endpoints") or {})}))
         task_rows.append(
             f"<tr><td>{esc(t.get('task', '?'))}</td>"
             f'<td class="pp-num">{esc(t.get("n_items", "?"))}</td>'
             f'<td class="pp-num">{esc(t.get("n_paired", "?"))}</td>'
             f'<td class="pp-num">{esc(t.get("baseline_errors", 0))} / '
             f"{esc(t.get('candidate_errors', 0))}</td>"
-            f'<td><div class="pp-pre">{esc(json.dumps({**extra, **info}, indent=1))}</div></td>'
+            f'<td class="pp-kv">{"<br>".join(f"<b>{esc(k)}</b> {esc(v)}" for k, v in info)}</td>'
             "</tr>"
         )
     return (

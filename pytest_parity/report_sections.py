@@ -39,9 +39,9 @@ color:#1a1d21;font:14px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif
 .pp td.pp-num{text-align:right;white-space:nowrap}
 .pp-badge{display:inline-block;padding:1px 9px;border-radius:10px;color:#fff;font-weight:700;
 font-size:12px;letter-spacing:.03em;vertical-align:middle}
-.pp-pass{background:var(--pass)}.pp-fail{background:var(--fail)}
-.pp-inconclusive{background:var(--inc)}.pp-error{background:var(--err)}.pp-skip{background:var(--skip)}
-.pp-safety{display:inline-block;padding:0 7px;border:1px solid var(--fail);color:var(--fail);
+.pp-pass{background:#1b7f3b}.pp-fail{background:#c62828}
+.pp-inconclusive{background:#b26a00}.pp-error{background:#6a1b9a}.pp-skip{background:#6b7280}
+.pp-safety{display:inline-block;padding:0 7px;border:1px solid #c62828;color:#c62828;
 border-radius:10px;font-size:11px;font-weight:700;margin-left:6px;vertical-align:middle}
 .pp-task{border:1px solid var(--line);border-left:6px solid var(--skip);border-radius:6px;
 padding:4px 20px 12px;margin:18px 0;break-inside:auto}
@@ -76,7 +76,12 @@ def status_class(status: object) -> str:
 
 
 def badge(status: object) -> str:
-    return f'<span class="pp-badge pp-{status_class(status)}">{esc(status)}</span>'
+    # Colours inline too: a pytest-html row cell may be drawn before any of our CSS is on the page.
+    colour = VERDICT_COLOURS.get(str(status), VERDICT_COLOURS["SKIP"])
+    return (
+        f'<span class="pp-badge pp-{status_class(status)}" '
+        f'style="background:{colour};color:#fff">{esc(status)}</span>'
+    )
 
 
 def percent(x: float | None) -> str:

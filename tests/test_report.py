@@ -566,3 +566,11 @@ def test_html_marks_the_failure_category_that_failed() -> None:
     ]
     hot = re.findall(r'<tr class="pp-hot"><td>([^<]*)</td>', table)
     assert hot == ["unsafe_compliance"]
+
+
+def test_markdown_explains_only_what_did_not_pass() -> None:
+    md = report.to_markdown(make_run())
+    why = md[md.index("### Why") :]
+    assert "support\\_golden" not in why  # passed: nothing to explain
+    assert "about 2,400 paired items would settle it" in why
+    assert "ignores error direction" not in why  # a skipped check is no reason
