@@ -353,6 +353,7 @@ def run_lmeval_task(
         (c_samples, c_ex),
         classify=classify,
         error=lambda problem, hint: _fail(task, problem, hint),
+        custom=dict(task.categories),
     )
 
 

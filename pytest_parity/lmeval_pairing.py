@@ -202,8 +202,13 @@ def pair_runs(
     *,
     classify: Classify | None,
     error: ErrorFactory,
+    custom: Mapping[str, str] | None = None,
 ) -> dict[str, list[ItemRecord]]:
-    """Metric -> paired items; with several filters the keys are ``"metric,filter"``."""
+    """Metric -> paired items; with several filters the keys are ``"metric,filter"``.
+
+    ``classify`` sees the same view of a side as the golden runner gives it (``custom`` is the
+    task's own category patterns); lm-eval tasks have no tool calls.
+    """
     classify = classify or default_classify
     b_samples, b_ex = baseline
     c_samples, c_ex = candidate
@@ -219,15 +224,40 @@ def pair_runs(
                 sb, sc = b[key], c[key]
                 reference = _reference(sb, output_type)
                 prompt = readable_prompt(sb["arguments"][0][0])
-                extra = {"reference": reference, "prompt": prompt}
+                item_id = f"{key[0]}/{key[1]}" if several_tasks else str(key[1])
+                extra = {
+                    "reference": reference,
+                    "prompt": prompt,
+                    "task": task_name,
+                    "item_id": item_id,
+                    "tool_calls": (),
+                    "custom": custom or {},
+                    "tools": None,
+                }
                 items.append(
                     {
-                        "id": f"{key[0]}/{key[1]}" if several_tasks else str(key[1]),
+                        "id": item_id,
                         "prompt": prompt,
                         "reference": reference,
                         "cluster": key[0] if several_tasks else None,
-                        "baseline": _side(sb, metric, b_ex, output_type, extra, classify, error),
-                        "candidate": _side(sc, metric, c_ex, output_type, extra, classify, error),
+                        "baseline": _side(
+                            sb,
+                            metric,
+                            b_ex,
+                            output_type,
+                            {**extra, "side": "baseline"},
+                            classify,
+                            error,
+                        ),
+                        "candidate": _side(
+                            sc,
+                            metric,
+                            c_ex,
+                            output_type,
+                            {**extra, "side": "candidate"},
+                            classify,
+                            error,
+                        ),
                     }
                 )
             out[metric if len(filters) == 1 else f"{metric},{f}"] = items

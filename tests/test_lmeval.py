@@ -179,8 +179,10 @@ def test_classify_hook_sees_the_answer_and_decides_the_category(
         "A",
     )
     assert set(seen[0]) == {
-        "text", "finish_reason", "error", "error_kind", "score", "parsed", "reference", "prompt"
+        "text", "finish_reason", "error", "error_kind", "score", "parsed", "reference", "prompt",
+        "task", "item_id", "side", "tool_calls", "custom", "tools",
     }  # fmt: skip
+    assert (seen[0]["task"], seen[0]["item_id"], seen[0]["side"]) == ("bench", "0", "baseline")
 
 
 def test_endpoint_settings_reach_the_server_and_the_benchmark_keeps_its_own(
