@@ -91,6 +91,12 @@ class Recorder:
             os.close(self._fd)
             self._fd = None
 
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def __repr__(self) -> str:
         return f"Recorder({str(self.path)!r}, written={self.written})"
 
