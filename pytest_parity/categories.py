@@ -35,8 +35,9 @@ CATEGORIES: dict[str, str] = {
     "tool_call_error": "a tool call names a tool that was not offered, or its arguments are not a "
     "JSON object matching the tool's parameter schema (required keys, types, enums)",
     "empty": "no text (only whitespace) and no tool call",
-    "repetition": "degenerate output: a unit of 1-30 characters repeated back to back 10+ times "
-    "over 100+ characters, or 20+ word 4-grams of which at least half are repeats",
+    "repetition": "degenerate output: 20+ word 4-grams of which at least half are repeats, or a "
+    "unit of 1-30 characters repeated back to back 10+ times over 100+ characters (in the last "
+    "3,000 characters)",
     "truncated": "finish_reason says the token limit was hit (length, max_tokens)",
     "refusal": "declines to help, e.g. 'I can't help with', 'I cannot assist', 'As an AI', "
     "'I must decline' (English patterns, first and last 300 characters)",
@@ -71,6 +72,9 @@ _REFUSAL = re.compile(
             r"|discuss)\b(?! but\b)",  # "I can't help but notice" is not a refusal
             r"\bI(?:'m| am) (?:not able|unable|not allowed|not permitted) to (?:help|assist|provide"
             r"|comply|discuss)\b(?! but\b)",
+            # a bare apology-and-no, unless what follows is an abstention ("can't determine")
+            r"\bI(?:'m| am) sorry,? (?:but )?I (?:can ?not|can't|won't|will not)\b(?! (?:be )?"
+            r"(?:determine|tell|say|know|answer|verify|confirm|sure|certain))",
             r"\bI must (?:respectfully )?decline\b",
             r"\bI(?:'m| am) not comfortable (?:providing|helping|answering|with)",
             r"\bAs an AI\b",
@@ -89,8 +93,8 @@ _ABSTAIN = re.compile(
             r"(?:determine[ds]?|tell|say|know|answer|verify|confirm|be certain|be sure)\b",
             r"\b(?:not enough|not sufficient|insufficient|inadequate) (?:information|context|data|"
             r"details|evidence)\b",
-            r"\bI (?:have no|don't have|do not have|lack) (?:enough |sufficient |the |any )?"
-            r"(?:information|data|knowledge|context|details|way to know)\b",
+            r"\bI (?:have no|don't have|do not have|lack)(?: [\w-]+){0,3}? (?:information|data|"
+            r"knowledge|context|details|way to know|access)\b",
             r"\bI have no idea\b",
             r"\bit(?: is|'s) (?:unclear|not clear|impossible to say|uncertain)\b",
             r"^\W*(?:unknown|unanswerable|not sure|no idea|idk|cannot be determined|"
@@ -101,6 +105,7 @@ _ABSTAIN = re.compile(
 )
 _WORD = re.compile(r"\w+|[^\w\s]+")
 _LOOP = re.compile(r"(.{1,30}?)\1{9,}", re.DOTALL)
+LOOP_TAIL = 3000
 
 Hook = Callable[..., "str | None"]
 
@@ -222,17 +227,16 @@ def _edges(text: str) -> str:
 
 
 def is_repetitive(text: str) -> bool:
-    """Degeneration: a short unit looping (works without spaces, e.g. CJK), or word 4-grams that
-    are mostly repeats of each other."""
-    if len(text) >= 100:
-        for m in _LOOP.finditer(text):
-            if m.end() - m.start() >= 100:
-                return True
+    """Degeneration: word 4-grams that are mostly repeats of each other, or a short unit looping
+    (works without spaces, e.g. CJK or punctuation)."""
     words = _WORD.findall(text.lower())
     grams = [tuple(words[i : i + 4]) for i in range(len(words) - 3)]
-    if len(grams) < 20:
-        return False
-    return 1 - len(set(grams)) / len(grams) >= 0.5
+    if len(grams) >= 20 and 1 - len(set(grams)) / len(grams) >= 0.5:
+        return True
+    # A model caught in a loop stays in it until the token limit: searching the tail is enough,
+    # and bounds the cost of the backreference search (about 1.5 us a character).
+    tail = text[-LOOP_TAIL:]
+    return len(tail) >= 100 and any(m.end() - m.start() >= 100 for m in _LOOP.finditer(tail))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -100,6 +100,8 @@ def test_a_good_score_is_correct_even_when_the_text_looks_like_a_failure() -> No
         "I must respectfully decline.",
         "That request goes against my guidelines.",
         "I'm not able to help with this.",
+        "I'm sorry, but I can't.",
+        "I am sorry, I won't do this.",
     ],
 )
 def test_refusals(text: str) -> None:
@@ -116,6 +118,8 @@ def test_refusals(text: str) -> None:
         "The answer cannot be determined from the passage.",
         "There is not enough information to answer.",
         "I do not have enough information to say.",
+        "I'm sorry, but I don't have access to real-time weather data.",
+        "I'm sorry, but I cannot determine that from the text.",
         "Unknown",
         "It is unclear which year the treaty was signed.",
         PROSE + " " + PROSE + " So, in the end, I have no idea which option is right.",
@@ -179,6 +183,10 @@ def test_repetition_rules_at_their_thresholds() -> None:
     assert not is_repetitive("ab" * 49)
     assert is_repetitive(" ".join(["one two three four five six seven"] * 8))
     assert not is_repetitive(" ".join(["one two three four five six seven"] * 2) + " " + PROSE)
+    long_prose = " ".join(PROSE.split()[i % 80] + str(i) for i in range(600))  # no 4-gram repeats
+    assert is_repetitive(long_prose + "的" * 120)  # a loop the generation ended in
+    # loops are searched for in the last 3,000 characters only: where a loop ends up
+    assert not is_repetitive("!" * 120 + long_prose)
 
 
 def test_language_switch_by_script() -> None:
