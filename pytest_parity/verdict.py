@@ -82,12 +82,6 @@ def check_delta(
             f"only {n} paired items; the contract asks for at least {task.min_items}"
             " before a pass counts"
         )
-    if status == "INCONCLUSIVE" and ni.items_needed is not None:
-        more = max(ni.items_needed - n, 0)
-        reasons.append(
-            f"about {ni.items_needed} paired items would settle it ({more} more than the {n} run),"
-            f" at the observed flip rate {interval.flip_rate:.1%}"
-        )
     if status == "PASS" and ni.warn:
         numbers["warn"] = True
     return check(name, status, reasons, **numbers)
@@ -175,18 +169,10 @@ def summarize(
             )
             reasons.append(f"{t['task']}: {t['verdict']} ({why})")
         delta = t["checks"].get("delta")
-        if delta is not None and delta["numbers"].get("p_value") is not None:
-            num = delta["numbers"]
+        if delta is not None and "p_fail" in delta["numbers"]:
             names.append(t["task"])
-            pvalues.append(_fail_p_value(num, t["tolerance"]))
-            powers.append(
-                stats.pass_probability(
-                    int(num.get("n", 0)),
-                    float(num.get("flip_rate", 0.0)),
-                    t["tolerance"],
-                    alpha=t["alpha"],
-                )
-            )
+            pvalues.append(float(delta["numbers"]["p_fail"]))
+            powers.append(float(delta["numbers"]["power"]))
     missing = [t.name for t in contract.tasks if t.name not in {r["task"] for r in tasks}]
     overall: Status = worst(statuses) if statuses else "SKIP"
     if missing and overall == "PASS":
@@ -207,17 +193,6 @@ def summarize(
         "finished": now(),
         "tool_version": version,
     }
-
-
-def _fail_p_value(numbers: dict[str, Any], tolerance: float) -> float:
-    """One-sided p-value of 'the true delta is above -tolerance' (small = a real regression)."""
-    from scipy.stats import norm
-
-    se = float(numbers.get("se") or 0.0)
-    delta = float(numbers.get("delta", 0.0))
-    if se <= 0:
-        return 0.0 if delta < -tolerance else 1.0
-    return float(norm.cdf((delta + tolerance) / se))
 
 
 def now() -> str:

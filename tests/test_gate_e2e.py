@@ -116,9 +116,10 @@ def test_small_symmetric_noise_is_inconclusive_with_items_needed(
     assert result.ret == 1  # INCONCLUSIVE fails by default and never shows as a pass
     out = result.stdout.str()
     assert "delta INCONCLUSIVE" in out
-    m = re.search(r"about (\d+) paired items would settle it \((\d+) more than the 100 run\)", out)
+    m = re.search(r"about ([\d,]+) items in total \(([\d,]+) more\) would settle it", out)
     assert m is not None, out
-    assert int(m.group(1)) > 100 and int(m.group(2)) == int(m.group(1)) - 100
+    needed, more = (int(g.replace(",", "")) for g in m.groups())
+    assert needed > 100 and more == needed - 100
 
 
 def test_inconclusive_warn_policy_is_xfail_not_pass(pytester: pytest.Pytester, stacks: Any) -> None:
