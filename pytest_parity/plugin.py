@@ -75,6 +75,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="directory for the sampled disagreements (default: parity-out under the rootdir)",
     )
     add(
+        "aa",
+        "A/A noise floor: 'rerun' or a recording of an earlier baseline pass",
+        metavar="rerun|PATH",
+        help="also answer every item by the baseline a second time ('rerun'), or from a recording"
+        " of an earlier baseline pass, and report its own flip rate next to old-vs-new",
+    )
+    add(
         "max-time",
         metavar="SECONDS",
         type=float,
@@ -302,8 +309,26 @@ class ParitySession:
                 classify=self._classify,
                 on_progress=self._progress,
                 deadline=None if not max_time else time.monotonic() + float(max_time),
+                aa=self._aa_spec(),
             )
         return self._runner
+
+    def _aa_spec(self) -> EndpointSpec | None:
+        from dataclasses import replace
+
+        value = _option(self.config, "aa")
+        if not value:
+            return None
+        # Its own role: the A/A pass never shares cache entries with the baseline's first pass.
+        if value == "rerun":
+            return replace(self.contract.baseline, role="baseline-aa")
+        path = _out_path(self.config, value)
+        if not path.is_file():
+            raise pytest.UsageError(
+                f"--parity-aa={value}: file not found (hint: 'rerun', or a file made by"
+                " --parity-record)"
+            )
+        return replace(self.contract.baseline, role="baseline-aa", kind="replay", recording=path)
 
     def _open_cache(self) -> Any:
         if _option(self.config, "no-cache"):
@@ -545,4 +570,5 @@ def _error_result(task: TaskSpec, error: str) -> TaskResult:
         "endpoints": {},
         "disagreements": [],
         "disagreements_total": 0,
+        "aa": None,
     }

@@ -67,6 +67,7 @@ class TaskResult(TypedDict):
     endpoints: dict[str, Any]  # identity of both stacks (no secrets), engine info when known
     disagreements: list[dict[str, Any]]  # sampled items for a person to read
     disagreements_total: int
+    aa: dict[str, Any] | None  # A/A noise floor: the baseline against itself (flip_rate, n, flips)
 
 
 def worst(statuses: list[Status]) -> Status:
@@ -85,7 +86,7 @@ class RunResult(TypedDict):
     """Everything one gate run produced: what every report (terminal, JSON, HTML) is made from."""
 
     schema_version: int
-    contract: dict[str, Any]  # Contract.describe(): endpoints without secrets, task settings, digest
+    contract: dict[str, Any]  # Contract.describe(): endpoints without secrets, tasks, digest
     tasks: list[TaskResult]
     overall: Status  # intersection-union: PASS only when every task passes
     overall_reasons: list[str]

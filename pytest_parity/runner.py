@@ -44,6 +44,7 @@ class TaskRun:
     seconds: float = 0.0
     aborted: str | None = None  # why the run stopped early, when it did
     extra_metrics: dict[str, list[ItemRecord]] = field(default_factory=dict)
+    aa_scores: dict[str, float | None] | None = None  # item id -> score of the baseline's A/A pass
 
 
 @dataclass
@@ -115,6 +116,7 @@ class Runner:
         transport: Any = None,
         on_progress: Callable[[Progress], None] | None = None,
         deadline: float | None = None,
+        aa: EndpointSpec | None = None,
     ) -> None:
         self.contract = contract
         self.cache = cache
@@ -123,6 +125,7 @@ class Runner:
         self.transport = transport
         self.on_progress = on_progress
         self.deadline = deadline  # time.monotonic() after which no new task may start
+        self.aa = aa  # a second pass of the baseline (or an earlier recording of it): A/A floor
 
     def run(self, task: TaskSpec) -> TaskRun:
         if self.deadline is not None and time.monotonic() > self.deadline:
@@ -187,6 +190,8 @@ class Runner:
             "baseline": self.contract.baseline,
             "candidate": self.contract.candidate,
         }
+        if self.aa is not None:
+            specs["aa"] = self.aa
         scorer = get_scorer(task.scorer, task.scorer_options)
         endpoints = {
             role: open_endpoint(
@@ -198,8 +203,9 @@ class Runner:
             for role, spec in specs.items()
         }
         progress = Progress(task=task.name, total=len(items))
-        failed = {r: 0 for r in ROLES}
-        last_error: dict[str, str | None] = {r: None for r in ROLES}
+        failed = {r: 0 for r in specs}
+        last_error: dict[str, str | None] = {r: None for r in specs}
+        aa_scores: dict[str, float | None] = {}
         budget = int(task.max_error_rate * len(items))
         abort = asyncio.Event()
         abort_reason: list[str] = []
@@ -210,7 +216,7 @@ class Runner:
             for repeat in range(task.repeats):
                 req = Request(item_id=item.id, repeat=repeat, template=task.template, **parts)
                 responses.append(await endpoints[role].complete(req))
-            progress.done[role] += 1
+            progress.done[role] = progress.done.get(role, 0) + 1
             if self.on_progress is not None:
                 self.on_progress(progress)
             first = responses[0]
@@ -236,9 +242,13 @@ class Runner:
             return self._side_record(mean, first, None), self._extras(parts, first)
 
         async def one(item: Item) -> ItemRecord:
-            (old, old_x), (new, new_x) = await asyncio.gather(
-                side("baseline", item), side("candidate", item)
-            )
+            sides = [side("baseline", item), side("candidate", item)]
+            if "aa" in specs:
+                sides.append(side("aa", item))
+            answered = await asyncio.gather(*sides)
+            (old, old_x), (new, new_x) = answered[0], answered[1]
+            if len(answered) > 2:
+                aa_scores[item.id] = answered[2][0]["score"]
             for role, rec, extra in (("baseline", old, old_x), ("candidate", new, new_x)):
                 ctx = {
                     "side": role,
@@ -303,6 +313,7 @@ class Runner:
             failed=failed,
             last_error=last_error,
             aborted=abort_reason[0] if abort_reason else None,
+            aa_scores=aa_scores if "aa" in specs else None,
         )
 
     @staticmethod

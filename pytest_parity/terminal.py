@@ -11,7 +11,7 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{x * 100:.1f}"
 
 
-def _row(t: TaskResult) -> list[str]:
+def _row(t: TaskResult, aa: bool) -> list[str]:
     d = t["checks"].get("delta")
     num = d["numbers"] if d else {}
     if d and "delta" in num:
@@ -31,6 +31,10 @@ def _row(t: TaskResult) -> list[str]:
         str(t["n_paired"]),
         flips,
     ]
+    if aa:
+        floor = t.get("aa") or {}
+        rate = floor.get("flip_rate")
+        cols.append("-" if rate is None else f"{floor['flips']} ({rate:.1%})")
     for name in CHECKS:
         c_ = t["checks"].get(name)
         cols.append(c_["status"] if c_ else ("ERROR" if t["error"] else "-"))
@@ -55,8 +59,10 @@ HEADER = [
 
 
 def verdict_lines(run: RunResult, disagreement_files: Sequence[str] = ()) -> list[str]:
-    rows = [HEADER] + [_row(t) for t in run["tasks"]]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
+    aa = any(t.get("aa") for t in run["tasks"])
+    header = HEADER[:8] + (["A/A flips"] if aa else []) + HEADER[8:]
+    rows = [header] + [_row(t, aa) for t in run["tasks"]]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     for t in run["tasks"]:

@@ -115,6 +115,7 @@ def evaluate(task: TaskSpec, run: TaskRun, seed: int, disagreements: int) -> Tas
         "endpoints": run.endpoints,
         "disagreements": [],
         "disagreements_total": 0,
+        "aa": None if run.aa_scores is None else aa_floor(records, run.aa_scores),
     }
     error = infrastructure_error(task, run)
     if error is not None:
@@ -133,6 +134,18 @@ def evaluate(task: TaskSpec, run: TaskRun, seed: int, disagreements: int) -> Tas
     result["disagreements"] = sample
     result["disagreements_total"] = total
     return result
+
+
+def aa_floor(records: Sequence[ItemRecord], aa_scores: dict[str, float | None]) -> dict[str, Any]:
+    """The baseline's flip rate against its own second pass: the noise floor of old vs new."""
+    pairs = [
+        (r["baseline"]["score"], aa_scores.get(r["id"]))
+        for r in records
+        if r["baseline"]["score"] is not None and aa_scores.get(r["id"]) is not None
+    ]
+    flips = sum(1 for a, b in pairs if a != b)
+    n = len(pairs)
+    return {"n": n, "flips": flips, "flip_rate": flips / n if n else None}
 
 
 def infrastructure_error(task: TaskSpec, run: TaskRun) -> str | None:

@@ -241,3 +241,27 @@ def test_xdist_gives_the_same_verdict_section(pytester: pytest.Pytester, stacks:
 
     assert section(serial) == section(parallel)
     assert outcomes(serial) == outcomes(parallel)
+
+
+def test_aa_noise_floor_is_shown_next_to_old_vs_new(pytester: pytest.Pytester) -> None:
+    calls: dict[str, int] = {}
+
+    def jittery(body: dict[str, Any]) -> str:
+        # A nondeterministic baseline: its second answer to 1 prompt in 10 differs.
+        prompt = body["messages"][-1]["content"]
+        calls[prompt] = calls.get(prompt, 0) + 1
+        if calls[prompt] == 2 and zlib.crc32(prompt.encode()) % 10 == 0:
+            return "The answer is 1000000."
+        return right(body)
+
+    with FakeServer(answer=jittery) as a, FakeServer(answer=right) as b:
+        path = contract(pytester, a.base_url, b.base_url, 200)
+        result = pytester.runpytest(
+            f"--parity-contract={path}", "--parity-no-cache", "--parity-aa=rerun"
+        )
+    header = next(line for line in result.outlines if line.startswith("task "))
+    assert "A/A flips" in header
+    row = verdict_row(result, "arithmetic")
+    m = re.search(r"0/0\s+(\d+) \((\d+\.\d)%\)", row)
+    assert m is not None, row
+    assert 5 <= int(m.group(1)) <= 40  # about 1 in 10 of 200 items flipped against itself
