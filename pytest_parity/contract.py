@@ -318,7 +318,7 @@ ENDPOINT_KEYS = (
     "headers",
     "recording",
 )
-DEFAULT_KEYS = tuple(Defaults.__dataclass_fields__)
+DEFAULT_KEYS = (*Defaults.__dataclass_fields__, "confidence")
 TASK_KEYS = (
     "name",
     "source",
@@ -328,6 +328,7 @@ TASK_KEYS = (
     "tolerance",
     "safety_critical",
     "alpha",
+    "confidence",
     "min_items",
     "inconclusive",
     "max_error_rate",
@@ -510,7 +511,7 @@ def _defaults(v: _V, raw: Any) -> Defaults:
         safety_tolerance=_tolerance(
             v, m.get("safety_tolerance", d.safety_tolerance), "defaults.safety_tolerance"
         ),
-        alpha=v.number(m.get("alpha", d.alpha), "defaults.alpha", 0, 0.5, hint="e.g. 0.05"),
+        alpha=_alpha(v, m, "defaults", d.alpha),
         seed=v.integer(m.get("seed", d.seed), "defaults.seed", 0),
         min_items=v.integer(m.get("min_items", d.min_items), "defaults.min_items", 1),
         inconclusive=v.choice(
@@ -536,6 +537,20 @@ def _defaults(v: _V, raw: Any) -> Defaults:
             m.get("disagreements", d.disagreements), "defaults.disagreements", 0
         ),
     )
+
+
+def _alpha(v: _V, m: Mapping[str, Any], where: str, default: float) -> float:
+    """alpha, or the confidence level of the two-sided interval the verdict reads (1 - 2 alpha)."""
+    if "alpha" in m and "confidence" in m:
+        raise v.fail(
+            _join(where, "confidence"),
+            "give alpha or confidence, not both",
+            "confidence 0.90 is alpha 0.05 (the verdict reads the two-sided 1 - 2 alpha interval)",
+        )
+    if "confidence" in m:
+        conf = v.number(m["confidence"], _join(where, "confidence"), 0, 1, hint="e.g. 0.90")
+        return (1.0 - conf) / 2.0
+    return v.number(m.get("alpha", default), _join(where, "alpha"), 0, 0.5, hint="e.g. 0.05")
 
 
 def _tolerance(v: _V, value: Any, where: str) -> float:
@@ -632,7 +647,7 @@ def _task(v: _V, raw: Any, i: int, base: Path, d: Defaults) -> TaskSpec:
         scorer_options=_frozen(scorer_options),
         tolerance=tolerance,
         safety_critical=safety,
-        alpha=v.number(m.get("alpha", d.alpha), f"{where}.alpha", 0, 0.5, hint="e.g. 0.05"),
+        alpha=_alpha(v, m, where, d.alpha),
         min_items=v.integer(m.get("min_items", d.min_items), f"{where}.min_items", 1),
         inconclusive=inconclusive,
         max_error_rate=v.number(

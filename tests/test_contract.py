@@ -174,3 +174,17 @@ def test_contract_is_frozen(folder: Path) -> None:
     c = load_contract(write(folder, MINIMAL))
     with pytest.raises(TypeError):
         c.baseline.params["temperature"] = 1.0  # type: ignore[index]
+
+
+def test_confidence_level_sets_alpha(folder: Path) -> None:
+    text = MINIMAL.replace("scorer: numeric}", "scorer: numeric, confidence: 0.80}")
+    text = "defaults: {confidence: 0.98}\n" + text
+    c = load_contract(write(folder, text))
+    assert c.defaults.alpha == pytest.approx(0.01)
+    assert c.tasks[0].alpha == pytest.approx(0.10)
+
+
+def test_alpha_and_confidence_together_is_an_error(folder: Path) -> None:
+    text = MINIMAL.replace("scorer: numeric}", "scorer: numeric, confidence: 0.9, alpha: 0.05}")
+    with pytest.raises(ContractError, match=r"tasks\[0\]\.confidence: give alpha or confidence"):
+        load_contract(write(folder, text))
