@@ -215,7 +215,7 @@ def _run_side(
     import numpy as np
     from lm_eval import simple_evaluate
 
-    lm = build_model(endpoint, opts, output_type, seed=seed, cache=cache)
+    lm = build_model(endpoint, opts, output_type, seed=seed, cache=cache, task_params=task.params)
     # Fresh configs per side: lm-eval keeps per-run state in the task objects it builds from them.
     manager, cfgs = resolve_task(opts, lambda problem, hint: _fail(task, problem, hint))
     limit = opts.get("limit", task.limit)
@@ -253,9 +253,9 @@ def _run_side(
     finally:
         random.setstate(py_state)
         np.random.set_state(np_state)
+        lm.save_exchanges()  # also when interrupted: a resumed run reads them back
     if not results or not results.get("samples"):
         raise _fail(task, f"lm-eval returned no samples for the {endpoint.role}", "check limit")
-    lm.save_exchanges()
     if cache is not None and lm.failed_requests:
         _forget_failures(cache, results["samples"], lm.exchanges, output_type)
     return results["samples"], lm.exchanges
@@ -324,6 +324,12 @@ def run_lmeval_task(
         raise LmEvalError(str(exc)) from None
     if base is not None and str(base) not in opts.get("include_path", []):
         opts["include_path"] = [*opts.get("include_path", []), str(base)]
+    if task.template is not None:
+        raise _fail(
+            task,
+            "template applies to golden tasks only",
+            "an lm-eval task's prompt comes from its YAML (doc_to_text): remove template",
+        )
     for ep in (baseline, candidate):
         if ep.kind in ("anthropic", "replay"):
             raise _fail(

@@ -223,6 +223,8 @@ def _capturing(base: type) -> type:
             self, outputs: Any, tokens: Any = None, ctxlens: Any = None, **kwargs: Any
         ) -> list[Any]:
             keys = [self.token_keys.get(tuple(t)) for t in (tokens or [])]
+            if isinstance(outputs, list) and len(outputs) == 1:
+                outputs = outputs[0]  # lm-eval's sync path wraps a single response in a list
             if isinstance(outputs, dict) and FAIL_KEY in outputs:
                 for key in keys:
                     self._record(
@@ -288,9 +290,14 @@ def build_model(
     *,
     seed: int,
     cache: Path | None,
+    task_params: Mapping[str, Any] | None = None,
 ) -> Any:
-    """The lm-eval model object for one endpoint, with its exchanges reloaded from ``cache``."""
-    params = dict(thaw(endpoint.params))
+    """The lm-eval model object for one endpoint, with its exchanges reloaded from ``cache``.
+
+    Sampling comes from the endpoint, then the contract task's ``params``; the benchmark's own
+    generation settings (length, stop strings, explicit gen_kwargs) win over both.
+    """
+    params = {**thaw(endpoint.params), **thaw(task_params or {})}
     headers = dict(thaw(endpoint.headers))
     key = os.environ.get(endpoint.api_key_env, "") if endpoint.api_key_env else ""
     if key:

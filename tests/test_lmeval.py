@@ -186,20 +186,24 @@ def test_classify_hook_sees_the_answer_and_decides_the_category(
 
 
 def test_endpoint_settings_reach_the_server_and_the_benchmark_keeps_its_own(
-    servers: Callable[..., FakeServer], monkeypatch: pytest.MonkeyPatch
+    servers: Callable[..., FakeServer], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("PARITY_TEST_KEY", "sk-test-123")
     base, cand = servers(adder()), servers(adder())
     extra = {"api_key_env": "PARITY_TEST_KEY", "params": {"top_p": 0.5, "max_tokens": 300}}
     task, b, c = make(base, cand, {**ARITH, "limit": 3}, b_extra=extra)
-    run_lmeval_task(task, b, c, cache_dir=None, seed=7)
+    task = replace(task, params={"presence_penalty": 0.25})
+    run_lmeval_task(task, b, c, cache_dir=tmp_path, seed=7)
     body = base.received[0]
     assert body["model"] == "m"
     assert body["top_p"] == 0.5  # the endpoint's sampling
+    assert body["presence_penalty"] == 0.25  # the contract task's sampling
     assert body["max_tokens"] == 16 and body["stop"] == ["\n"]  # the benchmark's length and stops
     assert body["temperature"] == 0.0
     assert base.headers_seen[0]["Authorization"] == "Bearer sk-test-123"
-    assert "Authorization" not in cand.headers_seen[0] or "sk-test" not in str(cand.headers_seen)
+    assert "Authorization" not in cand.headers_seen[0]
+    written = b"".join(p.read_bytes() for p in tmp_path.iterdir())
+    assert written and b"sk-test-123" not in written  # the key never reaches the caches
 
 
 def test_chat_endpoints_get_the_chat_template_and_system_instruction(
@@ -276,8 +280,9 @@ def test_a_metric_that_is_not_a_per_document_score_is_refused() -> None:
 # failures, cache, seeds, event loops
 
 
+@pytest.mark.parametrize("concurrency", [1, 4], ids=["sequential", "concurrent"])
 def test_a_failing_request_is_one_failed_item_and_is_asked_again_on_resume(
-    servers: Callable[..., FakeServer], tmp_path: Path
+    servers: Callable[..., FakeServer], tmp_path: Path, concurrency: int
 ) -> None:
     qs = questions(DATA / "data" / "arith.jsonl")
     broken = {"on": True}
@@ -290,6 +295,7 @@ def test_a_failing_request_is_one_failed_item_and_is_asked_again_on_resume(
 
     base, cand = servers(adder()), servers(flaky)
     task, b, c = make(base, cand, {**ARITH, "limit": 5})
+    b, c = replace(b, max_concurrency=concurrency), replace(c, max_concurrency=concurrency)
     items = run_lmeval_task(task, b, c, cache_dir=tmp_path, seed=0)["exact_match"]
     failed = items[2]["candidate"]
     assert failed["score"] is None and "500" in (failed["error"] or "")
@@ -401,8 +407,8 @@ class TokServer:
     token (code point + ``shift``). A continuation gets logprob -0.1 per token where
     ``prefer(text)`` holds for the full text, else -3.0."""
 
-    def __init__(self, prefer: Callable[[str], bool], shift: int = 0) -> None:
-        self.prefer, self.shift = prefer, shift
+    def __init__(self, prefer: Callable[[str], bool], shift: int = 0, fail_on: str = "") -> None:
+        self.prefer, self.shift, self.fail_on = prefer, shift, fail_on
         self.completions = 0
         owner = self
 
@@ -427,6 +433,8 @@ class TokServer:
                     self._send({"tokens": owner.encode(body["prompt"])})
                 elif self.path == "/detokenize":
                     self._send({"prompt": "".join(chr(t - owner.shift) for t in body["tokens"])})
+                elif owner.fail_on and owner.fail_on in json.dumps(owner.complete(body)):
+                    self.send_error(503)
                 else:
                     self._send(owner.complete(body))
 
@@ -481,8 +489,8 @@ def knows_sums(off_by_one_on: str | None = None) -> Callable[[str], bool]:
 def tok_servers() -> Iterator[Callable[..., TokServer]]:
     started: list[TokServer] = []
 
-    def start(prefer: Callable[[str], bool], shift: int = 0) -> TokServer:
-        srv = TokServer(prefer, shift)
+    def start(prefer: Callable[[str], bool], shift: int = 0, fail_on: str = "") -> TokServer:
+        srv = TokServer(prefer, shift, fail_on)
         started.append(srv)
         return srv
 
@@ -622,3 +630,18 @@ def test_a_task_path_is_where_its_yaml_lives(
     task = replace(task, path=DATA / "arith.yaml")
     items = run_lmeval_task(task, b, c, cache_dir=None, seed=0)["exact_match"]
     assert [it["baseline"]["score"] for it in items] == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("concurrency", [1, 4], ids=["sequential", "concurrent"])
+def test_a_failing_loglikelihood_request_fails_only_its_document(
+    tok_servers: Callable[..., TokServer], concurrency: int
+) -> None:
+    rows = [json.loads(line) for line in (DATA / "data" / "choice.jsonl").read_text().splitlines()]
+    cand = tok_servers(knows_sums(), fail_on=f"What is {rows[1]['question']}?")
+    task, b, c = make(tok_servers(knows_sums()), cand, {**CHOICE, "limit": 3})
+    b, c = replace(b, max_concurrency=concurrency), replace(c, max_concurrency=concurrency)
+    items = run_lmeval_task(task, b, c, cache_dir=None, seed=0)["acc"]
+    assert [it["candidate"]["score"] for it in items] == [1.0, None, 1.0]
+    assert "503" in (items[1]["candidate"]["error"] or "")
+    assert items[1]["candidate"]["direction"] == "X"
+    assert items[1]["baseline"]["score"] == 1.0
