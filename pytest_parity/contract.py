@@ -634,9 +634,18 @@ def _task(v: _V, raw: Any, i: int, base: Path, d: Defaults) -> TaskSpec:
                 f"{where}.categories.{cname}", f"not a valid regular expression: {exc}"
             ) from None
     lm_eval = dict(v.mapping(m.get("lm_eval", {}) or {}, f"{where}.lm_eval"))
-    if source == "lm-eval" and "task" not in lm_eval:
+    if source == "lm-eval":
+        if "task" not in lm_eval:
+            raise v.fail(
+                f"{where}.lm_eval.task", "required but missing", "write lm_eval: {task: gsm8k}"
+            )
+        from pytest_parity.lmeval import normalize_lm_eval_options
+
+        # Paths inside lm_eval (include_path, data_files, tokenizer) are relative to the contract.
+        lm_eval = normalize_lm_eval_options(lm_eval, f"{where}.lm_eval", v.file, base)
+    elif lm_eval:
         raise v.fail(
-            f"{where}.lm_eval.task", "required but missing", "write lm_eval: {task: gsm8k}"
+            f"{where}.lm_eval", "only an lm-eval task reads these", "write source: lm-eval"
         )
     limit = m.get("limit")
     return TaskSpec(

@@ -188,3 +188,25 @@ def test_alpha_and_confidence_together_is_an_error(folder: Path) -> None:
     text = MINIMAL.replace("scorer: numeric}", "scorer: numeric, confidence: 0.9, alpha: 0.05}")
     with pytest.raises(ContractError, match=r"tasks\[0\]\.confidence: give alpha or confidence"):
         load_contract(write(folder, text))
+
+
+def test_lm_eval_task_options_are_validated_with_the_contract(folder: Path) -> None:
+    text = MINIMAL.replace(
+        "{name: arithmetic, source: golden, path: golden.jsonl, scorer: numeric}",
+        "{name: gsm, source: lm-eval, lm_eval: {task: gsm8k, num_fewshot: 0, limt: 5}}",
+    )
+    path = write(folder, text)
+    with pytest.raises(ContractError) as err:
+        load_contract(path)
+    assert (
+        str(err.value)
+        == f"{path}: tasks[0].lm_eval.limt: unknown key (hint: did you mean 'limit'?)"
+    )
+
+
+def test_lm_eval_options_on_a_golden_task_are_an_error(folder: Path) -> None:
+    text = MINIMAL.replace("scorer: numeric}", "scorer: numeric, lm_eval: {task: gsm8k}}")
+    with pytest.raises(
+        ContractError, match=r"tasks\[0\]\.lm_eval: only an lm-eval task reads these"
+    ):
+        load_contract(write(folder, text))
