@@ -4,43 +4,14 @@ Each format is a pure ``to_*`` function returning a string and a ``write_*`` fun
 it in a file. Every text that came from a contract, a model or a dataset is escaped for the
 format it lands in; endpoint URLs lose credentials and secret-looking query values on the way.
 
-JSON report (``--parity-json=PATH``), schema version 1
-------------------------------------------------------
-One UTF-8 object, described by ``pytest_parity/report_schema.json`` (JSON Schema 2020-12). All
-scores, deltas, intervals and tolerances are on the task's 0-1 scale (0.015 = 1.5 points);
-numbers that could not be computed are ``null``, never NaN.
-
-``format``            always ``"pytest-parity/report"``
-``schema_version``    1; bumped when a field changes meaning or goes away (new fields may appear)
-``tool_version``      pytest-parity version that wrote it
-``started``/``finished``  ISO 8601 UTC times of the run
-``overall``           PASS | FAIL | INCONCLUSIVE | ERROR | SKIP; PASS only when every task passes
-``overall_reasons``   list of one-line reasons for ``overall``
-``pass_probability``  chance an all-equal migration passes every task at these item counts (or null)
-``holm``              task name -> Holm-adjusted p-value of its regression alarm
-``contract``          ``path``, ``version``, ``digest`` (sha256 of the contract file),
-                      ``baseline``/``candidate`` (``role``, ``kind``, ``base_url``, ``model``,
-                      ``api``, ``params``; never keys or headers), ``tasks`` (``name``, ``source``,
-                      ``scorer``, ``tolerance``, ``safety_critical``, ``alpha``, ``inconclusive``,
-                      ``error_direction``)
-``tasks[]``           one object per task run:
-  ``task``, ``source``, ``safety_critical``, ``tolerance``, ``alpha``
-  ``n_items`` (items in the task), ``n_paired`` (scored on both stacks)
-  ``baseline_score``, ``candidate_score`` (mean over paired items, or null)
-  ``baseline_errors``, ``candidate_errors`` (failed requests: infrastructure, never scored)
-  ``verdict`` (worst check), ``error`` (why the task could not be judged, or null)
-  ``endpoints`` (identity and engine information of both stacks, no secrets)
-  ``checks``: name -> {``name``, ``status``, ``reasons`` [str], ``numbers`` {...}}:
-    ``delta`` (and ``delta:<metric>``): ``delta``, ``ci_low``, ``ci_high``, ``confidence``,
-      ``method``, ``n``, ``b`` (old right, new wrong), ``c`` (old wrong, new right),
-      ``flip_rate``, ``p_value``, ``mde``, ``items_needed``, ``warn`` (PASS with a real but
-      tolerated regression), ``se``, ``tolerance``, ``baseline_score``, ``candidate_score``
-    ``failure_modes``: category -> {``old``, ``new``, ``entered``, ``left``, ``p``}
-    ``error_direction``: ``table`` {old: {new: count}} over C (correct), A (abstained,
-      cautious), W (wrong, confident), X (request failed); ``p``; ``margin``
-  ``disagreements`` (sampled items: ``id``, ``prompt``, ``reference``, ``cluster``,
-    ``baseline``/``candidate`` {``text``, ``score``, ``category``, ``direction``,
-    ``finish_reason``, ...}), ``disagreements_total``
+The JSON report (``--parity-json=PATH``) is one UTF-8 object: ``format`` ("pytest-parity/report"),
+``schema_version`` (1; bumped when a field changes meaning or goes away, new fields may appear),
+``tool_version``, ``started``/``finished`` (ISO 8601 UTC), ``overall`` and ``overall_reasons``,
+``pass_probability``, ``holm`` (task -> Holm-adjusted p), ``contract`` (Contract.describe(),
+endpoints without secrets) and ``tasks`` (one TaskResult each: scores, counts, ``checks`` with
+status, reasons and numbers, sampled ``disagreements``). ``pytest_parity/report_schema.json``
+(JSON Schema 2020-12) describes every field. Scores, deltas, intervals and tolerances are on the
+0-1 scale (0.015 = 1.5 points); numbers that could not be computed are null, never NaN.
 """
 
 from __future__ import annotations

@@ -8,12 +8,12 @@ an "unknown hook" error without it)::
         from pytest_parity.report_html import ParityHtmlHooks
         config.pluginmanager.register(ParityHtmlHooks(get_run), "parity-html")
 
-A parity test hands its :class:`~pytest_parity.results.TaskResult` over as the user property
-``parity_task`` (``item.user_properties.append(("parity_task", task))``, plain builtins, so it
-crosses xdist unchanged); a test that gates one check adds ``("parity_check", name)``. Rows and
-extras are built from that property, at the moment pytest-html sees each report. The summary
-reads ``get_run()`` in pytest-html's ``pytest_sessionfinish`` (trylast): the plugin must have
-made the RunResult by then (in its own ``pytest_sessionfinish``, which runs first).
+A row finds its task in one of two ways: the report carries the TaskResult as the user property
+``parity_task`` (plain builtins, so it crosses xdist) with ``parity_check`` naming the check; or,
+as the plugin does it, a report carries ``parity_results`` (the TaskResults evaluated during that
+test) and the test id is ``[<task>-<check>]``. Rows are built as pytest-html sees each report,
+after this class has seen every earlier report's results. The summary reads ``get_run()`` in
+pytest-html's ``pytest_sessionfinish`` (trylast), after the plugin's own session finish.
 
 Nothing here imports pytest or pytest-html at module import time: pytest-html is imported inside
 :func:`task_extras`, and the hook wrapper is marked through pluggy, which pytest is built on.
@@ -21,6 +21,7 @@ Nothing here imports pytest or pytest-html at module import time: pytest-html is
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Generator, Mapping
 from typing import Any
 
@@ -28,6 +29,7 @@ from pluggy import HookimplMarker
 
 from pytest_parity.report import plain
 from pytest_parity.report_sections import (
+    CHECK_TITLES,
     CSS,
     badge,
     interval_text,
@@ -107,6 +109,38 @@ class ParityHtmlHooks:
 
     def __init__(self, get_run: Callable[[], RunResult | None]) -> None:
         self._get_run = get_run
+        self._tasks: dict[str, Mapping[str, Any]] = {}
+
+    def pytest_runtest_logreport(self, report: Any) -> None:
+        # Runs before pytest-html's (trylast) logreport, which is where rows are built.
+        for result in getattr(report, "parity_results", None) or ():
+            if isinstance(result, Mapping) and isinstance(result.get("task"), str):
+                self._tasks[result["task"]] = result
+        task = task_of(report)
+        if task is not None and isinstance(task.get("task"), str):
+            self._tasks[task["task"]] = task
+
+    def lookup(self, report: Any) -> tuple[Mapping[str, Any] | None, str | None]:
+        """The task (and check) a report belongs to, or (None, None) for any other test."""
+        check = _property(report, CHECK_PROPERTY)
+        check = check if isinstance(check, str) else None
+        task = task_of(report)
+        if task is not None:
+            return task, check
+        match = re.search(r"\[(.+)\]$", str(getattr(report, "nodeid", "")))
+        if match is None:
+            return None, None
+        param = match.group(1)
+        # The longest task name that fits, so "qa" does not claim "qa-long-failure_modes".
+        for name in sorted(self._tasks, key=len, reverse=True):
+            if param == name:
+                return self._tasks[name], check
+            rest = param[len(name) + 1 :]
+            if param.startswith(name + "-") and (
+                rest in (self._tasks[name].get("checks") or {}) or rest in CHECK_TITLES
+            ):
+                return self._tasks[name], rest
+        return None, None
 
     task_extras = staticmethod(task_extras)
 
@@ -116,9 +150,8 @@ class ParityHtmlHooks:
             cells.insert(at + i, f'<th class="sortable" data-column-type="{col}">{title}</th>')
 
     def pytest_html_results_table_row(self, report: Any, cells: list[str]) -> None:
-        check = _property(report, CHECK_PROPERTY)
         at = min(2, len(cells))
-        cells[at:at] = row_cells(task_of(report), check if isinstance(check, str) else None)
+        cells[at:at] = row_cells(*self.lookup(report))
 
     def pytest_html_results_summary(self, prefix: list[str]) -> None:
         run = self._get_run()

@@ -187,3 +187,33 @@ def test_real_pytest_html_report_carries_parity_rows_extras_and_summary(
     # the run summary sits in the page itself (rendered server-side by pytest-html)
     assert "3f1a9c0e5b7d2468" in page and 'class="pp-forest"' in page
     assert page.count("<script>alert(1)</script>") == 0
+
+
+class _PluginReport:
+    """A report as the plugin makes it: results ride on it, the test id names task and check."""
+
+    def __init__(self, nodeid: str, results: list[Any] | None = None) -> None:
+        self.nodeid = nodeid
+        self.when = "call"
+        self.user_properties: list[Any] = []
+        if results is not None:
+            self.parity_results = results
+
+
+def test_rows_find_their_task_from_the_plugins_results_and_test_id() -> None:
+    run = make_run()
+    qa = dict(run["tasks"][0], task="qa")
+    qa_long = dict(run["tasks"][1], task="qa-long")
+    hooks = ParityHtmlHooks(lambda: None)
+    hooks.pytest_runtest_logreport(_PluginReport("c.yaml::test_parity[qa-delta]", [qa, qa_long]))
+
+    def cells(nodeid: str) -> list[str]:
+        row = ["<td>r</td>", "<td>t</td>", "<td>d</td>", "<td>l</td>"]
+        hooks.pytest_html_results_table_row(_PluginReport(nodeid), row)
+        return ["".join(_parse(c).text) for c in row[2:6]]
+
+    assert cells("c.yaml::test_parity[qa-delta]")[::3] == ["84.2%", "PASS"]
+    # "qa" must not claim the task "qa-long"; the check's own status shows
+    assert cells("c.yaml::test_parity[qa-long-failure_modes]")[::3] == ["97.0%", "FAIL"]
+    assert cells("c.yaml::test_parity[unknown-delta]") == ["", "", "", ""]
+    assert cells("tests/test_x.py::test_plain") == ["", "", "", ""]
