@@ -233,7 +233,9 @@ def bootstrap_means(d: ArrayLike, n_boot: int, rng: np.random.Generator) -> NDAr
     out = np.empty(n_boot, dtype=np.float64)
     for start in range(0, n_boot, CHUNK):
         m = min(CHUNK, n_boot - start)
-        out[start : start + m] = x[rng.integers(0, n, size=(m, n))].mean(axis=1)
+        # 32-bit indices: numpy draws them ~2.5x faster than 64-bit ones, and n < 2**31 here.
+        idx = rng.integers(0, n, size=(m, n), dtype=np.int32)
+        out[start : start + m] = x[idx].mean(axis=1)
     return out
 
 
@@ -248,7 +250,7 @@ def cluster_bootstrap_means(
     out = np.empty(n_boot, dtype=np.float64)
     for start in range(0, n_boot, CHUNK):
         m = min(CHUNK, n_boot - start)
-        idx = rng.integers(0, n_groups, size=(m, n_groups))
+        idx = rng.integers(0, n_groups, size=(m, n_groups), dtype=np.int32)
         out[start : start + m] = sums[idx].sum(axis=1) / sizes[idx].sum(axis=1)
     return out
 
