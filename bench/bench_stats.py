@@ -61,8 +61,10 @@ def bench_bootstrap() -> None:
     verdict = "target <150 ms, <50 MiB: " + ("met" if ok else "MISSED")
     row(f"chunked index resampling ({S.CHUNK}/chunk)", chunked, verdict)
     row("naive all-at-once numpy", naive)
-    print(f"  ratio naive/chunked: wall x{naive[0] / chunked[0]:.1f}, cpu x"
-          f"{naive[1] / chunked[1]:.1f}, memory x{naive[2] / chunked[2]:.1f}")  # fmt: skip
+    print(
+        f"  ratio naive/chunked: wall x{naive[0] / chunked[0]:.1f}, cpu x"
+        f"{naive[1] / chunked[1]:.1f}, memory x{naive[2] / chunked[2]:.1f}"
+    )
     three_way = np.random.default_rng(2).choice([-1.0, 0.0, 1.0], N_ITEMS, p=[0.05, 0.92, 0.03])
     cells = measure(lambda: S.bootstrap_means(three_way, N_BOOT, np.random.default_rng(3)))
     index = measure(lambda: naive_bootstrap(three_way, N_BOOT, np.random.default_rng(3)))

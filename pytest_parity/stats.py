@@ -92,6 +92,7 @@ def paired_interval(
     """
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"paired_interval: confidence must be in (0, 1), got {confidence!r}")
+    confidence = float(confidence)
     o, w = _as_pair(old, new)
     d = w - o
     n = d.size
@@ -120,15 +121,16 @@ def paired_interval(
         raise ValueError(f"paired_interval: method {method!r} needs clusters=")
     if method == "tango" and (b is None or c is None):
         raise ValueError("paired_interval: method 'tango' needs scores in {0, 1}")
+    if n < 2 and method != "tango":
+        raise ValueError(f"paired_interval: method {method!r} needs at least 2 paired items")
+    # McNemar ignores declared clusters: it is reported, never gated on.
     p_value = mcnemar_exact(b, c) if b is not None and c is not None else _wilcoxon(d)
     delta = float(d.mean())
-    if b is not None and c is not None:
-        # For binary d, E[d^2] = flip rate, so var(d) = psi - delta^2 without the n - 1.
-        se = math.sqrt(max(flip_rate - delta * delta, 0.0) / n)
-    else:
-        se = float(d.std(ddof=1)) / math.sqrt(n) if n > 1 else 0.0
+    se = float(d.std(ddof=1)) / math.sqrt(n) if n > 1 else 0.0
     if method == "tango":
         assert b is not None and c is not None
+        # For binary d, E[d^2] = flip rate, so var(d) = psi - delta^2 (the score test's scale).
+        se = math.sqrt(max(flip_rate - delta * delta, 0.0) / n)
         low, high = tango_interval(b, c, n, confidence)
     elif method == "t":
         low, high = _t_interval(delta, se, n - 1, confidence)
@@ -425,6 +427,11 @@ def noninferiority(
         f"delta {_pts(iv.delta)} pts, {iv.confidence:.0%} CI [{_pts(iv.low)}, {_pts(iv.high)}] "
         f"{relation} {_pts(-tolerance)}"
     ]
+    if abs(iv.confidence - (1 - 2 * alpha)) > 1e-9:
+        reasons.append(
+            f"the interval is {iv.confidence:.0%}, alpha {alpha:g} expects "
+            f"{1 - 2 * alpha:.0%}: the verdict's error rates differ from alpha"
+        )
     if iv.method == "exact-zero":
         reasons.append(f"outputs scored identically on all {n:,} items: delta is exactly 0")
     else:

@@ -34,10 +34,15 @@ def simulate(
         old, new = draw(gen)
         out.append(
             S.paired_interval(
-                old, new, confidence=confidence, method=method, clusters=clusters, rng=gen,
+                old,
+                new,
+                confidence=confidence,
+                method=method,
+                clusters=clusters,
+                rng=gen,
                 n_boot=n_boot,
             )
-        )  # fmt: skip
+        )
     return out
 
 

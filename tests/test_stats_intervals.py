@@ -102,6 +102,7 @@ def test_constant_nonzero_shift_collapses_to_the_shift_instead_of_dividing_by_ze
         ([1, 0], [0, 0], {"method": "wald"}, "unknown method 'wald'"),
         ([0.5, 0.2], [0.1, 0.2], {"method": "tango"}, "needs scores in {0, 1}"),
         ([1, 0], [0, 0], {"method": "cluster-t"}, "needs clusters="),
+        ([0.5], [0.2], {}, "method 't' needs at least 2 paired items"),
     ],
 )
 def test_bad_input_is_one_line_naming_the_problem(

@@ -101,6 +101,13 @@ def test_few_clusters_are_flagged() -> None:
     assert any("only 12 clusters" in r for r in v.reasons)
 
 
+def test_an_interval_at_the_wrong_level_is_called_out() -> None:
+    v = S.noninferiority(interval(0.0, -0.01, 0.01, confidence=0.95), TOL, alpha=0.05)
+    assert any("the interval is 95%, alpha 0.05 expects 90%" in r for r in v.reasons)
+    v = S.noninferiority(interval(0.0, -0.01, 0.01, confidence=0.95), TOL, alpha=0.025)
+    assert not any("expects" in r for r in v.reasons)
+
+
 def test_tolerance_must_be_positive() -> None:
     with pytest.raises(ValueError, match="tolerance must be > 0"):
         S.noninferiority(interval(0.0, -0.01, 0.01), 0.0)
@@ -132,9 +139,15 @@ def test_to_dict_is_plain() -> None:
 
 @pytest.mark.parametrize(
     ("psi", "tol", "expected"),
-    [(0.02, TOL, 548), (0.05, TOL, 1372), (0.08, TOL, 2197), (0.10, TOL, 2746),
-     (0.20, TOL, 5494), (0.03, 0.005, 7417)],
-)  # fmt: skip
+    [
+        (0.02, TOL, 548),
+        (0.05, TOL, 1372),
+        (0.08, TOL, 2197),
+        (0.10, TOL, 2746),
+        (0.20, TOL, 5494),
+        (0.03, 0.005, 7417),
+    ],
+)
 def test_items_needed_reproduces_the_reference_table(psi: float, tol: float, expected: int) -> None:
     assert S.items_needed(psi, tol) == expected
 
