@@ -437,7 +437,8 @@ def noninferiority(
     else:
         test = "exact McNemar" if iv.b is not None else "Wilcoxon"
         reasons.append(
-            f"n={n:,}, flip rate {100 * iv.flip_rate:.1f}%, method {iv.method}; {test} "
+            f"n={n:,}, {'flip rate' if iv.b is not None else 'items changed'} "
+            f"{100 * iv.flip_rate:.1f}%, method {iv.method}; {test} "
             f"p={iv.p_value:.3g} tests delta = 0 and is not evidence of parity"
         )
     if warn:
@@ -500,6 +501,8 @@ def overall_verdict(
     tasks: Sequence[NonInferiority], names: Sequence[str] | None = None, alpha: float = 0.05
 ) -> Overall:
     labels = list(names) if names is not None else [f"task {i}" for i in range(len(tasks))]
+    if len(labels) != len(tasks):
+        raise ValueError(f"overall_verdict: {len(labels)} names for {len(tasks)} tasks")
     adjusted = holm([t.p_fail for t in tasks])
     confirmed = [t.status == "FAIL" and p < alpha for t, p in zip(tasks, adjusted, strict=True)]
     chance = overall_pass_probability([t.power for t in tasks])

@@ -89,6 +89,18 @@ def test_inconclusive_with_enough_items_points_at_the_observed_regression() -> N
     assert any("points to a real regression" in r for r in v.reasons)
 
 
+def test_a_non_significant_mcnemar_is_not_parity() -> None:
+    # The notes' real example: McNemar p ~ .3 while the 90% CI runs from about -3 to +0.5 pts.
+    old = [1] * 60 + [0] * 47 + [1] * 600 + [0] * 293
+    new = [0] * 60 + [1] * 47 + [1] * 600 + [0] * 293
+    iv = S.paired_interval(old, new)
+    v = S.noninferiority(iv, TOL)
+    assert iv.p_value is not None and iv.p_value > 0.2
+    assert iv.low < -0.028 and iv.high > 0.003
+    assert v.status == "INCONCLUSIVE"
+    assert "flip rate 10.7%, method tango; exact McNemar p=0.246" in v.reasons[1]
+
+
 def test_exact_zero_passes_and_says_the_outputs_were_identical() -> None:
     iv = S.paired_interval([1, 0, 1], [1, 0, 1])
     v = S.noninferiority(iv, TOL)
@@ -233,6 +245,11 @@ def test_overall_is_intersection_union_with_holm_confirmed_fails() -> None:
     assert "confirmed after Holm: gsm8k" in out.reasons[1]
     assert any("mmlu: FAIL alarm not confirmed after Holm" in r for r in out.reasons)
     assert out.pass_probability == pytest.approx(0.9**3)
+
+
+def test_overall_names_must_match_tasks() -> None:
+    with pytest.raises(ValueError, match="1 names for 2 tasks"):
+        S.overall_verdict([_verdict("PASS", 1.0)] * 2, ["a"])
 
 
 def test_overall_with_only_unconfirmed_fails_is_inconclusive() -> None:
