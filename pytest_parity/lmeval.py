@@ -12,7 +12,6 @@ failed item instead of aborting the whole run.
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import difflib
 import hashlib
@@ -20,7 +19,7 @@ import importlib.util
 import json
 import math
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -212,7 +211,6 @@ def _run_side(
     seed: int,
 ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
     """One stack's run: per-task samples and the captured exchanges, keyed by prompt."""
-    import numpy as np
     from lm_eval import simple_evaluate
 
     lm = build_model(endpoint, opts, output_type, seed=seed, cache=cache, task_params=task.params)
@@ -240,8 +238,6 @@ def _run_side(
         kwargs["fewshot_as_multiturn"] = opts["fewshot_as_multiturn"]
     if opts.get("samples"):
         kwargs["samples"] = {cfgs[0]["task"]: list(opts["samples"])}
-    # simple_evaluate reseeds the global RNGs; the rest of the pytest process must not notice.
-    py_state, np_state = random.getstate(), np.random.get_state()
     try:
         results = simple_evaluate(**kwargs)
     except LmEvalError:
@@ -251,8 +247,6 @@ def _run_side(
             task, f"lm-eval failed on the {endpoint.role}: {one_line(exc)}", _hint_for(exc)
         ) from exc
     finally:
-        random.setstate(py_state)
-        np.random.set_state(np_state)
         lm.save_exchanges()  # also when interrupted: a resumed run reads them back
     if not results or not results.get("samples"):
         raise _fail(task, f"lm-eval returned no samples for the {endpoint.role}", "check limit")
@@ -293,14 +287,44 @@ def _forget_failures(
         db.close()
 
 
-def _in_worker_if_loop_running(fn: Callable[[], Any]) -> Any:
-    # lm-eval's concurrent path calls asyncio.run(), which fails inside a running event loop.
+def _run_both(
+    task: TaskSpec,
+    opts: Mapping[str, Any],
+    output_type: str,
+    baseline: EndpointSpec,
+    candidate: EndpointSpec,
+    *,
+    cache_dir: Path | None,
+    seed: int,
+) -> tuple[Any, Any]:
+    """Both stacks at once, each in its own thread.
+
+    Threads also keep lm-eval's ``asyncio.run()`` (num_concurrent > 1) out of any event loop the
+    caller runs. simple_evaluate reseeds the global ``random`` and numpy RNGs: their states are
+    restored once both runs are done, so the rest of the pytest process never notices (lm-eval
+    draws from its own seeded generators, so the two runs cannot disturb each other).
+    """
+    import numpy as np
+
+    py_state, np_state = random.getstate(), np.random.get_state()
     try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return fn()
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(fn).result()
+        with concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="parity-lmeval") as pool:
+            futures = [
+                pool.submit(
+                    _run_side,
+                    task,
+                    opts,
+                    ep,
+                    output_type,
+                    cache=_cache_path(cache_dir, ep),
+                    seed=seed,
+                )
+                for ep in (baseline, candidate)
+            ]
+            return futures[0].result(), futures[1].result()
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
 
 
 def run_lmeval_task(
@@ -342,15 +366,9 @@ def run_lmeval_task(
     if output_type in LOGLIK_TYPES:
         _check_loglik_setup(task, opts, baseline, candidate)
 
-    def both() -> tuple[Any, Any]:
-        runs = []
-        for ep in (baseline, candidate):
-            runs.append(
-                _run_side(task, opts, ep, output_type, cache=_cache_path(cache_dir, ep), seed=seed)
-            )
-        return runs[0], runs[1]
-
-    (b_samples, b_ex), (c_samples, c_ex) = _in_worker_if_loop_running(both)
+    (b_samples, b_ex), (c_samples, c_ex) = _run_both(
+        task, opts, output_type, baseline, candidate, cache_dir=cache_dir, seed=seed
+    )
     return pair_runs(
         task.name,
         opts,

@@ -3,8 +3,9 @@
 A task name (or group, or tag) becomes a list of plain task configs, loaded from their YAML files:
 
 - user tasks come from ``include_path`` through a TaskManager that skips the built-ins (instant);
-  the built-in index (~15k names, 10-20 s) is built at most once per process, and only when a
-  built-in task is named;
+  a built-in task is looked up in its own directory first (gsm8k/ for gsm8k); the full built-in
+  index (~15k names, 10-30 s) is built at most once per process, only for built-in groups, tags
+  and names no directory matches;
 - relative data paths are made absolute against the YAML file that names them (lm-eval and
   ``datasets`` would resolve them against the current directory);
 - ``data_files`` points a built-in task at a local copy of its data: the config is rewritten to
@@ -23,6 +24,7 @@ from typing import Any
 Fail = Callable[[str, str], Exception]
 
 _BUILTIN: list[Any] = []  # the built-in TaskManager, once per process
+_FAMILY: dict[Path, Any] = {}  # TaskManagers over one built-in task directory each
 MAX_DEPTH = 8  # groups of groups of tags (mmlu) are 3 deep; more is a cycle
 
 
@@ -32,6 +34,28 @@ def builtin_manager() -> Any:
     if not _BUILTIN:
         _BUILTIN.append(TaskManager())
     return _BUILTIN[0]
+
+
+def _family_manager(name: str) -> Any | None:
+    """A TaskManager over the built-in task's own directory (gsm8k/, arc/...), when it holds the
+    task: a fraction of a second instead of indexing every built-in. Only for a single task: a
+    group's or tag's members may live in other directories, so those need the full index."""
+    import lm_eval.tasks
+    from lm_eval.tasks import TaskManager
+    from lm_eval.tasks._index import Kind
+
+    root = Path(lm_eval.tasks.__file__).parent
+    dirs = sorted(
+        (d for d in root.iterdir() if d.is_dir() and name.startswith(d.name)),
+        key=lambda d: -len(d.name),
+    )
+    for d in dirs[:2]:
+        if d not in _FAMILY:
+            _FAMILY[d] = TaskManager(include_path=str(d), include_defaults=False)
+        entry = _FAMILY[d].task_index.get(name)
+        if entry is not None and entry.kind in (Kind.TASK, Kind.PY_TASK):
+            return _FAMILY[d]
+    return None
 
 
 def resolve_task(opts: Mapping[str, Any], fail: Fail) -> tuple[Any, list[dict[str, Any]]]:
@@ -45,7 +69,7 @@ def resolve_task(opts: Mapping[str, Any], fail: Fail) -> tuple[Any, list[dict[st
         manager = TaskManager(include_path=list(opts["include_path"]), include_defaults=False)
         known = manager.all_tasks
     if manager is None or name not in manager.task_index:
-        manager = builtin_manager()
+        manager = _family_manager(name) or builtin_manager()
         known = known + manager.all_tasks
     if name not in manager.task_index:
         close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)

@@ -359,8 +359,9 @@ def gsm8k_answer(wrong: int | None = None) -> Callable[[dict[str, Any]], str]:
 
 
 def test_builtin_gsm8k_runs_on_a_local_copy_of_its_data(
-    servers: Callable[..., FakeServer],
+    servers: Callable[..., FakeServer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(lmeval_tasks, "_BUILTIN", [])
     first = json.loads((DATA / "gsm8k_test.jsonl").read_text().splitlines()[1])
     a = int(re.findall(r"has (\d+) apples", first["question"])[0])
     opts = {
@@ -376,11 +377,7 @@ def test_builtin_gsm8k_runs_on_a_local_copy_of_its_data(
     assert items[0]["prompt"].startswith("Question: Ann has")
     assert [it["id"] for it in items if it["candidate"]["score"] == 0.0] == ["1"]
     assert all(it["baseline"]["score"] == 1.0 for it in items)
-    index = lmeval_tasks._BUILTIN[0]
-    run_lmeval_task(task, b, c, cache_dir=None, seed=0)
-    assert (
-        len(lmeval_tasks._BUILTIN) == 1 and lmeval_tasks._BUILTIN[0] is index
-    )  # built once per process
+    assert not lmeval_tasks._BUILTIN  # found in lm-eval's gsm8k/ without indexing 15k tasks
 
 
 def test_builtin_task_needs_every_split_it_reads() -> None:
@@ -391,11 +388,16 @@ def test_builtin_task_needs_every_split_it_reads() -> None:
         run_lmeval_task(task, b, c, cache_dir=None, seed=0)
 
 
-def test_unknown_task_suggests_the_closest_name() -> None:
+def test_unknown_task_suggests_the_closest_name_and_indexes_builtins_once() -> None:
     srv = FakeServer()
     task, b, c = make(srv, srv, {"task": "parity_arth", "include_path": "."})
     with pytest.raises(LmEvalError, match=r"no lm-eval task named 'parity_arth'; did you mean"):
         run_lmeval_task(task, b, c, cache_dir=None, seed=0)
+    index = lmeval_tasks._BUILTIN[0]  # a user's name could be a misspelt built-in: all are known
+    task, b, c = make(srv, srv, {"task": "gsm8k_typo"})
+    with pytest.raises(LmEvalError, match=r"no lm-eval task named 'gsm8k_typo'; did you mean"):
+        run_lmeval_task(task, b, c, cache_dir=None, seed=0)
+    assert len(lmeval_tasks._BUILTIN) == 1 and lmeval_tasks._BUILTIN[0] is index
 
 
 # ----------------------------------------------------------------------------------------------
