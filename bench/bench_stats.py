@@ -2,7 +2,9 @@
 
 Run: PYTHONPATH=. .venv/bin/python bench/bench_stats.py
 Targets on the 2-core CI machine: paired bootstrap of 2,000 items x 10,000 resamples under
-150 ms and 50 MiB; the full statistics of 20 tasks x 2,000 items under 3 s.
+150 ms and 50 MiB; the full statistics of 20 tasks x 2,000 items under 3 s. The code is
+single-threaded, so targets are judged on CPU time, which is what wall time is on an idle
+machine; on a shared one wall time also counts the wait for a core (load average printed).
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ def bench_bootstrap() -> None:
     print(f"paired bootstrap, {N_ITEMS:,} items x {N_BOOT:,} resamples (median of {REPEATS})")
     chunked = measure(lambda: S.bootstrap_means(d, N_BOOT, np.random.default_rng(1)))
     naive = measure(lambda: naive_bootstrap(d, N_BOOT, np.random.default_rng(1)))
-    ok = chunked[0] < 0.150 and chunked[2] < 50
+    ok = chunked[1] < 0.150 and chunked[2] < 50
     verdict = "target <150 ms, <50 MiB: " + ("met" if ok else "MISSED")
     row(f"chunked index resampling ({S.CHUNK}/chunk)", chunked, verdict)
     row("naive all-at-once numpy", naive)
@@ -106,7 +108,7 @@ def bench_full() -> None:
     labels = {"auto": "continuous by t (the default)", "bootstrap": "continuous by bootstrap"}
     for method, label in labels.items():
         m = measure(lambda method=method: full_statistics(data, method))  # type: ignore[misc]
-        row(label, m, "target <3 s: " + ("met" if m[0] < 3 else "MISSED"))
+        row(label, m, "target <3 s: " + ("met" if m[1] < 3 else "MISSED"))
     print("  overall:", full_statistics(data, "auto").reasons[0])
 
 
