@@ -270,6 +270,7 @@ class Endpoint(abc.ABC):
         self._engine: dict[str, Any] | None = None
         self._engine_lock = asyncio.Lock()
         self.closed = False
+        self._cache_ekey: str | None = None
 
     @property
     def url(self) -> str:
@@ -303,7 +304,11 @@ class Endpoint(abc.ABC):
         progress.total += 1
         key = ekey = None
         if self.cache is not None:
-            ekey = ResponseCache.endpoint_key(self.identity(await self.engine()))
+            ekey = self._cache_ekey
+            if ekey is None:
+                ekey = self._cache_ekey = ResponseCache.endpoint_key(
+                    self.identity(await self.engine())
+                )
             key = ResponseCache.key(ekey, request.request_hash(), request.repeat, request.template)
             hit = self.cache.get(key)
             if hit is not None:
@@ -466,23 +471,24 @@ class HttpEndpoint(Endpoint):
         return await _deadline(go(), timeout)
 
     async def _probe(self) -> dict[str, Any]:
-        facts: dict[str, Any] = {}
-        answered: list[str] = []
         root = server_root(self.spec.base_url)
-        for path in self.info.identity_paths:
-            try:
-                status, _, raw = await self._send(
-                    "GET", root + path, None, min(self.spec.timeout, 10.0)
-                )
-                if status != 200:
-                    continue
-                facts.update(engine_facts(path, json.loads(raw)))
-                answered.append(path)
-            except Exception:
-                continue  # identity is best effort: a server that hides it still serves
+        paths = self.info.identity_paths
+        # Asked together: a hung server costs one probe timeout, not one per route.
+        replies = await asyncio.gather(*(self._probe_one(root + p, p) for p in paths))
+        facts: dict[str, Any] = {}
+        for got in replies:
+            facts.update(got or {})
+        answered = [p for p, got in zip(paths, replies, strict=True) if got is not None]
         if answered:
             facts["probed"] = answered
         return facts
+
+    async def _probe_one(self, url: str, path: str) -> dict[str, Any] | None:
+        try:
+            status, _, raw = await self._send("GET", url, None, min(self.spec.timeout, 10.0))
+            return engine_facts(path, json.loads(raw)) if status == 200 else None
+        except Exception:
+            return None  # identity is best effort: a server that hides it still serves
 
     async def _answer(self, request: Request) -> Response:
         params = {**self._params, **thaw(request.params)} if request.params else self._params

@@ -353,6 +353,11 @@ def parse_reply(info: KindInfo, api: str, data: Any) -> dict[str, Any]:
         raise MalformedReply(f"expected a JSON object, got {type(data).__name__}")
     if info.protocol == "anthropic":
         return _parse_anthropic(data)
+    if data.get("error") or data.get("object") == "error":
+        # Some OpenAI-compatible servers report errors with status 200.
+        err = data.get("error") or data
+        msg = err.get("message", err) if isinstance(err, Mapping) else err
+        raise MalformedReply(f"the reply is an error: {msg}")
     choices = data.get("choices")
     if not isinstance(choices, list) or not choices:
         raise MalformedReply("the reply has no choices")
@@ -399,7 +404,9 @@ def parse_reply(info: KindInfo, api: str, data: Any) -> dict[str, Any]:
 
 def _parse_anthropic(data: Mapping[str, Any]) -> dict[str, Any]:
     if data.get("type") == "error":
-        raise MalformedReply("the reply is an error object")
+        err = data.get("error")
+        msg = err.get("message", err) if isinstance(err, Mapping) else err
+        raise MalformedReply(f"the reply is an error: {msg}")
     content = data.get("content")
     if not isinstance(content, list):
         raise MalformedReply("the reply has no content list")
@@ -452,7 +459,7 @@ def engine_facts(path: str, data: Any) -> dict[str, Any]:
     facts: dict[str, Any] = {}
     if path == "/v1/models" and isinstance(data.get("data"), list):
         models = [m for m in data["data"] if isinstance(m, Mapping)]
-        facts["served_models"] = [str(m.get("id")) for m in models]
+        facts["served_models"] = [str(m.get("id")) for m in models[:20]]  # OpenAI lists ~100
         for m in models[:1]:
             if isinstance(m.get("owned_by"), str):
                 facts["owned_by"] = m["owned_by"]

@@ -369,3 +369,10 @@ def test_response_round_trips_through_dict() -> None:
         "t", "stop", ({"name": "f", "arguments": "{}"},), {"total_tokens": 2}, logprobs=(-0.1,)
     )
     assert Response.from_dict(json.loads(json.dumps(r.to_dict()))) == r
+
+
+def test_an_error_object_sent_with_status_200_is_retried_and_reported() -> None:
+    handler, seen = scripted(httpx.Response(200, json={"error": {"message": "KV cache full"}}))
+    (r,) = run(spec(max_retries=1), handler, ask())
+    assert len(seen) == 2 and r.error_kind == "malformed"
+    assert r.error is not None and "the reply is an error: KV cache full" in r.error
