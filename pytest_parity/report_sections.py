@@ -58,6 +58,7 @@ padding:4px 20px 12px;margin:18px 0;break-inside:auto}
 border-bottom:1px solid var(--line)}
 .pp-dis-body{padding:6px 10px}
 .pp-pair{display:grid;grid-template-columns:1fr 1fr;gap:10px}
+.pp-qa{display:grid;grid-template-columns:2fr 1fr;gap:10px}.pp-qa>div:only-child{grid-column:1/-1}
 .pp-pre{white-space:pre-wrap;word-break:break-word;
 font:12.5px/1.45 ui-monospace,Menlo,Consolas,monospace;
 background:#fbfbfc;border:1px solid #eceef1;border-radius:4px;padding:6px 8px;margin:2px 0 6px}
@@ -319,13 +320,16 @@ def disagreements_html(task: Mapping[str, Any]) -> str:
             f'<div class="pp-dis"><div class="pp-dis-head">#{i} \u00b7 item {esc(d.get("id", "?"))}'
             + (f" \u00b7 {esc(str(d['kind']).replace('_', ' '))}" if d.get("kind") else "")
             + (f" \u00b7 cluster {esc(d['cluster'])}" if d.get("cluster") else "")
-            + '</div><div class="pp-dis-body"><span class="pp-label">prompt</span>'
-            f'<div class="pp-pre">{clip(d.get("prompt"))}</div>'
+            + '</div><div class="pp-dis-body"><div class="pp-qa">'
+            f'<div><span class="pp-label">prompt</span><div class="pp-pre">{clip(d.get("prompt"))}'
+            "</div></div>"
             + (
-                f'<span class="pp-label">reference</span><div class="pp-pre">{clip(ref)}</div>'
+                f'<div><span class="pp-label">reference</span><div class="pp-pre">{clip(ref)}'
+                "</div></div>"
                 if ref not in (None, "")
                 else ""
             )
+            + "</div>"
             + '<div class="pp-pair">'
             + _side(d, "baseline", "old (baseline)")
             + _side(d, "candidate", "new (candidate)")

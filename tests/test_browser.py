@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import shutil
 import struct
 import subprocess
@@ -155,6 +156,7 @@ def test_injected_script_does_not_run_and_shows_as_text(tmp_path: Path) -> None:
 
 CONFTEST = """
 import json
+import re
 from pathlib import Path
 from pytest_parity.report_html import ParityHtmlHooks
 
@@ -195,3 +197,19 @@ def test_pytest_html_report_renders_extras_without_running_them(
     assert "Sure! &lt;img src=x onerror=" in done.stdout
     assert not [e for e in dom.events if e == "onerror"]
     assert [line for line in _console(done.stderr) if "PWNED" in line] == []
+
+
+def test_report_prints_with_each_task_on_its_own_pages(tmp_path: Path) -> None:
+    run = _make_run()
+    error_task = sys.modules["_parity_report_fixture"].error_task
+    # twelve short sections: on screen they would share pages, in print each starts its own
+    run["tasks"] = [dict(error_task(), task=f"t{i}") for i in range(12)]
+    page = tmp_path / "parity.html"
+    report.write_html(run, page)
+    pdf = tmp_path / "parity.pdf"
+    done = _chromium(tmp_path, page.as_uri(), f"--print-to-pdf={pdf}", "--no-pdf-header-footer")
+    assert done.returncode == 0, done.stderr[-2000:]
+    data = pdf.read_bytes()
+    assert data.startswith(b"%PDF")
+    pages = len(re.findall(rb"/Type\s*/Page(?!s)", data))
+    assert pages >= 1 + len(run["tasks"])
