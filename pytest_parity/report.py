@@ -284,6 +284,34 @@ def _flatten(value: Any, prefix: str = "") -> list[tuple[str, str]]:
     return [(prefix, text)]
 
 
+# Already shown in the contract section: the engine table lists only what the servers told us.
+_IDENTITY_KEYS = {"role", "kind", "base_url", "model", "api", "params", "url"}
+
+
+def _engines_html(tasks: list[Any]) -> str:
+    facts: dict[str, dict[str, str]] = {}
+    for role in ("baseline", "candidate"):
+        for t in tasks:
+            ep = (t.get("endpoints") or {}).get(role)
+            if isinstance(ep, Mapping) and ep:
+                rest = {k: v for k, v in ep.items() if k not in _IDENTITY_KEYS}
+                facts[role] = dict(_flatten(plain(rest)))
+                break
+    keys = list(dict.fromkeys(k for f in facts.values() for k in f))
+    if not keys:
+        return ""
+    rows = "".join(
+        f"<tr><th>{esc(k)}</th>"
+        + "".join(f"<td>{esc(facts.get(r, {}).get(k, ''))}</td>" for r in ("baseline", "candidate"))
+        + "</tr>"
+        for k in keys
+    )
+    return (
+        "<h3>Engines, as the servers reported them</h3>"
+        f"<table><tr><th></th><th>baseline (old)</th><th>candidate (new)</th></tr>{rows}</table>"
+    )
+
+
 def _provenance_html(run: RunResult) -> str:
     contract = run.get("contract") or {}
     rows = [
@@ -296,24 +324,30 @@ def _provenance_html(run: RunResult) -> str:
         ("report schema", f"{FORMAT} v{run.get('schema_version', '?')}"),
     ]
     head = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
+    tasks = list(run.get("tasks") or [])
     task_rows = []
-    for t in run.get("tasks") or []:
-        extra = {k: v for k, v in t.items() if k.endswith("digest")}
-        info = _flatten(plain({**extra, **(t.get("endpoints") or {})}))
+    for t in tasks:
+        digests = [
+            str(v) if k == "data_digest" else f"{k}: {v}"
+            for k, v in t.items()
+            if k.endswith("digest") and v
+        ]
         task_rows.append(
             f"<tr><td>{esc(t.get('task', '?'))}</td>"
             f'<td class="pp-num">{esc(t.get("n_items", "?"))}</td>'
             f'<td class="pp-num">{esc(t.get("n_paired", "?"))}</td>'
             f'<td class="pp-num">{esc(t.get("baseline_errors", 0))} / '
             f"{esc(t.get('candidate_errors', 0))}</td>"
-            f'<td class="pp-kv">{"<br>".join(f"<b>{esc(k)}</b> {esc(v)}" for k, v in info)}</td>'
-            "</tr>"
+            f'<td class="pp-kv">{"<br>".join(esc(d) for d in digests) or "n/a"}</td></tr>'
         )
     return (
         '<h2 class="pp-part" id="provenance">Provenance</h2>'
         f"<table>{head}</table>"
-        "<table><tr><th>task</th><th>items</th><th>paired</th><th>request errors (old / new)</th>"
-        "<th>endpoints, engines, data</th></tr>" + "".join(task_rows) + "</table>"
+        + _engines_html(tasks)
+        + "<h3>Items</h3><table><tr><th>task</th><th>items</th><th>paired</th>"
+        "<th>request errors (old / new)</th><th>data digest</th></tr>"
+        + "".join(task_rows)
+        + "</table>"
     )
 
 

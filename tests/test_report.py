@@ -143,6 +143,7 @@ def _task(
         },
         "disagreements": kw.pop("disagreements", []),
         "disagreements_total": kw.pop("disagreements_total", 0),
+        "data_digest": f"sha256-of-{name}-data",
     }
     t.update(kw)
     return t  # type: ignore[return-value]
@@ -480,6 +481,7 @@ def test_html_leads_with_the_verdict_then_contract_tasks_and_provenance() -> Non
         "about 2,400 paired items would settle it",
         "unsafe_compliance",
         "0.0021",  # Holm-adjusted p of the safety task
+        "sha256-of-mmlu_pro-data",
     ):
         assert needle in text, needle
     assert "sk-SECRET" not in page and "user:pw" not in page
