@@ -112,6 +112,8 @@ def paired_interval(
         # simulations of skewed, heavy-tailed score differences (n = 30 ... 1,000) the t interval
         # covered as well or better (e.g. .92 vs .91 vs .88 for t / percentile / BCa at n = 100),
         # and it is deterministic. The bootstrap stays available for statistics t cannot handle.
+        # Binary scores always use Tango: its exact coverage stays in .93-.97 from ~7 discordant
+        # pairs up (and above .95 below that), so no switch at b + c = 30 is needed.
         method = "cluster-t" if groups is not None else "tango" if binary else "t"
     if method not in METHODS[1:]:
         raise ValueError(
@@ -154,20 +156,8 @@ def paired_interval(
             ratios = cluster_bootstrap_means(d, groups, n_boot, gen)
             low, high = _percentile(ratios, confidence)
             se = float(ratios.std(ddof=1))
-    return DeltaInterval(
-        delta,
-        float(low),
-        float(high),
-        confidence,
-        method,
-        n,
-        se,
-        flip_rate,
-        b,
-        c,
-        p_value,
-        n_groups,
-    )
+    return DeltaInterval(delta, float(low), float(high), confidence, method, n, se, flip_rate,
+                         b, c, p_value, clusters=n_groups)  # fmt: skip
 
 
 def _cluster_ids(clusters: Sequence[Hashable], n: int) -> NDArray[np.intp]:
@@ -235,7 +225,7 @@ def bootstrap_means(d: ArrayLike, n_boot: int, rng: np.random.Generator) -> NDAr
     out = np.empty(n_boot, dtype=np.float64)
     for start in range(0, n_boot, CHUNK):
         m = min(CHUNK, n_boot - start)
-        # 32-bit indices: numpy draws them ~2.5x faster than 64-bit ones, and n < 2**31 here.
+        # 32-bit indices: half the random bits and index memory of numpy's default int64.
         idx = rng.integers(0, n, size=(m, n), dtype=np.int32)
         out[start : start + m] = x[idx].mean(axis=1)
     return out
@@ -274,6 +264,8 @@ def tango_interval(b: int, c: int, n: int, confidence: float = 0.90) -> tuple[fl
     """Tango's score interval for the paired difference (c - b) / n; sound with few discordants."""
     from scipy.optimize import brentq
 
+    if min(b, c) < 0 or b + c > n:
+        raise ValueError(f"tango_interval: need 0 <= b, c and b + c <= n, got {b}, {c}, {n}")
     z = _NORMAL.inv_cdf(0.5 + confidence / 2)
     est = (c - b) / n
 
