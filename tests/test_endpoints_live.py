@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 import pytest
 from servers import FAULTS, FakeServer, Faults, Reply, closed_port
 
+from pytest_parity.cache import ResponseCache
 from pytest_parity.contract import EndpointSpec
 from pytest_parity.endpoints import Request, Response, RetryPolicy, open_endpoint
+from pytest_parity.recording import Recorder
 
 FAST = RetryPolicy(base_s=0.01, cap_s=0.05)
 
@@ -171,3 +175,44 @@ def test_a_wrong_key_is_an_http_error_without_the_key(monkeypatch: pytest.Monkey
         assert srv.headers_seen[0]["Authorization"] == f"Bearer {key}"
     assert r.error_kind == "http" and r.error is not None and "HTTP 401" in r.error
     assert key not in r.error and key not in json.dumps(described)
+
+
+def test_a_planted_key_appears_in_no_file_error_or_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = "sk-PLANTED-everywhere-3141"
+    monkeypatch.setenv("PLANTED_KEY", key)
+    caplog.set_level(logging.DEBUG)
+    texts: list[str] = []
+    with FakeServer(faults=Faults(rate=0.3, hang_s=0.5), require_key=key) as srv:
+        s = spec(srv.base_url, api_key_env="PLANTED_KEY", timeout=0.3)
+
+        async def go() -> None:
+            with (
+                ResponseCache(tmp_path / "cache") as cache,
+                Recorder(tmp_path / "rec.jsonl", contract_digest="d") as rec,
+            ):
+                ep = open_endpoint(s, cache=cache, recorder=rec, retry=FAST)
+                out = await asyncio.gather(*(ep.complete(ask(i)) for i in range(30)))
+                assert all(r.ok for r in out) and rec.written == 30 and cache.count() == 30
+                texts.extend(json.dumps(r.to_dict()) + repr(r) for r in out)
+                texts.append(json.dumps(await ep.describe()) + repr(ep))
+                await ep.aclose()
+                # the same key sent to a server that rejects it and echoes it back
+                srv.require_key, srv.error_body = "other", f"bad key {key}"
+                ep = open_endpoint(s, cache=cache, retry=FAST)
+                bad = await ep.complete(ask("x"))
+                assert bad.error is not None and "HTTP 401" in bad.error
+                texts.append(bad.error)
+                await ep.aclose()
+
+        asyncio.run(go())
+    down = spec(f"http://127.0.0.1:{closed_port()}/v1", api_key_env="PLANTED_KEY", max_retries=0)
+    out, described = complete_all(down, [ask(1)])
+    texts += [str(out[0].error), json.dumps(described)]
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert {p.name for p in files} >= {"rec.jsonl", "responses.sqlite3"}
+    for f in files:
+        assert key.encode() not in f.read_bytes(), f
+    for text in [*texts, caplog.text]:
+        assert key not in text
