@@ -319,7 +319,10 @@ def items_needed(
     power: float = 0.8,
     delta: float = 0.0,
 ) -> int:
-    """Total items for the gate to PASS with ``power`` when the true delta is ``delta``."""
+    """Total items for the gate to PASS with ``power`` when the true delta is ``delta``.
+
+    ``flip_rate`` is psi for binary scores and E[d^2] in general (see the note above).
+    """
     margin = delta + tolerance
     if margin <= 0.0:
         raise ValueError(
@@ -334,7 +337,10 @@ def items_needed(
 def pass_probability(
     n: int, flip_rate: float, tolerance: float, alpha: float = 0.05, true_delta: float = 0.0
 ) -> float:
-    """Chance that n items PASS the gate when the true delta is ``true_delta`` (normal approx.)."""
+    """Chance that n items PASS the gate when the true delta is ``true_delta``.
+
+    Normal approximation; within .01 of the exact binary Tango gate at psi .08 (see the tests).
+    """
     sd0 = math.sqrt(max(flip_rate - tolerance * tolerance, 0.0))
     lead = (true_delta + tolerance) * math.sqrt(n)
     lead -= _z(1 - alpha) * math.sqrt(max(flip_rate - true_delta * true_delta, 0.0))
