@@ -180,6 +180,12 @@ def numbers_table(task: Mapping[str, Any], holm: float | None = None) -> str:
         rows.append(_row("Interval method", str(nums["method"])))
     if n is None and not nums:
         rows.append(_row("Delta check", "not computed"))
+    for c in checks_of(task):
+        # extra metrics the task gates on (delta:brier, delta:aurc, ...), one line each
+        if str(c["name"]).startswith("delta:"):
+            metric = str(c["name"])[len("delta:") :]
+            text = f"{interval_text(_mapping(c.get('numbers')))} · {c.get('status', '?')}"
+            rows.append(_row(f"Delta of {metric}", text))
     return f'<table class="pp-numbers">{"".join(rows)}</table>'
 
 

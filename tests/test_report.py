@@ -576,3 +576,14 @@ def test_markdown_explains_only_what_did_not_pass() -> None:
     assert "support\\_golden" not in why  # passed: nothing to explain
     assert "about 2,400 paired items would settle it" in why
     assert "ignores error direction" not in why  # a skipped check is no reason
+
+
+def test_html_shows_extra_metric_deltas() -> None:
+    run = make_run()
+    brier = _delta("PASS", 0.002, -0.001, 0.005, 1000, 30, 26)
+    brier["name"] = "delta:brier"
+    run["tasks"][0]["checks"]["delta:brier"] = brier
+    page = report.to_html(run)
+    text = html.unescape(re.sub(r"<[^>]+>", " ", page))
+    assert "Delta of brier" in text
+    assert "+0.20 [−0.10, +0.50] pts (90% CI) · PASS" in text
