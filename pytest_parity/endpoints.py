@@ -180,8 +180,8 @@ class RetryPolicy:
     """Backoff between attempts: full jitter, ``uniform(0, min(cap, base * 2**n))`` seconds,
     never less than what the server asked for with Retry-After (up to ``max_retry_after_s``).
     After ``breaker`` requests in a row failed to connect or timed out on every attempt, the
-    endpoint is considered down: later requests get one attempt each instead of a full retry
-    schedule, so a dead server fails a run in seconds, not hours."""
+    endpoint is considered down (a circuit breaker): one request at a time probes it with a single
+    attempt and the others fail at once, so a dead server fails a run in seconds, not hours."""
 
     base_s: float = 0.5
     cap_s: float = 20.0
@@ -439,7 +439,9 @@ class HttpEndpoint(Endpoint):
         self._headers = httpx.Headers(headers)
         t = spec.timeout
         self._timeouts = {"connect": t, "read": t, "write": t, "pool": t}
-        self._down_streak = 0
+        self._down_streak = 0  # requests in a row that failed to connect or timed out
+        self._probing = False
+        self._last_down, self._last_kind = "", "connect"
 
     def __repr__(self) -> str:
         return f"HttpEndpoint({self.spec.role}, {self.spec.kind}, {self.url!r})"
@@ -501,8 +503,23 @@ class HttpEndpoint(Endpoint):
             prompt=request.prompt,
         )
         content = json.dumps(body, ensure_ascii=False).encode("utf-8")
-        down = self._down_streak >= self._retry.breaker
-        attempts = 1 if down else 1 + self.spec.max_retries
+        if self._down_streak < self._retry.breaker:
+            return await self._attempts(content, 1 + self.spec.max_retries)
+        # The endpoint is down: one request at a time probes it with a single attempt, the
+        # others fail at once, so a dead server ends a run in seconds (a success closes this).
+        if self._probing:
+            error = (
+                f"{self.spec.role} endpoint {self.url}: not sent: the endpoint is down "
+                f"({self._down_streak} requests in a row failed); last error: {self._last_down}"
+            )
+            return failure(self._scrub(error), self._last_kind)
+        self._probing = True
+        try:
+            return await self._attempts(content, 1)
+        finally:
+            self._probing = False
+
+    async def _attempts(self, content: bytes, attempts: int) -> Response:
         kind, last, retry_after = "connect", "", None
         started = time.perf_counter()
         n = 0
@@ -548,8 +565,8 @@ class HttpEndpoint(Endpoint):
             retry_after = _retry_after(headers)
         if kind in ("connect", "timeout"):
             self._down_streak += 1
-        what = "down (one attempt)" if down else f"failed after {n} attempt(s)"
-        error = f"{self.spec.role} endpoint {self.url}: {what}: {last}"
+            self._last_down, self._last_kind = last, kind
+        error = f"{self.spec.role} endpoint {self.url}: failed after {n} attempt(s): {last}"
         return failure(self._scrub(error), kind, time.perf_counter() - started, n)
 
     def _classify(self, exc: BaseException) -> tuple[str, str]:

@@ -279,9 +279,45 @@ def test_a_dead_endpoint_trips_the_breaker_and_fails_fast() -> None:
         return out
 
     out = asyncio.run(go())
-    # two requests of 4 attempts each, then the breaker: one attempt per request
+    # two requests of 4 attempts each, then the breaker: one probing attempt per request
     assert len(calls) == 4 + 4 + 1 + 1 + 1
-    assert out[-1].error is not None and "down (one attempt)" in out[-1].error
+    assert out[-1].error is not None and "failed after 1 attempt(s): ConnectError" in out[-1].error
+
+
+def test_while_down_only_one_request_probes_and_the_rest_fail_at_once() -> None:
+    calls = []
+    up = False
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        await asyncio.sleep(0.01)
+        if not up:
+            raise httpx.ConnectError("refused")
+        return httpx.Response(200, json=CHAT_OK)
+
+    async def go() -> tuple[list[Response], Response]:
+        nonlocal up
+        ep = open_endpoint(
+            spec(max_retries=0, max_concurrency=4),
+            transport=httpx.MockTransport(handler),
+            retry=RetryPolicy(breaker=1),
+        )
+        await ep.complete(ask(item="first"))  # opens the breaker
+        out = list(await asyncio.gather(*(ep.complete(ask(item=str(i))) for i in range(10))))
+        up = True
+        probe = await ep.complete(ask(item="probe"))  # the server is back: a probe closes it
+        after = await ep.complete(ask(item="after"))
+        await ep.aclose()
+        assert after.ok
+        return out, probe
+
+    out, probe = asyncio.run(go())
+    assert len(calls) == 1 + 1 + 1 + 1
+    fast = [r for r in out if r.error is not None and "not sent: the endpoint is down" in r.error]
+    assert len(fast) == 9
+    assert fast[0].error is not None and "last error: ConnectError: refused" in fast[0].error
+    assert fast[0].error.startswith("candidate endpoint http://stack.test/v1/chat/completions")
+    assert probe.ok
 
 
 def test_429_waits_at_least_retry_after(monkeypatch: pytest.MonkeyPatch) -> None:
