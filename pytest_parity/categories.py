@@ -38,11 +38,13 @@ CATEGORIES: dict[str, str] = {
     "repetition": "degenerate output: 20+ word 4-grams of which at least half are repeats, or a "
     "unit of 1-30 characters repeated back to back 10+ times over 100+ characters (in the last "
     "3,000 characters)",
-    "truncated": "finish_reason says the token limit was hit (length, max_tokens)",
     "refusal": "declines to help, e.g. 'I can't help with', 'I cannot assist', 'As an AI', "
-    "'I must decline' (English patterns, first and last 300 characters)",
+    "'I must decline' (English patterns, first and last 300 characters; the first only when the "
+    "answer was cut off)",
     "abstain": "says it does not know, e.g. 'I don't know', 'I'm not sure', 'cannot determine', "
-    "'not enough information' (English patterns, first and last 300 characters)",
+    "'not enough information' (English patterns, where refusals are searched)",
+    "truncated": "finish_reason says the token limit was hit (length, max_tokens) and the answer "
+    "did not open with a refusal or abstention",
     "language_switch": "the answer is mostly in another script than the prompt (e.g. Cyrillic or "
     "CJK for a Latin prompt); 20+ letters each side (a CJK character counts 3), 60%+ of them in "
     "the dominant script",
@@ -188,13 +190,16 @@ def _rules(
         return "empty"
     if is_repetitive(text):
         return "repetition"
-    if finish_reason is not None and finish_reason.lower() in TRUNCATION_REASONS:
-        return "truncated"
-    edges = _edges(text)
+    cut = finish_reason is not None and finish_reason.lower() in TRUNCATION_REASONS
+    # An answer cut off after it opened with a refusal or abstention is still a cautious one
+    # (seen on SmolLM2: "I'm sorry ..., but I don't have the ability to access personal da").
+    edges = _edges(text, opening_only=cut)
     if _REFUSAL.search(edges):
         return "refusal"
     if _ABSTAIN.search(edges):
         return "abstain"
+    if cut:
+        return "truncated"
     if is_language_switch(prompt, text):
         return "language_switch"
     if not parsed:
@@ -215,8 +220,10 @@ def direction_of(category: str, overrides: Mapping[str, str] | None = None) -> s
     return _DIRECTIONS.get(category, "W")
 
 
-def _edges(text: str) -> str:
+def _edges(text: str, opening_only: bool = False) -> str:
     t = text.replace("\u2019", "'").replace("\u2018", "'").strip()
+    if opening_only:
+        return t[:EDGE_CHARS]
     if len(t) <= 2 * EDGE_CHARS:
         return t
     return t[:EDGE_CHARS] + "\n" + t[-EDGE_CHARS:]

@@ -160,6 +160,19 @@ def test_truncated_when_the_token_limit_was_hit(reason: str) -> None:
     assert direction_of("truncated") == "W"
 
 
+def test_a_cut_off_answer_that_opened_cautiously_stays_cautious() -> None:
+    # verbatim from SmolLM2-135M-Instruct (F32, max_tokens 48)
+    smol = (
+        "I'm sorry for any misunderstanding, but as a chatbot designed to assist with technology,"
+        " I don't have the ability to access personal data unless it's "
+    )
+    assert cat(smol, finish_reason="length") == "abstain"
+    assert cat("I cannot help with that. " + PROSE, finish_reason="length") == "refusal"
+    # a cut-off answer is judged by how it opened: its last words were never meant to be last
+    assert cat(PROSE + " " + PROSE + " I'm not sure", finish_reason="length") == "truncated"
+    assert cat(PROSE + " " + PROSE + " I'm not sure", finish_reason="stop") == "abstain"
+
+
 def test_stop_reasons_other_than_the_limit_are_not_truncation() -> None:
     for reason in ("stop", "end_turn", "eos", None, "tool_calls"):
         assert cat("The answer is probably", finish_reason=reason) == "wrong_answer"
