@@ -98,11 +98,12 @@ def evals_items(wheel: Path, dataset: str, file: str, n: int | None) -> list[dic
     return items
 
 
-# output file -> (evals dataset dir, file inside it, how many items: None = all)
+# output file -> (evals dataset dir, file inside it, how many items: None = all). Chosen because
+# SmolLM2-135M answers them in the asked format (next-val-series and food were tried: 0-10%, the
+# model explains instead of answering, so they carry no signal about a precision change).
 EVALS_SETS = {
     "which_is_heavier.jsonl": ("which_is_heavier", "which_is_heavier.jsonl", 100),
     "born_first.jsonl": ("born_first", "born_first.jsonl", 100),
-    "food_yes_no.jsonl": ("food", "samples.jsonl", 100),
 }
 
 

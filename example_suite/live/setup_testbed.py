@@ -83,10 +83,21 @@ def _quantize(src: Path, dst: Path, precision: str) -> None:
     params.nthread = os.cpu_count() or 1
     # Write aside then rename: an interrupted run must not leave a file that looks finished.
     tmp = dst.with_suffix(".partial")
-    code = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), params)
+    # llama.cpp prints a line per tensor (~1,000 per file) on fd 2: keep it out of CI logs.
+    log = dst.parent / "quantize.log"
+    with open(log, "ab") as sink:
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        try:
+            code = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), params)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
     if code != 0 or not tmp.is_file():
         tmp.unlink(missing_ok=True)
-        raise SystemExit(f"llama_model_quantize({src.name} -> {precision}) failed with code {code}")
+        raise SystemExit(
+            f"llama_model_quantize({src.name} -> {precision}) failed with code {code}; see {log}"
+        )
     tmp.replace(dst)
 
 
