@@ -33,6 +33,7 @@ from pytest_parity.svg import delta_numbers, esc, forest_svg, number, points
 
 __all__ = [
     "FORMAT",
+    "SCHEMA_PATH",
     "forest_svg",
     "to_html",
     "to_json",
@@ -43,6 +44,7 @@ __all__ = [
 ]
 
 FORMAT = "pytest-parity/report"
+SCHEMA_PATH = Path(__file__).with_name("report_schema.json")  # JSON Schema of to_json's output
 ICONS = {"PASS": "✅", "FAIL": "❌", "INCONCLUSIVE": "⚠️", "ERROR": "⛔", "SKIP": "⏭️"}
 HEADLINES = {
     "PASS": "The candidate is as good as the baseline on every task of the contract.",

@@ -82,7 +82,7 @@ def task_extras(task: Mapping[str, Any]) -> list[dict[str, Any]]:
     """pytest-html extras for one task: its full evidence as HTML, and its numbers as JSON."""
     from pytest_html import extras
 
-    page = f'<div class="pp"><style>{CSS}</style>{task_html(task, level=3)}</div>'
+    page = f'<div class="pp"><style>{CSS}</style>{task_html(task, level=3, anchor=False)}</div>'
     # pytest-html json.dumps the content itself: hand it the plain record.
     numbers = plain(task)
     return [extras.html(page), extras.json(numbers, name="parity numbers")]

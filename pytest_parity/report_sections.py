@@ -344,8 +344,12 @@ def disagreements_html(task: Mapping[str, Any]) -> str:
     return "".join(out)
 
 
-def task_html(task: Mapping[str, Any], holm: float | None = None, level: int = 2) -> str:
-    """Everything about one task: verdict, reasons, numbers, plot, tables, disagreements."""
+def task_html(
+    task: Mapping[str, Any], holm: float | None = None, level: int = 2, anchor: bool = True
+) -> str:
+    """Everything about one task: verdict, reasons, numbers, plot, tables, disagreements.
+
+    ``anchor=False`` leaves out the element id, for pages that show one task several times."""
     name = str(task.get("task", "?"))
     status = task.get("verdict", "SKIP")
     h, h2 = f"h{level}", f"h{level + 1}"
@@ -358,8 +362,9 @@ def task_html(task: Mapping[str, Any], holm: float | None = None, level: int = 2
     ]
     grid = "".join(f"<div><{h2}>{esc(t)}</{h2}>{body}</div>" for t, body in tables if body)
     return (
-        f'<section class="pp-task pp-v-{status_class(status)}" id="task-{esc(name)}">'
-        f"<{h}>{badge(status)} {esc(name)}{safety} "
+        f'<section class="pp-task pp-v-{status_class(status)}"'
+        + (f' id="task-{esc(name)}">' if anchor else ">")
+        + f"<{h}>{badge(status)} {esc(name)}{safety} "
         f'<span class="pp-muted">{esc(task.get("source", ""))}</span></{h}>'
         f"{_reasons(task)}"
         + (forest_svg([task], title=f"Delta of {name}") if delta_numbers(task) else "")

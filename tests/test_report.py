@@ -25,7 +25,7 @@ HOSTILE = (
     '<img src=x onerror="alert(1)">',
     "\"'><svg onload=alert(1)>",
 )
-SCHEMA = Path(__file__).resolve().parent.parent / "pytest_parity" / "report_schema.json"
+SCHEMA = report.SCHEMA_PATH
 
 
 def _side(text: str, score: float, category: str, direction: str) -> dict[str, Any]:
