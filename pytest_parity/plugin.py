@@ -65,6 +65,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="PATH",
         help="record the baseline's responses into PATH (replay them later with kind: replay)",
     )
+    add(
+        "record-candidate",
+        metavar="PATH",
+        help="record the candidate's responses into PATH (e.g. to ship a replayable example)",
+    )
     add("report", metavar="PATH", help="write the standalone HTML parity report to PATH")
     add("json", metavar="PATH", help="write every number of the verdict as JSON to PATH")
     add("markdown", metavar="PATH", help="append a Markdown summary to PATH (CI step summaries)")
@@ -305,7 +310,8 @@ class ParitySession:
             self._runner = Runner(
                 self.contract,
                 cache=self._open_cache(),
-                recorder=self._open_recorder(),
+                recorder=self._open_recorder("record"),
+                candidate_recorder=self._open_recorder("record-candidate"),
                 classify=self._classify,
                 on_progress=self._progress,
                 deadline=None if not max_time else time.monotonic() + float(max_time),
@@ -341,8 +347,8 @@ class ParitySession:
         )
         return ResponseCache(directory, refresh=bool(_option(self.config, "refresh")))
 
-    def _open_recorder(self) -> Any:
-        value = _option(self.config, "record")
+    def _open_recorder(self, option: str) -> Any:
+        value = _option(self.config, option)
         if not value:
             return None
         from pytest_parity.recording import Recorder

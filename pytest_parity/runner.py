@@ -112,6 +112,7 @@ class Runner:
         *,
         cache: Any = None,
         recorder: Any = None,
+        candidate_recorder: Any = None,
         classify: Classifier | None = None,
         transport: Any = None,
         on_progress: Callable[[Progress], None] | None = None,
@@ -120,7 +121,7 @@ class Runner:
     ) -> None:
         self.contract = contract
         self.cache = cache
-        self.recorder = recorder
+        self.recorders = {"baseline": recorder, "candidate": candidate_recorder}
         self.classify = classify or default_classifier
         self.transport = transport
         self.on_progress = on_progress
@@ -198,7 +199,7 @@ class Runner:
                 spec,
                 cache=self.cache,
                 transport=self.transport,
-                recorder=self.recorder if role == "baseline" else None,
+                recorder=self.recorders.get(role),
             )
             for role, spec in specs.items()
         }
@@ -214,7 +215,13 @@ class Runner:
             parts = build_request_parts(task, item, specs[role].api)
             responses = []
             for repeat in range(task.repeats):
-                req = Request(item_id=item.id, repeat=repeat, template=task.template, **parts)
+                # Task-qualified: recordings and caches hold several tasks whose item ids may clash.
+                req = Request(
+                    item_id=f"{task.name}/{item.id}",
+                    repeat=repeat,
+                    template=task.template,
+                    **parts,
+                )
                 responses.append(await endpoints[role].complete(req))
             progress.done[role] = progress.done.get(role, 0) + 1
             if self.on_progress is not None:
@@ -224,6 +231,10 @@ class Runner:
             if err is not None:
                 failed[role] += 1
                 last_error[role] = err.error
+                if err.error_kind == "replay" and not abort.is_set():
+                    # The recording does not match the contract's items: no verdict can be right.
+                    abort_reason.append(str(err.error))
+                    abort.set()
                 if failed[role] > budget and not abort.is_set():
                     abort_reason.append(
                         f"{role} endpoint ({specs[role].base_url}): {failed[role]} requests failed,"

@@ -265,3 +265,32 @@ def test_aa_noise_floor_is_shown_next_to_old_vs_new(pytester: pytest.Pytester) -
     m = re.search(r"0/0\s+(\d+) \((\d+\.\d)%\)", row)
     assert m is not None, row
     assert 5 <= int(m.group(1)) <= 40  # about 1 in 10 of 200 items flipped against itself
+
+
+def test_recorded_baseline_gates_a_candidate_after_the_old_stack_is_gone(
+    pytester: pytest.Pytester,
+) -> None:
+    with FakeServer(answer=right) as old, FakeServer(answer=wrong_on(6)) as new:
+        path = contract(pytester, old.base_url, new.base_url, 300)
+        live = pytester.runpytest(
+            f"--parity-contract={path}", "--parity-no-cache", "--parity-record=baseline.jsonl"
+        )
+        # The old stack is switched off: the baseline now answers from the recording.
+        old.stop()
+        replayed = pytester.makefile(
+            ".yaml",
+            replayed=path.read_text().replace(
+                f'{{kind: openai, base_url: "{old.base_url}", model: m}}',
+                "{kind: replay, recording: baseline.jsonl, model: m}",
+            ),
+        )
+        again = pytester.runpytest(f"--parity-contract={replayed}", "--parity-no-cache")
+        assert verdict_row(again, "arithmetic") == verdict_row(live, "arithmetic")
+        assert outcomes(again) == outcomes(live) == {"failed": 1, "passed": 2}
+
+        # A golden set changed since the recording: a clear error naming the item, never a verdict.
+        golden = pytester.path / "golden.jsonl"
+        golden.write_text(golden.read_text().replace("What is 3 + 8?", "What is 3 + 9?"))
+        changed = pytester.runpytest(f"--parity-contract={replayed}", "--parity-no-cache")
+    assert outcomes(changed) == {"errors": 3}
+    assert "arithmetic/q3" in changed.stdout.str()
