@@ -323,7 +323,7 @@ class Endpoint(abc.ABC):
             progress.failed += 1
             return response
         if self.cache is not None and key is not None and ekey is not None:
-            self.cache.put(
+            await self.cache.aput(
                 key,
                 response.to_dict(),
                 endpoint_key=ekey,

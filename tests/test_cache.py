@@ -184,3 +184,60 @@ def test_a_sigkilled_run_restarted_resends_no_answered_request(tmp_path: Path) -
     assert not (resent & done_first)  # nothing answered before the kill was sent again
     assert {i for i, how in finished.items() if how == "cached"} >= done_first
     assert len(resent) <= n - len(done_first)
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    from pytest_parity.cache import ResponseCache
+    cache = ResponseCache(sys.argv[1])
+    for i in range(300):
+        key = ResponseCache.key(sys.argv[2], str(i))
+        cache.put(key, {"text": str(i), "error": None}, endpoint_key=sys.argv[2], item_id=str(i))
+        assert cache.get(key)["text"] == str(i)
+    cache.close()
+    """
+)
+
+
+def test_two_processes_share_one_cache(tmp_path: Path) -> None:
+    """What xdist workers do: write the same file at the same time."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), f"worker{w}"], env=env)
+        for w in range(2)
+    ]
+    assert [p.wait(60) for p in procs] == [0, 0]
+    with ResponseCache(tmp_path) as cache:
+        assert cache.count() == 600
+        assert cache.count(endpoint_key="worker1") == 300
+
+
+def test_a_cache_that_cannot_be_written_does_not_fail_the_answers(tmp_path: Path) -> None:
+    with FakeServer() as srv, ResponseCache(tmp_path) as cache:
+        other = sqlite3.connect(cache.path)
+        other.execute("DROP TABLE responses")  # what a full or broken disk looks like to sqlite
+        other.commit()
+        other.close()
+        out = run(spec(srv.base_url), cache, 3)
+        assert all(r.ok for r in out)
+        assert cache.write_errors == 3 and cache.writes == 0
+        assert cache.last_write_error is not None and "no such table" in cache.last_write_error
+        assert cache.read_errors == 3
+
+
+def test_writes_are_committed_in_groups(tmp_path: Path) -> None:
+    async def go(cache: ResponseCache) -> None:
+        await asyncio.gather(
+            *(
+                cache.aput(
+                    ResponseCache.key("e", str(i)), {"text": "t"}, endpoint_key="e", item_id=str(i)
+                )
+                for i in range(200)
+            )
+        )
+
+    with ResponseCache(tmp_path) as cache:
+        asyncio.run(go(cache))
+        assert cache.writes == 200 and cache.count() == 200
+        assert cache.commits < 200  # a burst costs fewer commits than rows
