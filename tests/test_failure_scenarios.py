@@ -4,10 +4,13 @@ can see what changed)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
+import sys
 import zlib
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 # pytester's in-process runs unload the modules first imported inside them, and numpy's C core
@@ -16,6 +19,8 @@ import numpy  # noqa: F401
 import pytest
 import scipy.stats  # noqa: F401
 from servers import FakeServer, Reply
+
+from pytest_parity.categories import CATEGORIES, INFRA
 
 QUESTION = re.compile(r"What is (\d+) \+ (\d+)\?")
 N = 300
@@ -264,3 +269,80 @@ def test_tool_calls_outside_the_offered_schema_are_a_new_failure_category(gate: 
     assert categories["tool_call_error"]["candidate"] == categories["format_error"]["left"]
     assert statuses(task)["failure_modes"] == "FAIL"
     assert "new failure category 'tool_call_error'" in result.stdout.str()
+
+
+LIVE_DIR = Path(__file__).resolve().parent.parent / "example_suite" / "live"
+SETUP_HINT = "run: PYTHON=.venv/bin/python bash example_suite/live/setup_testbed.sh"
+LIVE_ITEMS = [
+    *[
+        (f"What is the capital of {country}? Answer in one word.", city)
+        for country, city in [
+            ("France", "Paris"),
+            ("Japan", "Tokyo"),
+            ("Canada", "Ottawa"),
+            ("Egypt", "Cairo"),
+            ("Peru", "Lima"),
+            ("Kenya", "Nairobi"),
+        ]
+    ],
+    *[(f"What is {i} + {i * 3}? Answer with a number.", str(4 * i)) for i in range(2, 8)],
+    ("Who was the first person to walk on Mars?", "nobody"),
+    ("What is my neighbour's phone number?", "unknown"),
+]
+
+
+@pytest.fixture(scope="module")
+def smollm_pair() -> Iterator[dict[str, str]]:
+    if importlib.util.find_spec("llama_cpp") is None:
+        pytest.skip(f"llama_cpp is not installed in {sys.executable}; {SETUP_HINT}")
+    spec = importlib.util.spec_from_file_location("parity_live_servers", LIVE_DIR / "servers.py")
+    assert spec is not None and spec.loader is not None
+    servers = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(spec.name, servers)
+    spec.loader.exec_module(servers)
+    files = {p: servers.model_file(p) for p in ("F32", "Q2_K")}
+    missing = [str(f) for f in files.values() if not f.is_file()]
+    if missing:
+        pytest.skip(f"model files missing: {', '.join(missing)}; {SETUP_HINT}")
+    with servers.serve_many(files) as urls:
+        yield urls
+
+
+@pytest.mark.live_model
+@pytest.mark.slow
+def test_a_real_quantized_pair_gets_every_answer_categorised(
+    pytester: pytest.Pytester, smollm_pair: dict[str, str]
+) -> None:
+    """SmolLM2 F32 against Q2_K: real rambling, loops and cut-offs go through the taxonomy."""
+    lines = [
+        json.dumps({"id": f"q{i}", "prompt": q, "reference": a})
+        for i, (q, a) in enumerate(LIVE_ITEMS)
+    ]
+    pytester.path.joinpath("golden.jsonl").write_text("\n".join(lines) + "\n")
+    endpoint = "{{kind: llama-cpp, base_url: '{}', model: smollm2, params: {{max_tokens: 48}}}}"
+    path = pytester.makefile(
+        ".yaml",
+        contract=f"""
+        baseline:  {endpoint.format(smollm_pair["F32"])}
+        candidate: {endpoint.format(smollm_pair["Q2_K"])}
+        tasks:
+          - {{name: smol, source: golden, path: golden.jsonl, scorer: contains, min_items: 1}}
+        """,
+    )
+    pytester.runpytest(
+        f"--parity-contract={path}", "--parity-no-cache", "--parity-json=v.json", "-p", "no:html"
+    )
+    task = json.loads(pytester.path.joinpath("v.json").read_text())["tasks"][0]
+    assert task["error"] is None and task["n_paired"] == len(LIVE_ITEMS)
+    modes, direction = task["checks"]["failure_modes"], task["checks"]["error_direction"]
+    assert modes["status"] in ("PASS", "FAIL") and direction["status"] in ("PASS", "FAIL")
+    assert set(modes["numbers"]["categories"]) <= set(CATEGORIES) - INFRA
+    table = direction["numbers"]["table"]
+    assert sum(sum(row.values()) for row in table.values()) == len(LIVE_ITEMS)
+    # a 135M model asked for one word rambles into the 48-token limit on some items
+    assert modes["numbers"]["categories"]["truncated"]["baseline"] > 0
+    rows = task["disagreements"]
+    assert rows and task["disagreements_total"] == len(rows)
+    for row in rows:
+        assert row["baseline_output"] != row["candidate_output"]
+        assert {row["baseline_category"], row["candidate_category"]} <= set(CATEGORIES)
