@@ -7,6 +7,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pytest_parity import hooks
 from pytest_parity.categories import (
@@ -378,3 +380,19 @@ def test_hookspecs_register_with_pytest_and_accept_partial_implementations(
     assert pm.hook.pytest_parity_classify(text="x", **common) == "custom"
     assert pm.hook.pytest_parity_classify(text="y", **common) is None
     assert pm.hook.pytest_parity_direction(category="z") is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    text=st.text(max_size=400),
+    prompt=st.text(max_size=100),
+    finish=st.sampled_from([None, "stop", "length", "tool_calls"]),
+    score=st.sampled_from([None, 0.0, 0.25, 1.0]),
+    parsed=st.booleans(),
+)
+def test_every_answer_gets_a_documented_category(
+    text: str, prompt: str, finish: str | None, score: float | None, parsed: bool
+) -> None:
+    got = cat(text, prompt=prompt, finish_reason=finish, score=score, parsed=parsed)
+    assert got in CATEGORIES and got not in INFRA
+    assert (got == "correct") == (score is not None and score >= 0.5)
