@@ -194,6 +194,16 @@ def summarize(
     if overall == "PASS":
         reasons.append(f"all {len(tasks)} tasks passed every check")
     holm = dict(zip(names, stats.holm(pvalues), strict=True)) if pvalues else {}
+    if len(holm) > 1:
+        for t in tasks:
+            p = holm.get(t["task"])
+            delta = t["checks"].get("delta")
+            if delta is not None and delta["status"] == "FAIL" and p is not None:
+                held = "holds" if p < t["alpha"] else "does not hold"
+                reasons.append(
+                    f"{t['task']}: the regression alarm {held} after Holm's adjustment across"
+                    f" {len(holm)} tasks (adjusted p={p:.3g})"
+                )
     return {
         "schema_version": SCHEMA_VERSION,
         "contract": contract.describe(),
