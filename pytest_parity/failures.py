@@ -18,7 +18,7 @@ had an infrastructure failure (direction X), so a flaky network never looks like
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from pytest_parity.categories import INFRA
@@ -291,11 +291,15 @@ def disagreement_kind(record: ItemRecord) -> str | None:
 
 
 def sample_disagreements(
-    records: Sequence[ItemRecord], k: int, seed: int
+    records: Sequence[ItemRecord], k: int, seed: int, *, focus: Collection[str] = ()
 ) -> tuple[list[dict[str, Any]], int]:
     """Up to ``k`` disagreements for a person to read side by side, regressions first, then
     category changes, then improvements; a seeded draw within each kind (the same seed gives the
-    same sample in every process). Returns the sample and how many disagreements there were."""
+    same sample in every process). Returns the sample and how many disagreements there were.
+
+    Items the candidate put in a ``focus`` category (e.g. the categories the failure-mode check
+    failed on) are chosen before any other, so the reviewer always sees what failed the gate.
+    """
     groups: dict[str, list[ItemRecord]] = {kind: [] for kind in KINDS}
     for r in records:
         kind = disagreement_kind(r)
@@ -303,16 +307,24 @@ def sample_disagreements(
             groups[kind].append(r)
     total = sum(len(g) for g in groups.values())
     rng = random.Random(seed)
+    chosen: dict[str, list[int]] = {kind: [] for kind in KINDS}  # indices into groups[kind]
+    room = k
+    for first in (True, False):
+        for kind in KINDS:
+            group = groups[kind]
+            pool = [
+                i for i, r in enumerate(group) if (r["candidate"]["category"] in focus) == first
+            ]
+            if room <= 0 or not pool:
+                continue
+            if len(pool) > room:
+                pool = rng.sample(pool, room)
+            chosen[kind].extend(pool)
+            room -= len(pool)
     sample: list[dict[str, Any]] = []
     for kind in KINDS:
-        room = k - len(sample)
-        if room <= 0:
-            break
-        group = groups[kind]
-        if len(group) > room:
-            # record order within a kind keeps the file readable next to the golden set
-            group = [group[i] for i in sorted(rng.sample(range(len(group)), room))]
-        sample.extend(_row(r, kind) for r in group)
+        # record order within a kind keeps the file readable next to the golden set
+        sample.extend(_row(groups[kind][i], kind) for i in sorted(chosen[kind]))
     return sample, total
 
 

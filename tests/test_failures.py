@@ -488,3 +488,18 @@ def test_what_counts_as_a_disagreement() -> None:
     partial = rec(0, "correct", "correct")
     partial["candidate"]["score"] = 0.75  # graded scores: any drop is a regression
     assert disagreement_kind(partial) == "regression"
+
+
+def test_focus_categories_are_always_in_the_sample() -> None:
+    recs = records((60, "correct", "wrong_answer"), (20, "abstain", "truncated"))  # q60..q79
+    plain_sample, total = sample_disagreements(recs, 50, seed=3)
+    assert total == 80
+    assert {row["kind"] for row in plain_sample} == {"regression"}  # 60 regressions fill it
+    focused, _ = sample_disagreements(recs, 50, seed=3, focus={"truncated"})
+    kinds = [row["kind"] for row in focused]
+    assert kinds == ["regression"] * 30 + ["category_change"] * 20  # still regressions first
+    assert {row["id"] for row in focused if row["kind"] == "category_change"} == {
+        f"q{i}" for i in range(60, 80)
+    }
+    few, _ = sample_disagreements(recs, 5, seed=3, focus={"truncated"})
+    assert {row["candidate_category"] for row in few} == {"truncated"}
