@@ -290,6 +290,13 @@ def disagreement_kind(record: ItemRecord) -> str | None:
     return None
 
 
+def review_focus(failure_modes: CheckResult) -> list[str]:
+    """The categories a reviewer must read: those the check failed on, and new ones below the
+    minimum count (too few to fail the gate, never too few to look at)."""
+    rows = failure_modes["numbers"].get("categories", {})
+    return [k for k, v in rows.items() if v["status"] in ("new", "grown", "new_below_min")]
+
+
 def sample_disagreements(
     records: Sequence[ItemRecord], k: int, seed: int, *, focus: Collection[str] = ()
 ) -> tuple[list[dict[str, Any]], int]:

@@ -18,6 +18,7 @@ from pytest_parity.failures import (
     check_failure_modes,
     disagreement_kind,
     one_sided_p,
+    review_focus,
     sample_disagreements,
     stuart_maxwell_p,
     transition_table,
@@ -503,3 +504,16 @@ def test_focus_categories_are_always_in_the_sample() -> None:
     }
     few, _ = sample_disagreements(recs, 5, seed=3, focus={"truncated"})
     assert {row["candidate_category"] for row in few} == {"truncated"}
+
+
+def test_review_focus_names_failed_and_new_categories() -> None:
+    recs = records(
+        (180, "correct", "correct"),
+        (10, "wrong_answer", "truncated"),  # new: fails
+        (2, "wrong_answer", "repetition"),  # new, below the minimum: still worth reading
+        (8, "abstain", "abstain"),
+    )
+    check = check_failure_modes(recs, TASK)
+    assert check["status"] == "FAIL"
+    assert review_focus(check) == ["truncated", "repetition"]
+    assert review_focus(check_failure_modes(records((5, "abstain", "abstain")), TASK)) == []
