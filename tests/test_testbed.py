@@ -155,3 +155,35 @@ def test_servers_die_with_a_killed_parent(tmp_path: Path) -> None:
             return
         time.sleep(0.2)
     pytest.fail(f"server at {url} still answers 10 s after its parent was killed")
+
+
+def test_cli_serves_a_pair_for_a_command_and_passes_its_exit_code(tmp_path: Path) -> None:
+    # How a person (or CI) runs the live gate by hand: serve, run pytest, stop, keep pytest's rc.
+    if importlib.util.find_spec("llama_cpp") is None or not all(
+        servers.model_file(p).is_file() for p in ("Q4_1", "Q2_K")
+    ):
+        pytest.skip(f"llama_cpp or the Q4_1/Q2_K models are missing; {SETUP_HINT}")
+    child = (
+        "import json, os, urllib.request\n"
+        "for role in ('BASELINE', 'CANDIDATE'):\n"
+        "    url = os.environ[f'PARITY_LIVE_{role}_URL']\n"
+        "    with urllib.request.urlopen(url + '/models', timeout=10) as r:\n"
+        "        print(role, url, json.loads(r.read())['data'][0]['id'], flush=True)\n"
+        "raise SystemExit(7)\n"
+    )
+    cli = [sys.executable, str(LIVE_DIR / "servers.py"), "Q4_1", "Q2_K"]
+    done = subprocess.run(
+        [*cli, "--", sys.executable, "-c", child],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 7, done.stderr
+    lines = [line.split() for line in done.stdout.splitlines()]
+    assert [(role, Path(model).name) for role, _, model in lines] == [
+        ("BASELINE", servers.model_file("Q4_1").name),
+        ("CANDIDATE", servers.model_file("Q2_K").name),
+    ]
+    for _, url, _ in lines:
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"{url}/models", timeout=2).close()

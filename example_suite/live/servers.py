@@ -4,6 +4,7 @@ Plain Python (no pytest) so the same code serves the live tests, the measurement
 person running the live gate by hand:
 
     python example_suite/live/servers.py F32 Q4_1      # prints one base_url per precision
+    python example_suite/live/servers.py F32 Q2_K -- pytest ...   # serve, run the command, stop
 
 Each server gets one thread: llama.cpp serves one request at a time per process, so a pair is
 queried in parallel across two single-threaded servers rather than one server with two threads.
@@ -198,9 +199,25 @@ def serve(model_path: Path, **kwargs: object) -> Iterator[str]:
         yield urls["model"]
 
 
+def url_environment(urls: Mapping[str, str]) -> dict[str, str]:
+    """Environment variables a contract can name: PARITY_LIVE_<NAME>_URL for each server, and
+    PARITY_LIVE_BASELINE_URL / PARITY_LIVE_CANDIDATE_URL for the first two (old, new)."""
+    env = {f"PARITY_LIVE_{name.upper()}_URL": url for name, url in urls.items()}
+    for role, url in zip(("BASELINE", "CANDIDATE"), urls.values(), strict=False):
+        env[f"PARITY_LIVE_{role}_URL"] = url
+    return env
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, command = argv[:cut], argv[cut + 1 :]
     parser = argparse.ArgumentParser(
-        description="Start one llama.cpp server per SmolLM2 precision and print their base URLs."
+        description="Start one llama.cpp server per SmolLM2 precision (first = baseline, second = "
+        "candidate) and print their base URLs; with `-- CMD...`, run CMD with the URLs in "
+        "PARITY_LIVE_BASELINE_URL / PARITY_LIVE_CANDIDATE_URL / PARITY_LIVE_<NAME>_URL, then stop.",
     )
     parser.add_argument("precisions", nargs="*", default=["F32", "Q4_1"], help=str(PRECISIONS))
     parser.add_argument("--models-dir", type=Path, default=MODELS_DIR)
@@ -208,9 +225,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     files = {p.upper(): model_file(p, args.models_dir) for p in args.precisions}
     try:
-        with serve_many(files, ready_timeout=args.ready_timeout, keep_logs=True) as urls:
+        with serve_many(files, ready_timeout=args.ready_timeout, keep_logs=not command) as urls:
+            env = url_environment(urls)
+            if command:
+                return subprocess.run(command, env={**os.environ, **env}, check=False).returncode
             for name, url in urls.items():
                 print(f"{name}\t{url}\t{files[name]}", flush=True)
+            for key, value in env.items():
+                print(f"export {key}={value}", flush=True)
             print("serving; Ctrl-C stops them", flush=True)
             with contextlib.suppress(KeyboardInterrupt):
                 while True:
