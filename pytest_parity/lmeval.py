@@ -53,6 +53,7 @@ OPTION_KEYS = (
     "tokenized_requests",
     "max_length",
     "data_files",
+    "confirm_run_unsafe_code",
 )
 GENERATE_TYPES = ("generate_until",)
 LOGLIK_TYPES = ("multiple_choice", "loglikelihood", "loglikelihood_rolling")
@@ -100,7 +101,12 @@ def normalize_lm_eval_options(
             isinstance(value, bool) or not isinstance(value, int) or value < lo
         ):
             raise fail(key, f"expected a whole number >= {lo}, got {value!r}")
-    for key in ("apply_chat_template", "fewshot_as_multiturn", "tokenized_requests"):
+    for key in (
+        "apply_chat_template",
+        "fewshot_as_multiturn",
+        "tokenized_requests",
+        "confirm_run_unsafe_code",
+    ):
         if key in out and not isinstance(out[key], bool):
             raise fail(key, f"expected true or false, got {out[key]!r}", "write true or false")
     for key in ("system_instruction", "tokenizer"):
@@ -234,8 +240,9 @@ def _run_side(
         "torch_random_seed": None,
         "fewshot_random_seed": seed,
     }
-    if "fewshot_as_multiturn" in opts:
-        kwargs["fewshot_as_multiturn"] = opts["fewshot_as_multiturn"]
+    for key in ("fewshot_as_multiturn", "confirm_run_unsafe_code"):
+        if key in opts:
+            kwargs[key] = opts[key]
     if opts.get("samples"):
         kwargs["samples"] = {cfgs[0]["task"]: list(opts["samples"])}
     try:
@@ -256,10 +263,19 @@ def _run_side(
 
 
 def _hint_for(exc: BaseException) -> str:
-    text = str(exc)
-    if "Connection" in type(exc).__name__ or "connect" in text.lower():
+    text = str(exc).lower()
+    if isinstance(exc, ModuleNotFoundError):
+        return f"install what the task needs: pip install {exc.name} (or lm-eval's extra for it)"
+    if "hub" in text or "huggingface" in text or "couldn't reach" in text:
+        return (
+            "offline, give the task a local copy of its data (lm_eval.data_files), or pre-fill "
+            "HF_HOME and set HF_DATASETS_OFFLINE=1"
+        )
+    if "unsafe" in text:
+        return "the task runs generated code: set lm_eval.confirm_run_unsafe_code: true to allow it"
+    if "connect" in type(exc).__name__.lower() or "connect" in text:
         return "is the server up at the base_url?"
-    if "split" in text.lower() or "data" in text.lower():
+    if "split" in text or "data" in text:
         return "check the task's dataset (offline: data_files or a local dataset_path)"
     return "run lm-eval on this task by hand to see the full error"
 
@@ -360,6 +376,19 @@ def run_lmeval_task(
                 task,
                 f"the {ep.role} is a {ep.kind} endpoint",
                 "lm-eval tasks run against OpenAI-compatible endpoints only",
+            )
+        templated = opts.get("apply_chat_template", ep.api == "chat")
+        if ep.api == "chat" and not templated:
+            raise _fail(
+                task,
+                f"the {ep.role} uses the chat API, which needs chat messages",
+                "remove lm_eval.apply_chat_template: false, or use api: completions",
+            )
+        if ep.api == "completions" and templated:
+            raise _fail(
+                task,
+                f"apply_chat_template on the {ep.role}'s completions API",
+                f"set {ep.role}.api: chat so the server applies its own chat template",
             )
     _, cfgs = resolve_task(opts, lambda problem, hint: _fail(task, problem, hint))
     output_type = find_output_type(cfgs, lambda problem, hint: _fail(task, problem, hint))

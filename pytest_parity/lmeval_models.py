@@ -311,7 +311,9 @@ def build_model(
         "max_retries": 1,  # retries happen inside model_call, so a failure stays one item
         "timeout": max(1, math.ceil(endpoint.timeout)),
         "max_length": opts.get("max_length", DEFAULT_MAX_LENGTH),
-        "max_gen_toks": int(params.get("max_tokens", 256)),
+        # Answer length belongs to the benchmark (its YAML, or lm_eval.gen_kwargs.max_gen_toks),
+        # not to the endpoint: lm-eval's own default keeps results comparable with published ones.
+        "max_gen_toks": 256,
         "seed": int(params.get("seed", seed) if params.get("seed") is not None else seed),
         "batch_size": 1,
         "header": headers,

@@ -647,3 +647,13 @@ def test_a_failing_loglikelihood_request_fails_only_its_document(
     assert "503" in (items[1]["candidate"]["error"] or "")
     assert items[1]["candidate"]["direction"] == "X"
     assert items[1]["baseline"]["score"] == 1.0
+
+
+def test_chat_template_and_api_must_agree() -> None:
+    srv = FakeServer()
+    task, b, c = make(srv, srv, {**ARITH, "apply_chat_template": True})
+    with pytest.raises(LmEvalError, match=r"apply_chat_template on the baseline's completions API"):
+        run_lmeval_task(task, b, c, cache_dir=None, seed=0)
+    task, b, c = make(srv, srv, {**ARITH, "apply_chat_template": False}, b_api="chat")
+    with pytest.raises(LmEvalError, match=r"the baseline uses the chat API, which needs chat"):
+        run_lmeval_task(task, b, c, cache_dir=None, seed=0)
