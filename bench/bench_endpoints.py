@@ -131,7 +131,8 @@ def rss_kb() -> int:
     return 0
 
 
-async def run_ours(url: str, n: int, c: int) -> tuple[float, int]:
+async def run_ours(url: str, n: int, c: int, cache_dir: str | None = None) -> tuple[float, int]:
+    from pytest_parity.cache import ResponseCache
     from pytest_parity.contract import EndpointSpec
     from pytest_parity.endpoints import Request, open_endpoint
 
@@ -145,12 +146,15 @@ async def run_ours(url: str, n: int, c: int) -> tuple[float, int]:
         max_concurrency=c,
         timeout=60.0,
     )
-    ep = open_endpoint(spec)
+    cache = None if cache_dir is None else ResponseCache(cache_dir)
+    ep = open_endpoint(spec, cache=cache)
     reqs = [Request(item_id=str(i), prompt=f"Question {i}: what is 6 x 7?\nA:") for i in range(n)]
     t0 = time.perf_counter()
     out = await asyncio.gather(*(ep.complete(r) for r in reqs))
     wall = time.perf_counter() - t0
     await ep.aclose()
+    if cache is not None:
+        cache.close()
     return wall, sum(1 for r in out if r.error is None)
 
 
@@ -203,7 +207,7 @@ def run_lmeval(url: str, n: int, c: int) -> tuple[float, int]:
 def client(which: str, url: str, n: int, c: int) -> None:
     sys.path.insert(0, str(ROOT))
     # Imports happen before the measurement, for both clients.
-    if which == "ours":
+    if which.startswith("ours"):
         import httpx_aiohttp  # noqa: F401
 
         import pytest_parity.endpoints  # noqa: F401
@@ -216,6 +220,11 @@ def client(which: str, url: str, n: int, c: int) -> None:
     cpu0 = time.process_time()
     if which == "ours":
         wall, ok = asyncio.run(run_ours(url, n, c))
+    elif which == "ours-cache":
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as d:
+            wall, ok = asyncio.run(run_ours(url, n, c, d))
     elif which == "raw":
         wall, ok = asyncio.run(run_raw(url, n, c))
     else:
@@ -327,16 +336,24 @@ def main() -> None:
     srv = Server(0.0)
     try:
         n = 3000 if args.quick else 6000
-        ours, lme = [], []
-        for _ in range(rounds):
+        ours, lme, cached = [], [], []
+        for _ in range(rounds + 2):  # the noisiest case: more rounds
             ours.append(measure("ours", srv.url, n, conc))
             lme.append(measure("lmeval", srv.url, n, conc))
+            cached.append(measure("ours-cache", srv.url, n, conc))
         ratio = med(ours, "req_s") / med(lme, "req_s")
         print(
             f"[2] latency 0, c={conc}, {n} requests: ours {med(ours, 'req_s'):.0f} req/s "
             f"({med(ours, 'cpu_us_per_req'):.0f} us CPU/req), lm-eval local-completions "
             f"{med(lme, 'req_s'):.0f} req/s ({med(lme, 'cpu_us_per_req'):.0f} us CPU/req): "
-            f"{ratio:.2f}x (target >= 1.0x)"
+            f"{ratio:.2f}x (target >= 1.0x); CPU per request ours / lm-eval = "
+            f"{med(ours, 'cpu_us_per_req') / med(lme, 'cpu_us_per_req'):.2f}"
+        )
+        rc = med(cached, "req_s")
+        print(
+            f"[2b] same, every answer written to the response cache: {rc:.0f} req/s = "
+            f"{rc / med(lme, 'req_s'):.2f}x lm-eval (which caches nothing here), "
+            f"{rc / med(ours, 'req_s'):.2f}x ours without the cache"
         )
 
         # 3. memory for 20,000 requests
