@@ -6,11 +6,12 @@ and full jitter on connection errors, timeouts, 408/429/5xx (honouring Retry-Aft
 JSON and empty choices. A request that still fails returns a :class:`Response` with ``error`` set:
 ``complete`` never raises for a failed request, and a failure never looks like an empty answer.
 
-Transport: httpx's request/response model with the ``httpx-aiohttp`` transport (aiohttp's
-connection pool, limits raised to the concurrency), because plain httpx's pool costs grow with
-concurrency (see PERFORMANCE.md). The transport is injected, so unit tests use
-``httpx.MockTransport``. Requests go straight to the transport: an LLM API needs none of the
-client's redirects, cookies or auth flows, and skipping them halves the CPU per request.
+Transport: an httpx transport, injected (``httpx.MockTransport`` in unit tests). The default is
+``httpx-aiohttp``'s ``AiohttpTransport`` (aiohttp's connection pool, limits raised to the
+concurrency), because plain httpx's pool costs grow with concurrency (see PERFORMANCE.md).
+Requests go straight to the transport, not through ``httpx.AsyncClient``: an LLM API needs none
+of its redirects, cookies or auth flows. The default transport also offers ``exchange``, which
+skips building httpx Request/Response objects; any other transport gets standard httpx requests.
 
 Secrets: the API key is read from the environment variable named by ``spec.api_key_env`` when
 the endpoint opens, lives only in the request headers, and is scrubbed from every error text.
