@@ -13,7 +13,15 @@ import pytest
 
 from pytest_parity.contract import EndpointSpec
 from pytest_parity.endpoints import Request, Response, RetryPolicy, open_endpoint
-from pytest_parity.kinds import KINDS, MalformedReply, build_payload, parse_reply
+from pytest_parity.kinds import (
+    KINDS,
+    MalformedReply,
+    build_payload,
+    engine_facts,
+    parse_reply,
+    request_url,
+    server_root,
+)
 
 FAST = RetryPolicy(base_s=0.001, cap_s=0.005)
 CHAT_OK = {
@@ -412,3 +420,43 @@ def test_an_error_object_sent_with_status_200_is_retried_and_reported() -> None:
     (r,) = run(spec(max_retries=1), handler, ask())
     assert len(seen) == 2 and r.error_kind == "malformed"
     assert r.error is not None and "the reply is an error: KV cache full" in r.error
+
+
+def test_urls_per_kind() -> None:
+    assert request_url(KINDS["vllm"], "http://h:8000/v1/", "completions") == (
+        "http://h:8000/v1/completions"
+    )
+    for base in ("https://api.anthropic.com", "https://api.anthropic.com/v1"):
+        assert (
+            request_url(KINDS["anthropic"], base, "chat") == "https://api.anthropic.com/v1/messages"
+        )
+    assert server_root("http://h:8000/v1") == "http://h:8000"
+
+
+def test_openai_tools_and_completions_tokens_pass_as_openai_spells_them() -> None:
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    chat = build_payload(
+        KINDS["openai"], "chat", "gpt", {"tools": tools, "tool_choice": "auto"}, messages=[]
+    )
+    assert chat["tools"] == tools and chat["tool_choice"] == "auto"
+    comp = build_payload(
+        KINDS["openai"], "completions", "gpt", {"max_completion_tokens": 5}, prompt="p"
+    )
+    assert comp["max_tokens"] == 5 and "max_completion_tokens" not in comp
+
+
+def test_engine_facts_per_identity_route() -> None:
+    models = {"data": [{"id": "llama", "owned_by": "vllm", "root": "/w", "max_model_len": 4096}]}
+    assert engine_facts("/v1/models", models) == {
+        "served_models": ["llama"],
+        "owned_by": "vllm",
+        "model_root": "/w",
+        "max_model_len": 4096,
+    }
+    assert engine_facts("/version", {"version": "0.6.3"}) == {"version": "0.6.3"}
+    assert engine_facts("/get_server_info", {"version": "0.4.1", "tp_size": 2}) == {
+        "version": "0.4.1"
+    }
+    props = engine_facts("/props", {"build_info": "b4500-abc", "model_path": "m.gguf"})
+    assert props["version"] == "b4500-abc" and props["model_path"] == "m.gguf"
+    assert engine_facts("/version", "not json object") == {}
