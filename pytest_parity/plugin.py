@@ -377,8 +377,13 @@ class ParitySession:
                 prompt=side["prompt"],
                 default=category,
             )
-            if custom:
-                category = str(custom)
+            if custom is not None:
+                if not isinstance(custom, str) or not custom:
+                    raise TypeError(
+                        f"pytest_parity_classify returned {custom!r}; expected a category name"
+                        " (a non-empty string) or None to keep the default"
+                    )
+                category = custom
                 direction = direction_of(category)
         override = self.config.hook.pytest_parity_direction(category=category)
         return category, str(override or direction)

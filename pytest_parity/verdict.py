@@ -92,6 +92,7 @@ def evaluate(task: TaskSpec, run: TaskRun, seed: int, disagreements: int) -> Tas
     from pytest_parity.failures import (
         check_error_direction,
         check_failure_modes,
+        review_focus,
         sample_disagreements,
     )
 
@@ -130,7 +131,14 @@ def evaluate(task: TaskSpec, run: TaskRun, seed: int, disagreements: int) -> Tas
         checks.append(check_delta(task, extra, seed, name=f"delta:{metric}"))
     result["checks"] = {c["name"]: c for c in checks}
     result["verdict"] = worst([c["status"] for c in checks])
-    sample, total = sample_disagreements(records, disagreements, seed)
+    from pytest_parity import stats
+
+    sample, total = sample_disagreements(
+        records,
+        disagreements,
+        stats.task_seed(seed, f"{task.name}/disagreements"),
+        focus=review_focus(result["checks"]["failure_modes"]),
+    )
     result["disagreements"] = sample
     result["disagreements_total"] = total
     return result
