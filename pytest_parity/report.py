@@ -25,7 +25,10 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pytest_parity.report_sections import (
+    as_list,
+    checks_of,
     interval_text,
+    mapping,
     percent,
 )
 from pytest_parity.results import RunResult
@@ -126,9 +129,9 @@ def endpoint_name(contract: Mapping[str, Any], role: str) -> str:
 
 def to_markdown(run: RunResult) -> str:
     """A step summary: the verdict and why, a table of tasks, the reasons of every non-PASS."""
-    contract = run.get("contract") or {}
+    contract = mapping(run.get("contract"))
     overall = str(run.get("overall", "SKIP"))
-    tasks = run.get("tasks") or []
+    tasks = [t for t in as_list(run.get("tasks")) if isinstance(t, Mapping)]
     lines = [
         f"## {ICONS.get(overall, '')} Parity {_md(overall)}: "
         f"{_md(endpoint_name(contract, 'candidate'))} vs "
@@ -137,7 +140,7 @@ def to_markdown(run: RunResult) -> str:
         _md(HEADLINES.get(overall, "")),
         "",
     ]
-    lines += [f"- {_md(r)}" for r in run.get("overall_reasons") or []]
+    lines += [f"- {_md(r)}" for r in as_list(run.get("overall_reasons"))]
     counts = {s: sum(1 for t in tasks if t.get("verdict") == s) for s in ICONS}
     lines += [
         "",
@@ -162,9 +165,12 @@ def to_markdown(run: RunResult) -> str:
         if t.get("verdict") == "PASS":
             continue
         why = [t["error"]] if t.get("error") else []
-        for c in (t.get("checks") or {}).values():
+        for c in checks_of(t):
             if c.get("status") not in ("PASS", "SKIP"):
-                why += [f"{c.get('name')}: {r}" for r in c.get("reasons") or []]
+                reasons = c.get("reasons")
+                why += (
+                    [f"{c['name']}: {r}" for r in reasons if r] if isinstance(reasons, list) else []
+                )
         details.append(f"**{_md(t.get('task', '?'))}** ({_md(t.get('verdict', '?'))})")
         details += [f"- {_md(w)}" for w in why] + [""]
     if details:

@@ -22,6 +22,8 @@ from pytest_parity.report import (
 )
 from pytest_parity.report_sections import (
     CSS,
+    as_list,
+    mapping,
     status_class,
     summary_table,
     task_html,
@@ -83,7 +85,7 @@ def _endpoint_rows(contract: Mapping[str, Any]) -> str:
 
 def _contract_html(contract: Mapping[str, Any]) -> str:
     rows = []
-    for t in contract.get("tasks") or []:
+    for t in [t for t in as_list(contract.get("tasks")) if isinstance(t, Mapping)]:
         alpha = number(t, "alpha")
         rows.append(
             f"<tr><td>{esc(t.get('name', '?'))}"
@@ -123,7 +125,7 @@ def _engines_html(tasks: list[Any]) -> str:
     facts: dict[str, dict[str, str]] = {}
     for role in ("baseline", "candidate"):
         for t in tasks:
-            ep = (t.get("endpoints") or {}).get(role)
+            ep = mapping(t.get("endpoints")).get(role)
             if isinstance(ep, Mapping) and ep:
                 rest = {k: v for k, v in ep.items() if k not in _IDENTITY_KEYS}
                 facts[role] = dict(_flatten(plain(rest)))
@@ -144,7 +146,7 @@ def _engines_html(tasks: list[Any]) -> str:
 
 
 def _provenance_html(run: RunResult) -> str:
-    contract = run.get("contract") or {}
+    contract = mapping(run.get("contract"))
     rows = [
         ("pytest-parity", run.get("tool_version", "?")),
         ("started", run.get("started", "?")),
@@ -155,7 +157,7 @@ def _provenance_html(run: RunResult) -> str:
         ("report schema", f"{FORMAT} v{run.get('schema_version', '?')}"),
     ]
     head = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
-    tasks = list(run.get("tasks") or [])
+    tasks = [t for t in as_list(run.get("tasks")) if isinstance(t, Mapping)]
     task_rows = []
     for t in tasks:
         digests = [
@@ -190,13 +192,13 @@ def _var(status: str) -> str:
 
 def page(run: RunResult) -> str:
     """One self-contained page for the customer: verdict first, then the evidence."""
-    contract = run.get("contract") or {}
+    contract = mapping(run.get("contract"))
     overall = str(run.get("overall", "SKIP"))
-    tasks = run.get("tasks") or []
-    holm = run.get("holm") or {}
+    tasks = [t for t in as_list(run.get("tasks")) if isinstance(t, Mapping)]
+    holm = mapping(run.get("holm"))
     colour = _var(overall)
     cand, base = endpoint_name(contract, "candidate"), endpoint_name(contract, "baseline")
-    reasons = "".join(f"<li>{esc(r)}</li>" for r in run.get("overall_reasons") or [])
+    reasons = "".join(f"<li>{esc(r)}</li>" for r in as_list(run.get("overall_reasons")))
     counts = {s: sum(1 for t in tasks if t.get("verdict") == s) for s in ICONS}
     cards = "".join(
         f'<div class="pp-card"><b style="color:{_var(s)}">{n}</b>'
@@ -205,7 +207,7 @@ def page(run: RunResult) -> str:
         if n or s in ("PASS", "FAIL", "INCONCLUSIVE")
     )
     pp = number(run, "pass_probability")
-    items = sum(int(t.get("n_paired") or 0) for t in tasks)
+    items = sum(int(number(t, "n_paired") or 0) for t in tasks)
     cards += f'<div class="pp-card"><b>{items:,}</b><span>paired items judged</span></div>'
     if pp is not None:
         cards += (

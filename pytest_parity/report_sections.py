@@ -113,17 +113,23 @@ def interval_text(nums: Mapping[str, Any], confidence: bool = True) -> str:
     return text
 
 
-def _mapping(value: Any) -> Mapping[str, Any]:
+def mapping(value: Any) -> Mapping[str, Any]:
+    """A record's mapping field, or {} when it is missing or not a mapping."""
     return value if isinstance(value, Mapping) else {}
+
+
+def as_list(value: Any) -> list[Any]:
+    """A record's list field, or [] when it is missing or not a list (never iterate a string)."""
+    return value if isinstance(value, list) else []
 
 
 def checks_of(task: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     """The task's checks, the three parts of parity first, any extra metric after."""
-    checks = _mapping(task.get("checks"))
+    checks = mapping(task.get("checks"))
     order = [k for k in CHECK_TITLES if k in checks] + sorted(
         k for k in checks if k not in CHECK_TITLES
     )
-    return [{**_mapping(checks[k]), "name": k} for k in order]
+    return [{**mapping(checks[k]), "name": k} for k in order]
 
 
 def _reasons(task: Mapping[str, Any]) -> str:
@@ -135,7 +141,7 @@ def _reasons(task: Mapping[str, Any]) -> str:
     for c in checks_of(task):
         name = str(c["name"])
         title = CHECK_TITLES.get(name, name.replace("delta:", "Score within tolerance: "))
-        reasons = [r for r in c.get("reasons") or [] if r]
+        reasons = [r for r in as_list(c.get("reasons")) if r]
         items = "".join(f"<li>{esc(r)}</li>" for r in reasons)
         rows.append(
             f"<li>{badge(c.get('status', 'SKIP'))} <strong>{esc(title)}</strong>"
@@ -184,7 +190,7 @@ def numbers_table(task: Mapping[str, Any], holm: float | None = None) -> str:
         # extra metrics the task gates on (delta:brier, delta:aurc, ...), one line each
         if str(c["name"]).startswith("delta:"):
             metric = str(c["name"])[len("delta:") :]
-            text = f"{interval_text(_mapping(c.get('numbers')))} · {c.get('status', '?')}"
+            text = f"{interval_text(mapping(c.get('numbers')))} · {c.get('status', '?')}"
             rows.append(_row(f"Delta of {metric}", text))
     return f'<table class="pp-numbers">{"".join(rows)}</table>'
 
@@ -225,13 +231,13 @@ def _first(v: Mapping[str, Any], *keys: str) -> float | None:
 
 def failure_table(task: Mapping[str, Any]) -> str:
     """Failure categories old vs new; categories that failed the check are highlighted."""
-    check = _mapping(_mapping(task.get("checks")).get("failure_modes"))
-    nums = _mapping(check.get("numbers"))
+    check = mapping(mapping(task.get("checks")).get("failure_modes"))
+    nums = mapping(check.get("numbers"))
     source = nums.get("categories") if isinstance(nums.get("categories"), Mapping) else nums
-    cats = {str(k): _mapping(v) for k, v in _mapping(source).items() if isinstance(v, Mapping)}
+    cats = {str(k): mapping(v) for k, v in mapping(source).items() if isinstance(v, Mapping)}
     if not cats:
         return ""
-    failed = {str(f) for f in nums.get("failed") or []}
+    failed = {str(f) for f in as_list(nums.get("failed"))}
     rows = []
     for name, v in sorted(cats.items(), key=lambda kv: -(_first(kv[1], "candidate", "new") or 0)):
         old, new = _first(v, "baseline", "old"), _first(v, "candidate", "new")
@@ -257,11 +263,11 @@ def failure_table(task: Mapping[str, Any]) -> str:
 
 
 def direction_table(task: Mapping[str, Any]) -> str:
-    check = _mapping(_mapping(task.get("checks")).get("error_direction"))
-    table = _mapping(_mapping(check.get("numbers")).get("table"))
+    check = mapping(mapping(task.get("checks")).get("error_direction"))
+    table = mapping(mapping(check.get("numbers")).get("table"))
     if not table:
         return ""
-    keys = [k for k in DIRECTIONS if k in table or any(k in _mapping(r) for r in table.values())]
+    keys = [k for k in DIRECTIONS if k in table or any(k in mapping(r) for r in table.values())]
     # Cautious -> confident is the regression this table exists to show; the reverse is a gain.
     hot, good = {("A", "W"), ("C", "W")}, {("W", "A"), ("W", "C"), ("A", "C")}
     head = "".join(f"<th>new: {esc(DIRECTIONS[k])}</th>" for k in keys)
@@ -269,7 +275,7 @@ def direction_table(task: Mapping[str, Any]) -> str:
     for old in keys:
         cells = []
         for new in keys:
-            v = number(_mapping(table.get(old)), new)
+            v = number(mapping(table.get(old)), new)
             cls = (
                 "pp-hot"
                 if (old, new) in hot and v
@@ -285,7 +291,7 @@ def direction_table(task: Mapping[str, Any]) -> str:
 def _side(record: Mapping[str, Any], role: str, label: str) -> str:
     # Two shapes: failures.sample_disagreements' flat row (baseline_output, baseline_category,
     # ...) and an ItemRecord with a nested SideRecord per stack.
-    nested = _mapping(record.get(role))
+    nested = mapping(record.get(role))
     side = {
         "text": record.get(f"{role}_output", nested.get("text")),
         "category": record.get(f"{role}_category", nested.get("category")),
@@ -297,8 +303,9 @@ def _side(record: Mapping[str, Any], role: str, label: str) -> str:
     meta = []
     if side["category"]:
         meta.append(f'<span class="pp-cat">{esc(side["category"])}</span>')
-    if side["direction"] in DIRECTIONS and side["category"] != "correct":
-        meta.append(f'<span class="pp-cat">{esc(DIRECTIONS[str(side["direction"])])}</span>')
+    direction = side["direction"] if isinstance(side["direction"], str) else None
+    if direction in DIRECTIONS and side["category"] != "correct":
+        meta.append(f'<span class="pp-cat">{esc(DIRECTIONS[str(direction)])}</span>')
     score = number(side, "score")
     if score is not None:
         meta.append(f'<span class="pp-cat">score {score:g}</span>')
@@ -312,7 +319,7 @@ def _side(record: Mapping[str, Any], role: str, label: str) -> str:
 
 
 def disagreements_html(task: Mapping[str, Any]) -> str:
-    items = [_mapping(d) for d in task.get("disagreements") or []]
+    items = [mapping(d) for d in as_list(task.get("disagreements"))]
     total = task.get("disagreements_total", len(items))
     if not items:
         return f'<p class="pp-muted">No disagreements to read ({esc(total)} in all).</p>'
@@ -383,9 +390,9 @@ def summary_table(tasks: Sequence[Mapping[str, Any]]) -> str:
     rows = []
     for t in tasks:
         name = str(t.get("task", "?"))
-        checks = _mapping(t.get("checks"))
+        checks = mapping(t.get("checks"))
         cells = "".join(
-            f"<td>{badge(_mapping(checks[k]).get('status', 'SKIP')) if k in checks else ''}</td>"
+            f"<td>{badge(mapping(checks[k]).get('status', 'SKIP')) if k in checks else ''}</td>"
             for k in CHECK_TITLES
         )
         safety = '<span class="pp-safety">safety</span>' if t.get("safety_critical") else ""

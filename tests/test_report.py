@@ -587,3 +587,44 @@ def test_html_shows_extra_metric_deltas() -> None:
     text = html.unescape(re.sub(r"<[^>]+>", " ", page))
     assert "Delta of brier" in text
     assert "+0.20 [−0.10, +0.50] pts (90% CI) · PASS" in text
+
+
+# ----------------------------------------------------------------------------------------------
+# robustness: any shape a check may leave behind renders, and nothing in it becomes markup
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_text = st.one_of(st.text(max_size=20), st.sampled_from(HOSTILE))
+_leaf = st.one_of(st.none(), st.booleans(), st.integers(-5, 5000), st.floats(allow_nan=True), _text)
+_junk = st.recursive(_leaf, lambda inner: st.one_of(
+    st.lists(inner, max_size=3), st.dictionaries(_text, inner, max_size=3)), max_leaves=8)  # fmt: skip
+
+
+@st.composite
+def _damaged_run(draw: st.DrawFn) -> RunResult:
+    run = make_run()
+    for task in run["tasks"]:
+        for key in draw(st.lists(st.sampled_from(sorted(task)), max_size=4)):
+            task[key] = draw(_junk)  # type: ignore[literal-required]
+        checks = task.get("checks")
+        if isinstance(checks, dict):
+            for c in checks.values():
+                if isinstance(c, dict) and isinstance(c.get("numbers"), dict):
+                    for key in draw(
+                        st.lists(st.sampled_from(sorted(c["numbers"]) or ["x"]), max_size=4)
+                    ):
+                        c["numbers"][key] = draw(_junk)
+    return run
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_damaged_run())
+def test_any_damaged_record_renders_without_markup_from_data(run: RunResult) -> None:
+    page = report.to_html(run)
+    parsed = _parse(page)
+    assert "script" not in parsed.tags and "img" not in parsed.tags
+    assert not [a for a, _ in parsed.attrs if a.startswith("on")]
+    md = report.to_markdown(run)
+    assert "<script" not in md and "<img" not in md
+    json.loads(report.to_json(run))
