@@ -41,6 +41,7 @@ def simulate(
                 clusters=clusters,
                 rng=gen,
                 n_boot=n_boot,
+                cross_check=False,  # coverage of the gate's own interval only
             )
         )
     return out

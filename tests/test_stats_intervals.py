@@ -266,6 +266,68 @@ def test_same_seed_same_interval_different_seed_different_interval() -> None:
     assert boot(1) != boot(2)
 
 
+# --- the bootstrap cross-check next to t and cluster-t ---------------------------------------------
+
+
+def test_t_interval_carries_a_seeded_paired_bootstrap_that_leaves_the_verdict_on_t() -> None:
+    gen = np.random.default_rng(14)
+    old = gen.random(800)
+    new = np.clip(old + gen.normal(-0.01, 0.08, 800), 0.0, 1.0)
+    iv = S.paired_interval(old, new, rng=S.task_rng(3, "rubric"))
+    plain = S.paired_interval(old, new, cross_check=False)
+    assert iv.method == plain.method == "t"
+    assert (iv.low, iv.high, iv.se) == (plain.low, plain.high, plain.se)
+    assert plain.bootstrap_low is None and plain.bootstrap_high is None
+    assert iv.bootstrap_low is not None and iv.bootstrap_high is not None
+    # The same resamples as bootstrap_means with the same seed: the percentile interval of them.
+    means = S.bootstrap_means(new - old, 10_000, S.task_rng(3, "rubric"))
+    expected = np.quantile(means, [0.05, 0.95])
+    assert (iv.bootstrap_low, iv.bootstrap_high) == pytest.approx(tuple(expected), rel=1e-12)
+    # Near-normal differences: the two intervals agree to a few percent of their width.
+    width = iv.high - iv.low
+    assert abs(iv.bootstrap_low - iv.low) < 0.05 * width
+    assert abs(iv.bootstrap_high - iv.high) < 0.05 * width
+    again = S.paired_interval(old, new, rng=S.task_rng(3, "rubric"))
+    other = S.paired_interval(old, new, rng=S.task_rng(4, "rubric"))
+    assert again == iv and other.bootstrap_low != iv.bootstrap_low
+    assert json.loads(json.dumps(iv.to_dict()))["bootstrap_low"] == iv.bootstrap_low
+
+
+def test_cluster_t_is_cross_checked_by_resampling_whole_clusters() -> None:
+    gen = np.random.default_rng(15)
+    groups = np.repeat(np.arange(40), 10)
+    d = 0.06 * gen.normal(size=40)[groups] + 0.05 * gen.normal(size=400)
+    old = gen.random(400)
+    iv = S.paired_interval(old, old + d, clusters=list(groups), rng=np.random.default_rng(1))
+    items = S.paired_interval(old, old + d, rng=np.random.default_rng(1))
+    assert iv.method == "cluster-t" and iv.bootstrap_low is not None
+    assert iv.bootstrap_high is not None and items.bootstrap_low is not None
+    assert items.bootstrap_high is not None
+    boot_width = iv.bootstrap_high - iv.bootstrap_low
+    # Resampling clusters keeps the shared passage effect that item resampling averages away.
+    assert boot_width > 1.8 * (items.bootstrap_high - items.bootstrap_low)
+    assert boot_width == pytest.approx(iv.high - iv.low, rel=0.15)
+
+
+def test_no_cross_check_for_tango_or_identical_outputs_and_bootstrap_is_its_own() -> None:
+    old, new = binary_pair(400, 0.05, 0.02, seed=16)
+    tango = S.paired_interval(old, new)
+    same = S.paired_interval(old, old)
+    assert tango.method == "tango" and same.method == "exact-zero"
+    for iv in (tango, same):
+        assert (iv.bootstrap_low, iv.bootstrap_high) == (None, None)
+    boot = S.paired_interval(old, new, method="bootstrap", n_boot=400)
+    assert (boot.bootstrap_low, boot.bootstrap_high) == (boot.low, boot.high)
+
+
+def test_cross_check_false_leaves_the_rng_untouched() -> None:
+    old = np.linspace(0.0, 1.0, 50)
+    rng = np.random.default_rng(17)
+    before = rng.bit_generator.state
+    S.paired_interval(old, old[::-1], rng=rng, cross_check=False)
+    assert rng.bit_generator.state == before
+
+
 # --- properties ----------------------------------------------------------------------------------
 
 bits = st.lists(st.tuples(st.integers(0, 1), st.integers(0, 1)), min_size=1, max_size=300)

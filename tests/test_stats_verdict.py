@@ -108,6 +108,39 @@ def test_exact_zero_passes_and_says_the_outputs_were_identical() -> None:
     assert "identically on all 3 items" in v.reasons[1]
 
 
+def test_bootstrap_cross_check_is_reported_and_a_disagreement_is_said_not_obeyed() -> None:
+    agree = S.noninferiority(
+        interval(-0.004, -0.011, 0.003, bootstrap_low=-0.0112, bootstrap_high=0.0031), TOL
+    )
+    assert agree.status == "PASS"
+    assert "cross-check: paired bootstrap 90% CI [-1.12, +0.31]" in agree.reasons
+    # Skewed differences: the bootstrap's lower bound crosses -tolerance, t's does not.
+    differ = S.noninferiority(
+        interval(-0.004, -0.011, 0.003, bootstrap_low=-0.016, bootstrap_high=0.002), TOL
+    )
+    assert differ.status == "PASS"
+    assert (
+        "cross-check: paired bootstrap 90% CI [-1.60, +0.20] would give INCONCLUSIVE;"
+        " the verdict stays on t" in differ.reasons
+    )
+    clustered = S.noninferiority(
+        interval(
+            -0.03,
+            -0.05,
+            -0.02,
+            method="cluster-t",
+            clusters=40,
+            bootstrap_low=-0.045,
+            bootstrap_high=-0.021,
+        ),
+        TOL,
+    )
+    assert clustered.status == "FAIL"
+    assert "cross-check: cluster bootstrap 90% CI [-4.50, -2.10]" in clustered.reasons
+    tango = S.noninferiority(interval(0.0, -0.01, 0.01, method="tango", b=4, c=4), TOL)
+    assert not any("cross-check" in r for r in tango.reasons)
+
+
 def test_few_clusters_are_flagged() -> None:
     v = S.noninferiority(interval(0.0, -0.01, 0.01, method="cluster-t", clusters=12), TOL)
     assert any("only 12 clusters" in r for r in v.reasons)
