@@ -196,15 +196,15 @@ class RetryPolicy:
         return d
 
 
-def default_transport(max_connections: int) -> httpx.AsyncBaseTransport:
+def default_transport(max_connections: int, *, tls: bool = True) -> httpx.AsyncBaseTransport:
     """httpx-aiohttp's transport with aiohttp's pool sized to the concurrency (its default of
-    100 connections would cap a 128-512 concurrency run)."""
+    100 connections would cap a 128-512 concurrency run). ``tls=False`` (a plain-http server)
+    skips loading the CA bundle."""
     limits = httpx.Limits(
         max_connections=max_connections, max_keepalive_connections=max_connections
     )
-    transport: httpx.AsyncBaseTransport = _pooled_transport_class()(
-        verify=_ssl_context(), limits=limits
-    )
+    verify: ssl.SSLContext | bool = _ssl_context() if tls else False
+    transport: httpx.AsyncBaseTransport = _pooled_transport_class()(verify=verify, limits=limits)
     return transport
 
 
@@ -418,7 +418,9 @@ class HttpEndpoint(Endpoint):
         # Kept only to scrub it from error texts a server might echo it into.
         self._secret = key
         self._owns_transport = transport is None
-        self._transport = transport or default_transport(spec.max_concurrency)
+        self._transport = transport or default_transport(
+            spec.max_concurrency, tls=not spec.base_url.startswith("http://")
+        )
         self._retry = retry
         self._rng = random.Random()
         self._sem = asyncio.Semaphore(spec.max_concurrency)
