@@ -104,18 +104,25 @@ class Recorder:
 class Recording:
     """A recording file loaded for replay."""
 
-    def __init__(self, path: Path, header: dict[str, Any], entries: dict[tuple[str, int], Any]):
+    def __init__(
+        self, path: Path, header: dict[str, Any], entries: dict[tuple[str, int], dict[str, Any]]
+    ):
         self.path = path
         self.header = header
+        # (item id, repeat) -> {request hash: line}: two tasks may reuse an item id, and the
+        # request hash tells their questions apart.
         self._entries = entries
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return sum(len(v) for v in self._entries.values())
 
-    def lookup(self, item_id: str, repeat: int = 0) -> dict[str, Any] | None:
-        """The recorded line for an item (``request_hash`` and ``response``), or None."""
-        entry: dict[str, Any] | None = self._entries.get((item_id, repeat))
-        return entry
+    def lookup(self, item_id: str, request_hash: str, repeat: int = 0) -> dict[str, Any] | None:
+        """The recorded line (``request_hash`` and ``response``) for this question, or None."""
+        line: dict[str, Any] | None = self._entries.get((item_id, repeat), {}).get(request_hash)
+        return line
+
+    def has_item(self, item_id: str, repeat: int = 0) -> bool:
+        return (item_id, repeat) in self._entries
 
     @classmethod
     def load(cls, path: str | Path) -> Recording:
@@ -128,7 +135,7 @@ class Recording:
                 "(hint: record one with --parity-record=PATH)"
             ) from None
         header: dict[str, Any] | None = None
-        entries: dict[tuple[str, int], Any] = {}
+        entries: dict[tuple[str, int], dict[str, Any]] = {}
         for n, raw in enumerate(lines, start=1):
             if not raw.strip():
                 continue
@@ -158,7 +165,8 @@ class Recording:
                                 "(hint: record into a fresh file)"
                             )
             elif kind == "response":
-                entries[(str(line["item_id"]), int(line.get("repeat", 0)))] = line
+                slot = entries.setdefault((str(line["item_id"]), int(line.get("repeat", 0))), {})
+                slot[str(line["request_hash"])] = line
         if header is None:
             raise RecordingError(
                 f"{p}: no header line: not a recording (hint: record one with --parity-record=PATH)"
@@ -196,17 +204,17 @@ class ReplayEndpoint(Endpoint):
 
     async def _answer(self, request: Request) -> Response:
         where = f"{self.spec.role} replay {self.recording.path.name}"
-        entry = self.recording.lookup(request.item_id, request.repeat)
+        entry = self.recording.lookup(request.item_id, request.request_hash(), request.repeat)
+        if entry is not None:
+            return Response.from_dict(entry["response"], cached=False)
         hint = "(hint: re-record the baseline with --parity-record)"
-        if entry is None:
-            rep = f" repeat {request.repeat}" if request.repeat else ""
-            return failure(
-                f"{where}: no recorded answer for item {request.item_id!r}{rep} {hint}", "replay"
-            )
-        if entry.get("request_hash") != request.request_hash():
+        if self.recording.has_item(request.item_id, request.repeat):
             return failure(
                 f"{where}: item {request.item_id!r} changed since it was recorded "
                 f"(prompt or parameters differ) {hint}",
                 "replay",
             )
-        return Response.from_dict(entry["response"], cached=False)
+        rep = f" repeat {request.repeat}" if request.repeat else ""
+        return failure(
+            f"{where}: no recorded answer for item {request.item_id!r}{rep} {hint}", "replay"
+        )

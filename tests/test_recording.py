@@ -169,3 +169,16 @@ def test_a_partial_last_line_from_a_killed_run_is_ignored(tmp_path: Path) -> Non
     with path.open("a") as f:
         f.write('{"type": "response", "item_id": "9", "resp')
     assert len(Recording.load(path)) == 2
+
+
+def test_two_tasks_reusing_an_item_id_replay_their_own_answers(tmp_path: Path) -> None:
+    path = tmp_path / "b.jsonl"
+    task_a = [ask(1, "capital of France?")]
+    task_b = [ask(1, "2 + 2 = ?")]  # same item id "1", another task's question
+    answer = lambda b: "answer to " + b["messages"][0]["content"]  # noqa: E731
+    with FakeServer(answer=answer) as srv, Recorder(path, contract_digest=DIGEST) as rec:
+        run(live(srv.base_url), task_a, rec)
+        run(live(srv.base_url), task_b, rec)
+    (a,), _ = run(replay(path), task_a)
+    (b,), _ = run(replay(path), task_b)
+    assert a.text == "answer to capital of France?" and b.text == "answer to 2 + 2 = ?"
