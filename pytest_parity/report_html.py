@@ -35,8 +35,8 @@ from pytest_parity.report_sections import (
     interval_text,
     percent,
     summary_table,
-    task_html,
 )
+from pytest_parity.report_task import task_html
 from pytest_parity.results import RunResult
 from pytest_parity.svg import delta_numbers, esc, forest_svg, number, points
 

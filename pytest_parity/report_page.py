@@ -26,8 +26,8 @@ from pytest_parity.report_sections import (
     mapping,
     status_class,
     summary_table,
-    task_html,
 )
+from pytest_parity.report_task import task_html
 from pytest_parity.results import RunResult
 from pytest_parity.svg import VERDICT_TINTS, esc, forest_svg, number, points
 
@@ -149,8 +149,8 @@ def _provenance_html(run: RunResult) -> str:
     contract = mapping(run.get("contract"))
     rows = [
         ("pytest-parity", run.get("tool_version", "?")),
-        ("started", run.get("started", "?")),
-        ("finished", run.get("finished", "?")),
+        ("started", when(run.get("started"))),
+        ("finished", when(run.get("finished"))),
         ("contract", contract.get("path", "?")),
         ("contract version", contract.get("version", "?")),
         ("contract sha256", contract.get("digest", "?")),
@@ -182,6 +182,19 @@ def _provenance_html(run: RunResult) -> str:
         + "".join(task_rows)
         + "</table>"
     )
+
+
+def when(iso: Any) -> str:
+    """``2026-11-26 09:12 UTC`` from an ISO 8601 time; anything else as it is."""
+    import datetime as dt
+
+    try:
+        t = dt.datetime.fromisoformat(str(iso))
+    except ValueError:
+        return str(iso or "?")
+    if t.tzinfo is not None:
+        t = t.astimezone(dt.timezone.utc)
+    return t.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _var(status: str) -> str:
@@ -231,7 +244,7 @@ def page(run: RunResult) -> str:
         f"<title>{esc(title)}</title><style>{CSS}{_PAGE_CSS}</style></head>"
         '<body><main class="pp">'
         f'<header><h1>Parity report</h1><p class="pp-sub">candidate <strong>{esc(cand)}</strong>'
-        f" against baseline <strong>{esc(base)}</strong> \u00b7 {esc(run.get('finished', ''))}"
+        f" against baseline <strong>{esc(base)}</strong> \u00b7 {esc(when(run.get('finished')))}"
         f" \u00b7 contract {esc(str(contract.get('digest', ''))[:12])}</p></header>"
         f'<section class="pp-verdict" style="background:{VERDICT_TINTS.get(overall, "#fff")};'
         f'border-color:{colour}"><div class="pp-big" style="color:{colour}">{esc(overall)}</div>'

@@ -628,3 +628,19 @@ def test_any_damaged_record_renders_without_markup_from_data(run: RunResult) -> 
     md = report.to_markdown(run)
     assert "<script" not in md and "<img" not in md
     json.loads(report.to_json(run))
+
+
+def test_a_pass_with_a_real_regression_says_so() -> None:
+    run = make_run()
+    nums = run["tasks"][0]["checks"]["delta"]["numbers"]
+    nums.update(delta=-0.006, ci_low=-0.011, ci_high=-0.001, warn=True)
+    text = html.unescape(re.sub(r"<[^>]+>", " ", report.to_html(run)))
+    assert text.count("a real regression, inside the tolerance") == 2  # summary row, numbers
+    nums["warn"] = False
+    text = html.unescape(re.sub(r"<[^>]+>", " ", report.to_html(run)))
+    assert "a real regression, inside the tolerance" not in text
+
+
+def test_html_gives_times_in_utc() -> None:
+    text = html.unescape(re.sub(r"<[^>]+>", " ", report.to_html(make_run())))
+    assert "2026-11-26 09:12:31 UTC" in text and "2026-11-26 09:00:00 UTC" in text

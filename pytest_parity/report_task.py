@@ -1,0 +1,150 @@
+"""One task in a report: verdict, reasons, plot, tables and the disagreements to read.
+
+Composes the pieces of :mod:`pytest_parity.report_sections` into one section, used as it is by
+the standalone page and as the pytest-html extras of the task's tests. Model output and prompts
+are escaped and cut at ``MAX_TEXT`` characters, so one runaway generation stays readable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pytest_parity.report_sections import (
+    CHECK_TITLES,
+    DIRECTIONS,
+    as_list,
+    badge,
+    checks_of,
+    direction_table,
+    failure_table,
+    flip_table,
+    mapping,
+    numbers_table,
+    status_class,
+)
+from pytest_parity.svg import delta_numbers, esc, forest_svg, number
+
+# Long answers are cut so one runaway generation cannot turn the report into a book.
+MAX_TEXT = 4000
+
+
+def clip(text: object, limit: int = MAX_TEXT) -> str:
+    s = "" if text is None else str(text)
+    if len(s) <= limit:
+        return esc(s)
+    return (
+        esc(s[:limit]) + f'<span class="pp-muted"> \u2026 ({len(s) - limit} more characters)</span>'
+    )
+
+
+def _reasons(task: Mapping[str, Any]) -> str:
+    rows = []
+    if task.get("error"):
+        rows.append(
+            f'<li><div class="pp-error-box">{badge("ERROR")} {esc(task["error"])}</div></li>'
+        )
+    for c in checks_of(task):
+        name = str(c["name"])
+        title = CHECK_TITLES.get(name, name.replace("delta:", "Score within tolerance: "))
+        reasons = [r for r in as_list(c.get("reasons")) if r]
+        items = "".join(f"<li>{esc(r)}</li>" for r in reasons)
+        rows.append(
+            f"<li>{badge(c.get('status', 'SKIP'))} <strong>{esc(title)}</strong>"
+            + (f"<ul>{items}</ul>" if items else "")
+            + "</li>"
+        )
+    return f'<ul class="pp-checks">{"".join(rows)}</ul>' if rows else ""
+
+
+def _side(record: Mapping[str, Any], role: str, label: str) -> str:
+    # Two shapes: failures.sample_disagreements' flat row (baseline_output, baseline_category,
+    # ...) and an ItemRecord with a nested SideRecord per stack.
+    nested = mapping(record.get(role))
+    side = {
+        "text": record.get(f"{role}_output", nested.get("text")),
+        "category": record.get(f"{role}_category", nested.get("category")),
+        "score": record.get(f"{role}_score", nested.get("score")),
+        "finish_reason": record.get(f"{role}_finish_reason", nested.get("finish_reason")),
+        "direction": nested.get("direction"),
+        "error": nested.get("error"),
+    }
+    meta = []
+    if side["category"]:
+        meta.append(f'<span class="pp-cat">{esc(side["category"])}</span>')
+    direction = side["direction"] if isinstance(side["direction"], str) else None
+    if direction in DIRECTIONS and side["category"] != "correct":
+        meta.append(f'<span class="pp-cat">{esc(DIRECTIONS[str(direction)])}</span>')
+    score = number(side, "score")
+    if score is not None:
+        meta.append(f'<span class="pp-cat">score {score:g}</span>')
+    if side["finish_reason"] not in (None, "stop"):
+        meta.append(f'<span class="pp-cat">finish: {esc(side["finish_reason"])}</span>')
+    text = side["error"] if side["text"] in (None, "") and side["error"] else side["text"]
+    return (
+        f'<div><span class="pp-label">{esc(label)}</span>{"".join(meta)}'
+        f'<div class="pp-pre">{clip(text)}</div></div>'
+    )
+
+
+def disagreements_html(task: Mapping[str, Any]) -> str:
+    items = [mapping(d) for d in as_list(task.get("disagreements"))]
+    total = task.get("disagreements_total", len(items))
+    if not items:
+        return f'<p class="pp-muted">No disagreements to read ({esc(total)} in all).</p>'
+    out = [
+        f'<p class="pp-muted">{len(items)} of {esc(total)} items where the stacks disagree, '
+        "sampled for a person to read side by side.</p>"
+    ]
+    for i, d in enumerate(items, 1):
+        ref = d.get("reference")
+        out.append(
+            f'<div class="pp-dis"><div class="pp-dis-head">#{i} \u00b7 item {esc(d.get("id", "?"))}'
+            + (f" \u00b7 {esc(str(d['kind']).replace('_', ' '))}" if d.get("kind") else "")
+            + (f" \u00b7 cluster {esc(d['cluster'])}" if d.get("cluster") else "")
+            + '</div><div class="pp-dis-body"><div class="pp-qa">'
+            f'<div><span class="pp-label">prompt</span><div class="pp-pre">{clip(d.get("prompt"))}'
+            "</div></div>"
+            + (
+                f'<div><span class="pp-label">reference</span><div class="pp-pre">{clip(ref)}'
+                "</div></div>"
+                if ref not in (None, "")
+                else ""
+            )
+            + "</div>"
+            + '<div class="pp-pair">'
+            + _side(d, "baseline", "old (baseline)")
+            + _side(d, "candidate", "new (candidate)")
+            + "</div></div></div>"
+        )
+    return "".join(out)
+
+
+def task_html(
+    task: Mapping[str, Any], holm: float | None = None, level: int = 2, anchor: bool = True
+) -> str:
+    """Everything about one task: verdict, reasons, numbers, plot, tables, disagreements.
+
+    ``anchor=False`` leaves out the element id, for pages that show one task several times."""
+    name = str(task.get("task", "?"))
+    status = task.get("verdict", "SKIP")
+    h, h2 = f"h{level}", f"h{level + 1}"
+    safety = '<span class="pp-safety">safety-critical</span>' if task.get("safety_critical") else ""
+    tables = [
+        ("Numbers", numbers_table(task, holm)),
+        ("Right and wrong, old vs new", flip_table(task)),
+        ("Failure categories, old vs new", failure_table(task)),
+        ("Direction of error (old \u2192 new)", direction_table(task)),
+    ]
+    grid = "".join(f"<div><{h2}>{esc(t)}</{h2}>{body}</div>" for t, body in tables if body)
+    return (
+        f'<section class="pp-task pp-v-{status_class(status)}"'
+        + (f' id="task-{esc(name)}">' if anchor else ">")
+        + f"<{h}>{badge(status)} {esc(name)}{safety} "
+        f'<span class="pp-muted">{esc(task.get("source", ""))}</span></{h}>'
+        f"{_reasons(task)}"
+        + (forest_svg([task], title=f"Delta of {name}") if delta_numbers(task) else "")
+        + f'<div class="pp-grid">{grid}</div>'
+        f"<{h2}>Disagreements</{h2}>{disagreements_html(task)}"
+        "</section>"
+    )
