@@ -196,16 +196,31 @@ class RetryPolicy:
         return d
 
 
-def default_transport(max_connections: int, *, tls: bool = True) -> httpx.AsyncBaseTransport:
+def default_transport(
+    max_connections: int, *, tls: bool = True, proxy: str | None = None
+) -> httpx.AsyncBaseTransport:
     """httpx-aiohttp's transport with aiohttp's pool sized to the concurrency (its default of
     100 connections would cap a 128-512 concurrency run). ``tls=False`` (a plain-http server)
-    skips loading the CA bundle."""
+    skips loading the CA bundle; ``proxy`` is an http(s) proxy URL (see :func:`env_proxy`)."""
     limits = httpx.Limits(
         max_connections=max_connections, max_keepalive_connections=max_connections
     )
     verify: ssl.SSLContext | bool = _ssl_context() if tls else False
-    transport: httpx.AsyncBaseTransport = _pooled_transport_class()(verify=verify, limits=limits)
+    transport: httpx.AsyncBaseTransport = _pooled_transport_class()(
+        verify=verify, limits=limits, proxy=None if proxy is None else httpx.Proxy(proxy)
+    )
     return transport
+
+
+def env_proxy(url: str) -> str | None:
+    """The proxy the environment names for ``url`` (HTTPS_PROXY / HTTP_PROXY, minus NO_PROXY),
+    as httpx would use it; loopback servers never go through a proxy."""
+    import urllib.request
+
+    host = httpx.URL(url).host
+    if host in ("127.0.0.1", "localhost", "::1") or urllib.request.proxy_bypass(host):
+        return None
+    return urllib.request.getproxies().get("https" if url.startswith("https:") else "http")
 
 
 @functools.cache
@@ -239,6 +254,7 @@ def _pooled_transport_class() -> Any:
             if not isinstance(self.client, aiohttp.ClientSession):
                 self.client = self.get_client()
             session: aiohttp.ClientSession = self.client
+            proxy = self.proxy
             async with session.request(
                 method,
                 url,
@@ -246,6 +262,10 @@ def _pooled_transport_class() -> Any:
                 headers=headers,
                 allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(total=timeout),
+                proxy=None if proxy is None else str(proxy.url),
+                proxy_auth=None
+                if proxy is None or not proxy.auth
+                else aiohttp.BasicAuth(*proxy.auth),
             ) as resp:
                 body = await resp.read()
                 return resp.status, resp.headers, body
@@ -419,7 +439,9 @@ class HttpEndpoint(Endpoint):
         self._secret = key
         self._owns_transport = transport is None
         self._transport = transport or default_transport(
-            spec.max_concurrency, tls=not spec.base_url.startswith("http://")
+            spec.max_concurrency,
+            tls=not spec.base_url.startswith("http://"),
+            proxy=env_proxy(spec.base_url),
         )
         self._retry = retry
         self._rng = random.Random()
@@ -633,6 +655,7 @@ __all__ = [
     "Response",
     "RetryPolicy",
     "default_transport",
+    "env_proxy",
     "failure",
     "open_endpoint",
     "read_api_key",

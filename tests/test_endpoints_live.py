@@ -16,7 +16,7 @@ from servers import FAULTS, FakeServer, Faults, Reply, closed_port
 
 from pytest_parity.cache import ResponseCache
 from pytest_parity.contract import EndpointSpec
-from pytest_parity.endpoints import Request, Response, RetryPolicy, open_endpoint
+from pytest_parity.endpoints import Request, Response, RetryPolicy, env_proxy, open_endpoint
 from pytest_parity.recording import Recorder
 
 FAST = RetryPolicy(base_s=0.01, cap_s=0.05)
@@ -216,3 +216,19 @@ def test_a_planted_key_appears_in_no_file_error_or_log(
         assert key.encode() not in f.read_bytes(), f
     for text in [*texts, caplog.text]:
         assert key not in text
+
+
+def test_requests_go_through_the_proxy_the_environment_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for var in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "http_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    with FakeServer() as proxy:  # answers whatever the proxied request asks
+        monkeypatch.setenv("HTTP_PROXY", proxy.root)
+        target = "http://stack.invalid:8000/v1"  # not resolvable: only the proxy can answer
+        assert env_proxy(target) == proxy.root
+        assert env_proxy(f"http://127.0.0.1:{proxy.port}/v1") is None  # loopback: direct
+        (r,), _ = complete_all(spec(target), [ask(1)])
+        assert r.ok and r.text == "question 1" and len(proxy.received) == 1
+        monkeypatch.setenv("NO_PROXY", "stack.invalid")
+        assert env_proxy(target) is None
