@@ -268,7 +268,9 @@ def _warn_note(task: Mapping[str, Any]) -> str:
     nums = delta_numbers(task)
     if task.get("verdict") != "PASS" or nums.get("warn") is not True:
         return ""
-    return f'<div class="pp-muted">\u26a0 {esc(WARN_TEXT)}</div>'
+    return (
+        f'<div class="pp-muted" title="{esc(WARN_TEXT)}">\u26a0 regression within tolerance</div>'
+    )
 
 
 def summary_table(tasks: Sequence[Mapping[str, Any]]) -> str:
