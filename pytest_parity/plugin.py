@@ -582,4 +582,5 @@ def _error_result(task: TaskSpec, error: str) -> TaskResult:
         "disagreements": [],
         "disagreements_total": 0,
         "aa": None,
+        "data_digest": None,
     }

@@ -68,6 +68,7 @@ class TaskResult(TypedDict):
     disagreements: list[dict[str, Any]]  # sampled items for a person to read
     disagreements_total: int
     aa: dict[str, Any] | None  # A/A noise floor: the baseline against itself (flip_rate, n, flips)
+    data_digest: str | None  # sha256 of the task's data file (golden sets), for provenance
 
 
 def worst(statuses: list[Status]) -> Status:

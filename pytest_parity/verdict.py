@@ -117,6 +117,7 @@ def evaluate(task: TaskSpec, run: TaskRun, seed: int, disagreements: int) -> Tas
         "disagreements": [],
         "disagreements_total": 0,
         "aa": None if run.aa_scores is None else aa_floor(records, run.aa_scores),
+        "data_digest": run.data_digest,
     }
     error = infrastructure_error(task, run)
     if error is not None:
