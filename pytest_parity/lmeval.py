@@ -174,7 +174,11 @@ def _run_both(
     draws from its own seeded generators, so the two runs cannot disturb each other).
     """
     import numpy as np
+    from tqdm.std import tqdm  # type: ignore[import-untyped]
 
+    # tqdm's thread_map (used by datasets) deletes a class lock it created itself on exit: with two
+    # runs at once one thread can delete the other's. A lock that already exists is never deleted.
+    tqdm.get_lock()
     py_state, np_state = random.getstate(), np.random.get_state()
     try:
         with concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="parity-lmeval") as pool:

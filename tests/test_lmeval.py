@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from servers import FakeServer
 
 from pytest_parity import lmeval_tasks
 from pytest_parity.contract import ContractError, EndpointSpec, TaskSpec, contract_from_data
@@ -25,7 +26,6 @@ from pytest_parity.lmeval import (
     validate_lm_eval_options,
 )
 from pytest_parity.lmeval_pairing import pair_runs
-from tests.servers import FakeServer
 
 DATA = Path(__file__).parent / "data" / "lmeval"
 QUESTION = re.compile(r"What is (\d+) \+ (\d+)\?")
@@ -657,3 +657,29 @@ def test_chat_template_and_api_must_agree() -> None:
     task, b, c = make(srv, srv, {**ARITH, "apply_chat_template": False}, b_api="chat")
     with pytest.raises(LmEvalError, match=r"the baseline uses the chat API, which needs chat"):
         run_lmeval_task(task, b, c, cache_dir=None, seed=0)
+
+
+def test_the_gate_runs_an_lm_eval_task_end_to_end(
+    pytester: pytest.Pytester, servers: Callable[..., FakeServer]
+) -> None:
+    qs = questions(DATA / "data" / "arith.jsonl")
+    old, new = servers(adder()), servers(adder(wrong=set(qs[:6])))
+    path = pytester.makefile(
+        ".yaml",
+        contract=f"""
+        baseline:  {{kind: vllm, base_url: "{old.base_url}", model: m, api: completions}}
+        candidate: {{kind: vllm, base_url: "{new.base_url}", model: m, api: completions}}
+        tasks:
+          - name: sums
+            source: lm-eval
+            path: {DATA}
+            min_items: 10
+            lm_eval: {{task: parity_arith, filter: flexible}}
+        """,
+    )
+    result = pytester.runpytest(f"--parity-contract={path}", "--parity-no-cache")
+    assert result.ret == 1
+    out = result.stdout.str()
+    assert "test_parity[sums-delta]" in out and "OVERALL: FAIL" in out
+    row = next(line for line in result.outlines if line.startswith("sums "))
+    assert "100.0" in row and "50.0" in row  # 12 documents, 6 lost on the candidate
