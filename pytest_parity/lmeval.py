@@ -208,10 +208,13 @@ def run_lmeval_task(
     cache_dir: Path | None,
     seed: int,
     classify: Classify | None = None,
+    refresh: bool = False,
 ) -> dict[str, list[ItemRecord]]:
     """Run an lm-eval task on both stacks; metric name -> paired items (first metric is primary).
 
-    With several filters gated, keys are ``"metric,filter"`` (lm-eval's own naming).
+    With several filters gated, keys are ``"metric,filter"`` (lm-eval's own naming). lm-eval's
+    response cache lives in ``cache_dir`` as ``lmeval-<endpoint identity hash>_rank0.db``, one per
+    stack; ``refresh`` empties both first.
     """
     # A task's `path` is where its YAML lives: an include_path relative paths resolve against.
     base = None if task.path is None else task.path if task.path.is_dir() else task.path.parent
@@ -252,6 +255,12 @@ def run_lmeval_task(
     if output_type in LOGLIK_TYPES:
         _check_loglik_setup(task, opts, baseline, candidate)
 
+    if refresh:
+        for ep in (baseline, candidate):
+            cache = _cache_path(cache_dir, ep)
+            if cache is not None:
+                for suffix in ("_rank0.db", ".exchanges.jsonl"):
+                    cache.with_name(cache.name + suffix).unlink(missing_ok=True)
     (b_samples, b_ex), (c_samples, c_ex) = _run_both(
         task, opts, output_type, baseline, candidate, cache_dir=cache_dir, seed=seed
     )

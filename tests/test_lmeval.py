@@ -311,6 +311,11 @@ def test_a_failing_request_is_one_failed_item_and_is_asked_again_on_resume(
     assert again[0]["baseline"]["cached"] is True
     assert again[0]["baseline"]["finish_reason"] == "stop"  # kept beside lm-eval's cache
     assert again[2]["candidate"]["cached"] is False
+    assert json.loads(json.dumps(again)) == again  # plain builtins: they cross xdist unchanged
+    assert type(items[2]["candidate"]["text"]) is str
+    n_base = len(base.received)
+    run_lmeval_task(task, b, c, cache_dir=tmp_path, seed=0, refresh=True)
+    assert len(base.received) == n_base + 5  # refresh asks everything again
     caches = sorted(p.name for p in tmp_path.glob("lmeval-*_rank0.db"))
     assert len(caches) == 2  # one per stack: lm-eval's cache key ignores the URL
 
@@ -683,3 +688,13 @@ def test_the_gate_runs_an_lm_eval_task_end_to_end(
     assert "test_parity[sums-delta]" in out and "OVERALL: FAIL" in out
     row = next(line for line in result.outlines if line.startswith("sums "))
     assert "100.0" in row and "50.0" in row  # 12 documents, 6 lost on the candidate
+
+
+def test_samples_runs_chosen_documents_under_their_own_ids(
+    servers: Callable[..., FakeServer],
+) -> None:
+    base = servers(adder())
+    task, b, c = make(base, servers(adder()), {**ARITH, "samples": [2, 5, 9]})
+    items = run_lmeval_task(task, b, c, cache_dir=None, seed=0)["exact_match"]
+    assert [it["id"] for it in items] == ["2", "5", "9"]
+    assert len(base.received) == 3
