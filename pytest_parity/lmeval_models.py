@@ -72,6 +72,22 @@ def endpoint_url(endpoint: EndpointSpec) -> str:
     return endpoint.base_url.rstrip("/") + suffix
 
 
+def check_shape(out: Any, *, generate: bool, chat: bool) -> None:
+    """Raise ValueError unless ``out`` is the OpenAI response lm-eval is about to parse."""
+    if isinstance(out, list) and len(out) == 1:
+        out = out[0]
+    choices = out.get("choices") if isinstance(out, dict) else None
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise ValueError("malformed response: no choices")
+    first = choices[0]
+    if generate and chat and not isinstance(first.get("message"), dict):
+        raise ValueError("malformed response: a chat choice without a message")
+    if generate and not chat and "text" not in first:
+        raise ValueError("malformed response: a completion choice without text")
+    if not generate and not isinstance((first.get("logprobs") or {}).get("token_logprobs"), list):
+        raise ValueError("malformed response: no prompt logprobs (does the server support echo?)")
+
+
 class _TimedSemaphore:
     """Restarts the latency clock once the request really may go out (after the queue)."""
 
@@ -132,7 +148,9 @@ def _capturing(base: type) -> type:
                 for k, v in self.parity_params.items():
                     if k not in BENCHMARK_OWNED and k not in explicit:
                         payload[k] = v
-            _EXCHANGE.set({"prompt": _prompt_of(payload), "start": time.perf_counter()})
+            _EXCHANGE.set(
+                {"prompt": _prompt_of(payload), "payload": payload, "start": time.perf_counter()}
+            )
             return payload
 
         def model_call(
@@ -143,9 +161,12 @@ def _capturing(base: type) -> type:
                 if attempt:
                     time.sleep(min(0.5 * 2**attempt, 8.0))
                 try:
-                    return super().model_call(
+                    out = super().model_call(
                         messages, generate=generate, gen_kwargs=gen_kwargs, **kwargs
                     )
+                    # lm-eval parses a sync response outside its retries: check the shape here.
+                    check_shape(out, generate=generate, chat="messages" in self._last_payload())
+                    return out
                 except Exception as exc:
                     last = exc
             return {FAIL_KEY: one_line(last), "kind": error_kind(last)}
@@ -184,6 +205,9 @@ def _capturing(base: type) -> type:
                 return self.parse_generations(outputs=failed)
             return self.parse_logprobs(outputs=failed, tokens=messages, ctxlens=ctxlens)
 
+        def _last_payload(self) -> dict[str, Any]:
+            return (_EXCHANGE.get() or {}).get("payload") or {}
+
         def _record(self, key: str | None, **fields: Any) -> None:
             if key is None:
                 return
@@ -207,6 +231,7 @@ def _capturing(base: type) -> type:
                     usage=None,
                 )
                 return [FailedText("")]
+            check_shape(outputs, generate=True, chat="messages" in self._last_payload())
             texts: list[Any] = super().parse_generations(outputs=outputs, **kwargs)
             out = outputs[0] if isinstance(outputs, list) and outputs else outputs
             choice = (out.get("choices") or [{}])[0] if isinstance(out, dict) else {}
@@ -235,6 +260,7 @@ def _capturing(base: type) -> type:
                         usage=None,
                     )
                 return [FAILED_LOGLIK] * max(1, len(ctxlens or ()))
+            check_shape(outputs, generate=False, chat=False)
             res: list[Any] = super().parse_logprobs(
                 outputs=outputs, tokens=tokens, ctxlens=ctxlens, **kwargs
             )

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from servers import FakeServer
+from servers import FakeServer, Faults
 
 from pytest_parity import lmeval_tasks
 from pytest_parity.contract import ContractError, EndpointSpec, TaskSpec, contract_from_data
@@ -698,3 +698,23 @@ def test_samples_runs_chosen_documents_under_their_own_ids(
     items = run_lmeval_task(task, b, c, cache_dir=None, seed=0)["exact_match"]
     assert [it["id"] for it in items] == ["2", "5", "9"]
     assert len(base.received) == 3
+
+
+@pytest.mark.parametrize("concurrency", [1, 4], ids=["sequential", "concurrent"])
+def test_a_malformed_response_is_a_failed_item_not_a_crash(
+    servers: Callable[..., FakeServer], concurrency: int
+) -> None:
+    views: list[dict[str, Any]] = []
+
+    def classify(view: Any) -> tuple[str, str]:
+        views.append(dict(view))
+        return ("x", "X") if view["error"] else ("correct", "C")
+
+    empty = Faults(rate=1.0, kinds=("empty",), max_per_request=100)
+    task, b, c = make(servers(adder()), servers(adder(), faults=empty), {**ARITH, "limit": 3})
+    b, c = replace(b, max_concurrency=concurrency), replace(c, max_concurrency=concurrency)
+    items = run_lmeval_task(task, b, c, cache_dir=None, seed=0, classify=classify)["exact_match"]
+    assert [it["candidate"]["score"] for it in items] == [None, None, None]
+    assert all("malformed response: no choices" in (it["candidate"]["error"] or "") for it in items)
+    assert {v["error_kind"] for v in views if v["side"] == "candidate"} == {"malformed"}
+    assert [it["baseline"]["score"] for it in items] == [1.0, 1.0, 1.0]
