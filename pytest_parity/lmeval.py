@@ -53,11 +53,14 @@ def _fail(task: TaskSpec, problem: str, hint: str) -> LmEvalError:
     return LmEvalError(f"lm-eval task {task.name}: {problem} (hint: {hint})")
 
 
-def _cache_path(cache_dir: Path | None, endpoint: EndpointSpec) -> Path | None:
+def _cache_path(cache_dir: Path | None, endpoint: EndpointSpec, task: TaskSpec) -> Path | None:
+    """lm-eval's cache key is the request alone: one file per stack (never shared), and per task
+    so that xdist workers running different tasks never write one sqlite file at once."""
     if cache_dir is None:
         return None
     ident = json.dumps(endpoint.identity(), sort_keys=True, default=str)
-    return Path(cache_dir) / f"lmeval-{hashlib.sha256(ident.encode()).hexdigest()[:16]}"
+    digest = hashlib.sha256(ident.encode()).hexdigest()[:16]
+    return Path(cache_dir) / f"lmeval-{digest}-{task.name.replace(':', '_')}"
 
 
 def _run_side(
@@ -189,7 +192,7 @@ def _run_both(
                     opts,
                     ep,
                     output_type,
-                    cache=_cache_path(cache_dir, ep),
+                    cache=_cache_path(cache_dir, ep, task),
                     seed=seed,
                 )
                 for ep in (baseline, candidate)
@@ -213,8 +216,8 @@ def run_lmeval_task(
     """Run an lm-eval task on both stacks; metric name -> paired items (first metric is primary).
 
     With several filters gated, keys are ``"metric,filter"`` (lm-eval's own naming). lm-eval's
-    response cache lives in ``cache_dir`` as ``lmeval-<endpoint identity hash>_rank0.db``, one per
-    stack; ``refresh`` empties both first.
+    response cache lives in ``cache_dir`` as ``lmeval-<endpoint identity hash>-<task>_rank0.db``,
+    one per stack and task; ``refresh`` empties this task's two first.
     """
     # A task's `path` is where its YAML lives: an include_path relative paths resolve against.
     base = None if task.path is None else task.path if task.path.is_dir() else task.path.parent
@@ -257,7 +260,7 @@ def run_lmeval_task(
 
     if refresh:
         for ep in (baseline, candidate):
-            cache = _cache_path(cache_dir, ep)
+            cache = _cache_path(cache_dir, ep, task)
             if cache is not None:
                 for suffix in ("_rank0.db", ".exchanges.jsonl"):
                     cache.with_name(cache.name + suffix).unlink(missing_ok=True)
