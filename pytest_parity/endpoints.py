@@ -152,7 +152,8 @@ class Progress:
     failed: int = 0
     cached: int = 0
     retries: int = 0
-    started: float = field(default_factory=time.monotonic)
+    started: float = field(default_factory=time.monotonic)  # for rates
+    started_at: float = field(default_factory=time.time)  # wall clock, for display
 
     def rate(self) -> float:
         """Finished requests per second since the endpoint opened."""
@@ -170,6 +171,7 @@ class Progress:
             "failed": self.failed,
             "cached": self.cached,
             "retries": self.retries,
+            "started_at": self.started_at,
             "elapsed_s": time.monotonic() - self.started,
             "rate": self.rate(),
             "eta_s": self.eta_s(),
