@@ -9,7 +9,15 @@ gets through (tests stay deterministic in outcome while the fault order varies):
         spec = make_spec(srv.base_url)
 
 Routes: POST /v1/chat/completions, /v1/completions, /v1/messages; GET /v1/models, /version,
-/get_model_info, /get_server_info, /props, /health.
+/get_model_info, /get_server_info, /props, /health. ``base_url`` ends in /v1 (OpenAI kinds);
+``root`` has no /v1 (the anthropic kind). Faults (``FAULTS``): 500, 429 (Retry-After from
+``Faults.retry_after``, else retry-after-ms: 20), reset (connection aborted), timeout (stalls
+``hang_s``), malformed (truncated JSON), empty (no choices).
+
+What tests can read afterwards: ``received`` (request bodies), ``headers_seen``, ``answered``
+(successes per path), ``fault_log`` (faults per kind), ``max_in_flight``. Settable at any time:
+``answer``, ``require_key`` (401 otherwise, body ``error_body``), ``engine_version``.
+A server that stays down: ``closed_port()``.
 """
 
 from __future__ import annotations
