@@ -300,8 +300,14 @@ class Endpoint(abc.ABC):
         return request_url(self.info, self.spec.base_url, self.spec.api)
 
     def identity(self, engine: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The spec's identity plus what the server says it runs: a new engine version or other
+        weights behind the same URL make a new identity (and so new cache entries)."""
+        engine = engine or {}
         ident = self.spec.identity()
-        ident["engine_version"] = (engine or {}).get("version")
+        ident["engine_version"] = engine.get("version")
+        ident["engine_model"] = (
+            engine.get("model_root") or engine.get("model_path") or engine.get("served_models")
+        )
         return ident
 
     async def engine(self) -> dict[str, Any]:

@@ -16,7 +16,7 @@ Routes: POST /v1/chat/completions, /v1/completions, /v1/messages; GET /v1/models
 
 What tests can read afterwards: ``received`` (request bodies), ``headers_seen``, ``answered``
 (successes per path), ``fault_log`` (faults per kind), ``max_in_flight``. Settable at any time:
-``answer``, ``require_key`` (401 otherwise, body ``error_body``), ``engine_version``.
+``answer``, ``require_key`` (401 otherwise, body ``error_body``), ``engine_version``, ``model``.
 A server that stays down: ``closed_port()``.
 """
 
@@ -186,7 +186,14 @@ class FakeServer:
         if path == "/v1/models":
             data: dict[str, Any] = {
                 "object": "list",
-                "data": [{"id": self.model, "object": "model", "owned_by": "test", "root": "r"}],
+                "data": [
+                    {
+                        "id": self.model,
+                        "object": "model",
+                        "owned_by": "test",
+                        "root": f"/models/{self.model}",
+                    }
+                ],
             }
         elif path == "/get_model_info":
             data = {"model_path": f"/models/{self.model}", "is_generation": True}

@@ -70,14 +70,18 @@ def test_baseline_and_candidate_never_share_entries(tmp_path: Path) -> None:
         assert len(srv.received) == 10 and not any(r.cached for r in out)
 
 
-def test_model_params_and_engine_version_are_part_of_the_key(tmp_path: Path) -> None:
+def test_model_params_engine_version_and_served_weights_are_part_of_the_key(tmp_path: Path) -> None:
     with FakeServer() as srv, ResponseCache(tmp_path) as cache:
         run(spec(srv.base_url), cache, 1)
         run(spec(srv.base_url, params=MappingProxyType({"temperature": 0.5})), cache, 1)
         run(spec(srv.base_url, model="other"), cache, 1)
         srv.engine_version = "0.0.2-test"  # the engine was upgraded behind the same URL
         run(spec(srv.base_url), cache, 1)
-        assert len(srv.received) == 4
+        srv.model = "requantised"  # other weights behind the same URL and alias
+        run(spec(srv.base_url), cache, 1)
+        assert len(srv.received) == 5
+        run(spec(srv.base_url), cache, 1)
+        assert len(srv.received) == 5
 
 
 def test_failed_responses_are_not_cached(tmp_path: Path) -> None:
