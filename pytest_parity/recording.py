@@ -38,6 +38,8 @@ class Recorder:
         self.path = Path(path)
         self.contract_digest = contract_digest
         self.written = 0
+        self.failures = 0
+        self.error: str | None = None  # set when a line could not be written
         self._headers: set[str] = set()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if truncate else 0)
@@ -69,7 +71,7 @@ class Recorder:
         if response.get("error"):
             return
         body = {k: v for k, v in response.items() if k != "cached"}
-        self._write(
+        ok = self._write(
             {
                 "type": "response",
                 "item_id": item_id,
@@ -78,13 +80,22 @@ class Recorder:
                 "response": body,
             }
         )
-        self.written += 1
+        self.written += ok
 
-    def _write(self, line: Mapping[str, Any]) -> None:
+    def _write(self, line: Mapping[str, Any]) -> bool:
         if self._fd is None:
             raise RecordingError(f"{self.path}: the recorder is closed")
         data = (json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
-        os.write(self._fd, data)
+        try:
+            if os.write(self._fd, data) != len(data):
+                raise OSError("short write (disk full?)")
+        except OSError as exc:
+            # An answer is never lost to a recording problem; the plugin checks ``error`` at the
+            # end of the run and fails it, naming the file.
+            self.failures += 1
+            self.error = f"{self.path}: cannot write the recording: {exc.strerror or exc}"
+            return False
+        return True
 
     def close(self) -> None:
         if self._fd is not None:

@@ -182,3 +182,17 @@ def test_two_tasks_reusing_an_item_id_replay_their_own_answers(tmp_path: Path) -
     (a,), _ = run(replay(path), task_a)
     (b,), _ = run(replay(path), task_b)
     assert a.text == "answer to capital of France?" and b.text == "answer to 2 + 2 = ?"
+
+
+def test_a_recording_that_cannot_be_written_keeps_the_answers_and_says_why(
+    tmp_path: Path,
+) -> None:
+    if not Path("/dev/full").exists():
+        pytest.skip("needs /dev/full to simulate a full disk")
+    rec = Recorder(Path("/dev/full"), contract_digest=DIGEST)
+    with FakeServer() as srv:
+        out, _ = run(live(srv.base_url), [ask(1), ask(2)], rec)
+    rec.close()
+    assert all(r.ok for r in out)
+    assert rec.failures == 3 and rec.written == 0  # the header and both answers
+    assert rec.error is not None and rec.error.startswith("/dev/full: cannot write the recording")
