@@ -36,12 +36,8 @@ _EXCHANGE: ContextVar[dict[str, Any] | None] = ContextVar("parity_lmeval_exchang
 _CLASSES: dict[str, Any] = {}
 
 
-class FailedText(str):
-    """The text lm-eval receives for a request that failed: empty, and recognisably so."""
-
-    __slots__ = ()
-
-
+# What lm-eval receives for a failed request; the item's error comes from the captured exchange.
+FAILED_TEXT = ""
 FAILED_LOGLIK = (float("nan"), False)
 
 
@@ -230,7 +226,7 @@ def _capturing(base: type) -> type:
                     finish_reason=None,
                     usage=None,
                 )
-                return [FailedText("")]
+                return [FAILED_TEXT]
             check_shape(outputs, generate=True, chat="messages" in self._last_payload())
             texts: list[Any] = super().parse_generations(outputs=outputs, **kwargs)
             out = outputs[0] if isinstance(outputs, list) and outputs else outputs
