@@ -182,6 +182,40 @@ def test_continuous_rubric_scores_pass_exactly_when_identical_and_fail_by_t_when
     assert abs(nums["bootstrap_low"] - nums["ci_low"]) < 0.1 * width
     assert abs(nums["bootstrap_high"] - nums["ci_high"]) < 0.1 * width
     assert nums["bootstrap_high"] < -0.015
+    # The resamples come from the task's own seed (run seed 0, "essays/delta"), in item order,
+    # so every process and every rerun draws the same ones.
+    scores = [(grade(i) / 100, (grade(i) - 9 + noise(i, "jitter", 9)) / 100) for i in range(300)]
+    direct = stats.paired_interval(
+        [a for a, _ in scores],
+        [b for _, b in scores],
+        rng=stats.task_rng(0, "essays/delta"),
+    )
+    assert (nums["bootstrap_low"], nums["bootstrap_high"]) == pytest.approx(
+        (direct.bootstrap_low, direct.bootstrap_high), rel=1e-12
+    )
+
+
+def test_the_cross_check_draws_the_same_resamples_under_xdist(
+    pytester: pytest.Pytester, stacks: Any
+) -> None:
+    pytester.syspathinsert()
+    pytester.makepyfile(rubric=RUBRIC)
+    write_items(pytester, 300)
+    old, new = stacks(graded_old, graded_new)
+    path = make_contract(
+        pytester,
+        old.base_url,
+        new.base_url,
+        "{name: essays, source: golden, path: items.jsonl, scorer: 'rubric:graded'}",
+        "{name: more, source: golden, path: items.jsonl, scorer: 'rubric:graded', limit: 150}",
+    )
+    _, serial = run_gate(pytester, path, "-k", "delta")
+    res, parallel = run_gate(pytester, path, "-k", "delta", "-n", "2")
+    assert "2 workers [2 items]" in res.stdout.str()  # run in worker processes
+    for name in ("essays", "more"):
+        numbers = delta_numbers(parallel, name)
+        assert numbers["method"] == "t" and numbers["bootstrap_low"] is not None
+        assert numbers == delta_numbers(serial, name)
 
 
 # --- clustered items: cluster-t ------------------------------------------------------------------
