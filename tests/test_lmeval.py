@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 from servers import FakeServer, Faults
@@ -52,9 +52,13 @@ def questions(path: Path) -> list[str]:
     return [json.loads(line)["question"] for line in path.read_text().splitlines()]
 
 
+class Stack(Protocol):
+    base_url: str
+
+
 def make(
-    base: FakeServer | TokServer,
-    cand: FakeServer | TokServer,
+    base: Stack,
+    cand: Stack,
     lm_eval_opts: dict[str, Any],
     *,
     b_api: str = "completions",
@@ -718,3 +722,61 @@ def test_a_malformed_response_is_a_failed_item_not_a_crash(
     assert all("malformed response: no choices" in (it["candidate"]["error"] or "") for it in items)
     assert {v["error_kind"] for v in views if v["side"] == "candidate"} == {"malformed"}
     assert [it["baseline"]["score"] for it in items] == [1.0, 1.0, 1.0]
+
+
+# ----------------------------------------------------------------------------------------------
+# a real server nobody here wrote
+
+
+@pytest.mark.live_model
+def test_real_llama_cpp_pair_runs_deterministically_through_lm_eval() -> None:
+    import importlib.util
+    import sys
+
+    live = Path(__file__).resolve().parent.parent / "example_suite" / "live"
+    hint = "run: PYTHON=.venv/bin/python bash example_suite/live/setup_testbed.sh"
+    if importlib.util.find_spec("llama_cpp") is None:
+        pytest.skip(f"llama_cpp is not installed in {sys.executable}; {hint}")
+    spec = importlib.util.spec_from_file_location("parity_live_servers", live / "servers.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(spec.name, mod)
+    spec.loader.exec_module(mod)
+    models = {p: mod.model_file(p) for p in ("F32", "Q2_K")}
+    if not all(m.is_file() for m in models.values()):
+        pytest.skip(f"model files missing; {hint}")
+    with mod.serve_many(models) as urls:
+
+        class Url:
+            def __init__(self, url: str) -> None:
+                self.base_url = url
+
+        old, new = Url(urls["F32"]), Url(urls["Q2_K"])
+        one = {"kind": "llama-cpp", "max_concurrency": 1}
+        opts = {**ARITH, "filter": "flexible"}
+        task, b, c = make(
+            old,
+            new,
+            opts,
+            b_api="chat",
+            c_api="chat",
+            b_extra=one,
+            c_extra=one,
+        )
+        first = run_lmeval_task(task, b, c, cache_dir=None, seed=0)["exact_match"]
+        again = run_lmeval_task(task, b, c, cache_dir=None, seed=0)["exact_match"]
+    assert len(first) == 12
+    for it in first:
+        for side in (it["baseline"], it["candidate"]):
+            assert side["error"] is None and side["text"].strip()
+            assert side["finish_reason"] in ("stop", "length")
+            assert side["score"] in (0.0, 1.0)
+
+    def answers(items: list[Any]) -> list[tuple[str, str, Any, Any]]:
+        return [
+            (it["id"], side, it[side]["text"], it[side]["score"])
+            for it in items
+            for side in ("baseline", "candidate")
+        ]
+
+    assert answers(first) == answers(again)  # greedy decoding on a real server: same every run
