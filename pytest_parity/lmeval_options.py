@@ -155,6 +155,13 @@ def normalize_lm_eval_options(
                     )
             out["data_files"] = {k: str(p) for k, p in resolved.items()}
     tok = out.get("tokenizer")
-    if tok is not None and tok != "remote" and base is not None and (base / tok).is_dir():
+    if tok is not None and tok != "remote" and base is not None:
+        if not (base / tok).is_dir():
+            raise fail(
+                "tokenizer",
+                f"no tokenizer directory at {(base / tok).resolve()}",
+                "write remote (the servers' /tokenize) or a local tokenizer folder; "
+                "a hub name would need the network",
+            )
         out["tokenizer"] = str((base / tok).resolve())
     return out

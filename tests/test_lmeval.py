@@ -610,6 +610,10 @@ def test_paths_resolve_against_the_contract_and_must_exist(tmp_path: Path) -> No
     )
     assert out["include_path"] == [str(DATA.resolve())]
     assert out["data_files"] == {"test": str((DATA / "gsm8k_test.jsonl").resolve())}
+    with pytest.raises(ContractError, match=r"lm_eval.tokenizer: no tokenizer directory at .*org"):
+        normalize_lm_eval_options(
+            {"task": "mmlu", "tokenizer": "org/model"}, "tasks[0].lm_eval", "c.yaml", tmp_path
+        )
     with pytest.raises(ContractError, match=r"lm_eval.data_files.test: file not found: .*nope"):
         normalize_lm_eval_options(
             {"task": "gsm8k", "data_files": {"test": "nope.jsonl"}}, "tasks[0].lm_eval", "c.yaml",
