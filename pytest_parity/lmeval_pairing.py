@@ -224,6 +224,10 @@ def pair_runs(
                 sb, sc = b[key], c[key]
                 reference = _reference(sb, output_type)
                 prompt = readable_prompt(sb["arguments"][0][0])
+                if output_type == "multiple_choice":  # a reviewer needs the options too
+                    prompt += "".join(
+                        f"\n  ({i}) {str(a[1]).strip()}" for i, a in enumerate(sb["arguments"])
+                    )
                 item_id = f"{key[0]}/{key[1]}" if several_tasks else str(key[1])
                 extra = {
                     "reference": reference,

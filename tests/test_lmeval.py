@@ -526,6 +526,10 @@ def test_multiple_choice_task_scores_by_loglikelihood_through_the_server_tokeniz
     assert [it["id"] for it in items if it["candidate"]["score"] == 0.0] == ["4"]
     right = rows[0]["choices"][rows[0]["label"]]
     assert items[0]["reference"] == right and items[0]["baseline"]["text"] == right
+    q, options = rows[0]["question"], rows[0]["choices"]
+    assert items[0]["prompt"] == f"Q: What is {q}?\nA:" + "".join(
+        f"\n  ({i}) {o}" for i, o in enumerate(options)
+    )
     assert all(it["baseline"]["score"] == 1.0 for it in items)
     assert items[0]["baseline"]["latency_s"] > 0
 
