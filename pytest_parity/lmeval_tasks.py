@@ -21,6 +21,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from pytest_parity.lmeval_models import one_line
+
 Fail = Callable[[str, str], Exception]
 
 _BUILTIN: list[Any] = []  # the built-in TaskManager, once per process
@@ -77,7 +81,16 @@ def resolve_task(opts: Mapping[str, Any], fail: Fail) -> tuple[Any, list[dict[st
             f"no lm-eval task named {name!r}" + (f"; did you mean {close[0]!r}?" if close else ""),
             "name a built-in task, or set include_path to the directory of your task YAML",
         )
-    cfgs = _expand(manager, name, {}, fail, 0)
+    try:
+        cfgs = _expand(manager, name, {}, fail, 0)
+    except ImportError as exc:  # a task's !function helpers import its extra packages
+        missing = getattr(exc, "name", None) or "the missing package"
+        raise fail(
+            f"{name!r} needs {missing!r}: {one_line(exc)}",
+            f"pip install {missing} (lm-eval's extras install what a task needs)",
+        ) from exc
+    except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError) as exc:
+        raise fail(f"cannot load {name!r}: {one_line(exc)}", "check the task's YAML") from exc
     if not cfgs:
         raise fail(f"{name!r} has no tasks", "name a task, or a group with member tasks")
     if opts.get("data_files"):

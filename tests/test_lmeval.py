@@ -788,3 +788,15 @@ def test_real_llama_cpp_pair_runs_deterministically_through_lm_eval() -> None:
         ]
 
     assert answers(first) == answers(again)  # greedy decoding on a real server: same every run
+
+
+def test_a_task_whose_helpers_need_a_missing_package_says_what_to_install(tmp_path: Path) -> None:
+    (tmp_path / "needs.yaml").write_text(
+        "task: parity_needs\ndataset_path: json\noutput_type: generate_until\n"
+        "doc_to_text: !function helpers.text\ndoc_to_target: answer\n"
+    )
+    (tmp_path / "helpers.py").write_text("import parity_no_such_package\n")
+    srv = FakeServer()
+    task, b, c = make(srv, srv, {"task": "parity_needs", "include_path": str(tmp_path)})
+    with pytest.raises(LmEvalError, match=r"'parity_needs' needs 'parity_no_such_package'.*pip"):
+        run_lmeval_task(task, b, c, cache_dir=None, seed=0)
