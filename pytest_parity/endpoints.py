@@ -335,9 +335,11 @@ class Endpoint(abc.ABC):
         if self.cache is not None:
             ekey = self._cache_ekey
             if ekey is None:
-                ekey = self._cache_ekey = ResponseCache.endpoint_key(
-                    self.identity(await self.engine())
-                )
+                engine = await self.engine()
+                # Every request of a burst waits for the probe: only the first computes this.
+                ekey = self._cache_ekey
+                if ekey is None:
+                    ekey = self._cache_ekey = ResponseCache.endpoint_key(self.identity(engine))
             key = ResponseCache.key(ekey, request.request_hash(), request.repeat, request.template)
             hit = self.cache.get(key)
             if hit is not None:
