@@ -639,7 +639,7 @@ def _task(v: _V, raw: Any, i: int, base: Path, d: Defaults) -> TaskSpec:
             raise v.fail(
                 f"{where}.lm_eval.task", "required but missing", "write lm_eval: {task: gsm8k}"
             )
-        from pytest_parity.lmeval import normalize_lm_eval_options
+        from pytest_parity.lmeval_options import normalize_lm_eval_options
 
         # Paths inside lm_eval (include_path, data_files, tokenizer) are relative to the contract.
         lm_eval = normalize_lm_eval_options(lm_eval, f"{where}.lm_eval", v.file, base)

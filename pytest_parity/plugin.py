@@ -287,7 +287,7 @@ class ParitySession:
         xdist = self.config.pluginmanager.hasplugin("xdist")
         params = []
         for task in self.contract.tasks:
-            for check in CHECK_NAMES:
+            for check in (*CHECK_NAMES, *_extra_metric_checks(task)):
                 marks: list[pytest.MarkDecorator] = [pytest.mark.parity]
                 if task.safety_critical:
                     marks.append(pytest.mark.safety_critical)
@@ -560,6 +560,17 @@ class ParitySession:
                 getattr(report, fn)(run, _out_path(self.config, value), **kwargs)
                 written.append(f"{option}: {_out_path(self.config, value)}")
         return written
+
+
+def _extra_metric_checks(task: TaskSpec) -> list[str]:
+    """An lm-eval task gating several metrics (or filters) gets a delta test for each extra one."""
+    if task.source != "lm-eval":
+        return []
+    metrics = [str(m) for m in task.lm_eval.get("metrics") or ()]
+    raw = task.lm_eval.get("filter")
+    filters = [raw] if isinstance(raw, str) else [str(f) for f in raw or ()]
+    keys = [f"{m},{f}" for m in metrics for f in filters] if len(filters) > 1 else metrics
+    return [f"delta:{k}" for k in keys[1:]]
 
 
 def _error_result(task: TaskSpec, error: str) -> TaskResult:

@@ -161,6 +161,7 @@ class Runner:
                 cache_dir=cache_dir,
                 seed=self.contract.defaults.seed,
                 classify=self.classify,
+                refresh=bool(getattr(self.cache, "refresh", False)),
             )
         except LmEvalError as exc:
             raise TaskRunError(str(exc)) from None
@@ -215,12 +216,19 @@ class Runner:
             parts = build_request_parts(task, item, specs[role].api)
             responses = []
             for repeat in range(task.repeats):
+                params = parts["params"]
+                seed = params.get("seed", specs[role].params.get("seed"))
+                if repeat and isinstance(seed, int):
+                    # Repeats must sample anew: the same seed makes a seeded server repeat itself.
+                    params = {**params, "seed": seed + repeat}
                 # Task-qualified: recordings and caches hold several tasks whose item ids may clash.
                 req = Request(
                     item_id=f"{task.name}/{item.id}",
                     repeat=repeat,
                     template=task.template,
-                    **parts,
+                    messages=parts.get("messages"),
+                    prompt=parts.get("prompt"),
+                    params=params,
                 )
                 responses.append(await endpoints[role].complete(req))
             progress.done[role] = progress.done.get(role, 0) + 1

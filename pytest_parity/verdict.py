@@ -76,12 +76,13 @@ def check_delta(
     }
     reasons = list(ni.reasons)
     status: Status = ni.status  # type: ignore[assignment]
-    if n < task.min_items and status == "PASS":
-        status = "INCONCLUSIVE"
+    if n < task.min_items and status != "FAIL":
         reasons.append(
             f"only {n} paired items; the contract asks for at least {task.min_items}"
             " before a pass counts"
         )
+        if status == "PASS":
+            status = "INCONCLUSIVE"
     if status == "PASS" and ni.warn:
         numbers["warn"] = True
     return check(name, status, reasons, **numbers)

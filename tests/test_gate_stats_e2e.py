@@ -295,12 +295,6 @@ def test_repeats_send_each_item_three_times_and_score_the_mean(
     assert nums["bootstrap_low"] is not None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="every repeat sends the contract's one seed, so a seeded server answers the same"
-    " sample three times (see the stats e2e report: vary the seed per repeat)",
-)
 def test_repeats_ask_for_different_samples(pytester: pytest.Pytester, stacks: Any) -> None:
     write_items(pytester, 4)
     old, new = stacks(right, right)
@@ -341,11 +335,6 @@ def test_five_items_of_equal_accuracy_are_inconclusive_whatever_the_interval_say
     assert "would settle it" in " ".join(delta["reasons"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="check_delta names min_items only when the interval passed (see the stats e2e report)",
-)
 def test_five_noisy_items_name_min_items_even_when_the_interval_is_inconclusive(
     pytester: pytest.Pytester, stacks: Any
 ) -> None:
