@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from pytest_parity import load_contract
+
 ROOT = Path(__file__).resolve().parent.parent
 RECORDED = ROOT / "example_suite" / "recorded"
 LIVE = ROOT / "example_suite" / "live"
@@ -104,6 +106,25 @@ def test_aggressive_quantization_fails_with_new_truncations_and_its_error_direct
     assert "OVERALL: FAIL" in out
     page = html.read_text()
     assert "FAIL" in page and "truncated" in page and "born_first" in page
+
+
+@pytest.mark.parametrize("name", ["precision", "aggressive"])
+def test_replay_contracts_ask_exactly_what_the_live_ones_ask(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    monkeypatch.setenv("PARITY_LIVE_BASELINE_URL", "http://127.0.0.1:1/v1")
+    monkeypatch.setenv("PARITY_LIVE_CANDIDATE_URL", "http://127.0.0.1:2/v1")
+    live, replay = load_contract(LIVE / f"{name}.yaml"), load_contract(RECORDED / f"{name}.yaml")
+    assert [t.path for t in replay.tasks] == [t.path for t in live.tasks]
+    assert all(t.path is not None and t.path.resolve().is_file() for t in live.tasks)
+    # Everything but the endpoints: the same items, scorers, parameters and tolerances.
+    assert replay.tasks == live.tasks
+    assert (replay.baseline.kind, replay.candidate.kind) == ("replay", "replay")
+    assert live.baseline.kind == live.candidate.kind == "llama-cpp"
+    assert (replay.baseline.model, replay.candidate.model) == (
+        live.baseline.model,
+        live.candidate.model,
+    )
 
 
 def test_recordings_name_the_real_engines_and_model_files() -> None:
