@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from pytest_parity.runner import Progress, TaskRun
 
 CHECK_NAMES = ("delta", "failure_modes", "error_direction")
+PROGRESS_AFTER_S = 5.0  # a task shorter than this prints no progress line
+PROGRESS_EVERY_S = 10.0
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -399,7 +401,9 @@ class ParitySession:
         total = 2 * progress.total
         elapsed = now - progress.started
         first = self._progress_shown < progress.started
-        if elapsed < 5.0 or (not first and now - self._progress_shown < 10.0 and done < total):
+        if elapsed < PROGRESS_AFTER_S or (
+            not first and now - self._progress_shown < PROGRESS_EVERY_S and done < total
+        ):
             return
         tr = self.config.pluginmanager.get_plugin("terminalreporter")
         capman = self.config.pluginmanager.get_plugin("capturemanager")

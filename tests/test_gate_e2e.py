@@ -294,3 +294,24 @@ def test_recorded_baseline_gates_a_candidate_after_the_old_stack_is_gone(
         changed = pytester.runpytest(f"--parity-contract={replayed}", "--parity-no-cache")
     assert outcomes(changed) == {"errors": 3}
     assert "arithmetic/q3" in changed.stdout.str()
+
+
+def test_progress_lines_on_long_tasks_and_silence_under_q(
+    pytester: pytest.Pytester, stacks: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_parity import plugin
+
+    monkeypatch.setattr(plugin, "PROGRESS_AFTER_S", 0.0)
+    monkeypatch.setattr(plugin, "PROGRESS_EVERY_S", 0.0)
+    old, new = stacks(right, right)
+    path = contract(pytester, old, new, 40)
+    loud = pytester.runpytest(f"--parity-contract={path}", "--parity-no-cache")
+    lines = [line for line in loud.outlines if line.startswith("[parity] arithmetic:")]
+    assert lines, loud.stdout.str()
+    assert re.match(
+        r"\[parity\] arithmetic: baseline \d+/40, candidate \d+/40, [\d.]+ requests/s, ETA \d+s",
+        lines[-1],
+    )
+    assert "baseline 40/40, candidate 40/40" in lines[-1]
+    quiet = pytester.runpytest(f"--parity-contract={path}", "--parity-no-cache", "-q")
+    assert not [line for line in quiet.outlines if line.startswith("[parity]")]
