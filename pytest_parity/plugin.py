@@ -493,7 +493,7 @@ class ParitySession:
         report = yield
         if call.excinfo is not None and call.excinfo.errisinstance(ParityRunError):
             # One line that names the task, the endpoint and the last error; no traceback.
-            report.longrepr = f"ERROR {item.nodeid}: {call.excinfo.value}"
+            report.longrepr = str(call.excinfo.value)
         if self._unreported and (report.when == "call" or report.failed):
             # Plain dicts: they travel to the xdist controller with the report.
             report.parity_results = list(self._unreported)  # type: ignore[attr-defined]
