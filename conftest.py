@@ -4,7 +4,9 @@ from __future__ import annotations
 
 # In-process pytester runs restore sys.modules after each run; numpy and scipy refuse to be
 # imported twice in one process, so the modules the plugin imports lazily are loaded up front.
+import datasets  # noqa: F401  (lm-eval's data layer: pyarrow registers types once per process)
 import numpy  # noqa: F401
+import requests  # noqa: F401
 import scipy.stats  # noqa: F401
 import yaml  # noqa: F401
 

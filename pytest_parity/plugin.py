@@ -272,6 +272,12 @@ class ParitySession:
         self.collected: dict[str, TaskResult] = {}  # controller: results from every process
         self._runner: Any = None
         self._run_result: RunResult | None = None
+        if not hasattr(config, "workerinput"):
+            # One recording per run: the main process starts it afresh, xdist workers append.
+            for option in ("record", "record-candidate"):
+                value = _option(config, option)
+                if value:
+                    _out_path(config, value).unlink(missing_ok=True)
         self._progress_shown = -1.0
 
     # -- collection ---------------------------------------------------------------------------
@@ -428,6 +434,10 @@ class ParitySession:
                 self._runs[name] = self.runner().run(task)
             except TaskRunError as exc:
                 self._runs[name] = ParityRunError(str(exc))
+            for recorder in self.runner().recorders.values():
+                if recorder is not None and recorder.error:
+                    # A recording that lost answers cannot stand in for the stack later.
+                    self._runs[name] = ParityRunError(f"task {name}: {recorder.error}")
         run = self._runs[name]
         if isinstance(run, ParityRunError):
             raise run
@@ -524,6 +534,15 @@ class ParitySession:
             self._run_result = summarize(self.contract, tasks, self.started, __version__)
         return self._run_result
 
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        if self._runner is None:
+            return
+        for recorder in self._runner.recorders.values():
+            if recorder is not None:
+                recorder.close()
+        if self._runner.cache is not None:
+            self._runner.cache.close()
+
     def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int) -> None:
         if hasattr(self.config, "workerinput"):
             return
@@ -538,6 +557,12 @@ class ParitySession:
         files = self._write_outputs(run)
         for line in verdict_lines(run, files):
             tr.write_line(line)
+        cache = None if self._runner is None else self._runner.cache
+        if cache is not None and cache.write_errors:
+            tr.write_line(
+                f"warning: {cache.write_errors} answers could not be stored in the response cache"
+                f" ({cache.last_write_error}); a rerun will ask for them again"
+            )
 
     def _write_outputs(self, run: RunResult) -> list[str]:
         import json

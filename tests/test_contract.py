@@ -210,3 +210,10 @@ def test_lm_eval_options_on_a_golden_task_are_an_error(folder: Path) -> None:
         ContractError, match=r"tasks\[0\]\.lm_eval: only an lm-eval task reads these"
     ):
         load_contract(write(folder, text))
+
+
+def test_vendor_key_variable_is_a_default_only_for_the_vendors_own_api(folder: Path) -> None:
+    local = load_contract(write(folder, MINIMAL))
+    assert local.baseline.api_key_env is None  # never send OPENAI_API_KEY to a self-hosted server
+    hosted = MINIMAL.replace('"http://127.0.0.1:8001/v1"', '"https://api.openai.com/v1"')
+    assert load_contract(write(folder, hosted)).baseline.api_key_env == "OPENAI_API_KEY"
