@@ -92,7 +92,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "max-time",
         metavar="SECONDS",
         type=float,
-        help="no task starts after this many seconds of the run",
+        help="bound the run's wall time: tasks still running after SECONDS end as errors",
     )
 
 

@@ -304,7 +304,17 @@ class Runner:
             jobs = [asyncio.ensure_future(one(item)) for item in items]
             waiter = asyncio.ensure_future(abort.wait())
             finished = asyncio.ensure_future(asyncio.wait(jobs))
-            await asyncio.wait({finished, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            remaining = None if self.deadline is None else max(self.deadline - time.monotonic(), 0)
+            await asyncio.wait(
+                {finished, waiter}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+            )
+            if not finished.done() and not abort.is_set():
+                done = min(progress.done.get(r, 0) for r in ("baseline", "candidate"))
+                abort_reason.append(
+                    f"the run's time budget (--parity-max-time) ran out with {done} of"
+                    f" {len(items)} items answered by both stacks"
+                )
+                abort.set()
             for j in jobs:
                 if not j.done():
                     j.cancel()

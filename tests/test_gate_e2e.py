@@ -315,3 +315,15 @@ def test_progress_lines_on_long_tasks_and_silence_under_q(
     assert "baseline 40/40, candidate 40/40" in lines[-1]
     quiet = pytester.runpytest(f"--parity-contract={path}", "--parity-no-cache", "-q")
     assert not [line for line in quiet.outlines if line.startswith("[parity]")]
+
+
+def test_max_time_bounds_the_run_and_errors_the_task(pytester: pytest.Pytester) -> None:
+    with FakeServer(answer=right, latency_s=0.2) as a, FakeServer(answer=right) as b:
+        path = contract(pytester, a.base_url, b.base_url, 400)
+        result = pytester.runpytest(
+            f"--parity-contract={path}", "--parity-no-cache", "--parity-max-time=1.5"
+        )
+    assert outcomes(result) == {"errors": 3}
+    assert re.search(
+        r"time budget \(--parity-max-time\) ran out with \d+ of 400 items", result.stdout.str()
+    )
