@@ -37,7 +37,8 @@ def _row(t: TaskResult, aa: bool) -> list[str]:
         cols.append("-" if rate is None else f"{floor['flips']} ({rate:.1%})")
     for name in CHECKS:
         c_ = t["checks"].get(name)
-        cols.append(c_["status"] if c_ else ("ERROR" if t["error"] else "-"))
+        status = c_["status"] if c_ else ("ERROR" if t["error"] else "-")
+        cols.append("PASS*" if c_ and status == "PASS" and c_["numbers"].get("warn") else status)
     cols.append(t["verdict"])
     return cols
 
@@ -73,6 +74,10 @@ def verdict_lines(run: RunResult, disagreement_files: Sequence[str] = ()) -> lis
             if c["status"] != "PASS":
                 for reason in c["reasons"][:3]:
                     lines.append(f"{t['task']} {c['name']} {c['status']}: {reason}")
+            elif c["numbers"].get("warn"):
+                # A pass whose whole interval lies below 0: a real regression, inside tolerance.
+                note = next((r for r in c["reasons"] if "real regression" in r), c["reasons"][0])
+                lines.append(f"{t['task']} {c['name']} PASS with a warning: {note}")
         if t["disagreements_total"]:
             lines.append(
                 f"{t['task']}: {t['disagreements_total']} disagreements between the stacks,"

@@ -327,3 +327,17 @@ def test_max_time_bounds_the_run_and_errors_the_task(pytester: pytest.Pytester) 
     assert re.search(
         r"time budget \(--parity-max-time\) ran out with \d+ of 400 items", result.stdout.str()
     )
+
+
+def test_pass_with_a_real_regression_inside_tolerance_carries_a_warning(
+    pytester: pytest.Pytester, stacks: Any
+) -> None:
+    old, new = stacks(right, wrong_on(1, "w"))  # about -1 point: significant at n=4000, inside 1.5
+    path = contract(pytester, old, new, 4000)
+    path.write_text(
+        path.read_text().replace("scorer: numeric}", "scorer: numeric, tolerance: 0.03}")
+    )
+    result = pytester.runpytest(f"--parity-contract={path}", "--parity-no-cache", "-k", "delta")
+    assert outcomes(result) == {"passed": 1, "deselected": 2}
+    assert "PASS*" in verdict_row(result, "arithmetic")
+    assert "arithmetic delta PASS with a warning: upper bound" in result.stdout.str()
