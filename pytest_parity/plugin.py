@@ -34,9 +34,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("parity", "parity gate (pytest-parity)")
 
     def add(name: str, ini: str | None = None, **kw: Any) -> None:
-        group.addoption(f"--parity-{name}", dest=f"parity_{name.replace('-', '_')}", **kw)
-        if ini is not None:
-            parser.addini(f"parity_{name.replace('-', '_')}", ini, default=None)
+        # Every option has an ini twin (pyproject.toml / pytest.ini); the command line wins.
+        key = f"parity_{name.replace('-', '_')}"
+        group.addoption(f"--parity-{name}", dest=key, **kw)
+        if kw.get("action") == "store_true":
+            parser.addini(key, ini or kw["help"], type="bool", default=None)
+        else:
+            parser.addini(key, ini or kw["help"], type="string", default=None)
 
     add(
         "contract",
@@ -144,11 +148,21 @@ def _option(config: pytest.Config, name: str) -> Any:
     key = f"parity_{name.replace('-', '_')}"
     value = config.getoption(key)
     if value in (None, False):
-        try:
-            value = config.getini(key)
-        except ValueError:
-            value = None
+        value = config.getini(key)
     return value
+
+
+def _path_option(config: pytest.Config, name: str) -> Path | None:
+    """A path option: relative to the invocation directory, or to the ini file when set there."""
+    key = f"parity_{name.replace('-', '_')}"
+    value = config.getoption(key)
+    if value:
+        return _out_path(config, value)
+    value = config.getini(key)
+    if not value:
+        return None
+    base = config.inipath.parent if config.inipath is not None else config.rootpath
+    return Path(value) if Path(value).is_absolute() else base / value
 
 
 def _out_path(config: pytest.Config, value: str) -> Path:
@@ -275,9 +289,9 @@ class ParitySession:
         if not hasattr(config, "workerinput"):
             # One recording per run: the main process starts it afresh, xdist workers append.
             for option in ("record", "record-candidate"):
-                value = _option(config, option)
-                if value:
-                    _out_path(config, value).unlink(missing_ok=True)
+                target = _path_option(config, option)
+                if target is not None:
+                    target.unlink(missing_ok=True)
         self._progress_shown = -1.0
 
     # -- collection ---------------------------------------------------------------------------
@@ -336,8 +350,8 @@ class ParitySession:
         # Its own role: the A/A pass never shares cache entries with the baseline's first pass.
         if value == "rerun":
             return replace(self.contract.baseline, role="baseline-aa")
-        path = _out_path(self.config, value)
-        if not path.is_file():
+        path = _path_option(self.config, "aa")
+        if path is None or not path.is_file():
             raise pytest.UsageError(
                 f"--parity-aa={value}: file not found (hint: 'rerun', or a file made by"
                 " --parity-record)"
@@ -349,19 +363,16 @@ class ParitySession:
             return None
         from pytest_parity.cache import ResponseCache
 
-        value = _option(self.config, "cache-dir")
-        directory = (
-            _out_path(self.config, value) if value else self.config.rootpath / ".parity-cache"
-        )
+        directory = _path_option(self.config, "cache-dir") or self.config.rootpath / ".parity-cache"
         return ResponseCache(directory, refresh=bool(_option(self.config, "refresh")))
 
     def _open_recorder(self, option: str) -> Any:
-        value = _option(self.config, option)
-        if not value:
+        path = _path_option(self.config, option)
+        if path is None:
             return None
         from pytest_parity.recording import Recorder
 
-        return Recorder(_out_path(self.config, value), contract_digest=self.contract.digest)
+        return Recorder(path, contract_digest=self.contract.digest)
 
     def _classify(self, side: Mapping[str, Any]) -> tuple[str, str]:
         from pytest_parity.categories import direction_of
@@ -568,8 +579,7 @@ class ParitySession:
         import json
 
         written: list[str] = []
-        out = _option(self.config, "out")
-        out_dir = _out_path(self.config, out) if out else self.config.rootpath / "parity-out"
+        out_dir = _path_option(self.config, "out") or self.config.rootpath / "parity-out"
         for t in run["tasks"]:
             if not t["disagreements"]:
                 continue
@@ -581,13 +591,13 @@ class ParitySession:
             written.append(str(path))
         targets = (("json", "write_json"), ("markdown", "write_markdown"), ("report", "write_html"))
         for option, fn in targets:
-            value = _option(self.config, option)
-            if value:
+            target = _path_option(self.config, option)
+            if target is not None:
                 from pytest_parity import report
 
                 kwargs = {"append": True} if option == "markdown" else {}
-                getattr(report, fn)(run, _out_path(self.config, value), **kwargs)
-                written.append(f"{option}: {_out_path(self.config, value)}")
+                getattr(report, fn)(run, target, **kwargs)
+                written.append(f"{option}: {target}")
         return written
 
 

@@ -341,3 +341,15 @@ def test_pass_with_a_real_regression_inside_tolerance_carries_a_warning(
     assert outcomes(result) == {"passed": 1, "deselected": 2}
     assert "PASS*" in verdict_row(result, "arithmetic")
     assert "arithmetic delta PASS with a warning: upper bound" in result.stdout.str()
+
+
+def test_contract_from_pyproject_ini_setting(pytester: pytest.Pytester, stacks: Any) -> None:
+    old, new = stacks(right, right)
+    contract(pytester, old, new, 40)
+    pytester.makepyprojecttoml(
+        '[tool.pytest.ini_options]\nparity_contract = "contract.yaml"\nparity_no_cache = true\n'
+    )
+    sub = pytester.mkdir("elsewhere")
+    result = pytester.runpytest(str(sub))  # the ini path is relative to pyproject.toml
+    assert outcomes(result) == {"passed": 3}
+    assert "OVERALL: PASS" in result.stdout.str()
