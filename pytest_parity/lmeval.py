@@ -16,18 +16,24 @@ import concurrent.futures
 import hashlib
 import importlib.util
 import json
-import math
+import os
 import random
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pytest_parity.contract import ContractError, EndpointSpec, TaskSpec
-from pytest_parity.lmeval_models import build_model, endpoint_url, one_line
+from pytest_parity.contract import ContractError, EndpointSpec, TaskSpec, thaw
+from pytest_parity.lmeval_models import build_model, one_line
 from pytest_parity.lmeval_options import normalize_lm_eval_options, validate_lm_eval_options
 from pytest_parity.lmeval_pairing import Classify, pair_runs, prompt_key
 from pytest_parity.lmeval_tasks import output_type as find_output_type
 from pytest_parity.lmeval_tasks import resolve_task
+from pytest_parity.lmeval_tokenizer import (
+    fingerprint,
+    same_tokenizer,
+    server_tokenizer,
+    uses_llama_cpp_tokenizer,
+)
 from pytest_parity.results import ItemRecord
 
 __all__ = [
@@ -290,18 +296,16 @@ def _check_loglik_setup(
                 f"set {ep.role}.api: completions",
             )
     tok = opts.get("tokenizer")
-    if tok is None:
+    server_side = [uses_llama_cpp_tokenizer(ep.kind, tok) for ep in (baseline, candidate)]
+    if tok is None and not all(server_side):
         raise _fail(
             task,
             "a loglikelihood task needs the servers' tokenizer",
             "set lm_eval.tokenizer: remote (server has /tokenize) or a local tokenizer directory",
         )
-    if tok == "remote":
-        probes = ["Hello, world!", " The answer is (B) 42.\n", "naïve café ünïcödé"]
-        seen = []
-        for ep in (baseline, candidate):
-            seen.append(_remote_tokenization(task, ep, probes))
-        if seen[0] != seen[1]:
+    if tok in (None, "remote"):
+        seen = [_server_tokenization(task, ep) for ep in (baseline, candidate)]
+        if not same_tokenizer(seen[0], seen[1]):
             raise _fail(
                 task,
                 "baseline and candidate tokenize differently",
@@ -315,16 +319,24 @@ def _check_loglik_setup(
         )
 
 
-def _remote_tokenization(task: TaskSpec, ep: EndpointSpec, probes: list[str]) -> Any:
-    from lm_eval.utils import RemoteTokenizer
-
+def _server_tokenization(task: TaskSpec, ep: EndpointSpec) -> dict[str, Any]:
+    headers = dict(thaw(ep.headers))
+    key = os.environ.get(ep.api_key_env, "") if ep.api_key_env else ""
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
     try:
-        tok = RemoteTokenizer(endpoint_url(ep), timeout=math.ceil(ep.timeout), max_retries=2)
-        info = {k: tok.tokenizer_info.get(k) for k in ("eos_token", "bos_token", "pad_token")}
-        return info, [tok.encode(p) for p in probes]
+        tok = server_tokenizer(
+            ep.kind, ep.base_url, timeout=ep.timeout, headers=headers, auth_token=key or None
+        )
+        return fingerprint(tok)
     except Exception as exc:
+        hint = (
+            "is the llama-cpp-python server up (it serves POST /extras/tokenize)?"
+            if ep.kind == "llama-cpp"
+            else "start vLLM with --enable-tokenizer-info-endpoint, or give a local tokenizer "
+            "directory"
+        )
+        what = "/extras/tokenize" if ep.kind == "llama-cpp" else "/tokenize"
         raise _fail(
-            task,
-            f"the {ep.role} has no usable /tokenize endpoint: {one_line(exc)}",
-            "start vLLM with --enable-tokenizer-info-endpoint, or give a local tokenizer directory",
+            task, f"the {ep.role} has no usable {what} endpoint: {one_line(exc)}", hint
         ) from exc

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_parity.contract import EndpointSpec, thaw
+from pytest_parity.lmeval_tokenizer import LlamaCppTokenizer, uses_llama_cpp_tokenizer
 
 # The benchmark defines answer length and stop strings; the endpoint's own values would change it.
 BENCHMARK_OWNED = frozenset({"max_tokens", "max_completion_tokens", "stop", "n", "logprobs"})
@@ -268,6 +269,13 @@ def _capturing(base: type) -> type:
             chunks = [list(c) for c in chunks]
             for chunk in chunks:
                 for cache_key, ctx, cont in chunk:
+                    if None in ctx:
+                        # An empty context is scored after lm-eval's prefix token (BOS or EOS):
+                        # a server that names neither would be sent a prompt of "None".
+                        raise ValueError(
+                            "an empty context needs a BOS/EOS token id the server does not "
+                            "report (use a task whose documents have a context)"
+                        )
                     if len(ctx) + len(cont) > self.max_length:
                         raise ValueError(
                             f"a context of {len(ctx) + len(cont)} tokens exceeds max_length "
@@ -340,7 +348,8 @@ def build_model(
         "batch_size": 1,
         "header": headers,
     }
-    if generate or tok is None:
+    llama_tok = not generate and uses_llama_cpp_tokenizer(endpoint.kind, tok)
+    if generate or tok is None or llama_tok:
         kwargs.update(tokenizer_backend=None, tokenized_requests=False)
     elif tok == "remote":
         kwargs.update(tokenizer_backend="remote", auth_token=key or None)
@@ -350,6 +359,14 @@ def build_model(
         # llama.cpp's server answers a token-list prompt with HTTP 500: send text there.
         kwargs["tokenized_requests"] = opts.get("tokenized_requests", endpoint.kind != "llama-cpp")
     lm = _model_class(endpoint.api)(**kwargs)
+    if llama_tok:
+        # lm-eval cannot build this one itself: hand it in as its "remote" backend, whose calls
+        # (encode, batch_decode, eos/bos) LlamaCppTokenizer answers. Prompts go out as text.
+        lm.tokenizer = LlamaCppTokenizer(
+            endpoint.base_url, timeout=endpoint.timeout, headers=headers
+        )
+        lm.tokenizer_backend = "remote"
+        lm.tokenized_requests = False
     lm.parity_params = params
     lm.parity_headers = headers
     lm.parity_attempts = 1 + endpoint.max_retries
