@@ -724,13 +724,43 @@ def load_contract(path: str | Path) -> Contract:
         raise ContractError(file, "", "contract file not found", "check the --parity-contract path")
     text = p.read_text(encoding="utf-8")
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_unique_key_loader())  # a SafeLoader subclass
+    except _DuplicateKey as exc:
+        raise ContractError(file, exc.where, exc.problem, "each key may appear once") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = str(getattr(exc, "problem", None) or exc).splitlines()[0]
         raise ContractError(file, where, f"not valid YAML: {problem}") from None
     return contract_from_data(raw, p, text)
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, where: str, problem: str) -> None:
+        super().__init__(problem)
+        self.where = where
+        self.problem = problem
+
+
+def _unique_key_loader() -> Any:
+    """A SafeLoader that refuses a key given twice in one mapping (YAML would keep the last)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    mark = key_node.start_mark
+                    raise _DuplicateKey(
+                        f"line {mark.line + 1}, column {mark.column + 1}",
+                        f"duplicate key {key!r}",
+                    )
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return Loader
 
 
 def contract_from_data(raw: Any, path: Path, text: str | None = None) -> Contract:

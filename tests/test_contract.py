@@ -217,3 +217,16 @@ def test_vendor_key_variable_is_a_default_only_for_the_vendors_own_api(folder: P
     assert local.baseline.api_key_env is None  # never send OPENAI_API_KEY to a self-hosted server
     hosted = MINIMAL.replace('"http://127.0.0.1:8001/v1"', '"https://api.openai.com/v1"')
     assert load_contract(write(folder, hosted)).baseline.api_key_env == "OPENAI_API_KEY"
+
+
+def test_a_key_given_twice_is_an_error_not_last_wins(folder: Path) -> None:
+    text = MINIMAL.replace(
+        "tasks:", 'baseline:  {kind: openai, base_url: "http://x/v1", model: n}\ntasks:'
+    )
+    path = write(folder, text)
+    with pytest.raises(ContractError) as err:
+        load_contract(path)
+    assert (
+        str(err.value)
+        == f"{path}: line 3, column 1: duplicate key 'baseline' (hint: each key may appear once)"
+    )
