@@ -353,3 +353,13 @@ def test_contract_from_pyproject_ini_setting(pytester: pytest.Pytester, stacks: 
     result = pytester.runpytest(str(sub))  # the ini path is relative to pyproject.toml
     assert outcomes(result) == {"passed": 3}
     assert "OVERALL: PASS" in result.stdout.str()
+
+
+def test_a_bad_golden_line_stops_the_run_before_any_request(pytester: pytest.Pytester) -> None:
+    path = contract(pytester, "http://127.0.0.1:1/v1", "http://127.0.0.1:2/v1", 5)
+    golden = pytester.path / "golden.jsonl"
+    golden.write_text(golden.read_text() + '{"id": "q9", "prompt": "unterminated\n')
+    result = pytester.runpytest_subprocess(f"--parity-contract={path}")
+    assert result.ret == 4
+    assert result.stderr.lines[0].startswith(f"ERROR: {golden}:6: not valid JSON")
+    assert result.stderr.lines[0].endswith("(task arithmetic)")
