@@ -10,7 +10,10 @@ contain "o1" or "5"). They add what a paired gate needs and lm-eval does not kee
 - a request that still fails after its retries becomes one failed item (empty text, NaN
   loglikelihood) instead of aborting the whole run and losing every answer;
 - the endpoint's sampling parameters, headers and API key (from ``api_key_env`` only);
-- a hard error instead of lm-eval's silent left-truncation of long loglikelihood contexts.
+- a hard error instead of lm-eval's silent left-truncation of long loglikelihood contexts;
+- for loglikelihood on llama-cpp endpoints (tokenizer ``remote`` or unset), the server's own
+  tokenizer through /extras/tokenize (:mod:`pytest_parity.lmeval_tokenizer`), prompts sent as text
+  (llama.cpp answers a token-list prompt with HTTP 500).
 """
 
 from __future__ import annotations

@@ -88,7 +88,8 @@ class LlamaCppTokenizer:
             except urllib.error.HTTPError as exc:
                 # A 4xx/5xx is the server's answer, not a hiccup: asking again will not help.
                 raise TokenizerError(
-                    f"POST {self.root}{path}: HTTP {exc.code} (is this a llama-cpp-python server?)"
+                    f"POST {self.root}{path}: HTTP {exc.code} (is this a llama-cpp-python server? "
+                    "the C++ llama-server has neither /extras nor echoed prompt logprobs)"
                 ) from None
             except (OSError, ValueError) as exc:
                 last = exc
