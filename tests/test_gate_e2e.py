@@ -363,3 +363,31 @@ def test_a_bad_golden_line_stops_the_run_before_any_request(pytester: pytest.Pyt
     assert result.ret == 4
     assert result.stderr.lines[0].startswith(f"ERROR: {golden}:6: not valid JSON")
     assert result.stderr.lines[0].endswith("(task arithmetic)")
+
+
+def test_xdist_writes_the_same_reports_as_a_serial_run(
+    pytester: pytest.Pytester, stacks: Any
+) -> None:
+    old, new = stacks(right, wrong_on(6))
+    path = contract(
+        pytester,
+        old,
+        new,
+        300,
+        extra_task="  - {name: again, source: golden, path: golden.jsonl, scorer: numeric}",
+    )
+    docs = {}
+    for mode, extra in (("serial", []), ("xdist", ["-n", "2"])):
+        pytester.runpytest(
+            f"--parity-contract={path}",
+            "--parity-no-cache",
+            f"--parity-json={mode}.json",
+            f"--parity-report={mode}.html",
+            *extra,
+        )
+        doc = json.loads((pytester.path / f"{mode}.json").read_text())
+        for t in doc["tasks"]:
+            t.pop("endpoints")  # engine probes only; everything else must match exactly
+        docs[mode] = {k: doc[k] for k in ("overall", "overall_reasons", "holm", "tasks")}
+        assert (pytester.path / f"{mode}.html").read_text().count("<section") >= 2
+    assert docs["serial"] == docs["xdist"]
