@@ -391,3 +391,42 @@ def test_xdist_writes_the_same_reports_as_a_serial_run(
         docs[mode] = {k: doc[k] for k in ("overall", "overall_reasons", "holm", "tasks")}
         assert (pytester.path / f"{mode}.html").read_text().count("<section") >= 2
     assert docs["serial"] == docs["xdist"]
+
+
+def test_a_run_killed_with_sigkill_resends_nothing_answered_on_rerun(
+    pytester: pytest.Pytester,
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    with FakeServer(answer=right, latency_s=0.02) as a, FakeServer(answer=right) as b:
+        path = contract(pytester, a.base_url, b.base_url, 200)
+        path.write_text(path.read_text().replace("model: m}", "model: m, max_concurrency: 4}"))
+        cmd = [
+            sys.executable,
+            "-m",
+            "pytest",
+            f"--parity-contract={path}",
+            "-p",
+            "no:cacheprovider",
+        ]
+        child = subprocess.Popen(
+            cmd, cwd=pytester.path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 60
+        while len(a.received) < 60 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+        first = [r["messages"][-1]["content"] for r in a.received]
+        assert 60 <= len(first) < 200
+        a.received.clear()
+        rerun = subprocess.run(cmd, cwd=pytester.path, capture_output=True, text=True)
+        second = [r["messages"][-1]["content"] for r in a.received]
+    assert rerun.returncode == 0, rerun.stdout[-2000:]
+    # Only the requests in flight at the kill (at most max_concurrency) may be asked again.
+    assert len(set(first) & set(second)) <= 4
+    assert len(set(first) | set(second)) == 200
