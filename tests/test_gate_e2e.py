@@ -430,3 +430,36 @@ def test_a_run_killed_with_sigkill_resends_nothing_answered_on_rerun(
     # Only the requests in flight at the kill (at most max_concurrency) may be asked again.
     assert len(set(first) & set(second)) <= 4
     assert len(set(first) | set(second)) == 200
+
+
+def test_a_planted_api_key_appears_in_no_output_of_a_gate_run(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = "sk-planted-7f3a9c1e5b"
+    monkeypatch.setenv("PARITY_TEST_KEY", key)
+    # The candidate rejects the key and echoes it back in its error body, as some proxies do.
+    with (
+        FakeServer(answer=right, require_key=key) as a,
+        FakeServer(answer=right, require_key="other", error_body=f"invalid key {key}") as b,
+    ):
+        path = contract(pytester, a.base_url, b.base_url, 30)
+        path.write_text(
+            path.read_text().replace("model: m}", "model: m, api_key_env: PARITY_TEST_KEY}")
+        )
+        result = pytester.runpytest(
+            f"--parity-contract={path}",
+            "--parity-cache-dir=cache",
+            "--parity-record=rec.jsonl",
+            "--parity-json=out.json",
+            "--parity-report=out.html",
+            "--parity-markdown=out.md",
+            "--html=pytest.html",
+            "--junitxml=junit.xml",
+        )
+    assert outcomes(result).get("errors") == 3  # the candidate refused every request
+    assert a.answered, "the baseline must have received the key and answered"
+    assert key not in result.stdout.str() + result.stderr.str()
+    written = [p for p in pytester.path.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".sqlite3" for p in written) and len(written) > 8
+    for p in written:
+        assert key.encode() not in p.read_bytes(), p
