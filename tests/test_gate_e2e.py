@@ -463,3 +463,26 @@ def test_a_planted_api_key_appears_in_no_output_of_a_gate_run(
     assert any(p.suffix == ".sqlite3" for p in written) and len(written) > 8
     for p in written:
         assert key.encode() not in p.read_bytes(), p
+
+
+def test_twenty_percent_faults_give_the_same_verdict_with_every_item_answered(
+    pytester: pytest.Pytester,
+) -> None:
+    from servers import Faults
+
+    rows = []
+    for rate in (0.0, 0.2):
+        faults = Faults(rate=rate, seed=3, hang_s=1.5)
+        with (
+            FakeServer(answer=right, faults=faults) as a,
+            FakeServer(answer=wrong_on(6), faults=faults) as b,
+        ):
+            path = contract(pytester, a.base_url, b.base_url, 150)
+            path.write_text(path.read_text().replace("model: m}", "model: m, timeout: 1}"))
+            result = pytester.runpytest(f"--parity-contract={path}", "--parity-no-cache")
+            if rate:
+                assert sum(a.fault_log.values()) + sum(b.fault_log.values()) > 20
+        row = verdict_row(result, "arithmetic")
+        assert " 150 " in row  # every item answered by both stacks
+        rows.append(row)
+    assert rows[0] == rows[1]
