@@ -89,12 +89,16 @@ def verdict_row(result: pytest.RunResult, task: str) -> str:
 def test_identical_stacks_pass(pytester: pytest.Pytester, stacks: Any) -> None:
     old, new = stacks(right, right)
     path = contract(pytester, old, new, 400)
-    result = pytester.runpytest(f"--parity-contract={path}", "--parity-no-cache")
+    result = pytester.runpytest(
+        f"--parity-contract={path}", "--parity-no-cache", "--parity-json=out.json"
+    )
     assert result.ret == 0
     assert outcomes(result) == {"passed": 3}
     row = verdict_row(result, "arithmetic")
     assert "+0.00" in row and "[+0.00, +0.00]" in row and row.rstrip().endswith("PASS")
     assert "OVERALL: PASS" in result.stdout.str()
+    delta = json.loads((pytester.path / "out.json").read_text())["tasks"][0]["checks"]["delta"]
+    assert "no item flipped; at n=400 a flip rate up to 0.75%" in " ".join(delta["reasons"])
 
 
 def test_regression_fails_with_reasons(pytester: pytest.Pytester, stacks: Any) -> None:
