@@ -11,6 +11,8 @@ contain "o1" or "5"). They add what a paired gate needs and lm-eval does not kee
   loglikelihood) instead of aborting the whole run and losing every answer;
 - the endpoint's sampling parameters, headers and API key (from ``api_key_env`` only);
 - a hard error instead of lm-eval's silent left-truncation of long loglikelihood contexts;
+- loglikelihood prompts sent as text are the text their ids were encoded from, not a decode of
+  them (a local tokenizer's decode may clean up spaces, and lm-eval assumes it is lossless);
 - for loglikelihood on llama-cpp endpoints (tokenizer ``remote`` or unset), the server's own
   tokenizer through /extras/tokenize (:mod:`pytest_parity.lmeval_tokenizer`), prompts sent as text
   (llama.cpp answers a token-list prompt with HTTP 500).
@@ -123,6 +125,7 @@ def _capturing(base: type) -> type:
         parity_attempts: int
         exchanges: dict[str, dict[str, Any]]
         token_keys: dict[tuple[int, ...], str]
+        texts_of: dict[tuple[int, ...], str]
         failed_requests: int
         sidecar: Path | None
         fresh: set[str]
@@ -268,6 +271,31 @@ def _capturing(base: type) -> type:
                 self._record(key, error=None, error_kind=None, finish_reason=None, usage=None)
             return res
 
+        def tok_encode(
+            self, string: Any, left_truncate_len: int | None = None, **kwargs: Any
+        ) -> Any:
+            enc = super().tok_encode(string, left_truncate_len=left_truncate_len, **kwargs)
+            if (
+                not self.tokenized_requests
+                and not left_truncate_len
+                and isinstance(string, str)
+                and isinstance(enc, list)
+                and all(isinstance(t, int) for t in enc)
+            ):
+                self.texts_of[tuple(enc)] = string
+            return enc
+
+        def decode_batch(self, tokens: list[list[int]]) -> list[str]:
+            # lm-eval sends a text prompt by decoding the ids it counted the context length in,
+            # "assuming decoding is lossless"; a tokenizer that cleans up spaces on decode (" ?"
+            # -> "?") would send a text the server splits into other tokens. Send the text the
+            # ids were encoded from.
+            known = [self.texts_of.get(tuple(t)) for t in tokens]
+            if all(k is not None for k in known):
+                return [k for k in known if k is not None]
+            decoded: list[str] = super().decode_batch(tokens)
+            return [d if k is None else k for k, d in zip(known, decoded, strict=True)]
+
         def batch_loglikelihood_requests(self, chunks: Any) -> Any:
             chunks = [list(c) for c in chunks]
             for chunk in chunks:
@@ -375,6 +403,7 @@ def build_model(
     lm.parity_attempts = 1 + endpoint.max_retries
     lm.exchanges = {}
     lm.token_keys = {}
+    lm.texts_of = {}
     lm.failed_requests = 0
     lm.fresh = set()
     lm.sidecar = None if cache is None else cache.with_name(cache.name + ".exchanges.jsonl")

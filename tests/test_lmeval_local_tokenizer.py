@@ -2,9 +2,10 @@
 lm-eval's "huggingface" backend), offline: the directory is built here from a small word-level
 vocabulary, and two real HTTP servers score echoed prompts in that tokenizer's tokens.
 
-The servers make the score depend on where lm-eval says the context ends: context tokens of the
-preferred answer cost a lot, continuation tokens little. A context length counted in any other
-tokens than the server's (or a context cut to fit a length) ranks the wrong answer first."""
+The servers make the score depend on where lm-eval says the context ends: context tokens (and the
+one generated token) of the preferred answer cost a lot, continuation tokens little. A context
+length counted in any other tokens than the server's, a prompt text that does not tokenize back
+to the ids lm-eval counted, or a context cut to fit a length, ranks the wrong answer first."""
 
 from __future__ import annotations
 
@@ -34,13 +35,15 @@ PREFERRED_CONTEXT, OTHER_CONTEXT = -9.0, 0.0
 PREFERRED_ANSWER, OTHER_ANSWER = -0.1, -3.0
 
 
-def build_tokenizer_dir(path: Path, *, extra: str = "", model_max_length: int = 8) -> Path:
+def build_tokenizer_dir(path: Path, *, clean_up: bool = False, model_max_length: int = 8) -> Path:
     """A word-level tokenizer over the choice task's text, saved as a transformers directory.
 
     ``model_max_length`` is far below the task's prompt lengths: a backend that truncated to the
-    tokenizer's own limit would cut every context."""
+    tokenizer's own limit would cut every context. ``clean_up`` saves
+    ``clean_up_tokenization_spaces: true`` (as many published tokenizers do): decoding then drops
+    the space before "?", so decoded ids are not the text they came from."""
     texts = [f"Q: What is {r['question']}?\nA: " + " ".join(r["choices"]) for r in ROWS]
-    words = sorted({w for t in [*texts, extra] for w in re.findall(PIECES, t)})
+    words = sorted({w for t in texts for w in re.findall(PIECES, t)} | {"?"})
     vocab = {tok: i for i, tok in enumerate(SPECIALS + words)}
     model = tokenizers.models.WordLevel(vocab=vocab, unk_token="<unk>")
     tok = tokenizers.Tokenizer(model)
@@ -55,6 +58,7 @@ def build_tokenizer_dir(path: Path, *, extra: str = "", model_max_length: int = 
         eos_token="</s>",
         pad_token="<pad>",
         model_max_length=model_max_length,
+        clean_up_tokenization_spaces=clean_up,
     )
     fast.save_pretrained(str(path))
     return path
@@ -68,6 +72,7 @@ class LocalTokServer(TokServer):
         self.tok = tokenizers.Tokenizer.from_file(str(tok_dir / "tokenizer.json"))
         self.id_prompts = 0
         self.text_prompts = 0
+        self.texts: list[str] = []  # each prompt as the server read it
         super().__init__(prefer)
 
     def encode(self, text: str) -> list[int]:
@@ -93,7 +98,8 @@ class LocalTokServer(TokServer):
             cut = max(k for k in range(1, len(pieces)) if pieces[k - 1 : k + 1] == ["A", ":"]) + 1
             ctx_lp = PREFERRED_CONTEXT if preferred else OTHER_CONTEXT
             ans_lp = PREFERRED_ANSWER if preferred else OTHER_ANSWER
-            lps = [ctx_lp] * cut + [ans_lp] * (len(ids) - cut)
+            # Echo: one logprob per prompt token (none for the first), then the generated token.
+            lps = [ctx_lp] * cut + [ans_lp] * (len(ids) - cut) + [ctx_lp]
             choices.append(
                 {
                     "index": i,
@@ -105,6 +111,7 @@ class LocalTokServer(TokServer):
                     },
                 }
             )
+            self.texts.append(p if isinstance(p, str) else text)
         return {"choices": choices, "usage": {"prompt_tokens": len(ids)}}
 
 
@@ -159,6 +166,30 @@ def test_local_tokenizer_directory_pairs_every_document_and_finds_the_regression
         sent = srv.id_prompts if tokenized else srv.text_prompts
         assert sent == sum(len(r["choices"]) for r in ROWS)
         assert (srv.text_prompts if tokenized else srv.id_prompts) == 0
+
+
+def test_text_prompts_are_the_documents_own_text_even_when_decoding_is_lossy(
+    tmp_path: Path, local_servers: Callable[..., LocalTokServer]
+) -> None:
+    """lm-eval sends text prompts by decoding the ids it counted: a tokenizer that cleans up
+    spaces on decode would send a prompt that tokenizes to fewer tokens than the context length
+    lm-eval slices the echoed logprobs at."""
+    tok_dir = build_tokenizer_dir(tmp_path / "tok", clean_up=True)
+    spaced = (DATA / "choice.yaml").read_text().replace("{{question}}?", "{{question}} ?")
+    spaced = spaced.replace("task: parity_choice", "task: parity_choice_spaced")
+    spaced = spaced.replace("data/choice.jsonl", str(DATA / "data" / "choice.jsonl"))
+    (tmp_path / "spaced.yaml").write_text(spaced)
+
+    def prefer(text: str) -> bool:
+        return knows_sums()(text.replace(" ?", "?"))
+
+    srv = local_servers(tok_dir, prefer)
+    opts = {**choice_opts(tok_dir, tokenized_requests=False), "task": "parity_choice_spaced"}
+    task, b, c = make(srv, srv, {**opts, "include_path": str(tmp_path)})
+    items = run_lmeval_task(task, b, c, cache_dir=None, seed=0)["acc"]
+    sent = [f"Q: What is {r['question']} ?\nA: {ch}" for r in ROWS for ch in r["choices"]]
+    assert sorted(srv.texts) == sorted(sent + sent)  # both stacks, every choice, text unchanged
+    assert [it["baseline"]["score"] for it in items] == [1.0] * len(ROWS)
 
 
 def test_local_tokenizer_contexts_are_never_cut_to_fit(
