@@ -431,8 +431,11 @@ def test_a_run_killed_with_sigkill_resends_nothing_answered_on_rerun(
         rerun = subprocess.run(cmd, cwd=pytester.path, capture_output=True, text=True)
         second = [r["messages"][-1]["content"] for r in a.received]
     assert rerun.returncode == 0, rerun.stdout[-2000:]
-    # Only the requests in flight at the kill (at most max_concurrency) may be asked again.
-    assert len(set(first) & set(second)) <= 4
+    # Only the last requests before the kill may be asked again: those still at the server (at
+    # most max_concurrency) and answers that arrived in the instant before their commit.
+    again = set(first) & set(second)
+    assert len(again) <= 8
+    assert again <= set(first[-8:])
     assert len(set(first) | set(second)) == 200
 
 
