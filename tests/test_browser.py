@@ -4,19 +4,18 @@ model output that tries to run script stays text. Skipped where no Chromium is i
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import shutil
 import struct
 import subprocess
-import sys
 import zlib
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import pytest
+from test_report import make_run
 
 from pytest_parity import report
 
@@ -40,17 +39,7 @@ PWN = (
 
 
 def _make_run() -> Any:
-    # The shared run builder, loaded by path so this works under any --import-mode.
-    name = "_parity_report_fixture"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).with_name("test_report.py")
-        )
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    run = sys.modules[name].make_run()
+    run = make_run()
     rows = run["tasks"][1]["disagreements"]
     for row, bad in zip(rows, PWN, strict=False):
         row["candidate_output"] = f"Sure! {bad}"
@@ -201,7 +190,8 @@ def test_pytest_html_report_renders_extras_without_running_them(
 
 def test_report_prints_with_each_task_on_its_own_pages(tmp_path: Path) -> None:
     run = _make_run()
-    error_task = sys.modules["_parity_report_fixture"].error_task
+    from test_report import error_task
+
     # twelve short sections: on screen they would share pages, in print each starts its own
     run["tasks"] = [dict(error_task(), task=f"t{i}") for i in range(12)]
     page = tmp_path / "parity.html"

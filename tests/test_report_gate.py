@@ -3,10 +3,8 @@ with ``--html``, ``--parity-report``, ``--parity-json`` and ``--parity-markdown`
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import sys
 import zlib
 from collections.abc import Iterator
 from html.parser import HTMLParser
@@ -22,16 +20,9 @@ EVIL = "<img src=x onerror=\"document.title='PWNED'\"></td>"
 
 
 def _validate() -> Any:
-    name = "_parity_report_fixture"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).with_name("test_report.py")
-        )
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name].validate
+    from test_report import validate
+
+    return validate
 
 
 def _old(body: dict[str, Any]) -> str:
