@@ -18,7 +18,7 @@ import requests  # noqa: F401
 import scipy.stats  # noqa: F401
 import yaml  # noqa: F401
 
-import pytest_parity.lmeval
-import pytest_parity.lmeval_models  # noqa: F401
+import pytest_parity.sources.lmeval.bridge
+import pytest_parity.sources.lmeval.models  # noqa: F401
 
 collect_ignore = ["example_suite/live/models"]

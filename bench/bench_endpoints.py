@@ -132,9 +132,9 @@ def rss_kb() -> int:
 
 
 async def run_ours(url: str, n: int, c: int, cache_dir: str | None = None) -> tuple[float, int]:
-    from pytest_parity.cache import ResponseCache
-    from pytest_parity.contract import EndpointSpec
-    from pytest_parity.endpoints import Request, open_endpoint
+    from pytest_parity.contract.spec import EndpointSpec
+    from pytest_parity.endpoints.cache import ResponseCache
+    from pytest_parity.endpoints.http import Request, open_endpoint
 
     spec = EndpointSpec(
         role="candidate",
@@ -210,7 +210,7 @@ def client(which: str, url: str, n: int, c: int) -> None:
     if which.startswith("ours"):
         import httpx_aiohttp  # noqa: F401
 
-        import pytest_parity.endpoints  # noqa: F401
+        import pytest_parity.endpoints.http  # noqa: F401
     elif which == "raw":
         import aiohttp  # noqa: F401
     else:

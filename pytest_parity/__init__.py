@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 __all__ = ["Contract", "ContractError", "__version__", "load_contract"]
 
 if TYPE_CHECKING:
-    from pytest_parity.contract import Contract, ContractError, load_contract
+    from pytest_parity.contract.spec import Contract, ContractError, load_contract
 
 
 def __getattr__(name: str) -> Any:

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from pytest_parity.contract import Contract, EndpointSpec, TaskSpec
-    from pytest_parity.results import CheckResult, RunResult, TaskResult
+    from pytest_parity.contract.spec import Contract, EndpointSpec, TaskSpec
+    from pytest_parity.records import CheckResult, RunResult, TaskResult
     from pytest_parity.runner import Progress, TaskRun
 
 CHECK_NAMES = ("delta", "failure_modes", "error_direction")
@@ -118,7 +118,7 @@ def pytest_configure(config: pytest.Config) -> None:
     path = _option(config, "contract")
     if not path:
         return
-    from pytest_parity.contract import ContractError, load_contract
+    from pytest_parity.contract.spec import ContractError, load_contract
 
     base = config.invocation_params.dir
     if not config.getoption("parity_contract") and config.inipath is not None:
@@ -128,7 +128,7 @@ def pytest_configure(config: pytest.Config) -> None:
         contract = load_contract(full if full.exists() else Path(path))
     except ContractError as exc:
         raise pytest.UsageError(str(exc)) from None
-    from pytest_parity.golden import GoldenError, load_golden
+    from pytest_parity.sources.golden import GoldenError, load_golden
 
     for task in contract.tasks:
         if task.source == "golden" and task.path is not None:
@@ -140,7 +140,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[PARITY_KEY] = session
     config.pluginmanager.register(session, "parity-session")
     if config.pluginmanager.hasplugin("html"):
-        from pytest_parity.report_html import ParityHtmlHooks
+        from pytest_parity.report.pytest_html import ParityHtmlHooks
 
         config.pluginmanager.register(ParityHtmlHooks(session.run_result), "parity-html")
     if (
@@ -369,7 +369,7 @@ class ParitySession:
     def _open_cache(self) -> Any:
         if _option(self.config, "no-cache"):
             return None
-        from pytest_parity.cache import ResponseCache
+        from pytest_parity.endpoints.cache import ResponseCache
 
         directory = _path_option(self.config, "cache-dir") or self.config.rootpath / ".parity-cache"
         return ResponseCache(directory, refresh=bool(_option(self.config, "refresh")))
@@ -378,13 +378,13 @@ class ParitySession:
         path = _path_option(self.config, option)
         if path is None:
             return None
-        from pytest_parity.recording import Recorder
+        from pytest_parity.endpoints.recording import Recorder
 
         return Recorder(path, contract_digest=self.contract.digest)
 
     def _classify(self, side: Mapping[str, Any]) -> tuple[str, str]:
-        from pytest_parity.categories import direction_of
         from pytest_parity.runner import default_classifier
+        from pytest_parity.scoring.categories import direction_of
 
         category, direction = default_classifier(side)
         if side["error"] is None:  # infrastructure failures are never model categories
@@ -491,7 +491,7 @@ class ParitySession:
     def ask(self, prompt: str, params: dict[str, Any]) -> dict[str, Any]:
         import asyncio
 
-        from pytest_parity.endpoints import Request, open_endpoint
+        from pytest_parity.endpoints.http import Request, open_endpoint
 
         async def both() -> dict[str, Any]:
             out: dict[str, Any] = {}
@@ -565,7 +565,7 @@ class ParitySession:
     def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int) -> None:
         if hasattr(self.config, "workerinput"):
             return
-        from pytest_parity.terminal import verdict_lines
+        from pytest_parity.report.terminal import verdict_lines
 
         run = self.run_result()
         tr = terminalreporter

@@ -15,10 +15,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_parity.contract import Contract, EndpointSpec, TaskSpec, thaw
-from pytest_parity.golden import Item, data_digest, load_golden
-from pytest_parity.results import ItemRecord, SideRecord
-from pytest_parity.scoring import Score, ScorerError, get_scorer
+from pytest_parity.contract.spec import Contract, EndpointSpec, TaskSpec, thaw
+from pytest_parity.records import ItemRecord, SideRecord
+from pytest_parity.scoring.builtin import Score, ScorerError, get_scorer
+from pytest_parity.sources.golden import Item, data_digest, load_golden
 
 # (category, direction) for one side's answer; the plugin wires the pytest_parity_classify hook in.
 Classifier = Callable[[Mapping[str, Any]], "tuple[str, str]"]
@@ -85,7 +85,7 @@ def build_request_parts(task: TaskSpec, item: Item, api: str) -> dict[str, Any]:
 
 
 def default_classifier(side: Mapping[str, Any]) -> tuple[str, str]:
-    from pytest_parity.categories import classify, direction_of
+    from pytest_parity.scoring.categories import classify, direction_of
 
     category = classify(
         text=side["text"],
@@ -136,7 +136,7 @@ class Runner:
         if task.source == "lm-eval":
             return self._run_lmeval(task)
         assert task.path is not None
-        from pytest_parity.golden import GoldenError
+        from pytest_parity.sources.golden import GoldenError
 
         try:
             items = load_golden(task.path, limit=task.limit, cluster_key=task.cluster_key)
@@ -149,7 +149,7 @@ class Runner:
         return run
 
     def _run_lmeval(self, task: TaskSpec) -> TaskRun:
-        from pytest_parity.lmeval import LmEvalError, run_lmeval_task
+        from pytest_parity.sources.lmeval.bridge import LmEvalError, run_lmeval_task
 
         started = time.monotonic()
         cache_dir = getattr(self.cache, "directory", None)
@@ -186,7 +186,7 @@ class Runner:
         )
 
     async def _run_items(self, task: TaskSpec, items: Sequence[Item]) -> TaskRun:
-        from pytest_parity.endpoints import Request, open_endpoint
+        from pytest_parity.endpoints.http import Request, open_endpoint
 
         specs: dict[str, EndpointSpec] = {
             "baseline": self.contract.baseline,

@@ -11,8 +11,8 @@ import datetime as _dt
 from collections.abc import Sequence
 from typing import Any
 
-from pytest_parity.contract import Contract, TaskSpec
-from pytest_parity.results import (
+from pytest_parity.contract.spec import Contract, TaskSpec
+from pytest_parity.records import (
     SCHEMA_VERSION,
     CheckResult,
     ItemRecord,
@@ -97,7 +97,7 @@ def check_delta(
 
 def evaluate(task: TaskSpec, run: TaskRun, seed: int, disagreements: int) -> TaskResult:
     """All checks of one task. A run with too many failed requests is an ERROR, never a verdict."""
-    from pytest_parity.failures import (
+    from pytest_parity.checks.failures import (
         check_error_direction,
         check_failure_modes,
         review_focus,

@@ -147,7 +147,7 @@ CONFTEST = """
 import json
 import re
 from pathlib import Path
-from pytest_parity.report_html import ParityHtmlHooks
+from pytest_parity.report.pytest_html import ParityHtmlHooks
 
 RUN = json.loads(Path(__file__).with_name("run.json").read_text(encoding="utf-8"))
 

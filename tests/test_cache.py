@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from servers import FakeServer
 
-from pytest_parity.cache import CacheError, ResponseCache
-from pytest_parity.contract import EndpointSpec
-from pytest_parity.endpoints import Request, Response, RetryPolicy, open_endpoint
+from pytest_parity.contract.spec import EndpointSpec
+from pytest_parity.endpoints.cache import CacheError, ResponseCache
+from pytest_parity.endpoints.http import Request, Response, RetryPolicy, open_endpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = RetryPolicy(base_s=0.01, cap_s=0.05)
@@ -138,9 +138,9 @@ def test_api_key_is_never_written_to_the_cache(
 CHILD = textwrap.dedent(
     """
     import asyncio, sys
-    from pytest_parity.cache import ResponseCache
-    from pytest_parity.contract import EndpointSpec
-    from pytest_parity.endpoints import Request, open_endpoint
+    from pytest_parity.endpoints.cache import ResponseCache
+    from pytest_parity.contract.spec import EndpointSpec
+    from pytest_parity.endpoints.http import Request, open_endpoint
 
     base_url, cache_dir, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 
@@ -193,7 +193,7 @@ def test_a_sigkilled_run_restarted_resends_no_answered_request(tmp_path: Path) -
 WRITER = textwrap.dedent(
     """
     import sys
-    from pytest_parity.cache import ResponseCache
+    from pytest_parity.endpoints.cache import ResponseCache
     cache = ResponseCache(sys.argv[1])
     for i in range(300):
         key = ResponseCache.key(sys.argv[2], str(i))

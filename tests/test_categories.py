@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_parity import hooks
-from pytest_parity.categories import (
+from pytest_parity.scoring.categories import (
     CATEGORIES,
     INFRA,
     classify,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_parity.contract import ContractError, load_contract
+from pytest_parity.contract.spec import ContractError, load_contract
 
 MINIMAL = """\
 baseline:  {kind: openai, base_url: "http://127.0.0.1:8001/v1", model: m}

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from servers import FAULTS, FakeServer, Faults, Reply, closed_port
 
-from pytest_parity.cache import ResponseCache
-from pytest_parity.contract import EndpointSpec
-from pytest_parity.endpoints import Request, Response, RetryPolicy, env_proxy, open_endpoint
-from pytest_parity.recording import Recorder
+from pytest_parity.contract.spec import EndpointSpec
+from pytest_parity.endpoints.cache import ResponseCache
+from pytest_parity.endpoints.http import Request, Response, RetryPolicy, env_proxy, open_endpoint
+from pytest_parity.endpoints.recording import Recorder
 
 FAST = RetryPolicy(base_s=0.01, cap_s=0.05)
 

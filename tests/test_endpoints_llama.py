@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from pytest_parity.contract import EndpointSpec
-from pytest_parity.endpoints import Request, Response, open_endpoint
+from pytest_parity.contract.spec import EndpointSpec
+from pytest_parity.endpoints.http import Request, Response, open_endpoint
 
 pytestmark = pytest.mark.live_model
 

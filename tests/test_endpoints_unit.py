@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from pytest_parity.contract import EndpointSpec
-from pytest_parity.endpoints import Request, Response, RetryPolicy, open_endpoint
-from pytest_parity.kinds import (
+from pytest_parity.contract.spec import EndpointSpec
+from pytest_parity.endpoints.http import Request, Response, RetryPolicy, open_endpoint
+from pytest_parity.endpoints.kinds import (
     KINDS,
     MalformedReply,
     build_payload,

@@ -20,7 +20,7 @@ import pytest
 import scipy.stats  # noqa: F401
 from servers import FakeServer, Reply
 
-from pytest_parity.categories import CATEGORIES, INFRA
+from pytest_parity.scoring.categories import CATEGORIES, INFRA
 
 QUESTION = re.compile(r"What is (\d+) \+ (\d+)\?")
 N = 300

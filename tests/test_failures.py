@@ -11,9 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_parity.categories import direction_of
-from pytest_parity.contract import TaskSpec
-from pytest_parity.failures import (
+from pytest_parity.checks.failures import (
     check_error_direction,
     check_failure_modes,
     disagreement_kind,
@@ -23,7 +21,9 @@ from pytest_parity.failures import (
     stuart_maxwell_p,
     transition_table,
 )
-from pytest_parity.results import ItemRecord, SideRecord
+from pytest_parity.contract.spec import TaskSpec
+from pytest_parity.records import ItemRecord, SideRecord
+from pytest_parity.scoring.categories import direction_of
 
 TASK = TaskSpec(
     name="qa",

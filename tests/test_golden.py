@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_parity.golden import GoldenError, load_golden
+from pytest_parity.sources.golden import GoldenError, load_golden
 
 
 def write(tmp_path: Path, *lines: str) -> Path:

@@ -17,15 +17,15 @@ from typing import Any, Protocol
 import pytest
 from servers import FakeServer, Faults
 
-from pytest_parity import lmeval_tasks
-from pytest_parity.contract import ContractError, EndpointSpec, TaskSpec, contract_from_data
-from pytest_parity.lmeval import (
+from pytest_parity.contract.spec import ContractError, EndpointSpec, TaskSpec, contract_from_data
+from pytest_parity.sources.lmeval import tasks as lmeval_tasks
+from pytest_parity.sources.lmeval.bridge import (
     LmEvalError,
     normalize_lm_eval_options,
     run_lmeval_task,
     validate_lm_eval_options,
 )
-from pytest_parity.lmeval_pairing import pair_runs
+from pytest_parity.sources.lmeval.pairing import pair_runs
 
 DATA = Path(__file__).parent / "data" / "lmeval"
 QUESTION = re.compile(r"What is (\d+) \+ (\d+)\?")

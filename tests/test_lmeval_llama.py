@@ -18,10 +18,14 @@ from typing import Any
 
 import pytest
 
-from pytest_parity.contract import EndpointSpec, TaskSpec, contract_from_data
-from pytest_parity.lmeval import LmEvalError, normalize_lm_eval_options, run_lmeval_task
-from pytest_parity.lmeval_models import build_model
-from pytest_parity.lmeval_tokenizer import (
+from pytest_parity.contract.spec import EndpointSpec, TaskSpec, contract_from_data
+from pytest_parity.sources.lmeval.bridge import (
+    LmEvalError,
+    normalize_lm_eval_options,
+    run_lmeval_task,
+)
+from pytest_parity.sources.lmeval.models import build_model
+from pytest_parity.sources.lmeval.tokenizer import (
     LlamaCppTokenizer,
     TokenizerError,
     fingerprint,
@@ -370,7 +374,7 @@ def knows_mmlu(wrong_on: int | None = None) -> tuple[Callable[[str], bool], Call
 
 
 def run_example(contract: str, base: LlamaFake, cand: LlamaFake, limit: int) -> Any:
-    from pytest_parity.contract import load_contract
+    from pytest_parity.contract.spec import load_contract
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PARITY_LIVE_BASELINE_URL", base.base_url)

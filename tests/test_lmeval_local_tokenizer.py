@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from test_lmeval import DATA, TokServer, knows_sums, make
 
-from pytest_parity.contract import ContractError, contract_from_data
-from pytest_parity.lmeval import LmEvalError, run_lmeval_task
+from pytest_parity.contract.spec import ContractError, contract_from_data
+from pytest_parity.sources.lmeval.bridge import LmEvalError, run_lmeval_task
 
 transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from servers import FakeServer
 
-from pytest_parity.contract import EndpointSpec
-from pytest_parity.endpoints import Request, Response, open_endpoint
-from pytest_parity.recording import Recorder, Recording, RecordingError
+from pytest_parity.contract.spec import EndpointSpec
+from pytest_parity.endpoints.http import Request, Response, open_endpoint
+from pytest_parity.endpoints.recording import Recorder, Recording, RecordingError
 
 DIGEST = "c0ffee" * 10
 

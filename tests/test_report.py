@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from pytest_parity import report
-from pytest_parity.results import SCHEMA_VERSION, RunResult, TaskResult, check
+from pytest_parity.records import SCHEMA_VERSION, RunResult, TaskResult, check
 
 HOSTILE = (
     "<script>alert(1)</script>",
@@ -253,7 +253,7 @@ def error_task() -> TaskResult:
 
 
 # ----------------------------------------------------------------------------------------------
-# a structural JSON Schema check (the subset report_schema.json uses), so no jsonschema needed
+# a structural JSON Schema check (the subset report/schema.json uses), so no jsonschema needed
 
 
 def validate(

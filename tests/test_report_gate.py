@@ -15,7 +15,7 @@ import pytest
 from servers import FakeServer
 
 QUESTION = re.compile(r"What is (\d+) \+ (\d+)\?")
-SCHEMA = Path(__file__).resolve().parent.parent / "pytest_parity" / "report_schema.json"
+SCHEMA = Path(__file__).resolve().parent.parent / "pytest_parity" / "report" / "schema.json"
 EVIL = "<img src=x onerror=\"document.title='PWNED'\"></td>"
 
 

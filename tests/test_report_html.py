@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from pytest_parity.report_html import COLUMNS, ParityHtmlHooks, row_cells, task_extras
+from pytest_parity.report.pytest_html import COLUMNS, ParityHtmlHooks, row_cells, task_extras
 
 
 def _fixture_module() -> Any:
@@ -127,7 +127,7 @@ def test_summary_is_empty_until_the_run_exists() -> None:
 CONFTEST = """
 import json
 from pathlib import Path
-from pytest_parity.report_html import ParityHtmlHooks
+from pytest_parity.report.pytest_html import ParityHtmlHooks
 
 RUN = json.loads(Path(__file__).with_name("run.json").read_text(encoding="utf-8"))
 

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from pytest_parity.scoring import Score, ScorerError, check_options, get_scorer, parse_choice
+from pytest_parity.scoring.builtin import (
+    Score,
+    ScorerError,
+    check_options,
+    get_scorer,
+    parse_choice,
+)
 
 
 def score(name: str, response: str, reference: str | None, **opts: object) -> Score:

@@ -20,8 +20,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pytest_parity.contract import EndpointSpec
-from pytest_parity.endpoints import Endpoint, Request, Response, failure
+from pytest_parity.contract.spec import EndpointSpec
+from pytest_parity.endpoints.http import Endpoint, Request, Response, failure
 
 FORMAT = 1
 _PROVENANCE_KEYS = ("contract_digest", "model", "kind")

@@ -241,6 +241,6 @@ def _unique_key_loader() -> Any:
 
 def contract_from_data(raw: Any, path: Path, text: str | None = None) -> Contract:
     """Validate already-parsed contract data (``path`` names it in errors and anchors paths)."""
-    from pytest_parity.contract_rules import build_contract
+    from pytest_parity.contract.rules import build_contract
 
     return build_contract(raw, path, text)

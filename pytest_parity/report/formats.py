@@ -9,7 +9,7 @@ The JSON report (``--parity-json=PATH``) is one UTF-8 object: ``format`` ("pytes
 ``tool_version``, ``started``/``finished`` (ISO 8601 UTC), ``overall`` and ``overall_reasons``,
 ``pass_probability``, ``holm`` (task -> Holm-adjusted p), ``contract`` (Contract.describe(),
 endpoints without secrets) and ``tasks`` (one TaskResult each: scores, counts, ``checks`` with
-status, reasons and numbers, sampled ``disagreements``). ``pytest_parity/report_schema.json``
+status, reasons and numbers, sampled ``disagreements``). ``pytest_parity/report/schema.json``
 (JSON Schema 2020-12) describes every field. Scores, deltas, intervals and tolerances are on the
 0-1 scale (0.015 = 1.5 points); numbers that could not be computed are null, never NaN.
 """
@@ -24,15 +24,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pytest_parity.report_sections import (
+from pytest_parity.records import RunResult
+from pytest_parity.report.html.sections import (
     as_list,
     checks_of,
     interval_text,
     mapping,
     percent,
 )
-from pytest_parity.results import RunResult
-from pytest_parity.svg import delta_numbers, esc, forest_svg, number, points
+from pytest_parity.report.html.svg import delta_numbers, esc, forest_svg, number, points
 
 __all__ = [
     "FORMAT",
@@ -47,7 +47,7 @@ __all__ = [
 ]
 
 FORMAT = "pytest-parity/report"
-SCHEMA_PATH = Path(__file__).with_name("report_schema.json")  # JSON Schema of to_json's output
+SCHEMA_PATH = Path(__file__).with_name("schema.json")  # JSON Schema of to_json's output
 ICONS = {"PASS": "✅", "FAIL": "❌", "INCONCLUSIVE": "⚠️", "ERROR": "⛔", "SKIP": "⏭️"}
 HEADLINES = {
     "PASS": "The candidate is as good as the baseline on every task of the contract.",
@@ -202,7 +202,7 @@ def write_markdown(run: RunResult, path: str | Path, append: bool = False) -> No
 def to_html(run: RunResult) -> str:
     """One self-contained page for the customer: verdict first, then the evidence."""
     # The page module builds on this one's helpers (plain, safe_url, headlines).
-    from pytest_parity.report_page import page
+    from pytest_parity.report.html.page import page
 
     return page(run)
 

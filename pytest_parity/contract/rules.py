@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pytest_parity.contract import (
+from pytest_parity.contract.spec import (
     APIS,
     CONTRACT_VERSION,
     DIRECTION_POLICIES,
@@ -31,7 +31,7 @@ from pytest_parity.contract import (
     _did_you_mean,
     _frozen,
 )
-from pytest_parity.kinds import KINDS
+from pytest_parity.endpoints.kinds import KINDS
 
 # ----------------------------------------------------------------------------------------------
 # validation helpers
@@ -487,7 +487,7 @@ def _task(v: _V, raw: Any, i: int, base: Path, d: Defaults) -> TaskSpec:
             raise v.fail(
                 f"{where}.lm_eval.task", "required but missing", "write lm_eval: {task: gsm8k}"
             )
-        from pytest_parity.lmeval_options import normalize_lm_eval_options
+        from pytest_parity.sources.lmeval.options import normalize_lm_eval_options
 
         # Paths inside lm_eval (include_path, data_files, tokenizer) are relative to the contract.
         lm_eval = normalize_lm_eval_options(lm_eval, f"{where}.lm_eval", v.file, base)
@@ -538,7 +538,7 @@ def _task(v: _V, raw: Any, i: int, base: Path, d: Defaults) -> TaskSpec:
 
 
 def _check_scorer(v: _V, scorer: str, options: Mapping[str, Any], where: str) -> None:
-    from pytest_parity.scoring import SCORERS, check_options
+    from pytest_parity.scoring.builtin import SCORERS, check_options
 
     if ":" in scorer:
         return  # custom scorer by import path: resolved (and checked) when the task runs

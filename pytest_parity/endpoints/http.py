@@ -35,9 +35,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
-from pytest_parity.cache import ResponseCache, canonical_hash
-from pytest_parity.contract import EndpointSpec, thaw
-from pytest_parity.kinds import (
+from pytest_parity.contract.spec import EndpointSpec, thaw
+from pytest_parity.endpoints.cache import ResponseCache, canonical_hash
+from pytest_parity.endpoints.kinds import (
     ANTHROPIC_VERSION,
     KINDS,
     KindInfo,
@@ -50,7 +50,7 @@ from pytest_parity.kinds import (
 )
 
 if TYPE_CHECKING:
-    from pytest_parity.recording import Recorder
+    from pytest_parity.endpoints.recording import Recorder
 
 ERROR_KINDS = ("connect", "timeout", "http", "malformed", "replay")
 _RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
@@ -403,7 +403,7 @@ def open_endpoint(
 ) -> Endpoint:
     """The endpoint for ``spec`` (call inside the event loop that will use it)."""
     if spec.kind == "replay":
-        from pytest_parity.recording import ReplayEndpoint
+        from pytest_parity.endpoints.recording import ReplayEndpoint
 
         # A recording is already local: caching it again would only duplicate it.
         return ReplayEndpoint(spec, recorder=recorder)

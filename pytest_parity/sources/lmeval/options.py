@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pytest_parity.contract import ContractError, thaw
+from pytest_parity.contract.spec import ContractError, thaw
 
 OPTION_KEYS = (
     "task",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pytest_parity.report_sections import (
+from pytest_parity.report.html.sections import (
     CHECK_TITLES,
     DIRECTIONS,
     as_list,
@@ -23,7 +23,7 @@ from pytest_parity.report_sections import (
     numbers_table,
     status_class,
 )
-from pytest_parity.svg import delta_numbers, esc, forest_svg, number
+from pytest_parity.report.html.svg import delta_numbers, esc, forest_svg, number
 
 # Long answers are cut so one runaway generation cannot turn the report into a book.
 MAX_TEXT = 4000

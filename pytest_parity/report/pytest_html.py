@@ -5,7 +5,7 @@ Registered by the plugin only when pytest-html is there (an unguarded ``pytest_h
 an "unknown hook" error without it)::
 
     if config.pluginmanager.hasplugin("html"):
-        from pytest_parity.report_html import ParityHtmlHooks
+        from pytest_parity.report.pytest_html import ParityHtmlHooks
         config.pluginmanager.register(ParityHtmlHooks(get_run), "parity-html")
 
 A row finds its task in one of two ways: the report carries the TaskResult as the user property
@@ -27,8 +27,9 @@ from typing import Any
 
 from pluggy import HookimplMarker
 
-from pytest_parity.report import plain
-from pytest_parity.report_sections import (
+from pytest_parity.records import RunResult
+from pytest_parity.report.formats import plain
+from pytest_parity.report.html.sections import (
     CHECK_TITLES,
     CSS,
     badge,
@@ -36,9 +37,8 @@ from pytest_parity.report_sections import (
     percent,
     summary_table,
 )
-from pytest_parity.report_task import task_html
-from pytest_parity.results import RunResult
-from pytest_parity.svg import delta_numbers, esc, forest_svg, number, points
+from pytest_parity.report.html.svg import delta_numbers, esc, forest_svg, number, points
+from pytest_parity.report.html.task import task_html
 
 USER_PROPERTY = "parity_task"
 CHECK_PROPERTY = "parity_check"

@@ -21,9 +21,9 @@ import random
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from pytest_parity.categories import INFRA
-from pytest_parity.contract import TaskSpec
-from pytest_parity.results import CheckResult, ItemRecord, SideRecord, check
+from pytest_parity.contract.spec import TaskSpec
+from pytest_parity.records import CheckResult, ItemRecord, SideRecord, check
+from pytest_parity.scoring.categories import INFRA
 
 CODES = ("C", "A", "W")
 NOT_GATED = frozenset({"correct", "answered", "wrong_answer"})
@@ -35,7 +35,7 @@ def one_sided_p(k_more: int, k_less: int) -> float:
     """Exact P(at least k_more of k_more + k_less discordant items go one way | no change)."""
     if k_more == 0:
         return 1.0  # no item moved the tested way: nothing to test (and no scipy import)
-    from pytest_parity.stats import one_sided_exact
+    from pytest_parity.stats.intervals import one_sided_exact
 
     return one_sided_exact(k_more, k_less)
 
@@ -112,7 +112,7 @@ def check_failure_modes(records: Sequence[ItemRecord], task: TaskSpec) -> CheckR
     # alarm for the task at alpha however many categories the taxonomy and the contract define.
     grown_family = [k for k, v in table.items() if v["status"] == "tested" and v["baseline"] > 0]
     if grown_family:
-        from pytest_parity.stats import holm
+        from pytest_parity.stats.intervals import holm
 
         adjusted = holm([table[k]["p_value"] for k in grown_family])
         for k, q in zip(grown_family, adjusted, strict=True):

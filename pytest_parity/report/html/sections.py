@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pytest_parity.svg import VERDICT_COLOURS, delta_numbers, esc, number, points
+from pytest_parity.report.html.svg import VERDICT_COLOURS, delta_numbers, esc, number, points
 
 CHECK_TITLES: dict[str, str] = {
     "delta": "Score within tolerance",

@@ -22,19 +22,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pytest_parity.contract import ContractError, EndpointSpec, TaskSpec, thaw
-from pytest_parity.lmeval_models import build_model, one_line
-from pytest_parity.lmeval_options import normalize_lm_eval_options, validate_lm_eval_options
-from pytest_parity.lmeval_pairing import Classify, pair_runs, prompt_key
-from pytest_parity.lmeval_tasks import output_type as find_output_type
-from pytest_parity.lmeval_tasks import resolve_task
-from pytest_parity.lmeval_tokenizer import (
+from pytest_parity.contract.spec import ContractError, EndpointSpec, TaskSpec, thaw
+from pytest_parity.records import ItemRecord
+from pytest_parity.sources.lmeval.models import build_model, one_line
+from pytest_parity.sources.lmeval.options import normalize_lm_eval_options, validate_lm_eval_options
+from pytest_parity.sources.lmeval.pairing import Classify, pair_runs, prompt_key
+from pytest_parity.sources.lmeval.tasks import output_type as find_output_type
+from pytest_parity.sources.lmeval.tasks import resolve_task
+from pytest_parity.sources.lmeval.tokenizer import (
     fingerprint,
     same_tokenizer,
     server_tokenizer,
     uses_llama_cpp_tokenizer,
 )
-from pytest_parity.results import ItemRecord
 
 __all__ = [
     "LmEvalError",

@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from pytest_parity.results import Direction, ItemRecord, SideRecord
+from pytest_parity.records import Direction, ItemRecord, SideRecord
 
 Samples = Mapping[str, list[dict[str, Any]]]
 Run = tuple[Samples, Mapping[str, Any]]

@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from pytest_parity.lmeval_models import one_line
+from pytest_parity.sources.lmeval.models import one_line
 
 Fail = Callable[[str, str], Exception]
 

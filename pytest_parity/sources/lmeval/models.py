@@ -30,8 +30,8 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from pytest_parity.contract import EndpointSpec, thaw
-from pytest_parity.lmeval_tokenizer import LlamaCppTokenizer, uses_llama_cpp_tokenizer
+from pytest_parity.contract.spec import EndpointSpec, thaw
+from pytest_parity.sources.lmeval.tokenizer import LlamaCppTokenizer, uses_llama_cpp_tokenizer
 
 # The benchmark defines answer length and stop strings; the endpoint's own values would change it.
 BENCHMARK_OWNED = frozenset({"max_tokens", "max_completion_tokens", "stop", "n", "logprobs"})

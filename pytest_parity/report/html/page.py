@@ -12,7 +12,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from pytest_parity.report import (
+from pytest_parity.records import RunResult
+from pytest_parity.report.formats import (
     FORMAT,
     HEADLINES,
     ICONS,
@@ -20,16 +21,15 @@ from pytest_parity.report import (
     plain,
     safe_url,
 )
-from pytest_parity.report_sections import (
+from pytest_parity.report.html.sections import (
     CSS,
     as_list,
     mapping,
     status_class,
     summary_table,
 )
-from pytest_parity.report_task import task_html
-from pytest_parity.results import RunResult
-from pytest_parity.svg import VERDICT_TINTS, esc, forest_svg, number, points
+from pytest_parity.report.html.svg import VERDICT_TINTS, esc, forest_svg, number, points
+from pytest_parity.report.html.task import task_html
 
 _PAGE_CSS = """
 *{box-sizing:border-box}

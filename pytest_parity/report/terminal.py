@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pytest_parity.results import CHECKS, RunResult, TaskResult
+from pytest_parity.records import CHECKS, RunResult, TaskResult
 
 
 def _pct(x: float | None) -> str:

@@ -1,0 +1,1 @@
+"""The checks of parity: each takes a task's paired records and returns a CheckResult."""

@@ -1,0 +1,1 @@
+"""Task sources: where a task's items come from (golden sets, lm-evaluation-harness...)."""
