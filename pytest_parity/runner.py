@@ -18,7 +18,8 @@ from typing import Any
 from pytest_parity.contract.spec import Contract, EndpointSpec, TaskSpec, thaw
 from pytest_parity.records import ItemRecord, SideRecord
 from pytest_parity.scoring.builtin import Score, ScorerError, get_scorer
-from pytest_parity.sources.golden import Item, data_digest, load_golden
+from pytest_parity.sources.golden import data_digest, load_golden
+from pytest_parity.sources.item import Item
 
 # (category, direction) for one side's answer; the plugin wires the pytest_parity_classify hook in.
 Classifier = Callable[[Mapping[str, Any]], "tuple[str, str]"]

@@ -124,6 +124,8 @@ class TaskSpec:
     repeats: int = 1
     categories: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     lm_eval: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    # check name -> its validated options, for the checks this task runs (see checks/base.py)
+    checks: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
 
     def with_safety_critical(self, defaults: Defaults) -> TaskSpec:
         """This task under the safety-critical policy (what the ``safety_critical`` marker does)."""

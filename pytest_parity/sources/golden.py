@@ -14,9 +14,10 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from pytest_parity.sources.item import Item
 
 ITEM_KEYS = ("id", "prompt", "messages", "reference", "metadata", "tools")
 ROLES = ("system", "user", "assistant", "tool", "developer")
@@ -24,23 +25,6 @@ ROLES = ("system", "user", "assistant", "tool", "developer")
 
 class GoldenError(ValueError):
     """A golden-set file that cannot be used; the message is one line with file and line number."""
-
-
-@dataclass(frozen=True)
-class Item:
-    id: str
-    prompt: str | None
-    messages: tuple[Mapping[str, Any], ...] | None
-    reference: str | None
-    metadata: Mapping[str, Any] = field(default_factory=dict)
-    tools: tuple[Mapping[str, Any], ...] | None = None
-
-    def display_prompt(self) -> str:
-        """The prompt as a person reads it: chat messages flattened to ``role: content`` lines."""
-        if self.prompt is not None:
-            return self.prompt
-        assert self.messages is not None
-        return "\n".join(f"{m.get('role')}: {m.get('content')}" for m in self.messages)
 
 
 def load_golden(
