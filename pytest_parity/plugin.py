@@ -128,14 +128,14 @@ def pytest_configure(config: pytest.Config) -> None:
         contract = load_contract(full if full.exists() else Path(path))
     except ContractError as exc:
         raise pytest.UsageError(str(exc)) from None
-    from pytest_parity.sources.golden import GoldenError, load_golden
+    from pytest_parity import registry
+    from pytest_parity.sources.base import SourceError
 
     for task in contract.tasks:
-        if task.source == "golden" and task.path is not None:
-            try:  # a bad data line stops the run before any request, like a bad contract
-                load_golden(task.path, limit=task.limit, cluster_key=task.cluster_key)
-            except GoldenError as exc:
-                raise pytest.UsageError(f"{exc} (task {task.name})") from None
+        try:  # bad data stops the run before any request, like a bad contract
+            registry.sources.get(task.source).prepare(task)
+        except SourceError as exc:
+            raise pytest.UsageError(f"{exc} (task {task.name})") from None
     session = ParitySession(config, contract)
     config.stash[PARITY_KEY] = session
     config.pluginmanager.register(session, "parity-session")

@@ -7,7 +7,11 @@ of parity. Reports read only these dicts; ``SCHEMA_VERSION`` versions the JSON w
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypedDict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
+
+if TYPE_CHECKING:
+    from pytest_parity.contract.spec import TaskSpec
 
 SCHEMA_VERSION = 1
 
@@ -29,6 +33,10 @@ class SideRecord(TypedDict):
     error: str | None  # transport error text (one line, no secrets)
     latency_s: float
     cached: bool
+    # What the source and the scorer learnt about this answer beyond its text (plain builtins:
+    # steps of a tool-use episode, a confidence, a judge's rationale...); None when nothing.
+    facts: dict[str, Any] | None
+    trajectory: list[dict[str, Any]] | None  # the turns of a multi-step answer, for reviewers
 
 
 class ItemRecord(TypedDict):
@@ -36,6 +44,7 @@ class ItemRecord(TypedDict):
     prompt: str  # the prompt as a person reads it (chat messages flattened)
     reference: str | None
     cluster: str | None
+    metadata: dict[str, Any] | None  # the item's metadata (slices, context-length buckets)
     baseline: SideRecord
     candidate: SideRecord
 
@@ -96,3 +105,21 @@ class RunResult(TypedDict):
     started: str  # ISO 8601 UTC
     finished: str
     tool_version: str
+
+
+@dataclass
+class TaskRun:
+    """Everything a task run collected (process-local); the verdict turns it into a TaskResult."""
+
+    task: TaskSpec
+    records: list[ItemRecord]
+    endpoints: dict[str, Any]
+    n_items: int
+    failed: dict[str, int]
+    last_error: dict[str, str | None]
+    data_digest: str | None = None
+    seconds: float = 0.0
+    aborted: str | None = None  # why the run stopped early, when it did
+    extra_metrics: dict[str, list[ItemRecord]] = field(default_factory=dict)
+    # item id -> (baseline score, A/A score) in the baseline's comparison with its own A/A pass
+    aa_scores: dict[str, tuple[float | None, float | None]] | None = None

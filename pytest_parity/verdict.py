@@ -19,10 +19,10 @@ from pytest_parity.records import (
     RunResult,
     Status,
     TaskResult,
+    TaskRun,
     check,
     worst,
 )
-from pytest_parity.runner import TaskRun
 
 
 def _pts(x: float) -> str:
@@ -153,12 +153,16 @@ def evaluate(task: TaskSpec, run: TaskRun, seed: int, disagreements: int) -> Tas
     return result
 
 
-def aa_floor(records: Sequence[ItemRecord], aa_scores: dict[str, float | None]) -> dict[str, Any]:
+def aa_floor(
+    records: Sequence[ItemRecord], aa_scores: dict[str, tuple[float | None, float | None]]
+) -> dict[str, Any]:
     """The baseline's flip rate against its own second pass: the noise floor of old vs new."""
     pairs = [
-        (r["baseline"]["score"], aa_scores.get(r["id"]))
+        pair
         for r in records
-        if r["baseline"]["score"] is not None and aa_scores.get(r["id"]) is not None
+        if (pair := aa_scores.get(r["id"])) is not None
+        and pair[0] is not None
+        and pair[1] is not None
     ]
     flips = sum(1 for a, b in pairs if a != b)
     n = len(pairs)

@@ -32,11 +32,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pytest_parity.sources.item import Item
 
 if TYPE_CHECKING:
-    from pytest_parity.contract.spec import TaskSpec
+    from pytest_parity.contract.spec import EndpointSpec, TaskSpec
     from pytest_parity.endpoints.http import Request, Response
+    from pytest_parity.records import TaskRun
     from pytest_parity.scoring.builtin import Score
 
-__all__ = ["Answer", "Ask", "Item", "SourceError", "TaskSource"]
+__all__ = ["Answer", "Ask", "Item", "RunContext", "SourceError", "TaskSource"]
 
 # Sends one request for one stack through the endpoint layer (cache, recording, replay, A/A).
 Ask = Callable[["Request"], Awaitable["Response"]]
@@ -63,6 +64,20 @@ class Answer:
     trajectory: tuple[Mapping[str, Any], ...] = ()
     facts: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     score: Score | None = None
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a source that runs itself is handed by the runner."""
+
+    baseline: EndpointSpec
+    candidate: EndpointSpec
+    seed: int
+    classify: Callable[[Mapping[str, Any]], tuple[str, str]]
+    cache_dir: Path | None = None
+    refresh: bool = False
+    aa: EndpointSpec | None = None
+    deadline: float | None = None  # time.monotonic() after which the task must stop
 
 
 class TaskSource:
@@ -95,7 +110,7 @@ class TaskSource:
 
     runs_itself: ClassVar[bool] = False  # True: the runner calls ``run`` instead of ``items``
 
-    def run(self, task: TaskSpec, context: Any) -> Any:
+    def run(self, task: TaskSpec, context: RunContext) -> TaskRun:
         """A source that runs itself returns the task's TaskRun (see ``runs_itself``)."""
         raise SourceError(f"task {task.name}: the {self.name} source does not run itself")
 

@@ -13,17 +13,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from pytest_parity.sources.base import SourceError, TaskSource
 from pytest_parity.sources.item import Item
+
+if TYPE_CHECKING:
+    from pytest_parity.contract.spec import TaskSpec
 
 ITEM_KEYS = ("id", "prompt", "messages", "reference", "metadata", "tools")
 ROLES = ("system", "user", "assistant", "tool", "developer")
 
 
-class GoldenError(ValueError):
+class GoldenError(SourceError):
     """A golden-set file that cannot be used; the message is one line with file and line number."""
 
 
@@ -127,3 +131,35 @@ def data_digest(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+class GoldenSource(TaskSource):
+    """``source: golden``: a JSONL golden set (``path``), scored by the task's scorer."""
+
+    name = "golden"
+    needs_path = True
+    default_scorer = "exact"
+
+    def prepare(self, task: TaskSpec) -> None:
+        self._load(task)
+
+    def items(self, task: TaskSpec) -> Iterator[Item]:
+        return iter(self._load(task))
+
+    def count(self, task: TaskSpec) -> int:
+        return len(self._load(task))
+
+    def digest(self, task: TaskSpec) -> str | None:
+        return None if task.path is None else data_digest(task.path)
+
+    def _load(self, task: TaskSpec) -> list[Item]:
+        # prepare, count and items each need the set: read it once per file version.
+        assert task.path is not None
+        st = task.path.stat()
+        key = (str(task.path), task.limit, task.cluster_key, st.st_mtime_ns, st.st_size)
+        if self._memo is None or self._memo[0] != key:
+            items = load_golden(task.path, limit=task.limit, cluster_key=task.cluster_key)
+            self._memo = (key, items)
+        return self._memo[1]
+
+    _memo: tuple[tuple[object, ...], list[Item]] | None = None

@@ -24,6 +24,7 @@ from typing import Any
 
 from pytest_parity.contract.spec import ContractError, EndpointSpec, TaskSpec, thaw
 from pytest_parity.records import ItemRecord
+from pytest_parity.sources.base import SourceError
 from pytest_parity.sources.lmeval.models import build_model, one_line
 from pytest_parity.sources.lmeval.options import normalize_lm_eval_options, validate_lm_eval_options
 from pytest_parity.sources.lmeval.pairing import Classify, pair_runs, prompt_key
@@ -47,7 +48,7 @@ GENERATE_TYPES = ("generate_until",)
 LOGLIK_TYPES = ("multiple_choice", "loglikelihood", "loglikelihood_rolling")
 
 
-class LmEvalError(RuntimeError):
+class LmEvalError(SourceError):
     """An lm-eval task that cannot be run or paired; ``str()`` is one line naming task and fix."""
 
 

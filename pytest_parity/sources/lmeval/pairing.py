@@ -178,6 +178,8 @@ def _side(
         "direction": dir_,
         "error": view["error"],
         "latency_s": float(sum(e.get("latency_s", 0.0) for e in fresh)),
+        "facts": None,
+        "trajectory": None,
         "cached": not fresh or any(e.get("cached", False) for e in fresh),
     }
 
@@ -244,6 +246,7 @@ def pair_runs(
                         "prompt": prompt,
                         "reference": reference,
                         "cluster": key[0] if several_tasks else None,
+                        "metadata": None,
                         "baseline": _side(
                             sb,
                             metric,

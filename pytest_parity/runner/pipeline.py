@@ -1,0 +1,302 @@
+"""One task's items through both stacks: answered, scored, classified, paired.
+
+Items are pulled from the source as a stream and kept in flight in a bounded window (twice the
+largest endpoint concurrency), so a 100,000-item task never builds every request up front and
+the first request leaves at once. Each item's answers from the stacks are asked together; each
+endpoint's own concurrency bound holds underneath. A request that still fails after the
+endpoint's retries is an infrastructure error: never scored, never a wrong answer. Once more
+requests have failed than the task tolerates, or the run's time budget is spent, or a replayed
+recording does not match the items, the outcome can only be ERROR: the rest is cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pytest_parity.contract.spec import EndpointSpec, TaskSpec
+from pytest_parity.records import ItemRecord, SideRecord
+from pytest_parity.runner.requests import request_for
+from pytest_parity.runner.taskrun import Progress, TaskRunError
+from pytest_parity.scoring.builtin import Score, ScorerError
+from pytest_parity.scoring.context import PairContext, ScoreContext
+from pytest_parity.scoring.resolve import BoundScorer
+from pytest_parity.sources.base import Answer, TaskSource
+from pytest_parity.sources.item import Item
+
+if TYPE_CHECKING:
+    from pytest_parity.endpoints.http import Endpoint, Request, Response
+
+# (category, direction) of one side's answer; the plugin wires the pytest_parity_classify hook in.
+Classifier = Callable[[Mapping[str, Any]], "tuple[str, str]"]
+DIRECTIONS = ("C", "A", "W", "X")
+SIDES = ("baseline", "candidate")
+
+__all__ = ["Classifier", "ItemPipeline", "PipelineResult"]
+
+
+@dataclass
+class PipelineResult:
+    records: list[ItemRecord]
+    n_items: int
+    failed: dict[str, int]
+    last_error: dict[str, str | None]
+    aborted: str | None
+    aa_scores: dict[str, tuple[float | None, float | None]] | None
+
+
+@dataclass
+class ItemPipeline:
+    """Runs one task's items; ``endpoints`` and ``specs`` by role (baseline, candidate, and
+    ``aa`` when the A/A noise floor is asked for)."""
+
+    task: TaskSpec
+    source: TaskSource
+    specs: dict[str, EndpointSpec]
+    endpoints: dict[str, Endpoint]
+    scorer: BoundScorer
+    classify: Classifier
+    on_progress: Callable[[Progress], None] | None = None
+    deadline: float | None = None  # time.monotonic() after which the task stops
+    judge: Endpoint | None = None
+    total: int | None = None  # items the source will yield, when it knows
+    progress: Progress = field(init=False)
+    failed: dict[str, int] = field(init=False)
+    last_error: dict[str, str | None] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.progress = Progress(task=self.task.name, total=self.total or 0)
+        self.failed = {r: 0 for r in self.specs}
+        self.last_error = {r: None for r in self.specs}
+        self._abort = asyncio.Event()
+        self._reasons: list[str] = []
+        self._aa: dict[str, tuple[float | None, float | None]] = {}
+
+    # -- the stream -------------------------------------------------------------------------
+
+    async def run(self, items: Iterable[Item]) -> PipelineResult:
+        window = 2 * max(spec.max_concurrency for spec in self.specs.values())
+        source = iter(items)
+        results: dict[int, ItemRecord] = {}
+        pending: dict[asyncio.Future[Any], int] = {}
+        stop: asyncio.Future[Any] = asyncio.ensure_future(self._abort.wait())
+        seen = 0
+        exhausted = False
+        try:
+            while True:
+                while not exhausted and len(pending) < window and not self._abort.is_set():
+                    item = next(source, None)
+                    if item is None:
+                        exhausted = True
+                        break
+                    pending[asyncio.ensure_future(self._one(item))] = seen
+                    seen += 1
+                if not pending:
+                    break
+                remaining = None
+                if self.deadline is not None:
+                    remaining = max(self.deadline - time.monotonic(), 0.0)
+                done, _ = await asyncio.wait(
+                    {*pending, stop}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                )
+                for fut in done:
+                    if fut is not stop:
+                        results[pending.pop(fut)] = fut.result()
+                if not done:
+                    answered = min(self.progress.done.get(r, 0) for r in SIDES)
+                    total = self.total if self.total is not None else seen
+                    self._stop(
+                        f"the run's time budget (--parity-max-time) ran out with {answered} of"
+                        f" {total} items answered by both stacks"
+                    )
+                if self._abort.is_set():
+                    break
+        finally:
+            stop.cancel()
+            for fut in pending:
+                fut.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+        n_items = self.total if self.total is not None else seen
+        if not self._abort.is_set() and exhausted:
+            n_items = seen
+        return PipelineResult(
+            records=[results[i] for i in sorted(results)],
+            n_items=n_items,
+            failed=self.failed,
+            last_error=self.last_error,
+            aborted=self._reasons[0] if self._reasons else None,
+            aa_scores=self._aa if "aa" in self.specs else None,
+        )
+
+    def _stop(self, reason: str) -> None:
+        if not self._abort.is_set():
+            self._reasons.append(reason)
+            self._abort.set()
+
+    # -- one item ---------------------------------------------------------------------------
+
+    async def _one(self, item: Item) -> ItemRecord:
+        answers: dict[str, Answer] = {}
+
+        async def ask(*roles: str) -> None:
+            # The A/A pass is the baseline answering a second time: after its first answer.
+            for role in roles:
+                answers[role] = await self._ask(role, item)
+
+        chains = [("baseline", "aa") if "aa" in self.specs else ("baseline",), ("candidate",)]
+        await asyncio.gather(*(ask(*chain) for chain in chains))
+        scores = await self._score(item, answers)
+        sides = {role: self._side(role, item, answers[role], scores[role]) for role in SIDES}
+        if "aa" in answers:
+            base, aa = scores.get("aa-baseline", scores["baseline"]), scores["aa"]
+            self._aa[item.id] = (
+                None if base is None else base.value,
+                None if aa is None else aa.value,
+            )
+        cluster = None
+        if self.task.cluster_key is not None:
+            cluster = str(item.metadata.get(self.task.cluster_key))
+        return {
+            "id": item.id,
+            "prompt": item.display_prompt(),
+            "reference": item.reference,
+            "cluster": cluster,
+            "metadata": dict(item.metadata) or None,
+            "baseline": sides["baseline"],
+            "candidate": sides["candidate"],
+        }
+
+    async def _ask(self, role: str, item: Item) -> Answer:
+        from pytest_parity.endpoints.http import Response
+
+        captured = item.captured.get("baseline" if role == "aa" else role)
+        if captured is not None and role != "aa":
+            answer = Answer(response=Response.from_dict(captured))
+        else:
+            spec = self.specs[role]
+
+            def build(it: Item, repeat: int) -> Request:
+                return request_for(self.task, it, spec, repeat)
+
+            answer = await self.source.answer(self.task, item, self.endpoints[role].complete, build)
+        self.progress.done[role] = self.progress.done.get(role, 0) + 1
+        if self.on_progress is not None and role in SIDES:
+            self.on_progress(self.progress)
+        err = answer.response if answer.response.error else None
+        if err is not None:
+            self._failed(role, err)
+        return answer
+
+    def _failed(self, role: str, err: Response) -> None:
+        self.failed[role] += 1
+        self.last_error[role] = err.error
+        if err.error_kind == "replay":
+            # The recording does not match the contract's items: no verdict can be right.
+            self._stop(str(err.error))
+        budget = int(self.task.max_error_rate * self.total) if self.total is not None else None
+        if budget is not None and self.failed[role] > budget:
+            shown = "request" if budget == 1 else "requests"
+            self._stop(
+                f"{role} endpoint ({self.specs[role].base_url or self.specs[role].kind}):"
+                f" {self.failed[role]} requests failed, more than the task allows (max_error_rate"
+                f" {self.task.max_error_rate:g} of {self.total} items: {budget} {shown});"
+                f" last error: {err.error}"
+            )
+
+    # -- scoring ----------------------------------------------------------------------------
+
+    async def _score(self, item: Item, answers: dict[str, Answer]) -> dict[str, Score | None]:
+        """Each role's score (None when its request failed); under a paired scorer with A/A,
+        ``"aa-baseline"`` is the baseline's score in its comparison with the A/A pass."""
+        try:
+            if self.scorer.kind == "paired":
+                return await self._score_pairs(item, answers)
+            return {role: await self._score_one(role, item, a) for role, a in answers.items()}
+        except ScorerError as exc:
+            raise TaskRunError(f"task {self.task.name}: item {item.id}: {exc}") from None
+
+    async def _score_one(self, role: str, item: Item, answer: Answer) -> Score | None:
+        if answer.response.error:
+            return None
+        if answer.score is not None:
+            return answer.score
+        responses = answer.responses or (answer.response,)
+        if self.scorer.kind == "sync":
+            scores = [self.scorer.text(r.text, item.reference) for r in responses]
+        else:
+            scores = [
+                await self.scorer.one(
+                    ScoreContext(self.task, item, role, r, self.scorer.options, self.judge)
+                )
+                for r in responses
+            ]
+        return Score(sum(s.value for s in scores) / len(scores), all(s.parsed for s in scores))
+
+    async def _score_pairs(self, item: Item, answers: dict[str, Answer]) -> dict[str, Score | None]:
+        out: dict[str, Score | None] = dict.fromkeys(answers)
+        base = answers["baseline"].response
+        others = [("candidate", "candidate")] + ([("aa", "baseline-aa")] if "aa" in answers else [])
+        for role, label in others:
+            other = answers[role].response
+            if base.error or other.error:
+                continue
+            ctx = PairContext(
+                self.task, item, base, other, self.scorer.options, self.judge, ("baseline", label)
+            )
+            b, c = await self.scorer.pair(ctx)
+            if role == "candidate":
+                out["baseline"], out["candidate"] = b, c
+            else:
+                out["aa-baseline"], out["aa"] = b, c
+        return out
+
+    # -- records ----------------------------------------------------------------------------
+
+    def _side(self, role: str, item: Item, answer: Answer, score: Score | None) -> SideRecord:
+        response = answer.response
+        error = response.error
+        rec: SideRecord = {
+            "text": "" if error is not None else response.text,
+            "finish_reason": None if error is not None else response.finish_reason,
+            "score": None if score is None else score.value,
+            "parsed": False if score is None else score.parsed,
+            "category": "",
+            "direction": "X",
+            "error": error,
+            "latency_s": float(sum(r.latency_s for r in answer.responses) or response.latency_s),
+            "cached": bool(response.cached),
+            "facts": dict(answer.facts) or None,
+            "trajectory": [dict(t) for t in answer.trajectory] or None,
+        }
+        tools = self._tools(item)
+        ctx = {
+            "side": role,
+            "text": rec["text"],
+            "finish_reason": rec["finish_reason"],
+            "error": rec["error"],
+            "error_kind": response.error_kind,
+            "tool_calls": tuple(response.tool_calls or ()),
+            "score": rec["score"],
+            "parsed": rec["parsed"],
+            "reference": item.reference,
+            "prompt": item.display_prompt(),
+            "custom": self.task.categories,
+            "tools": tools,
+            "facts": rec["facts"] or {},
+            "task": self.task.name,
+            "item_id": item.id,
+        }
+        category, direction = self.classify(ctx)
+        rec["category"] = category
+        rec["direction"] = direction if direction in DIRECTIONS else "W"  # type: ignore[typeddict-item]
+        return rec
+
+    def _tools(self, item: Item) -> list[Any] | None:
+        tools = self.task.params.get("tools")
+        if item.tools:
+            return [dict(t) for t in item.tools]
+        return None if tools is None else list(tools)

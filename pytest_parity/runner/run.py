@@ -1,0 +1,155 @@
+"""Runs one task of a contract: its source's items through both stacks, a TaskRun out.
+
+The source comes from :data:`pytest_parity.registry.sources` by the task's ``source:`` name. An
+item source's items stream through :class:`~pytest_parity.runner.pipeline.ItemPipeline`; a
+source that runs itself (lm-eval) is handed a :class:`~pytest_parity.sources.base.RunContext`.
+Endpoints are opened per task, inside that task's event loop, and closed when it ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pytest_parity import registry
+from pytest_parity.contract.spec import Contract, EndpointSpec, TaskSpec
+from pytest_parity.records import TaskRun
+from pytest_parity.runner.pipeline import Classifier, ItemPipeline
+from pytest_parity.runner.taskrun import Progress, TaskRunError
+from pytest_parity.scoring.resolve import resolve_scorer
+from pytest_parity.sources.base import RunContext, SourceError, TaskSource
+
+__all__ = ["Runner", "default_classifier"]
+
+
+def default_classifier(side: Mapping[str, Any]) -> tuple[str, str]:
+    """The built-in failure category and direction of one answer (no conftest hooks)."""
+    from pytest_parity.scoring.categories import classify, direction_of
+
+    category = classify(
+        text=side["text"],
+        finish_reason=side["finish_reason"],
+        error=side["error"],
+        error_kind=side["error_kind"],
+        tool_calls=side.get("tool_calls", ()),
+        score=side["score"],
+        parsed=side["parsed"],
+        reference=side.get("reference"),
+        prompt=side.get("prompt", ""),
+        custom=side.get("custom"),
+        tools=side.get("tools"),
+    )
+    return category, direction_of(category)
+
+
+class Runner:
+    """Runs tasks of one contract (see the module docstring)."""
+
+    def __init__(
+        self,
+        contract: Contract,
+        *,
+        cache: Any = None,
+        recorder: Any = None,
+        candidate_recorder: Any = None,
+        classify: Classifier | None = None,
+        transport: Any = None,
+        on_progress: Callable[[Progress], None] | None = None,
+        deadline: float | None = None,
+        aa: EndpointSpec | None = None,
+    ) -> None:
+        self.contract = contract
+        self.cache = cache
+        self.recorders = {"baseline": recorder, "candidate": candidate_recorder}
+        self.classify = classify or default_classifier
+        self.transport = transport
+        self.on_progress = on_progress
+        self.deadline = deadline  # time.monotonic() after which no new task may start
+        self.aa = aa  # a second pass of the baseline (or an earlier recording of it): A/A floor
+
+    def source(self, task: TaskSpec) -> TaskSource:
+        source: TaskSource = registry.sources.get(task.source)
+        return source
+
+    def run(self, task: TaskSpec) -> TaskRun:
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise TaskRunError(
+                f"task {task.name}: not started, the run's time budget (--parity-max-time) is spent"
+            )
+        source = self.source(task)
+        started = time.monotonic()
+        try:
+            if source.runs_itself:
+                run = source.run(task, self._context())
+            else:
+                run = asyncio.run(self._run_items(task, source))
+                run.data_digest = source.digest(task)
+        except SourceError as exc:
+            raise TaskRunError(str(exc)) from None
+        run.seconds = time.monotonic() - started
+        return run
+
+    def _context(self) -> RunContext:
+        return RunContext(
+            baseline=self.contract.baseline,
+            candidate=self.contract.candidate,
+            seed=self.contract.defaults.seed,
+            classify=self.classify,
+            cache_dir=getattr(self.cache, "directory", None),
+            refresh=bool(getattr(self.cache, "refresh", False)),
+            aa=self.aa,
+            deadline=self.deadline,
+        )
+
+    def specs(self) -> dict[str, EndpointSpec]:
+        specs = {"baseline": self.contract.baseline, "candidate": self.contract.candidate}
+        if self.aa is not None:
+            specs["aa"] = self.aa
+        return specs
+
+    async def _run_items(self, task: TaskSpec, source: TaskSource) -> TaskRun:
+        from pytest_parity.endpoints.http import open_endpoint
+
+        source.prepare(task)
+        specs = self.specs()
+        scorer = resolve_scorer(task.scorer, task.scorer_options)
+        endpoints = {
+            role: open_endpoint(
+                spec, cache=self.cache, transport=self.transport, recorder=self.recorders.get(role)
+            )
+            for role, spec in specs.items()
+        }
+        try:
+            pipeline = ItemPipeline(
+                task=task,
+                source=source,
+                specs=specs,
+                endpoints=endpoints,
+                scorer=scorer,
+                classify=self.classify,
+                on_progress=self.on_progress,
+                deadline=self.deadline,
+                total=source.count(task),
+            )
+            out = await pipeline.run(source.items(task))
+            described = {}
+            for role, ep in endpoints.items():
+                try:
+                    described[role] = await ep.describe()
+                except Exception:  # engine info is best-effort provenance
+                    described[role] = specs[role].identity()
+        finally:
+            for ep in endpoints.values():
+                await ep.aclose()
+        return TaskRun(
+            task=task,
+            records=out.records,
+            endpoints=described,
+            n_items=out.n_items,
+            failed=out.failed,
+            last_error=out.last_error,
+            aborted=out.aborted,
+            aa_scores=out.aa_scores,
+        )
