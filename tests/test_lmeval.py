@@ -313,15 +313,18 @@ def test_a_failing_request_is_one_failed_item_and_is_asked_again_on_resume(
     assert len(cand.received) == n_cand + 1  # only the failed request is asked again
     assert again[2]["candidate"]["score"] == 1.0 and again[2]["candidate"]["error"] is None
     assert again[0]["baseline"]["cached"] is True
-    assert again[0]["baseline"]["finish_reason"] == "stop"  # kept beside lm-eval's cache
+    assert again[0]["baseline"]["finish_reason"] == "stop"  # the cache keeps the whole answer
     assert again[2]["candidate"]["cached"] is False
     assert json.loads(json.dumps(again)) == again  # plain builtins: they cross xdist unchanged
     assert type(items[2]["candidate"]["text"]) is str
     n_base = len(base.received)
     run_lmeval_task(task, b, c, cache_dir=tmp_path, seed=0, refresh=True)
     assert len(base.received) == n_base + 5  # refresh asks everything again
-    caches = sorted(p.name for p in tmp_path.glob("lmeval-*_rank0.db"))
-    assert len(caches) == 2  # one per stack: lm-eval's cache key ignores the URL
+    # lm-eval's own cache is not used: its key ignores the URL. The endpoint layer's cache is.
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix != ".sqlite3-wal") == [
+        "responses.sqlite3",
+        *(["responses.sqlite3-shm"] if (tmp_path / "responses.sqlite3-shm").exists() else []),
+    ]
 
 
 def test_lm_eval_seeding_does_not_leak_into_the_test_process(
@@ -727,7 +730,7 @@ def test_a_malformed_response_is_a_failed_item_not_a_crash(
     b, c = replace(b, max_concurrency=concurrency), replace(c, max_concurrency=concurrency)
     items = run_lmeval_task(task, b, c, cache_dir=None, seed=0, classify=classify)["exact_match"]
     assert [it["candidate"]["score"] for it in items] == [None, None, None]
-    assert all("malformed response: no choices" in (it["candidate"]["error"] or "") for it in items)
+    assert all("the reply has no choices" in (it["candidate"]["error"] or "") for it in items)
     assert {v["error_kind"] for v in views if v["side"] == "candidate"} == {"malformed"}
     assert [it["baseline"]["score"] for it in items] == [1.0, 1.0, 1.0]
 

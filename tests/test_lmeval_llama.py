@@ -32,6 +32,7 @@ from pytest_parity.sources.lmeval.tokenizer import (
     same_tokenizer,
     server_root,
 )
+from pytest_parity.sources.lmeval.transport import standalone_bridge
 
 DATA = Path(__file__).parent / "data" / "lmeval"
 ROOT = Path(__file__).resolve().parent.parent
@@ -240,10 +241,11 @@ def test_loglikelihood_sums_exactly_the_continuation_tokens(
 
     srv = fakes(bos=bos)
     task, b, _ = make(srv, srv, {"task": "parity_choice", "include_path": "."})
-    lm = build_model(b, task.lm_eval, "multiple_choice", seed=0, cache=None)
-    assert isinstance(lm.tokenizer, LlamaCppTokenizer)
-    req = Instance("loglikelihood", doc={}, arguments=("Q: 2+2?\nA:", " 4"), idx=0)
-    ((loglik, _),) = lm.loglikelihood([req])
+    with standalone_bridge(b) as bridge:
+        lm = build_model(b, task.lm_eval, "multiple_choice", seed=0, bridge=bridge)
+        assert isinstance(lm.tokenizer, LlamaCppTokenizer)
+        req = Instance("loglikelihood", doc={}, arguments=("Q: 2+2?\nA:", " 4"), idx=0)
+        ((loglik, _),) = lm.loglikelihood([req])
     # Echoed tokens 0..7 are "Q: 2+2?\nA:" (logprobs -0.001 per position), 8..9 " 4", 10 the
     # generated one: only positions 8 and 9 count, with or without a BOS in /extras/tokenize.
     context_len = len("Q: 2+2?\nA:")
@@ -259,7 +261,8 @@ def test_an_empty_context_is_an_error_not_a_prompt_of_none(
 
     srv = fakes()
     task, b, _ = make(srv, srv, {"task": "parity_choice", "include_path": "."})
-    lm = build_model(b, task.lm_eval, "multiple_choice", seed=0, cache=None)
+    with standalone_bridge(b) as bridge:
+        lm = build_model(b, task.lm_eval, "multiple_choice", seed=0, bridge=bridge)
     req = Instance("loglikelihood", doc={}, arguments=("", "x"), idx=0)
     with pytest.raises(ValueError, match="empty context needs a BOS/EOS token id"):
         lm.loglikelihood([req])

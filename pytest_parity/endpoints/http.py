@@ -58,7 +58,9 @@ _RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524
 
 @dataclass(frozen=True)
 class Request:
-    """One question to one endpoint. Exactly one of ``messages`` (chat) or ``prompt``."""
+    """One question to one endpoint. Exactly one of ``messages`` (chat), ``prompt``, or
+    ``body``: a request already in the OpenAI wire format (lm-eval builds its own), sent as it
+    is with the endpoint's model; its answer keeps the reply's JSON in ``Response.raw``."""
 
     item_id: str
     messages: tuple[Mapping[str, Any], ...] | None = None
@@ -66,23 +68,29 @@ class Request:
     params: Mapping[str, Any] = field(default_factory=dict)  # merged over spec.params
     repeat: int = 0  # repeat index for sampled requests
     template: str | None = None  # the task's prompt template (part of the cache key)
+    body: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        if (self.messages is None) == (self.prompt is None):
-            raise ValueError(f"request {self.item_id!r}: give exactly one of messages or prompt")
+        given = sum(x is not None for x in (self.messages, self.prompt, self.body))
+        if given != 1:
+            raise ValueError(
+                f"request {self.item_id!r}: give exactly one of messages, prompt or body"
+            )
 
     def request_hash(self) -> str:
         """sha256 of what is asked (messages/prompt and per-request params), not of who asks:
         the same question hashes the same for baseline, candidate and a replayed recording."""
         memo: str | None = self.__dict__.get("_hash")
         if memo is None:
-            memo = canonical_hash(
-                {
-                    "messages": thaw(self.messages),
-                    "prompt": self.prompt,
-                    "params": thaw(self.params),
-                }
-            )
+            asked: dict[str, Any] = {
+                "messages": thaw(self.messages),
+                "prompt": self.prompt,
+                "params": thaw(self.params),
+            }
+            if self.body is not None:
+                # Who is asked (the model name) is the endpoint's identity, not the question.
+                asked["body"] = {k: v for k, v in thaw(self.body).items() if k != "model"}
+            memo = canonical_hash(asked)
             object.__setattr__(self, "_hash", memo)
         return memo
 
@@ -100,6 +108,7 @@ class Response:
     logprobs: tuple[float, ...] | None = None
     model: str | None = None
     attempts: int = 1
+    raw: Mapping[str, Any] | None = None  # the reply's JSON, for requests sent as a ``body``
 
     @property
     def ok(self) -> bool:
@@ -118,6 +127,7 @@ class Response:
             "logprobs": None if self.logprobs is None else list(self.logprobs),
             "model": self.model,
             "attempts": self.attempts,
+            **({} if self.raw is None else {"raw": self.raw}),
         }
 
     @classmethod
@@ -134,6 +144,7 @@ class Response:
             "logprobs": None if d.get("logprobs") is None else tuple(d["logprobs"]),
             "model": d.get("model"),
             "attempts": int(d.get("attempts", 1)),
+            "raw": d.get("raw"),
         }
         values.update(override)
         return cls(**values)
@@ -528,18 +539,22 @@ class HttpEndpoint(Endpoint):
             return None  # identity is best effort: a server that hides it still serves
 
     async def _answer(self, request: Request) -> Response:
-        params = {**self._params, **thaw(request.params)} if request.params else self._params
-        body = build_payload(
-            self.info,
-            self.spec.api,
-            self.spec.model,
-            params,
-            messages=None if request.messages is None else [dict(m) for m in request.messages],
-            prompt=request.prompt,
-        )
+        if request.body is not None:
+            body = {**thaw(request.body), "model": self.spec.model}
+        else:
+            params = {**self._params, **thaw(request.params)} if request.params else self._params
+            body = build_payload(
+                self.info,
+                self.spec.api,
+                self.spec.model,
+                params,
+                messages=None if request.messages is None else [dict(m) for m in request.messages],
+                prompt=request.prompt,
+            )
         content = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        keep_raw = request.body is not None
         if self._down_streak < self._retry.breaker:
-            return await self._attempts(content, 1 + self.spec.max_retries)
+            return await self._attempts(content, 1 + self.spec.max_retries, keep_raw)
         # The endpoint is down: one request at a time probes it with a single attempt, the
         # others fail at once, so a dead server ends a run in seconds (a success closes this).
         if self._probing:
@@ -550,11 +565,11 @@ class HttpEndpoint(Endpoint):
             return failure(self._scrub(error), self._last_kind)
         self._probing = True
         try:
-            return await self._attempts(content, 1)
+            return await self._attempts(content, 1, keep_raw)
         finally:
             self._probing = False
 
-    async def _attempts(self, content: bytes, attempts: int) -> Response:
+    async def _attempts(self, content: bytes, attempts: int, keep_raw: bool = False) -> Response:
         kind, last, retry_after = "connect", "", None
         started = time.perf_counter()
         n = 0
@@ -575,7 +590,8 @@ class HttpEndpoint(Endpoint):
             latency = time.perf_counter() - t0
             if status == 200:
                 try:
-                    parsed = parse_reply(self.info, self.spec.api, json.loads(raw))
+                    data = json.loads(raw)
+                    parsed = parse_reply(self.info, self.spec.api, data)
                 except (ValueError, MalformedReply) as exc:
                     kind, last = "malformed", f"malformed reply: {one_line(str(exc), 120)}"
                     continue
@@ -589,6 +605,7 @@ class HttpEndpoint(Endpoint):
                     logprobs=None if parsed["logprobs"] is None else tuple(parsed["logprobs"]),
                     model=parsed["model"],
                     attempts=n,
+                    raw=data if keep_raw else None,
                 )
             kind = "http"
             last = f"HTTP {status}: {one_line(raw.decode('utf-8', 'replace'), 200) or '(empty)'}"

@@ -8,7 +8,6 @@ Endpoints are opened per task, inside that task's event loop, and closed when it
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -78,21 +77,34 @@ class Runner:
             raise TaskRunError(
                 f"task {task.name}: not started, the run's time budget (--parity-max-time) is spent"
             )
+        from pytest_parity.endpoints.loop import run_sync
+
         source = self.source(task)
         started = time.monotonic()
         try:
             if source.runs_itself:
                 run = source.run(task, self._context())
             else:
-                run = asyncio.run(self._run_items(task, source))
+                run = run_sync(lambda: self._run_items(task, source))
                 run.data_digest = source.digest(task)
         except SourceError as exc:
             raise TaskRunError(str(exc)) from None
         run.seconds = time.monotonic() - started
         return run
 
+    def _open(self, role: str) -> Any:
+        from pytest_parity.endpoints.http import open_endpoint
+
+        return open_endpoint(
+            self.specs()[role],
+            cache=self.cache,
+            transport=self.transport,
+            recorder=self.recorders.get(role),
+        )
+
     def _context(self) -> RunContext:
         return RunContext(
+            open_endpoint=self._open,
             baseline=self.contract.baseline,
             candidate=self.contract.candidate,
             seed=self.contract.defaults.seed,
@@ -110,17 +122,10 @@ class Runner:
         return specs
 
     async def _run_items(self, task: TaskSpec, source: TaskSource) -> TaskRun:
-        from pytest_parity.endpoints.http import open_endpoint
-
         source.prepare(task)
         specs = self.specs()
         scorer = resolve_scorer(task.scorer, task.scorer_options)
-        endpoints = {
-            role: open_endpoint(
-                spec, cache=self.cache, transport=self.transport, recorder=self.recorders.get(role)
-            )
-            for role, spec in specs.items()
-        }
+        endpoints = {role: self._open(role) for role in specs}
         try:
             pipeline = ItemPipeline(
                 task=task,

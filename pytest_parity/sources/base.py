@@ -78,6 +78,9 @@ class RunContext:
     refresh: bool = False
     aa: EndpointSpec | None = None
     deadline: float | None = None  # time.monotonic() after which the task must stop
+    # role ("baseline", "candidate", "aa") -> an open Endpoint with the run's cache and
+    # recorders; call it inside the event loop that will use the endpoint
+    open_endpoint: Callable[[str], Any] | None = None
 
 
 class TaskSource:

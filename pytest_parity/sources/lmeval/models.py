@@ -1,15 +1,16 @@
-"""lm-eval HTTP models for the contract's endpoints, capturing every exchange.
+"""lm-eval HTTP models for the contract's endpoints, sending through the endpoint layer.
 
 Thin subclasses of lm-eval's ``LocalCompletionsAPI`` / ``LocalChatCompletion`` (never
 ``openai-chat-completions``: it drops ``stop`` and forces temperature 1 for model names that
-contain "o1" or "5"). They add what a paired gate needs and lm-eval does not keep:
+contain "o1" or "5"). lm-eval builds each payload; the subclass hands it to an
+:class:`~pytest_parity.sources.lmeval.transport.EndpointBridge` instead of posting it, so the
+project's cache, recordings, replay, A/A pass, retries and time budget apply. They add what a
+paired gate needs and lm-eval does not keep:
 
-- finish reason, usage and latency of each request, captured through a ContextVar set in
-  ``_create_payload`` and read in ``parse_generations`` (same asyncio task, so safe under
-  concurrency), keyed by the request's prompt;
-- a request that still fails after its retries becomes one failed item (empty text, NaN
-  loglikelihood) instead of aborting the whole run and losing every answer;
-- the endpoint's sampling parameters, headers and API key (from ``api_key_env`` only);
+- finish reason, usage, latency and cache provenance of each request, keyed by its prompt;
+- a request that still fails after the endpoint's retries becomes one failed item (empty text,
+  NaN loglikelihood) instead of aborting the whole run and losing every answer;
+- the endpoint's sampling parameters (its headers and key are the endpoint's own);
 - a hard error instead of lm-eval's silent left-truncation of long loglikelihood contexts;
 - loglikelihood prompts sent as text are the text their ids were encoded from, not a decode of
   them (a local tokenizer's decode may clean up spaces, and lm-eval assumes it is lossless);
@@ -20,25 +21,22 @@ contain "o1" or "5"). They add what a paired gate needs and lm-eval does not kee
 
 from __future__ import annotations
 
-import asyncio
+import copy
 import json
 import math
 import os
-import time
 from collections.abc import Mapping
-from contextvars import ContextVar
-from pathlib import Path
 from typing import Any
 
 from pytest_parity.contract.spec import EndpointSpec, thaw
 from pytest_parity.sources.lmeval.tokenizer import LlamaCppTokenizer, uses_llama_cpp_tokenizer
+from pytest_parity.sources.lmeval.transport import EndpointBridge
 
 # The benchmark defines answer length and stop strings; the endpoint's own values would change it.
 BENCHMARK_OWNED = frozenset({"max_tokens", "max_completion_tokens", "stop", "n", "logprobs"})
 FAIL_KEY = "__parity_failed__"
 DEFAULT_MAX_LENGTH = 1 << 20  # no client-side truncation; the server rejects what does not fit
 
-_EXCHANGE: ContextVar[dict[str, Any] | None] = ContextVar("parity_lmeval_exchange", default=None)
 _CLASSES: dict[str, Any] = {}
 
 
@@ -53,19 +51,6 @@ def one_line(exc: BaseException | None) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     msg = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     return msg if len(msg) <= 300 else msg[:297] + "..."
-
-
-def error_kind(exc: BaseException | None) -> str:
-    response = getattr(exc, "response", None)
-    status = getattr(exc, "status", None) or getattr(response, "status_code", None)
-    if isinstance(status, int):
-        return "http"
-    name = type(exc).__name__.lower()
-    if "timeout" in name or isinstance(exc, asyncio.TimeoutError | TimeoutError):
-        return "timeout"
-    if isinstance(exc, ValueError | KeyError | TypeError | IndexError) and "connect" not in name:
-        return "malformed"  # a body that is not the JSON the API promises
-    return "connect"
 
 
 def endpoint_url(endpoint: EndpointSpec) -> str:
@@ -90,24 +75,7 @@ def check_shape(out: Any, *, generate: bool, chat: bool) -> None:
         raise ValueError("malformed response: no prompt logprobs (does the server support echo?)")
 
 
-class _TimedSemaphore:
-    """Restarts the latency clock once the request really may go out (after the queue)."""
-
-    def __init__(self, sem: asyncio.Semaphore) -> None:
-        self._sem = sem
-
-    async def acquire(self) -> bool:
-        got = await self._sem.acquire()
-        ex = _EXCHANGE.get()
-        if ex is not None:
-            ex["start"] = time.perf_counter()
-        return got
-
-    def release(self) -> None:
-        self._sem.release()
-
-
-def _prompt_of(payload: dict[str, Any]) -> str:
+def _prompt_of(payload: Mapping[str, Any]) -> str:
     if "messages" in payload:
         return json.dumps(payload["messages"], ensure_ascii=False)
     prompt = payload.get("prompt")
@@ -116,23 +84,21 @@ def _prompt_of(payload: dict[str, Any]) -> str:
     return prompt if isinstance(prompt, str) else json.dumps(prompt)
 
 
-def _capturing(base: type) -> type:
-    """A subclass of an lm-eval HTTP model that captures exchanges (see the module docstring)."""
+def _bridged(base: type) -> type:
+    """A subclass of an lm-eval HTTP model whose requests go through an
+    :class:`~pytest_parity.sources.lmeval.transport.EndpointBridge` (see the module docstring)."""
 
-    class Capturing(base):  # type: ignore[misc]
+    class Bridged(base):  # type: ignore[misc]
         parity_params: dict[str, Any]
-        parity_headers: dict[str, str]
-        parity_attempts: int
+        parity_bridge: EndpointBridge
         exchanges: dict[str, dict[str, Any]]
         token_keys: dict[tuple[int, ...], str]
         texts_of: dict[tuple[int, ...], str]
         failed_requests: int
-        sidecar: Path | None
-        fresh: set[str]
 
         @property
         def header(self) -> dict[str, str]:
-            return dict(self.parity_headers)
+            return {}  # the endpoint sends its own headers and key
 
         def _create_payload(
             self,
@@ -151,28 +117,57 @@ def _capturing(base: type) -> type:
                 for k, v in self.parity_params.items():
                     if k not in BENCHMARK_OWNED and k not in explicit:
                         payload[k] = v
-            _EXCHANGE.set(
-                {"prompt": _prompt_of(payload), "payload": payload, "start": time.perf_counter()}
-            )
             return payload
+
+        def _payload(self, messages: Any, generate: bool, gen_kwargs: Any, **kw: Any) -> Any:
+            return self._create_payload(
+                self.create_message(messages),
+                generate=generate,
+                gen_kwargs=copy.deepcopy(gen_kwargs),
+                seed=self._seed,
+                eos=self.eos_string,
+                **kw,
+            )
+
+        def _outcome(self, payload: Any, messages: Any, generate: bool, response: Any) -> Any:
+            """The reply lm-eval parses, or the failure marker; records the exchange."""
+            error, kind = response.error, response.error_kind
+            out = response.raw
+            if error is None:
+                try:
+                    check_shape(out, generate=generate, chat="messages" in payload)
+                except ValueError as exc:
+                    error, kind = f"{self.parity_bridge.endpoint.spec.role}: {exc}", "malformed"
+            keys = (
+                [_prompt_of(payload)]
+                if generate
+                else [self.token_keys.get(tuple(t)) for t in (messages or [])]
+            )
+            choice = {}
+            if error is None and isinstance(out, dict):
+                choice = (out.get("choices") or [{}])[0]
+            for key in keys:
+                if key is None:
+                    continue
+                self.exchanges[key] = {
+                    "error": error,
+                    "error_kind": kind,
+                    "finish_reason": choice.get("finish_reason") if generate else None,
+                    "usage": dict(response.usage) or None,
+                    "latency_s": response.latency_s,
+                    "cached": response.cached,
+                }
+            if error is not None:
+                self.failed_requests += 1
+                return {FAIL_KEY: error, "kind": kind}
+            return out
 
         def model_call(
             self, messages: Any, *, generate: bool = True, gen_kwargs: Any = None, **kwargs: Any
         ) -> Any:
-            last: BaseException | None = None
-            for attempt in range(self.parity_attempts):
-                if attempt:
-                    time.sleep(min(0.5 * 2**attempt, 8.0))
-                try:
-                    out = super().model_call(
-                        messages, generate=generate, gen_kwargs=gen_kwargs, **kwargs
-                    )
-                    # lm-eval parses a sync response outside its retries: check the shape here.
-                    check_shape(out, generate=generate, chat="messages" in self._last_payload())
-                    return out
-                except Exception as exc:
-                    last = exc
-            return {FAIL_KEY: one_line(last), "kind": error_kind(last)}
+            payload = self._payload(messages, generate, gen_kwargs, **kwargs)
+            response = self.parity_bridge.complete(payload)
+            return self._outcome(payload, messages, generate, response)
 
         async def amodel_call(
             self,
@@ -186,89 +181,29 @@ def _capturing(base: type) -> type:
             gen_kwargs: Any = None,
             **kwargs: Any,
         ) -> Any:
-            last: BaseException | None = None
-            for attempt in range(self.parity_attempts):
-                if attempt:
-                    await asyncio.sleep(min(0.5 * 2**attempt, 8.0))
-                try:
-                    return await super().amodel_call(
-                        session,
-                        _TimedSemaphore(sem),
-                        messages,
-                        generate=generate,
-                        cache_keys=cache_keys,
-                        ctxlens=ctxlens,
-                        gen_kwargs=gen_kwargs,
-                        **kwargs,
-                    )
-                except Exception as exc:
-                    last = exc
-            failed = {FAIL_KEY: one_line(last), "kind": error_kind(last)}
+            payload = self._payload(messages, generate, gen_kwargs, **kwargs)
+            response = await self.parity_bridge.acomplete(payload)
+            out = self._outcome(payload, messages, generate, response)
             if generate:
-                return self.parse_generations(outputs=failed)
-            return self.parse_logprobs(outputs=failed, tokens=messages, ctxlens=ctxlens)
-
-        def _last_payload(self) -> dict[str, Any]:
-            return (_EXCHANGE.get() or {}).get("payload") or {}
-
-        def _record(self, key: str | None, **fields: Any) -> None:
-            if key is None:
-                return
-            ex = _EXCHANGE.get() or {}
-            start = ex.get("start")
-            fields["latency_s"] = 0.0 if start is None else time.perf_counter() - start
-            if fields.get("error"):
-                self.failed_requests += 1
-            self.exchanges[key] = fields
-            self.fresh.add(key)
+                return self.parse_generations(outputs=out)
+            return self.parse_logprobs(outputs=out, tokens=messages, ctxlens=ctxlens)
 
         def parse_generations(self, outputs: Any, **kwargs: Any) -> list[Any]:
-            ex = _EXCHANGE.get() or {}
-            key = ex.get("prompt")
             if isinstance(outputs, dict) and FAIL_KEY in outputs:
-                self._record(
-                    key,
-                    error=outputs[FAIL_KEY],
-                    error_kind=outputs["kind"],
-                    finish_reason=None,
-                    usage=None,
-                )
                 return [FAILED_TEXT]
-            check_shape(outputs, generate=True, chat="messages" in self._last_payload())
             texts: list[Any] = super().parse_generations(outputs=outputs, **kwargs)
-            out = outputs[0] if isinstance(outputs, list) and outputs else outputs
-            choice = (out.get("choices") or [{}])[0] if isinstance(out, dict) else {}
-            self._record(
-                key,
-                error=None,
-                error_kind=None,
-                finish_reason=choice.get("finish_reason"),
-                usage=out.get("usage") if isinstance(out, dict) else None,
-            )
             return texts
 
         def parse_logprobs(
             self, outputs: Any, tokens: Any = None, ctxlens: Any = None, **kwargs: Any
         ) -> list[Any]:
-            keys = [self.token_keys.get(tuple(t)) for t in (tokens or [])]
             if isinstance(outputs, list) and len(outputs) == 1:
                 outputs = outputs[0]  # lm-eval's sync path wraps a single response in a list
             if isinstance(outputs, dict) and FAIL_KEY in outputs:
-                for key in keys:
-                    self._record(
-                        key,
-                        error=outputs[FAIL_KEY],
-                        error_kind=outputs["kind"],
-                        finish_reason=None,
-                        usage=None,
-                    )
                 return [FAILED_LOGLIK] * max(1, len(ctxlens or ()))
-            check_shape(outputs, generate=False, chat=False)
             res: list[Any] = super().parse_logprobs(
                 outputs=outputs, tokens=tokens, ctxlens=ctxlens, **kwargs
             )
-            for key in keys:
-                self._record(key, error=None, error_kind=None, finish_reason=None, usage=None)
             return res
 
         def tok_encode(
@@ -319,20 +254,8 @@ def _capturing(base: type) -> type:
                         )
             return super().batch_loglikelihood_requests(chunks)
 
-        def save_exchanges(self) -> None:
-            """Keep finish reasons and usage beside lm-eval's cache, for a resumed run."""
-            if self.sidecar is None:
-                return
-            self.sidecar.parent.mkdir(parents=True, exist_ok=True)
-            with self.sidecar.open("a", encoding="utf-8") as fh:
-                for key in sorted(self.fresh):
-                    ex = self.exchanges[key]
-                    if not ex.get("error"):
-                        fh.write(json.dumps({"key": key, **ex}, ensure_ascii=False) + "\n")
-            self.fresh.clear()
-
-    Capturing.__name__ = Capturing.__qualname__ = f"Parity{base.__name__}"
-    return Capturing
+    Bridged.__name__ = Bridged.__qualname__ = f"Parity{base.__name__}"
+    return Bridged
 
 
 def _model_class(api: str) -> Any:
@@ -340,8 +263,17 @@ def _model_class(api: str) -> Any:
         from lm_eval.models.openai_completions import LocalChatCompletion, LocalCompletionsAPI
 
         base = LocalChatCompletion if api == "chat" else LocalCompletionsAPI
-        _CLASSES[api] = _capturing(base)
+        _CLASSES[api] = _bridged(base)
     return _CLASSES[api]
+
+
+def tokenizer_headers(endpoint: EndpointSpec) -> tuple[dict[str, str], str]:
+    """Headers (with the key from ``api_key_env``) for a server's tokenizer routes, and the key."""
+    headers = dict(thaw(endpoint.headers))
+    key = os.environ.get(endpoint.api_key_env, "") if endpoint.api_key_env else ""
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    return headers, key
 
 
 def build_model(
@@ -350,26 +282,28 @@ def build_model(
     output_type: str,
     *,
     seed: int,
-    cache: Path | None,
+    bridge: EndpointBridge,
     task_params: Mapping[str, Any] | None = None,
+    tokenizer_from: EndpointSpec | None = None,
 ) -> Any:
-    """The lm-eval model object for one endpoint, with its exchanges reloaded from ``cache``.
+    """The lm-eval model object for one endpoint; its requests go through ``bridge``.
 
     Sampling comes from the endpoint, then the contract task's ``params``; the benchmark's own
     generation settings (length, stop strings, explicit gen_kwargs) win over both.
+    ``tokenizer_from`` is the server whose tokenizer counts loglikelihood contexts (the endpoint
+    itself, unless it is a recording: then the other stack's).
     """
     params = {**thaw(endpoint.params), **thaw(task_params or {})}
-    headers = dict(thaw(endpoint.headers))
-    key = os.environ.get(endpoint.api_key_env, "") if endpoint.api_key_env else ""
-    if key:
-        headers["Authorization"] = f"Bearer {key}"
+    tok_ep = tokenizer_from or endpoint
+    headers, key = tokenizer_headers(tok_ep)
     generate = output_type == "generate_until"
     tok = opts.get("tokenizer")
     kwargs: dict[str, Any] = {
-        "base_url": endpoint_url(endpoint),
+        # Never contacted for completions (the bridge sends them); the remote tokenizer's host.
+        "base_url": endpoint_url(tok_ep),
         "model": endpoint.model,
-        "num_concurrent": endpoint.max_concurrency,
-        "max_retries": 1,  # retries happen inside model_call, so a failure stays one item
+        "num_concurrent": max(2, endpoint.max_concurrency),  # the async path: one event loop
+        "max_retries": 1,  # the endpoint retries: a request that still fails is one item
         "timeout": max(1, math.ceil(endpoint.timeout)),
         "max_length": opts.get("max_length", DEFAULT_MAX_LENGTH),
         # Answer length belongs to the benchmark (its YAML, or lm_eval.gen_kwargs.max_gen_toks),
@@ -377,9 +311,8 @@ def build_model(
         "max_gen_toks": 256,
         "seed": int(params.get("seed", seed) if params.get("seed") is not None else seed),
         "batch_size": 1,
-        "header": headers,
     }
-    llama_tok = not generate and uses_llama_cpp_tokenizer(endpoint.kind, tok)
+    llama_tok = not generate and uses_llama_cpp_tokenizer(tok_ep.kind, tok)
     if generate or tok is None or llama_tok:
         kwargs.update(tokenizer_backend=None, tokenized_requests=False)
     elif tok == "remote":
@@ -388,27 +321,18 @@ def build_model(
         kwargs.update(tokenizer_backend="huggingface", tokenizer=tok)
     if not generate:
         # llama.cpp's server answers a token-list prompt with HTTP 500: send text there.
-        kwargs["tokenized_requests"] = opts.get("tokenized_requests", endpoint.kind != "llama-cpp")
+        kwargs["tokenized_requests"] = opts.get("tokenized_requests", tok_ep.kind != "llama-cpp")
     lm = _model_class(endpoint.api)(**kwargs)
     if llama_tok:
         # lm-eval cannot build this one itself: hand it in as its "remote" backend, whose calls
         # (encode, batch_decode, eos/bos) LlamaCppTokenizer answers. Prompts go out as text.
-        lm.tokenizer = LlamaCppTokenizer(
-            endpoint.base_url, timeout=endpoint.timeout, headers=headers
-        )
+        lm.tokenizer = LlamaCppTokenizer(tok_ep.base_url, timeout=tok_ep.timeout, headers=headers)
         lm.tokenizer_backend = "remote"
         lm.tokenized_requests = False
     lm.parity_params = params
-    lm.parity_headers = headers
-    lm.parity_attempts = 1 + endpoint.max_retries
+    lm.parity_bridge = bridge
     lm.exchanges = {}
     lm.token_keys = {}
     lm.texts_of = {}
     lm.failed_requests = 0
-    lm.fresh = set()
-    lm.sidecar = None if cache is None else cache.with_name(cache.name + ".exchanges.jsonl")
-    if lm.sidecar is not None and lm.sidecar.is_file():
-        for line in lm.sidecar.read_text(encoding="utf-8").splitlines():
-            row = json.loads(line)
-            lm.exchanges[row.pop("key")] = {**row, "cached": True}
     return lm

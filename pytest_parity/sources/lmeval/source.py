@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,35 +31,21 @@ class LmEvalSource(TaskSource):
         return opts
 
     def run(self, task: TaskSpec, context: RunContext) -> TaskRun:
+        from pytest_parity.endpoints.loop import run_sync
         from pytest_parity.records import TaskRun
-        from pytest_parity.sources.lmeval.bridge import run_lmeval_task
+        from pytest_parity.sources.lmeval.bridge import arun_lmeval_task
 
-        started = time.monotonic()
-        by_metric = run_lmeval_task(
-            task,
-            context.baseline,
-            context.candidate,
-            cache_dir=context.cache_dir,
-            seed=context.seed,
-            classify=context.classify,
-            refresh=context.refresh,
-        )
-        metrics = list(by_metric)
-        records = by_metric[metrics[0]]
-        failed = {
-            "baseline": sum(1 for rec in records if rec["baseline"]["error"]),
-            "candidate": sum(1 for rec in records if rec["candidate"]["error"]),
-        }
+        out = run_sync(lambda: arun_lmeval_task(task, context))
+        metrics = list(out.by_metric)
+        records = out.by_metric[metrics[0]]
         return TaskRun(
             task=task,
             records=records,
-            endpoints={
-                "baseline": context.baseline.identity(),
-                "candidate": context.candidate.identity(),
-            },
+            endpoints=out.endpoints,
             n_items=len(records),
-            failed=failed,
-            last_error={"baseline": None, "candidate": None},
-            seconds=time.monotonic() - started,
-            extra_metrics={m: by_metric[m] for m in metrics[1:]},
+            failed=out.failed,
+            last_error=out.last_error,
+            aborted=out.aborted,
+            extra_metrics={m: out.by_metric[m] for m in metrics[1:]},
+            aa_scores=out.aa_scores,
         )

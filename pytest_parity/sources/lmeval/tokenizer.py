@@ -86,6 +86,7 @@ class LlamaCppTokenizer:
                 with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                     payload = json.loads(resp.read())
             except urllib.error.HTTPError as exc:
+                exc.close()  # it holds the response's socket
                 # A 4xx/5xx is the server's answer, not a hiccup: asking again will not help.
                 raise TokenizerError(
                     f"POST {self.root}{path}: HTTP {exc.code} (is this a llama-cpp-python server? "
