@@ -404,7 +404,7 @@ def test_request_hash_depends_on_question_not_on_who_asks() -> None:
     assert a.request_hash() == b.request_hash()
     assert a.request_hash() != ask("y", params={"top_p": 0.5}).request_hash()
     assert a.request_hash() != ask("x", params={"top_p": 0.6}).request_hash()
-    with pytest.raises(ValueError, match="exactly one of messages or prompt"):
+    with pytest.raises(ValueError, match="exactly one of messages, prompt or body"):
         Request("z")
 
 
