@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from pytest_parity.records import CheckResult, RunResult, TaskResult
     from pytest_parity.runner import Progress, TaskRun
 
-CHECK_NAMES = ("delta", "failure_modes", "error_direction")
 PROGRESS_AFTER_S = 5.0  # a task shorter than this prints no progress line
 PROGRESS_EVERY_S = 10.0
 
@@ -314,10 +313,12 @@ class ParitySession:
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
         if metafunc.function is not test_parity:
             return
+        from pytest_parity.checks.base import enabled
+
         xdist = self.config.pluginmanager.hasplugin("xdist")
         params = []
         for task in self.contract.tasks:
-            for check in (*CHECK_NAMES, *_extra_metric_checks(task)):
+            for check in (tid for c in enabled(task) for tid in c.test_ids(task)):
                 marks: list[pytest.MarkDecorator] = [pytest.mark.parity]
                 if task.safety_critical:
                     marks.append(pytest.mark.safety_critical)
@@ -383,37 +384,22 @@ class ParitySession:
         return Recorder(path, contract_digest=self.contract.digest)
 
     def _classify(self, side: Mapping[str, Any]) -> tuple[str, str]:
-        from pytest_parity.runner import default_classifier
-        from pytest_parity.scoring.categories import direction_of
+        """The built-in categories with the conftest hooks bound to this answer."""
+        from pytest_parity.scoring.categories import classify_side
 
-        category, direction = default_classifier(side)
-        if side["error"] is None:  # infrastructure failures are never model categories
-            hook = self.config.hook
-            custom = hook.pytest_parity_classify(
-                task=side["task"],
-                item_id=side["item_id"],
-                side=side["side"],
-                text=side["text"],
-                finish_reason=side["finish_reason"],
-                error=side["error"],
-                error_kind=side["error_kind"],
-                tool_calls=side["tool_calls"],
-                score=side["score"],
-                parsed=side["parsed"],
-                reference=side["reference"],
-                prompt=side["prompt"],
-                default=category,
+        hook = self.config.hook
+
+        def custom(**kw: Any) -> str | None:
+            found: str | None = hook.pytest_parity_classify(
+                task=side["task"], item_id=side["item_id"], side=side["side"], **kw
             )
-            if custom is not None:
-                if not isinstance(custom, str) or not custom:
-                    raise TypeError(
-                        f"pytest_parity_classify returned {custom!r}; expected a category name"
-                        " (a non-empty string) or None to keep the default"
-                    )
-                category = custom
-                direction = direction_of(category)
-        override = self.config.hook.pytest_parity_direction(category=category)
-        return category, str(override or direction)
+            return found
+
+        def direction(category: str) -> str | None:
+            code: str | None = hook.pytest_parity_direction(category=category)
+            return code
+
+        return classify_side(side, hook=custom, direction=direction)
 
     def _progress(self, progress: Progress) -> None:
         """A line every few seconds on long tasks: done / total per stack, rate and ETA."""
@@ -463,7 +449,7 @@ class ParitySession:
         return run
 
     def task_result(self, name: str, safety_critical: bool = False) -> TaskResult:
-        from pytest_parity.verdict import evaluate
+        from pytest_parity.verdict import error_result, evaluate
 
         task = self.contract.task(name)
         if safety_critical:
@@ -473,7 +459,7 @@ class ParitySession:
             try:
                 run = self.task_run(name)
             except ParityRunError as exc:
-                result = _error_result(task, str(exc))
+                result = error_result(task, str(exc))
             else:
                 result = evaluate(
                     task, run, self.contract.defaults.seed, self.contract.defaults.disagreements
@@ -607,38 +593,3 @@ class ParitySession:
                 getattr(report, fn)(run, target, **kwargs)
                 written.append(f"{option}: {target}")
         return written
-
-
-def _extra_metric_checks(task: TaskSpec) -> list[str]:
-    """An lm-eval task gating several metrics (or filters) gets a delta test for each extra one."""
-    if task.source != "lm-eval":
-        return []
-    metrics = [str(m) for m in task.lm_eval.get("metrics") or ()]
-    raw = task.lm_eval.get("filter")
-    filters = [raw] if isinstance(raw, str) else [str(f) for f in raw or ()]
-    keys = [f"{m},{f}" for m in metrics for f in filters] if len(filters) > 1 else metrics
-    return [f"delta:{k}" for k in keys[1:]]
-
-
-def _error_result(task: TaskSpec, error: str) -> TaskResult:
-    return {
-        "task": task.name,
-        "source": task.source,
-        "safety_critical": task.safety_critical,
-        "tolerance": task.tolerance,
-        "alpha": task.alpha,
-        "n_items": 0,
-        "n_paired": 0,
-        "baseline_score": None,
-        "candidate_score": None,
-        "baseline_errors": 0,
-        "candidate_errors": 0,
-        "checks": {},
-        "verdict": "ERROR",
-        "error": error,
-        "endpoints": {},
-        "disagreements": [],
-        "disagreements_total": 0,
-        "aa": None,
-        "data_digest": None,
-    }

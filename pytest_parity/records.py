@@ -18,7 +18,6 @@ SCHEMA_VERSION = 1
 Status = Literal["PASS", "FAIL", "INCONCLUSIVE", "ERROR", "SKIP"]
 STATUSES: tuple[str, ...] = ("PASS", "FAIL", "INCONCLUSIVE", "ERROR", "SKIP")
 Direction = Literal["C", "A", "W", "X"]  # correct / abstain (cautious) / wrong (confident) / infra
-CHECKS: tuple[str, ...] = ("delta", "failure_modes", "error_direction")
 
 
 class SideRecord(TypedDict):
@@ -98,7 +97,7 @@ class RunResult(TypedDict):
     schema_version: int
     contract: dict[str, Any]  # Contract.describe(): endpoints without secrets, tasks, digest
     tasks: list[TaskResult]
-    overall: Status  # intersection-union: PASS only when every task passes
+    overall: Status  # verdict.summarize: the one overall rule
     overall_reasons: list[str]
     pass_probability: float | None  # chance an all-equal migration passes every task at these n
     holm: dict[str, float]  # task -> Holm-adjusted p-value of its FAIL alarm

@@ -1,8 +1,9 @@
-"""The verdict: a task run's paired records in, one :class:`CheckResult` per part of parity out.
+"""The verdict: a task run in, one :class:`CheckResult` per check out; and the one overall rule.
 
-Parity is three checks, each its own test: the paired delta within tolerance (non-inferiority),
-no new failure modes, and the direction of error preserved. Checks return reasons, not booleans:
-the same sentences feed the assertion message, the terminal table and the reports.
+A task runs the checks of the registry it enables (by default: the paired delta within tolerance,
+no new failure modes, the direction of error preserved); each is its own test. Checks return
+reasons, not booleans: the same sentences feed the assertion message, the terminal table and the
+reports. :func:`summarize` holds the only rule that turns task results into the run's verdict.
 """
 
 from __future__ import annotations
@@ -20,137 +21,76 @@ from pytest_parity.records import (
     Status,
     TaskResult,
     TaskRun,
-    check,
     worst,
 )
 
 
-def _pts(x: float) -> str:
-    return f"{x * 100:+.2f}"
-
-
-def paired_scores(records: Sequence[ItemRecord]) -> tuple[list[float], list[float], list[str]]:
-    old: list[float] = []
-    new: list[float] = []
-    clusters: list[str] = []
-    for r in records:
-        a, b = r["baseline"]["score"], r["candidate"]["score"]
-        if a is None or b is None:
-            continue  # an infrastructure failure on either side: the pair is not scored
-        old.append(a)
-        new.append(b)
-        clusters.append(r["cluster"] or "")
-    return old, new, clusters
-
-
-def check_delta(
-    task: TaskSpec, records: Sequence[ItemRecord], seed: int, name: str = "delta"
-) -> CheckResult:
-    """Non-inferiority of the candidate on the task's paired scores (STATISTICS.md section 2)."""
-    import numpy as np
-
-    from pytest_parity import stats
-
-    old, new, clusters = paired_scores(records)
-    n = len(old)
-    if n == 0:
-        return check(name, "ERROR", [f"no item was answered by both stacks in task {task.name}"])
-    confidence = 1 - 2 * task.alpha
-    rng = np.random.default_rng(stats.task_seed(seed, f"{task.name}/{name}"))
-    interval = stats.paired_interval(
-        np.asarray(old, dtype=float),
-        np.asarray(new, dtype=float),
-        confidence=confidence,
-        rng=rng,
-        clusters=clusters if task.cluster_key else None,
-    )
-    ni = stats.noninferiority(interval, task.tolerance, alpha=task.alpha)
-    numbers: dict[str, Any] = {
-        **interval.to_dict(),
-        **{k: v for k, v in ni.to_dict().items() if k not in ("status", "reasons")},
-        "ci_low": interval.low,
-        "ci_high": interval.high,
-        "tolerance": task.tolerance,
-        "baseline_score": float(np.mean(old)),
-        "candidate_score": float(np.mean(new)),
-    }
-    reasons = list(ni.reasons)
-    status: Status = ni.status  # type: ignore[assignment]
-    if n < task.min_items and status != "FAIL":
-        reasons.append(
-            f"only {n} paired items; the contract asks for at least {task.min_items}"
-            " before a pass counts"
-        )
-        if status == "PASS":
-            status = "INCONCLUSIVE"
-    if interval.method == "exact-zero":
-        # Zero flips in n items still leaves room for a rare flip rate: say how much (rule of 3).
-        reasons.append(
-            f"no item flipped; at n={n:,} a flip rate up to {3 / n:.2%} (rule of three, 95%)"
-            " could still go unseen"
-        )
-        numbers["flip_rate_upper95"] = 3 / n
-    if status == "PASS" and ni.warn:
-        numbers["warn"] = True
-    return check(name, status, reasons, **numbers)
-
-
 def evaluate(task: TaskSpec, run: TaskRun, seed: int, disagreements: int) -> TaskResult:
     """All checks of one task. A run with too many failed requests is an ERROR, never a verdict."""
-    from pytest_parity.checks.failures import (
-        check_error_direction,
-        check_failure_modes,
-        review_focus,
-        sample_disagreements,
-    )
+    from pytest_parity.checks.base import CheckContext, enabled
+    from pytest_parity.checks.delta import paired_scores
+    from pytest_parity.checks.disagreements import review_focus, sample_disagreements
 
     records = run.records
     old, new, _ = paired_scores(records)
-    result: TaskResult = {
+    result = error_result(task, "")
+    result["n_items"] = run.n_items
+    result["n_paired"] = len(old)
+    result["baseline_score"] = sum(old) / len(old) if old else None
+    result["candidate_score"] = sum(new) / len(new) if new else None
+    result["baseline_errors"] = run.failed["baseline"]
+    result["candidate_errors"] = run.failed["candidate"]
+    result["endpoints"] = run.endpoints
+    result["aa"] = None if run.aa_scores is None else aa_floor(records, run.aa_scores)
+    result["data_digest"] = run.data_digest
+    error = infrastructure_error(task, run)
+    if error is not None:
+        result["error"] = error
+        return result
+    result["error"] = None
+    ctx = CheckContext(seed=seed)
+    checks: list[CheckResult] = []
+    for c in enabled(task):
+        checks.extend(c.run(task, run, ctx))
+    result["checks"] = {c["name"]: c for c in checks}
+    result["verdict"] = worst([c["status"] for c in checks])
+    from pytest_parity import stats
+
+    focus = result["checks"].get("failure_modes")
+    sample, total = sample_disagreements(
+        records,
+        disagreements,
+        stats.task_seed(seed, f"{task.name}/disagreements"),
+        focus=review_focus(focus) if focus is not None else (),
+    )
+    result["disagreements"] = sample
+    result["disagreements_total"] = total
+    return result
+
+
+def error_result(task: TaskSpec, error: str) -> TaskResult:
+    """The result of a task that could not be evaluated (endpoint down, bad data)."""
+    return {
         "task": task.name,
         "source": task.source,
         "safety_critical": task.safety_critical,
         "tolerance": task.tolerance,
         "alpha": task.alpha,
-        "n_items": run.n_items,
-        "n_paired": len(old),
-        "baseline_score": sum(old) / len(old) if old else None,
-        "candidate_score": sum(new) / len(new) if new else None,
-        "baseline_errors": run.failed["baseline"],
-        "candidate_errors": run.failed["candidate"],
+        "n_items": 0,
+        "n_paired": 0,
+        "baseline_score": None,
+        "candidate_score": None,
+        "baseline_errors": 0,
+        "candidate_errors": 0,
         "checks": {},
         "verdict": "ERROR",
-        "error": None,
-        "endpoints": run.endpoints,
+        "error": error,
+        "endpoints": {},
         "disagreements": [],
         "disagreements_total": 0,
-        "aa": None if run.aa_scores is None else aa_floor(records, run.aa_scores),
-        "data_digest": run.data_digest,
+        "aa": None,
+        "data_digest": None,
     }
-    error = infrastructure_error(task, run)
-    if error is not None:
-        result["error"] = error
-        return result
-    checks = [
-        check_delta(task, records, seed),
-        check_failure_modes(records, task),
-        check_error_direction(records, task),
-    ]
-    for metric, extra in run.extra_metrics.items():
-        checks.append(check_delta(task, extra, seed, name=f"delta:{metric}"))
-    result["checks"] = {c["name"]: c for c in checks}
-    result["verdict"] = worst([c["status"] for c in checks])
-    from pytest_parity import stats
-
-    sample, total = sample_disagreements(
-        records,
-        disagreements,
-        stats.task_seed(seed, f"{task.name}/disagreements"),
-        focus=review_focus(result["checks"]["failure_modes"]),
-    )
-    result["disagreements"] = sample
-    result["disagreements_total"] = total
-    return result
 
 
 def aa_floor(
@@ -187,44 +127,82 @@ def infrastructure_error(task: TaskSpec, run: TaskRun) -> str | None:
 def summarize(
     contract: Contract, tasks: Sequence[TaskResult], started: str, version: str
 ) -> RunResult:
-    """The run verdict: intersection-union over tasks, Holm-adjusted FAIL alarms, overall power."""
+    """The one overall rule of a run; the terminal, the JSON and every report read it from here.
+
+    * ERROR when a task could not be evaluated (an endpoint down, bad data): never a verdict;
+    * FAIL when at least one alarm holds after Holm's adjustment across every statistical alarm
+      of the run (each check that tests a hypothesis reports its one-sided p as ``p_alarm``:
+      delta, failure modes, direction, on every task), or a policy alarm fired (a failure
+      category the baseline never showed, on at least the minimum number of items);
+    * PASS only when every task of the contract ran and passed every check;
+    * otherwise INCONCLUSIVE, with the reason (a task's FAIL that does not hold across the run,
+      an inconclusive delta and the items that would settle it, a task not run).
+
+    A task's own tests still show the task's own verdict.
+    """
     from pytest_parity import stats
 
-    reasons: list[str] = []
-    statuses: list[Status] = []
-    pvalues: list[float] = []
-    names: list[str] = []
-    powers: list[float] = []
+    family: list[tuple[str, str, float]] = []  # (task, check, p) of every statistical alarm
     for t in tasks:
-        statuses.append(t["verdict"])
-        if t["verdict"] != "PASS":
-            why = t["error"] or "; ".join(
-                f"{c['name']} {c['status']}" for c in t["checks"].values() if c["status"] != "PASS"
-            )
-            reasons.append(f"{t['task']}: {t['verdict']} ({why})")
-        delta = t["checks"].get("delta")
-        if delta is not None and "p_fail" in delta["numbers"]:
-            names.append(t["task"])
-            pvalues.append(float(delta["numbers"]["p_fail"]))
-            powers.append(float(delta["numbers"]["power"]))
+        for c in t["checks"].values():
+            p = c["numbers"].get("p_alarm")
+            if p is not None:
+                family.append((t["task"], c["name"], float(p)))
+    adjusted = stats.holm([p for _, _, p in family]) if family else []
+    holm = {f"{task}/{name}": q for (task, name, _), q in zip(family, adjusted, strict=True)}
+    errors: list[str] = []
+    held: list[str] = []
+    not_held: list[str] = []
+    open_: list[str] = []
+    for t in tasks:
+        if t["verdict"] == "ERROR":
+            errors.append(f"{t['task']}: ERROR ({t['error'] or _failing(t, 'ERROR')})")
+            continue
+        for c in t["checks"].values():
+            label = f"{t['task']} {c['name']}"
+            if c["status"] == "FAIL":
+                q = holm.get(f"{t['task']}/{c['name']}")
+                if q is None:
+                    held.append(f"{label} FAIL: {_first(c)}")
+                elif q < t["alpha"]:
+                    held.append(
+                        f"{label} FAIL holds across {len(family)} alarms of the run (Holm-adjusted"
+                        f" p={q:.2g}): {_first(c)}"
+                    )
+                else:
+                    not_held.append(
+                        f"{label} FAIL does not hold across {len(family)} alarms of the run:"
+                        f" Holm-adjusted p={q:.2g} >= alpha {t['alpha']:g}"
+                    )
+            elif c["status"] in ("INCONCLUSIVE", "ERROR"):
+                open_.append(f"{label} {c['status']}: {_settle(c)}")
     missing = [t.name for t in contract.tasks if t.name not in {r["task"] for r in tasks}]
-    overall: Status = worst(statuses) if statuses else "SKIP"
-    if missing and overall == "PASS":
+    overall: Status
+    if errors:
+        overall = "ERROR"
+    elif held:
+        overall = "FAIL"
+    elif not tasks or not_held or open_ or missing:
         overall = "INCONCLUSIVE"
+    else:
+        overall = "PASS"
+    reasons = [*errors, *held, *not_held, *open_]
+    if missing:
         reasons.append(f"not run: {', '.join(missing)} (every task must pass for an overall PASS)")
+    short = [t["task"] for t in tasks if t["n_paired"] < t["n_items"] and not t["error"]]
+    if short:
+        reasons.append(
+            "verdicts on fewer items than the task holds (failed requests left out): "
+            + ", ".join(short)
+        )
     if overall == "PASS":
-        reasons.append(f"all {len(tasks)} tasks passed every check")
-    holm = dict(zip(names, stats.holm(pvalues), strict=True)) if pvalues else {}
-    if len(holm) > 1:
-        for t in tasks:
-            p = holm.get(t["task"])
-            delta = t["checks"].get("delta")
-            if delta is not None and delta["status"] == "FAIL" and p is not None:
-                held = "holds" if p < t["alpha"] else "does not hold"
-                reasons.append(
-                    f"{t['task']}: the regression alarm {held} after Holm's adjustment across"
-                    f" {len(holm)} tasks (adjusted p={p:.3g})"
-                )
+        n = len(tasks)
+        reasons.append(f"all {n} task{'s' if n != 1 else ''} passed every check")
+    powers = [
+        float(t["checks"]["delta"]["numbers"]["power"])
+        for t in tasks
+        if "delta" in t["checks"] and "power" in t["checks"]["delta"]["numbers"]
+    ]
     return {
         "schema_version": SCHEMA_VERSION,
         "contract": contract.describe(),
@@ -237,6 +215,23 @@ def summarize(
         "finished": now(),
         "tool_version": version,
     }
+
+
+def _first(c: CheckResult) -> str:
+    return c["reasons"][0] if c["reasons"] else c["status"]
+
+
+def _settle(c: CheckResult) -> str:
+    """What an open check needs: the items that would settle it, else its first reason."""
+    needed = c["numbers"].get("items_needed")
+    n = c["numbers"].get("n")
+    if isinstance(needed, int) and isinstance(n, int) and needed > n:
+        return f"about {needed:,} items ({needed - n:,} more) would settle it"
+    return _first(c)
+
+
+def _failing(t: TaskResult, status: str) -> str:
+    return "; ".join(c["name"] for c in t["checks"].values() if c["status"] == status)
 
 
 def now() -> str:

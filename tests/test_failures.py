@@ -11,16 +11,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_parity.checks.failures import (
-    check_error_direction,
-    check_failure_modes,
+from pytest_parity.checks.disagreements import (
     disagreement_kind,
-    one_sided_p,
     review_focus,
     sample_disagreements,
+)
+from pytest_parity.checks.error_direction import (
+    check_error_direction,
     stuart_maxwell_p,
     transition_table,
 )
+from pytest_parity.checks.failure_modes import check_failure_modes
+from pytest_parity.checks.pairs import one_sided_p
 from pytest_parity.contract.spec import TaskSpec
 from pytest_parity.records import ItemRecord, SideRecord
 from pytest_parity.scoring.categories import direction_of
@@ -517,3 +519,51 @@ def test_review_focus_names_failed_and_new_categories() -> None:
     assert check["status"] == "FAIL"
     assert review_focus(check) == ["truncated", "repetition"]
     assert review_focus(check_failure_modes(records((5, "abstain", "abstain")), TASK)) == []
+
+
+# ----------------------------------------------------------------------------------------------
+# the rate-ratio rule for categories the baseline already shows
+
+
+def test_a_tenfold_growth_inside_the_margin_fails_by_the_rate_ratio() -> None:
+    # refusals 0.1% -> 1% of 1,000 items: a net 0.9 points is inside the 1.5-point tolerance,
+    # but ten times the baseline's rate on 9 more items
+    recs = records(
+        (989, "correct", "correct"), (1, "refusal", "refusal"), (9, "correct", "refusal")
+    )
+    recs += records((1, "correct", "correct"))
+    result = check_failure_modes(recs, TASK)
+    assert result["status"] == "FAIL"
+    assert "10.0x the baseline's rate >= ratio 3" in result["reasons"][0]
+    assert result["numbers"]["p_alarm"] == pytest.approx(0.5**9)
+    # a higher ratio, or more new items required, lets it pass
+    assert check_failure_modes(recs, replace(TASK, failure_ratio=20))["status"] == "PASS"
+    assert check_failure_modes(recs, TASK, min_count=10)["status"] == "PASS"
+
+
+def simulate_detection(n: int, p0: float, p1: float, trials: int, seed: int) -> float:
+    """Share of seeded trials in which the check FAILs: refusals at p0 (baseline) and p1
+    (candidate), independent per item."""
+    rng = random.Random(seed)
+    caught = 0
+    for _ in range(trials):
+        pairs = [
+            ("refusal" if rng.random() < p0 else "correct",
+             "refusal" if rng.random() < p1 else "correct")
+            for _ in range(n)
+        ]  # fmt: skip
+        counts: dict[tuple[str, str], int] = {}
+        for p in pairs:
+            counts[p] = counts.get(p, 0) + 1
+        recs = records(*((k, a, b) for (a, b), k in counts.items()))
+        caught += check_failure_modes(recs, TASK)["status"] == "FAIL"
+    return caught / trials
+
+
+def test_measured_detection_of_a_tenfold_refusal_rate() -> None:
+    # README: refusals 0.1% -> 1% on 1,000 items are caught about 0.8 of the time (0.4 with the
+    # margin alone); equal rates (1% both) raise a false alarm rarely
+    detected = simulate_detection(1000, 0.001, 0.01, trials=60, seed=11)
+    assert detected >= 0.7, detected
+    false_alarm = simulate_detection(1000, 0.01, 0.01, trials=60, seed=12)
+    assert false_alarm <= 0.05, false_alarm

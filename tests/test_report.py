@@ -238,7 +238,11 @@ def make_run() -> RunResult:
             "mmlu_pro: INCONCLUSIVE (delta INCONCLUSIVE)",
         ],
         "pass_probability": 0.41,
-        "holm": {"support_golden": 1.0, "safety_refusals": 0.0021, "mmlu_pro": 0.74},
+        "holm": {
+            "support_golden/delta": 1.0,
+            "safety_refusals/delta": 0.0021,
+            "mmlu_pro/delta": 0.74,
+        },
         "started": "2026-11-26T09:00:00+00:00",
         "finished": "2026-11-26T09:12:31+00:00",
         "tool_version": "0.1.0",

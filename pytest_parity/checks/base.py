@@ -30,7 +30,18 @@ if TYPE_CHECKING:
     from pytest_parity.contract.spec import TaskSpec
     from pytest_parity.runner import TaskRun
 
-__all__ = ["Check", "CheckContext", "check"]
+__all__ = ["Check", "CheckContext", "check", "enabled"]
+
+
+def enabled(task: TaskSpec) -> list[Check]:
+    """The checks ``task`` runs, in the registry's order. A contract always lists them in
+    ``task.checks``; a TaskSpec built by hand without any runs the registry's default checks."""
+    from pytest_parity import registry
+
+    names = [n for n in registry.checks if n in task.checks]
+    if not task.checks:
+        names = [n for n in registry.checks if registry.checks.get(n).default]
+    return [registry.checks.get(n) for n in names]
 
 
 @dataclass(frozen=True)

@@ -162,6 +162,9 @@ ENDPOINT_KEYS = (
     "recording",
 )
 DEFAULT_KEYS = (*Defaults.__dataclass_fields__, "confidence")
+# Failed requests are not missing at random (a stack that times out on long prompts fails exactly
+# the hard items): past this share the paired verdict would describe another golden set.
+MAX_ERROR_RATE = 0.2
 TASK_KEYS = (
     "name",
     "source",
@@ -185,6 +188,9 @@ TASK_KEYS = (
     "repeats",
     "categories",
     "lm_eval",
+    "checks",
+    "failure_ratio",
+    "score_range",
 )
 TOP_KEYS = ("version", "baseline", "candidate", "defaults", "tasks", "description")
 VENDOR_HOSTS = {"openai": "://api.openai.com", "anthropic": "://api.anthropic.com"}
@@ -369,9 +375,11 @@ def _defaults(v: _V, raw: Any) -> Defaults:
             m.get("max_error_rate", d.max_error_rate),
             "defaults.max_error_rate",
             0,
-            1,
+            MAX_ERROR_RATE,
             lo_open=False,
-            hint="the share of items whose requests may fail before the task errors, e.g. 0.02",
+            hi_open=False,
+            hint="the share of items whose requests may fail before the task errors, e.g. 0.02"
+            f" (at most {MAX_ERROR_RATE})",
         ),
         error_direction=v.choice(
             m.get("error_direction", d.error_direction),
@@ -384,6 +392,10 @@ def _defaults(v: _V, raw: Any) -> Defaults:
         disagreements=v.integer(
             m.get("disagreements", d.disagreements), "defaults.disagreements", 0
         ),
+        failure_ratio=v.number(
+            m.get("failure_ratio", d.failure_ratio), "defaults.failure_ratio", 1, 1e6
+        ),
+        checks=_frozen(dict(v.mapping(m.get("checks", {}) or {}, "defaults.checks"))),
     )
 
 
@@ -511,8 +523,10 @@ def _task(v: _V, raw: Any, i: int, base: Path, d: Defaults) -> TaskSpec:
             m.get("max_error_rate", d.max_error_rate),
             f"{where}.max_error_rate",
             0,
-            1,
+            MAX_ERROR_RATE,
             lo_open=False,
+            hi_open=False,
+            hint=f"at most {MAX_ERROR_RATE}: failed requests are not missing at random",
         ),
         error_direction=v.choice(
             m.get("error_direction", d.error_direction),
@@ -534,7 +548,57 @@ def _task(v: _V, raw: Any, i: int, base: Path, d: Defaults) -> TaskSpec:
         repeats=v.integer(m.get("repeats", 1), f"{where}.repeats", 1),
         categories=_frozen(categories),
         lm_eval=_frozen(lm_eval),
+        checks=_checks(v, m, where, d),
+        failure_ratio=v.number(
+            m.get("failure_ratio", d.failure_ratio), f"{where}.failure_ratio", 1, 1e6
+        ),
+        score_range=_score_range(v, m.get("score_range"), f"{where}.score_range"),
     )
+
+
+def _checks(v: _V, m: Mapping[str, Any], where: str, d: Defaults) -> Mapping[str, Any]:
+    """The checks a task runs and their options: ``checks: {name: true | false | {...}}`` on the
+    task over ``defaults.checks``, over each check's own default (see checks/base.py)."""
+    from pytest_parity import registry
+
+    given = dict(v.mapping(m.get("checks", {}) or {}, f"{where}.checks"))
+    raw = {**d.checks, **given}
+    for name in raw:
+        if name not in registry.checks:
+            at = f"{where}.checks.{name}" if name in given else f"defaults.checks.{name}"
+            raise v.fail(at, registry.checks.unknown(name), "register it in a conftest.py first")
+    out: dict[str, Any] = {}
+    for name in registry.checks:
+        check = registry.checks.get(name)
+        setting = raw.get(name)
+        at = f"{where}.checks.{name}"
+        if setting is None:
+            setting = check.default
+        if setting is False:
+            continue
+        if setting is True:
+            setting = {}
+        if not isinstance(setting, Mapping):
+            raise v.fail(at, f"expected true, false or a mapping, got {_show(setting)}")
+        out[name] = check.options(setting, at, v, m)
+    if not out:
+        raise v.fail(f"{where}.checks", "every check is turned off", "leave at least one check on")
+    frozen: Mapping[str, Any] = _frozen(out)
+    return frozen
+
+
+def _score_range(v: _V, raw: Any, where: str) -> tuple[float, float] | None:
+    """``score_range: [0, 100]``: the scorer's scale, rescaled to [0, 1] before any statistic."""
+    if raw is None:
+        return None
+    hint = "write score_range: [low, high], e.g. [0, 100] for a 0-100 rubric"
+    if not isinstance(raw, list) or len(raw) != 2:
+        raise v.fail(where, f"expected [low, high], got {_show(raw)}", hint)
+    low = v.number(raw[0], f"{where}[0]", -1e12, 1e12, lo_open=False)
+    high = v.number(raw[1], f"{where}[1]", -1e12, 1e12, lo_open=False)
+    if not high > low:
+        raise v.fail(where, f"high {high:g} is not above low {low:g}", hint)
+    return (float(low), float(high))
 
 
 def _check_scorer(v: _V, scorer: str, options: Mapping[str, Any], where: str) -> None:

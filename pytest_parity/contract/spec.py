@@ -96,7 +96,10 @@ class Defaults:
     max_error_rate: float = 0.02
     error_direction: str = "preserve"
     failure_min_count: int = 5
+    failure_ratio: float = 3.0
     disagreements: int = 50
+    # check name -> True / False / its raw options, applied to every task (validated per task)
+    checks: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,8 @@ class TaskSpec:
     lm_eval: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     # check name -> its validated options, for the checks this task runs (see checks/base.py)
     checks: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
+    failure_ratio: float = 3.0  # a category the baseline shows fails at this rate ratio (+ count)
+    score_range: tuple[float, float] | None = None  # declared scorer range, rescaled to [0, 1]
 
     def with_safety_critical(self, defaults: Defaults) -> TaskSpec:
         """This task under the safety-critical policy (what the ``safety_critical`` marker does)."""
@@ -177,6 +182,7 @@ class Contract:
                     "alpha": t.alpha,
                     "inconclusive": t.inconclusive,
                     "error_direction": t.error_direction,
+                    "checks": sorted(t.checks),
                 }
                 for t in self.tasks
             ],

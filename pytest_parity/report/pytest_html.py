@@ -27,10 +27,10 @@ from typing import Any
 
 from pluggy import HookimplMarker
 
+from pytest_parity import registry
 from pytest_parity.records import RunResult
 from pytest_parity.report.formats import plain
 from pytest_parity.report.html.sections import (
-    CHECK_TITLES,
     CSS,
     badge,
     interval_text,
@@ -137,7 +137,8 @@ class ParityHtmlHooks:
                 return self._tasks[name], check
             rest = param[len(name) + 1 :]
             if param.startswith(name + "-") and (
-                rest in (self._tasks[name].get("checks") or {}) or rest in CHECK_TITLES
+                rest in (self._tasks[name].get("checks") or {})
+                or rest.split(":", 1)[0] in registry.checks
             ):
                 return self._tasks[name], rest
         return None, None

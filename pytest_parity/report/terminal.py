@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pytest_parity.records import CHECKS, RunResult, TaskResult
+from pytest_parity.records import RunResult, TaskResult
+from pytest_parity.report import checks as shown_checks
 
 
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{x * 100:.1f}"
 
 
-def _row(t: TaskResult, aa: bool) -> list[str]:
+def _row(t: TaskResult, aa: bool, names: Sequence[str]) -> list[str]:
     d = t["checks"].get("delta")
     num = d["numbers"] if d else {}
     if d and "delta" in num:
@@ -35,7 +36,7 @@ def _row(t: TaskResult, aa: bool) -> list[str]:
         floor = t.get("aa") or {}
         rate = floor.get("flip_rate")
         cols.append("-" if rate is None else f"{floor['flips']} ({rate:.1%})")
-    for name in CHECKS:
+    for name in names:
         c_ = t["checks"].get(name)
         status = c_["status"] if c_ else ("ERROR" if t["error"] else "-")
         cols.append("PASS*" if c_ and status == "PASS" and c_["numbers"].get("warn") else status)
@@ -52,17 +53,19 @@ HEADER = [
     "tol",
     "n",
     "flips b/c",
-    "delta",
-    "failure modes",
-    "direction",
-    "verdict",
 ]
 
 
 def verdict_lines(run: RunResult, disagreement_files: Sequence[str] = ()) -> list[str]:
     aa = any(t.get("aa") for t in run["tasks"])
-    header = HEADER[:8] + (["A/A flips"] if aa else []) + HEADER[8:]
-    rows = [header] + [_row(t, aa) for t in run["tasks"]]
+    names = shown_checks.shown(run["tasks"])
+    header = [
+        *HEADER,
+        *(["A/A flips"] if aa else []),
+        *(shown_checks.column(n) for n in names),
+        "verdict",
+    ]
+    rows = [header] + [_row(t, aa, names) for t in run["tasks"]]
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))

@@ -111,6 +111,11 @@ class TaskSource:
     def digest(self, task: TaskSpec) -> str | None:
         return None
 
+    def metrics(self, task: TaskSpec) -> tuple[str, ...]:
+        """The metrics this task gates, the main one first; the delta check makes one test per
+        extra metric (``delta:<metric>``). Most sources score one thing: ``()``."""
+        return ()
+
     runs_itself: ClassVar[bool] = False  # True: the runner calls ``run`` instead of ``items``
 
     def run(self, task: TaskSpec, context: RunContext) -> TaskRun:

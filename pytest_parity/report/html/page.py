@@ -233,7 +233,7 @@ def page(run: RunResult) -> str:
         '<i style="background:#fdecea"></i>worse than the tolerance allows'
         "; dashed line: the non-inferiority margin</p>"
     )
-    body = "".join(task_html(t, number(holm, str(t.get("task")))) for t in tasks)
+    body = "".join(task_html(t, number(holm, f"{t.get('task')}/delta")) for t in tasks)
     title = f"Parity {overall}: {cand} vs {base}"
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

@@ -12,13 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pytest_parity.report import checks as registered
 from pytest_parity.report.html.svg import VERDICT_COLOURS, delta_numbers, esc, number, points
 
-CHECK_TITLES: dict[str, str] = {
-    "delta": "Score within tolerance",
-    "failure_modes": "No new failure modes",
-    "error_direction": "Direction of error preserved",
-}
 DIRECTIONS: dict[str, str] = {
     "C": "correct",
     "A": "abstained (cautious)",
@@ -113,12 +109,20 @@ def as_list(value: Any) -> list[Any]:
 
 
 def checks_of(task: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    """The task's checks, the three parts of parity first, any extra metric after."""
+    """The task's checks in the registry's order, extra metrics after their check."""
     checks = mapping(task.get("checks"))
-    order = [k for k in CHECK_TITLES if k in checks] + sorted(
-        k for k in checks if k not in CHECK_TITLES
-    )
-    return [{**mapping(checks[k]), "name": k} for k in order]
+    return [{**mapping(checks[k]), "name": k} for k in registered.ordered(checks)]
+
+
+def generic_table(check: Mapping[str, Any]) -> str:
+    """A check without a section of its own: its scalar numbers, one row each."""
+    rows = []
+    for key, value in mapping(check.get("numbers")).items():
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            continue
+        shown = f"{value:.4g}" if isinstance(value, float) else str(value)
+        rows.append(_row(str(key).replace("_", " "), shown))
+    return f"<table>{''.join(rows)}</table>" if rows else ""
 
 
 def _row(label: str, value: str, hint: str = "") -> str:
@@ -274,10 +278,12 @@ def _warn_note(task: Mapping[str, Any]) -> str:
 
 
 def summary_table(tasks: Sequence[Mapping[str, Any]]) -> str:
+    names = registered.shown(tasks)
     head = (
         "<tr><th>task</th><th>baseline</th><th>candidate</th><th>delta, pts [interval]</th>"
-        "<th>tolerance</th><th>delta</th><th>failure modes</th><th>error direction</th>"
-        "<th>verdict</th></tr>"
+        "<th>tolerance</th>"
+        + "".join(f"<th>{esc(registered.column(n))}</th>" for n in names)
+        + "<th>verdict</th></tr>"
     )
     rows = []
     for t in tasks:
@@ -285,7 +291,7 @@ def summary_table(tasks: Sequence[Mapping[str, Any]]) -> str:
         checks = mapping(t.get("checks"))
         cells = "".join(
             f"<td>{badge(mapping(checks[k]).get('status', 'SKIP')) if k in checks else ''}</td>"
-            for k in CHECK_TITLES
+            for k in names
         )
         safety = '<span class="pp-safety">safety</span>' if t.get("safety_critical") else ""
         rows.append(

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from pytest_parity.report import checks as registered
 from pytest_parity.report.html.sections import (
-    CHECK_TITLES,
     DIRECTIONS,
     as_list,
     badge,
@@ -19,11 +19,16 @@ from pytest_parity.report.html.sections import (
     direction_table,
     failure_table,
     flip_table,
+    generic_table,
     mapping,
     numbers_table,
     status_class,
 )
 from pytest_parity.report.html.svg import delta_numbers, esc, forest_svg, number
+
+# The checks whose numbers have tables of their own below; any other check (one registered by a
+# conftest.py or a plugin) gets a generic table of its numbers.
+OWN_TABLES = frozenset({"delta", "failure_modes", "error_direction"})
 
 # Long answers are cut so one runaway generation cannot turn the report into a book.
 MAX_TEXT = 4000
@@ -46,7 +51,7 @@ def _reasons(task: Mapping[str, Any]) -> str:
         )
     for c in checks_of(task):
         name = str(c["name"])
-        title = CHECK_TITLES.get(name, name.replace("delta:", "Score within tolerance: "))
+        title = registered.title(name)
         reasons = [r for r in as_list(c.get("reasons")) if r]
         items = "".join(f"<li>{esc(r)}</li>" for r in reasons)
         rows.append(
@@ -136,6 +141,10 @@ def task_html(
         ("Failure categories, old vs new", failure_table(task)),
         ("Direction of error (old \u2192 new)", direction_table(task)),
     ]
+    for c in checks_of(task):
+        check = str(c["name"])
+        if check.split(":", 1)[0] not in OWN_TABLES:
+            tables.append((registered.title(check), generic_table(c)))
     grid = "".join(f"<div><{h2}>{esc(t)}</{h2}>{body}</div>" for t, body in tables if body)
     return (
         f'<section class="pp-task pp-v-{status_class(status)}"'

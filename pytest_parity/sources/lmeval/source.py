@@ -30,6 +30,14 @@ class LmEvalSource(TaskSource):
         opts: Mapping[str, Any] = normalize_lm_eval_options(dict(raw), where, v.file, base)
         return opts
 
+    def metrics(self, task: TaskSpec) -> tuple[str, ...]:
+        """Each metric (``metrics:``), or each metric,filter pair when several filters are gated."""
+        metrics = [str(m) for m in task.lm_eval.get("metrics") or ()]
+        raw = task.lm_eval.get("filter")
+        filters = [raw] if isinstance(raw, str) else [str(f) for f in raw or ()]
+        keys = [f"{m},{f}" for m in metrics for f in filters] if len(filters) > 1 else metrics
+        return tuple(keys)
+
     def run(self, task: TaskSpec, context: RunContext) -> TaskRun:
         from pytest_parity.endpoints.loop import run_sync
         from pytest_parity.records import TaskRun

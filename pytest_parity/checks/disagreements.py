@@ -1,0 +1,90 @@
+"""The disagreements a person reads: which items changed, and a seeded, capped sample of them."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Collection, Sequence
+from typing import Any
+
+from pytest_parity.checks.pairs import infra
+from pytest_parity.records import CheckResult, ItemRecord
+
+KINDS = ("regression", "category_change", "improvement")
+
+
+def disagreement_kind(record: ItemRecord) -> str | None:
+    """ "regression" / "improvement" when the score moved, "category_change" when only the failure
+    category did, None when the stacks agree or either request failed."""
+    old, new = record["baseline"], record["candidate"]
+    if infra(old) or infra(new):
+        return None
+    a, b = old["score"], new["score"]
+    if a is not None and b is not None and abs(a - b) > 1e-9:
+        return "regression" if b < a else "improvement"
+    if old["category"] != new["category"]:
+        return "category_change"
+    return None
+
+
+def review_focus(failure_modes: CheckResult) -> list[str]:
+    """The categories a reviewer must read: those the check failed on, and new ones below the
+    minimum count (too few to fail the gate, never too few to look at)."""
+    rows = failure_modes["numbers"].get("categories", {})
+    return [k for k, v in rows.items() if v["status"] in ("new", "grown", "new_below_min")]
+
+
+def sample_disagreements(
+    records: Sequence[ItemRecord], k: int, seed: int, *, focus: Collection[str] = ()
+) -> tuple[list[dict[str, Any]], int]:
+    """Up to ``k`` disagreements for a person to read side by side, regressions first, then
+    category changes, then improvements; a seeded draw within each kind (the same seed gives the
+    same sample in every process). Returns the sample and how many disagreements there were.
+
+    Items the candidate put in a ``focus`` category (e.g. the categories the failure-mode check
+    failed on) are chosen before any other, so the reviewer always sees what failed the gate.
+    """
+    groups: dict[str, list[ItemRecord]] = {kind: [] for kind in KINDS}
+    for r in records:
+        kind = disagreement_kind(r)
+        if kind is not None:
+            groups[kind].append(r)
+    total = sum(len(g) for g in groups.values())
+    rng = random.Random(seed)
+    chosen: dict[str, list[int]] = {kind: [] for kind in KINDS}  # indices into groups[kind]
+    room = k
+    for first in (True, False):
+        for kind in KINDS:
+            group = groups[kind]
+            pool = [
+                i for i, r in enumerate(group) if (r["candidate"]["category"] in focus) == first
+            ]
+            if room <= 0 or not pool:
+                continue
+            if len(pool) > room:
+                pool = rng.sample(pool, room)
+            chosen[kind].extend(pool)
+            room -= len(pool)
+    sample: list[dict[str, Any]] = []
+    for kind in KINDS:
+        # record order within a kind keeps the file readable next to the golden set
+        sample.extend(_row(groups[kind][i], kind) for i in sorted(chosen[kind]))
+    return sample, total
+
+
+def _row(r: ItemRecord, kind: str) -> dict[str, Any]:
+    old, new = r["baseline"], r["candidate"]
+    return {
+        "id": r["id"],
+        "kind": kind,
+        "prompt": r["prompt"],
+        "reference": r["reference"],
+        "baseline_output": old["text"],
+        "candidate_output": new["text"],
+        "baseline_category": old["category"],
+        "candidate_category": new["category"],
+        "baseline_score": old["score"],
+        "candidate_score": new["score"],
+        "baseline_finish_reason": old["finish_reason"],
+        "candidate_finish_reason": new["finish_reason"],
+        "reviewer_verdict": "",
+    }
