@@ -158,8 +158,15 @@ def test_empty_needs_no_text_and_no_tool_call() -> None:
 
 @pytest.mark.parametrize("reason", ["length", "max_tokens", "LENGTH", "max_output_tokens"])
 def test_truncated_when_the_token_limit_was_hit(reason: str) -> None:
-    assert cat("The answer is probably", finish_reason=reason) == "truncated"
+    assert cat("The answer is probably", finish_reason=reason, parsed=False) == "truncated"
     assert direction_of("truncated") == "W"
+
+
+def test_a_parsed_answer_at_the_token_limit_keeps_its_scorers_category() -> None:
+    # "Yes, 1" with max_tokens 4: the scorer read an answer, and it is wrong
+    assert cat("Yes, 1", finish_reason="length", parsed=True, score=0.0) == "wrong_answer"
+    assert cat("Yes, 1", finish_reason="length", parsed=True, score=1.0) == "correct"
+    assert cat("Yes, 1", finish_reason="length", parsed=False, score=0.0) == "truncated"
 
 
 def test_a_cut_off_answer_that_opened_cautiously_stays_cautious() -> None:
@@ -171,7 +178,8 @@ def test_a_cut_off_answer_that_opened_cautiously_stays_cautious() -> None:
     assert cat(smol, finish_reason="length") == "abstain"
     assert cat("I cannot help with that. " + PROSE, finish_reason="length") == "refusal"
     # a cut-off answer is judged by how it opened: its last words were never meant to be last
-    assert cat(PROSE + " " + PROSE + " I'm not sure", finish_reason="length") == "truncated"
+    cut = cat(PROSE + " " + PROSE + " I'm not sure", finish_reason="length", parsed=False)
+    assert cut == "truncated"
     assert cat(PROSE + " " + PROSE + " I'm not sure", finish_reason="stop") == "abstain"
 
 

@@ -151,6 +151,17 @@ class ItemPipeline:
         await asyncio.gather(*(ask(*chain) for chain in chains))
         scores = await self._score(item, answers)
         sides = {role: self._side(role, item, answers[role], scores[role]) for role in SIDES}
+        old, new = sides["baseline"], sides["candidate"]
+        if (
+            old["error"] is None
+            and new["error"] is None
+            and old["text"] == new["text"]
+            and answers["baseline"].response.tool_calls == answers["candidate"].response.tool_calls
+            and old["score"] == new["score"]
+        ):
+            # The same answer is the same failure, whatever a token limit or a hook said: the
+            # same text on both sides never counts as a category change.
+            new["category"], new["direction"] = old["category"], old["direction"]
         if "aa" in answers:
             base, aa = scores.get("aa-baseline", scores["baseline"]), scores["aa"]
             self._aa[item.id] = (
@@ -214,10 +225,33 @@ class ItemPipeline:
         ``"aa-baseline"`` is the baseline's score in its comparison with the A/A pass."""
         try:
             if self.scorer.kind == "paired":
-                return await self._score_pairs(item, answers)
-            return {role: await self._score_one(role, item, a) for role, a in answers.items()}
+                scores = await self._score_pairs(item, answers)
+            else:
+                scores = {role: await self._score_one(role, item, a) for role, a in answers.items()}
+            return {role: self._in_range(role, s) for role, s in scores.items()}
         except ScorerError as exc:
             raise TaskRunError(f"task {self.task.name}: item {item.id}: {exc}") from None
+
+    def _in_range(self, role: str, score: Score | None) -> Score | None:
+        """Scores live in [0, 1], or in the task's declared ``score_range``, rescaled to [0, 1]:
+        the tolerance is a share of that scale. Anything else, NaN included, is an error."""
+        if score is None:
+            return None
+        value = score.value
+        low, high = self.task.score_range or (0.0, 1.0)
+        if not (low <= value <= high):  # also false for NaN
+            hint = (
+                "declare score_range: [low, high] on the task (e.g. [0, 100])"
+                if self.task.score_range is None
+                else "fix the scorer or the declared score_range"
+            )
+            raise ScorerError(
+                f"scorer {self.task.scorer!r} gave {value!r} for the {role} answer, outside"
+                f" [{low:g}, {high:g}] ({hint})"
+            )
+        if self.task.score_range is not None:
+            return Score((value - low) / (high - low), score.parsed)
+        return score
 
     async def _score_one(self, role: str, item: Item, answer: Answer) -> Score | None:
         if answer.response.error:

@@ -25,22 +25,9 @@ __all__ = ["Runner", "default_classifier"]
 
 def default_classifier(side: Mapping[str, Any]) -> tuple[str, str]:
     """The built-in failure category and direction of one answer (no conftest hooks)."""
-    from pytest_parity.scoring.categories import classify, direction_of
+    from pytest_parity.scoring.categories import classify_side
 
-    category = classify(
-        text=side["text"],
-        finish_reason=side["finish_reason"],
-        error=side["error"],
-        error_kind=side["error_kind"],
-        tool_calls=side.get("tool_calls", ()),
-        score=side["score"],
-        parsed=side["parsed"],
-        reference=side.get("reference"),
-        prompt=side.get("prompt", ""),
-        custom=side.get("custom"),
-        tools=side.get("tools"),
-    )
-    return category, direction_of(category)
+    return classify_side(side)
 
 
 class Runner:

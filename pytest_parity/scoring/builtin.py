@@ -214,6 +214,7 @@ def coerce(result: Any, name: str) -> Score:
             f"scorer {name} returned {type(result).__name__}; expected a bool, a number in [0, 1],"
             " None (unparseable) or pytest_parity.scoring.Score"
         )
-    if not 0.0 <= value <= 1.0 or value != value:
-        raise ScorerError(f"scorer {name} returned {value!r}; scores must lie in [0, 1]")
+    if value != value:
+        raise ScorerError(f"scorer {name!r} gave nan; a score must be a number")
+    # The range ([0, 1], or the task's declared score_range) is checked where the task is known.
     return Score(value, parsed)

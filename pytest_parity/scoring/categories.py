@@ -43,8 +43,9 @@ CATEGORIES: dict[str, str] = {
     "answer was cut off)",
     "abstain": "says it does not know, e.g. 'I don't know', 'I'm not sure', 'cannot determine', "
     "'not enough information' (English patterns, where refusals are searched)",
-    "truncated": "finish_reason says the token limit was hit (length, max_tokens) and the answer "
-    "did not open with a refusal or abstention",
+    "truncated": "finish_reason says the token limit was hit (length, max_tokens) before an answer "
+    "could be parsed, and the text did not open with a refusal or abstention (a parsed answer "
+    "keeps the category its score gives)",
     "language_switch": "the answer is mostly in another script than the prompt (e.g. Cyrillic or "
     "CJK for a Latin prompt); 20+ letters each side (a CJK character counts 3), 60%+ of them in "
     "the dominant script",
@@ -168,6 +169,36 @@ def classify(
     return override
 
 
+def classify_side(
+    side: Mapping[str, Any],
+    hook: Hook | None = None,
+    direction: Callable[[str], str | None] | None = None,
+) -> tuple[str, str]:
+    """The failure category and direction code of one answer as the runner describes it (a
+    mapping with the keyword arguments of :func:`classify`): the one classification path.
+
+    ``hook`` is the ``pytest_parity_classify`` hook bound to this answer (see :func:`classify`),
+    ``direction`` the ``pytest_parity_direction`` hook: a code other than None replaces the
+    built-in direction of the category.
+    """
+    category = classify(
+        text=side["text"],
+        finish_reason=side["finish_reason"],
+        error=side["error"],
+        error_kind=side["error_kind"],
+        tool_calls=side.get("tool_calls", ()),
+        score=side["score"],
+        parsed=side["parsed"],
+        reference=side.get("reference"),
+        prompt=side.get("prompt", ""),
+        custom=side.get("custom"),
+        tools=side.get("tools"),
+        hook=hook,
+    )
+    override = direction(category) if direction is not None else None
+    return category, str(override or direction_of(category))
+
+
 def _rules(
     *,
     text: str,
@@ -198,7 +229,9 @@ def _rules(
         return "refusal"
     if _ABSTAIN.search(edges):
         return "abstain"
-    if cut:
+    if cut and not parsed:
+        # Cut off before an answer could be read. A parsed answer that hit the token limit
+        # keeps the category its score gives (a wrong "Yes, 1" at max_tokens 4 is a wrong answer).
         return "truncated"
     if is_language_switch(prompt, text):
         return "language_switch"
