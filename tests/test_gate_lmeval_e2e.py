@@ -61,3 +61,50 @@ def test_lm_eval_task_gates_each_filter_as_its_own_test(pytester: pytest.Pyteste
     checks = doc["tasks"][0]["checks"]
     assert checks["delta"]["numbers"]["n"] == len(questions)
     assert checks["delta:exact_match,strict"]["numbers"]["delta"] == -1.0
+
+
+def test_an_lm_eval_task_recorded_then_replayed_offline_gives_the_same_numbers(
+    pytester: pytest.Pytester,
+) -> None:
+    """The migration recipe for benchmarks: record the old stack once, gate later candidates
+    against the recording after it is gone; lm-eval requests go through the endpoint layer."""
+    shutil.copytree(DATA, pytester.path / "tasks")
+    task = (
+        "tasks:\n  - name: arith\n    source: lm-eval\n    path: tasks\n    min_items: 5\n"
+        "    lm_eval: {task: parity_arith, metrics: [exact_match], filter: flexible}\n"
+    )
+    with FakeServer(adder(set())) as old, FakeServer(adder({"2 + 3"})) as new:
+        live = pytester.makefile(
+            ".yaml",
+            live=f'baseline: {{kind: openai, base_url: "{old.base_url}", model: m, api: completions}}'
+            f'\ncandidate: {{kind: openai, base_url: "{new.base_url}", model: m,'
+            f" api: completions}}\n{task}",
+        )
+        first = pytester.runpytest(
+            f"--parity-contract={live}", "--parity-no-cache", "--parity-record=old.jsonl",
+            "--parity-json=live.json",
+        )  # fmt: skip
+        asked = len(old.received)
+        candidate_url = new.base_url
+        # the baseline server is gone from here on; the candidate keeps serving
+        old.stop()
+        replayed = pytester.makefile(
+            ".yaml",
+            replayed="baseline: {kind: replay, recording: old.jsonl, model: m, api: completions}"
+            f'\ncandidate: {{kind: openai, base_url: "{candidate_url}", model: m,'
+            f" api: completions}}\n{task}",
+        )
+        second = pytester.runpytest(
+            f"--parity-contract={replayed}", "--parity-no-cache", "--parity-json=replay.json"
+        )
+    assert first.ret == second.ret == 0
+    assert asked > 0
+    lines = (pytester.path / "old.jsonl").read_text().splitlines()
+    assert len([json.loads(x) for x in lines if '"request_hash"' in x]) >= asked - 1
+    a = json.loads((pytester.path / "live.json").read_text())["tasks"][0]
+    b = json.loads((pytester.path / "replay.json").read_text())["tasks"][0]
+    for key in ("n_paired", "baseline_score", "candidate_score"):
+        assert a[key] == b[key], key
+    da, db = a["checks"]["delta"]["numbers"], b["checks"]["delta"]["numbers"]
+    assert (da["delta"], da["ci_low"], da["ci_high"]) == (db["delta"], db["ci_low"], db["ci_high"])
+    assert b["endpoints"]["baseline"]["kind"] == "replay"
