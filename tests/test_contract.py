@@ -207,7 +207,7 @@ def test_lm_eval_task_options_are_validated_with_the_contract(folder: Path) -> N
 def test_lm_eval_options_on_a_golden_task_are_an_error(folder: Path) -> None:
     text = MINIMAL.replace("scorer: numeric}", "scorer: numeric, lm_eval: {task: gsm8k}}")
     with pytest.raises(
-        ContractError, match=r"tasks\[0\]\.lm_eval: only an lm-eval task reads these"
+        ContractError, match=r"tasks\[0\]\.lm_eval: only a task with source: lm-eval reads these"
     ):
         load_contract(write(folder, text))
 

@@ -89,7 +89,7 @@ def make(
     contract = contract_from_data(raw, DATA / "contract.yaml")
     task = contract.tasks[0]
     opts = normalize_lm_eval_options(task.lm_eval, "tasks[0].lm_eval", "contract.yaml", DATA)
-    return replace(task, lm_eval=opts), contract.baseline, contract.candidate
+    return replace(task, source_options=opts), contract.baseline, contract.candidate
 
 
 ARITH = {"task": "parity_arith", "include_path": "."}

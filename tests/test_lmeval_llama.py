@@ -167,7 +167,7 @@ def make(
     contract = contract_from_data(raw, DATA / "contract.yaml")
     task = contract.tasks[0]
     opts = normalize_lm_eval_options(task.lm_eval, "tasks[0].lm_eval", "contract.yaml", DATA)
-    return replace(task, lm_eval=opts), contract.baseline, contract.candidate
+    return replace(task, source_options=opts), contract.baseline, contract.candidate
 
 
 # ----------------------------------------------------------------------------------------------
@@ -385,7 +385,7 @@ def run_example(contract: str, base: LlamaFake, cand: LlamaFake, limit: int) -> 
         loaded = load_contract(EXAMPLE / contract)
     (task,) = loaded.tasks
     assert loaded.baseline.kind == loaded.candidate.kind == "llama-cpp"
-    task = replace(task, lm_eval={**task.lm_eval, "limit": limit})
+    task = replace(task, source_options={**task.lm_eval, "limit": limit})
     return task, run_lmeval_task(task, loaded.baseline, loaded.candidate, cache_dir=None, seed=0)
 
 

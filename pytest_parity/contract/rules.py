@@ -16,13 +16,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from pytest_parity import registry
 from pytest_parity.contract.spec import (
     APIS,
     CONTRACT_VERSION,
     DIRECTION_POLICIES,
     INCONCLUSIVE_POLICIES,
     NAME_RE,
-    SOURCES,
     Contract,
     ContractError,
     Defaults,
@@ -31,7 +31,6 @@ from pytest_parity.contract.spec import (
     _did_you_mean,
     _frozen,
 )
-from pytest_parity.endpoints.kinds import KINDS
 
 # ----------------------------------------------------------------------------------------------
 # validation helpers
@@ -187,7 +186,6 @@ TASK_KEYS = (
     "cluster_key",
     "repeats",
     "categories",
-    "lm_eval",
     "checks",
     "failure_ratio",
     "score_range",
@@ -231,8 +229,10 @@ def _endpoint(v: _V, raw: Any, role: str, base: Path, defaults: Defaults) -> End
     m = v.mapping(raw, role)
     m = {k: x if k == "api_key_env" else _interpolate(v, x, _join(role, k)) for k, x in m.items()}
     v.keys(m, role, ENDPOINT_KEYS)
-    kind = v.choice(v.required(m, role, "kind", "write kind: openai"), f"{role}.kind", tuple(KINDS))
-    info = KINDS[kind]
+    kind = v.choice(
+        v.required(m, role, "kind", "write kind: openai"), f"{role}.kind", registry.kinds.names()
+    )
+    info = registry.kinds.get(kind)
     if info.needs_base_url:
         base_url = v.string(
             v.required(m, role, "base_url", 'write base_url: "http://host:port/v1"'),
@@ -423,7 +423,8 @@ def _tolerance(v: _V, value: Any, where: str) -> float:
 def _task(v: _V, raw: Any, i: int, base: Path, d: Defaults) -> TaskSpec:
     where = f"tasks[{i}]"
     m = v.mapping(raw, where)
-    v.keys(m, where, TASK_KEYS)
+    option_keys = {key: n for n in registry.sources if (key := registry.sources.get(n).options_key)}
+    v.keys(m, where, (*TASK_KEYS, *option_keys))
     name = v.string(v.required(m, where, "name", "write name: <task name>"), f"{where}.name")
     if not NAME_RE.match(name):
         raise v.fail(
@@ -431,9 +432,10 @@ def _task(v: _V, raw: Any, i: int, base: Path, d: Defaults) -> TaskSpec:
             f"{name!r} is not a usable test id",
             "use letters, digits and _ . : - only",
         )
-    source = v.choice(m.get("source", "golden"), f"{where}.source", SOURCES)
+    source = v.choice(m.get("source", "golden"), f"{where}.source", registry.sources.names())
+    impl = registry.sources.get(source)
     path: Path | None = None
-    if source == "golden":
+    if impl.needs_path:
         rel = v.string(
             v.required(
                 m, where, "path", "write path: <golden set JSONL, relative to the contract>"
@@ -449,7 +451,7 @@ def _task(v: _V, raw: Any, i: int, base: Path, d: Defaults) -> TaskSpec:
             )
     elif "path" in m:
         path = (base / v.string(m["path"], f"{where}.path")).resolve()
-    scorer_raw = m.get("scorer", "exact" if source == "golden" else "lm-eval")
+    scorer_raw = m.get("scorer", impl.default_scorer)
     scorer_options: dict[str, Any] = dict(
         v.mapping(m.get("scorer_options", {}) or {}, f"{where}.scorer_options")
     )
@@ -493,20 +495,18 @@ def _task(v: _V, raw: Any, i: int, base: Path, d: Defaults) -> TaskSpec:
             raise v.fail(
                 f"{where}.categories.{cname}", f"not a valid regular expression: {exc}"
             ) from None
-    lm_eval = dict(v.mapping(m.get("lm_eval", {}) or {}, f"{where}.lm_eval"))
-    if source == "lm-eval":
-        if "task" not in lm_eval:
+    for key, owner in option_keys.items():
+        if key in m and owner != source:
             raise v.fail(
-                f"{where}.lm_eval.task", "required but missing", "write lm_eval: {task: gsm8k}"
+                f"{where}.{key}",
+                f"only a task with source: {owner} reads these",
+                f"write source: {owner}",
             )
-        from pytest_parity.sources.lmeval.options import normalize_lm_eval_options
-
-        # Paths inside lm_eval (include_path, data_files, tokenizer) are relative to the contract.
-        lm_eval = normalize_lm_eval_options(lm_eval, f"{where}.lm_eval", v.file, base)
-    elif lm_eval:
-        raise v.fail(
-            f"{where}.lm_eval", "only an lm-eval task reads these", "write source: lm-eval"
-        )
+    own = impl.options_key
+    if own is not None and own not in m and impl.options_required:
+        raise v.fail(f"{where}.{own}", "required but missing", f"write {own}: {{...}}")
+    raw_options = v.mapping(m.get(own, {}) or {}, f"{where}.{own}") if own else {}
+    source_options = impl.options(raw_options, f"{where}.{own}" if own else where, v, base)
     limit = m.get("limit")
     return TaskSpec(
         name=name,
@@ -547,7 +547,7 @@ def _task(v: _V, raw: Any, i: int, base: Path, d: Defaults) -> TaskSpec:
         else v.string(m["cluster_key"], f"{where}.cluster_key"),
         repeats=v.integer(m.get("repeats", 1), f"{where}.repeats", 1),
         categories=_frozen(categories),
-        lm_eval=_frozen(lm_eval),
+        source_options=source_options,
         checks=_checks(v, m, where, d),
         failure_ratio=v.number(
             m.get("failure_ratio", d.failure_ratio), f"{where}.failure_ratio", 1, 1e6
@@ -602,16 +602,16 @@ def _score_range(v: _V, raw: Any, where: str) -> tuple[float, float] | None:
 
 
 def _check_scorer(v: _V, scorer: str, options: Mapping[str, Any], where: str) -> None:
-    from pytest_parity.scoring.builtin import SCORERS, check_options
-
     if ":" in scorer:
         return  # custom scorer by import path: resolved (and checked) when the task runs
-    if scorer not in SCORERS:
+    known = registry.scorers.names()
+    if scorer not in known:
         raise v.fail(
             where,
-            f"unknown scorer {scorer!r}{_did_you_mean(scorer, tuple(SCORERS))}",
-            f"built-in scorers: {', '.join(SCORERS)}; or 'package.module:function'",
+            f"unknown scorer {scorer!r}{_did_you_mean(scorer, known)}",
+            f"built-in scorers: {', '.join(known)}; or 'package.module:function'",
         )
+    check_options = registry.lazy("pytest_parity.scoring.builtin:check_options")()
     problem = check_options(scorer, options)
     if problem:
         raise v.fail(where.rsplit(".", 1)[0] + ".scorer_options", problem[0], problem[1])

@@ -17,7 +17,6 @@ from types import MappingProxyType
 from typing import Any
 
 CONTRACT_VERSION = 1
-SOURCES = ("golden", "lm-eval")
 APIS = ("chat", "completions")
 INCONCLUSIVE_POLICIES = ("fail", "warn")
 DIRECTION_POLICIES = ("preserve", "ignore")
@@ -126,11 +125,17 @@ class TaskSpec:
     cluster_key: str | None = None
     repeats: int = 1
     categories: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-    lm_eval: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    # the source's own options (the mapping under its key, e.g. lm_eval:), validated by the source
+    source_options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     # check name -> its validated options, for the checks this task runs (see checks/base.py)
     checks: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
     failure_ratio: float = 3.0  # a category the baseline shows fails at this rate ratio (+ count)
     score_range: tuple[float, float] | None = None  # declared scorer range, rescaled to [0, 1]
+
+    @property
+    def lm_eval(self) -> Mapping[str, Any]:
+        """The options of an lm-eval task (``lm_eval:``); empty for other sources."""
+        return self.source_options if self.source == "lm-eval" else MappingProxyType({})
 
     def with_safety_critical(self, defaults: Defaults) -> TaskSpec:
         """This task under the safety-critical policy (what the ``safety_critical`` marker does)."""

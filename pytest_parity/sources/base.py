@@ -91,6 +91,7 @@ class TaskSource:
     options_key: ClassVar[str | None] = None  # the task key holding this source's options
     default_scorer: ClassVar[str] = "exact"
     needs_path: ClassVar[bool] = False  # the task's ``path`` must name an existing file
+    options_required: ClassVar[bool] = False  # the task must have the ``options_key`` mapping
 
     def options(self, raw: Mapping[str, Any], where: str, v: Any, base: Path) -> Mapping[str, Any]:
         """Validated options (``raw`` is the mapping under ``options_key``, or empty)."""

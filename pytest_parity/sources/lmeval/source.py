@@ -20,6 +20,7 @@ class LmEvalSource(TaskSource):
     options_key = "lm_eval"
     default_scorer = "lm-eval"
     runs_itself = True
+    options_required = True
 
     def options(self, raw: Mapping[str, Any], where: str, v: Any, base: Path) -> Mapping[str, Any]:
         from pytest_parity.sources.lmeval.options import normalize_lm_eval_options
