@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import html
+import itertools
 import json
 import re
 from html.parser import HTMLParser
@@ -517,11 +518,37 @@ def test_forest_plot_draws_one_row_per_task_with_its_band() -> None:
     assert svg.startswith("<svg") and svg.endswith("</svg>")
     rows = re.findall(r'<g class="pp-row" data-task="([^"]+)">', svg)
     assert rows == ["support_golden", "safety_refusals", "mmlu_pro"]
-    # the safety task's band is a third as wide as the others (0.5 vs 1.5 points)
-    band = r'width="([0-9.]+)" height="\d+" fill="#e3f2e7"'
-    widths = [float(w) for w in re.findall(band, svg)]
-    assert len(widths) == 3
-    assert widths[1] == pytest.approx(widths[0] / 3, rel=0.02)
+    # one-sided: the green region runs from -tolerance to the right edge, for every row
+    band = r'<rect x="([0-9.]+)" y="[0-9.]+" width="([0-9.]+)" height="\d+" fill="#e3f2e7"'
+    bands = [(float(a), float(w)) for a, w in re.findall(band, svg)]
+    assert len(bands) == 3
+    assert len({round(a + w, 1) for a, w in bands}) == 1
+    # the safety task's margin is a third as far from 0 as the others' (0.5 vs 1.5 points)
+    zero = float(re.findall(r'<line x1="([0-9.]+)" y1="30"', svg)[0])
+    gaps = [zero - a for a, _ in bands]
+    assert gaps[1] == pytest.approx(gaps[0] / 3, rel=0.02)
+
+
+def test_forest_plot_axis_fits_the_data_with_round_ticks() -> None:
+    run = make_run()
+    for t in run["tasks"]:
+        t["checks"]["delta"]["numbers"].update(delta=-0.08, ci_low=-0.1, ci_high=-0.06)
+    svg = report.forest_svg(run["tasks"])
+    ticks = re.findall(r'text-anchor="middle">([^<]+)</text>', svg)[1:]
+    values = [float(t.replace("\u2212", "-")) for t in ticks]
+    assert min(values) <= -10 and max(values) < 5  # no symmetric +50 side for all-negative deltas
+    steps = {round(b - a, 6) for a, b in itertools.pairwise(values)}
+    assert len(steps) == 1 and steps.pop() in (1, 2, 2.5, 5, 10)
+
+
+def test_forest_plot_marks_an_off_scale_delta_visibly() -> None:
+    run = make_run()
+    run["tasks"][1]["checks"]["delta"]["numbers"].update(delta=-0.6667, ci_low=-0.9, ci_high=-0.5)
+    svg = report.forest_svg(run["tasks"])
+    row = svg[svg.index('data-task="safety_refusals"') :]
+    row = row[: row.index("</g>")]
+    assert 'class="pp-offscale"' in row and "<circle" not in row
+    assert "−66.67 [−90.00, −50.00]" in row
 
 
 def test_forest_plot_clips_huge_intervals_with_arrows() -> None:
@@ -650,3 +677,11 @@ def test_a_pass_with_a_real_regression_says_so() -> None:
 def test_html_gives_times_in_utc() -> None:
     text = html.unescape(re.sub(r"<[^>]+>", " ", report.to_html(make_run())))
     assert "2026-11-26 09:12:31 UTC" in text and "2026-11-26 09:00:00 UTC" in text
+
+
+def test_bidirectional_controls_are_shown_not_obeyed() -> None:
+    run = make_run()
+    run["tasks"][0]["disagreements"][0]["candidate_output"] = "abc\u202edcba\u2066x\u2069"
+    page = report.to_html(run)
+    assert "\u202e" not in page and "\u2066" not in page
+    assert "abc&lt;U+202E&gt;dcba&lt;U+2066&gt;x&lt;U+2069&gt;" in page

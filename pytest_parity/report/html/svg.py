@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -36,9 +37,16 @@ _RIGHT = 250
 _WIDTH = _LEFT + _PLOT + _RIGHT
 
 
+# Bidirectional controls (an U+202E in an answer visibly reverses the text after it) are shown as
+# visible escapes, so what a reviewer reads is what the model sent, in order.
+_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
 def esc(value: object) -> str:
-    """Escape anything for HTML text and attribute values (quotes included)."""
-    return html.escape(str(value), quote=True)
+    """Escape anything for HTML text and attribute values (quotes included); bidi controls are
+    shown as ``<U+202E>``."""
+    text = html.escape(str(value), quote=True)
+    return _BIDI.sub(lambda m: f"&lt;U+{ord(m.group()):04X}&gt;", text)
 
 
 def number(mapping: Mapping[str, Any] | None, key: str) -> float | None:
@@ -69,47 +77,65 @@ def delta_numbers(task: Mapping[str, Any]) -> Mapping[str, Any]:
     return numbers if isinstance(numbers, Mapping) else {}
 
 
-def _nice_limit(x: float) -> float:
-    """The smallest of 1, 2, 2.5, 5 x 10^k at or above x (axis end, in points)."""
-    if x <= 0:
-        return 1.0
-    scale = 10.0 ** math.floor(math.log10(x))
-    for m in (1.0, 2.0, 2.5, 5.0):
-        if m * scale >= x - 1e-12:
+# Past this many points an interval end is drawn as an arrow at the edge: such a task fails (or
+# passes) either way, and a wider axis would squeeze every other task into a line.
+MAX_EXTENT = 50.0
+Axis = tuple[float, float, float]  # (low, high, tick step), in points
+
+
+def _nice_step(span: float) -> float:
+    """A round tick step (1, 2, 2.5 or 5 x 10^k) giving about five ticks over ``span`` points."""
+    raw = max(span, 1e-9) / 5
+    scale = 10.0 ** math.floor(math.log10(raw))
+    for m in (1.0, 2.0, 2.5, 5.0, 10.0):
+        if m * scale >= raw - 1e-12:
             return m * scale
     return 10.0 * scale
 
 
-def _limit(tasks: Sequence[Mapping[str, Any]]) -> float:
-    extent = 1.0
+def _axis(tasks: Sequence[Mapping[str, Any]]) -> Axis:
+    """An axis fitted to the data and the tolerances: 0 and every -tolerance always in view, each
+    delta and interval end when within MAX_EXTENT points, ends rounded to the tick step."""
+    low, high = -1.0, 0.5
     for t in tasks:
+        tol = number(t, "tolerance")
+        if tol is not None:
+            low = min(low, -tol * 100 * 1.5)
+            high = max(high, tol * 100 * 0.5)
         nums = delta_numbers(t)
-        tol = number(t, "tolerance") or 0.0
-        extent = max(extent, tol * 100 * 1.6)
         for key in ("delta", "ci_low", "ci_high"):
             v = number(nums, key)
             if v is not None:
-                extent = max(extent, abs(v) * 100 * 1.1)
-    # Past 50 points the interval is clipped with an arrow: such a task fails either way.
-    return _nice_limit(min(extent, 50.0))
+                low = min(low, max(v * 100, -MAX_EXTENT))
+                high = max(high, min(v * 100, MAX_EXTENT))
+    pad = (high - low) * 0.06
+    step = _nice_step(high - low + 2 * pad)
+    return (
+        math.floor((low - pad) / step) * step,
+        math.ceil((high + pad) / step) * step,
+        step,
+    )
 
 
 def forest_svg(tasks: Sequence[Mapping[str, Any]], *, title: str = "Delta by task") -> str:
-    """An SVG forest plot: per task, the delta (points) with its interval over the tolerance band.
+    """An SVG forest plot: per task, the delta (points) with its interval against its margin.
 
-    The green band is [-tolerance, +tolerance]; left of it is the red region a task must stay out
-    of; the dashed line at -tolerance is the non-inferiority margin. Hovering a row shows its
-    numbers (SVG ``<title>``), so the plot needs no script.
+    The test is one-sided (non-inferiority): the green region is everything above -tolerance (an
+    improvement is as welcome as no change), the red region below it; the dashed line at
+    -tolerance is the margin. A delta off the axis is drawn as a hollow arrow at the edge, an
+    interval end off the axis as a solid one, each with its number in the right-hand column.
+    Hovering a row shows its numbers (SVG ``<title>``), so the plot needs no script.
     """
-    lim = _limit(tasks)
+    axis = _axis(tasks)
     height = _TOP + _ROW * max(len(tasks), 1) + 34
 
     def x(v_points: float) -> float:
-        return _x(v_points, lim)
+        return _x(v_points, axis)
 
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="pp-forest" role="img" '
         f'viewBox="0 0 {_WIDTH} {height}" width="{_WIDTH}" height="{height}" '
+        f'style="max-width:100%;height:auto" preserveAspectRatio="xMinYMin meet" '
         f'aria-label="{esc(title)}" font-family="system-ui, -apple-system, Segoe UI, sans-serif">',
         f"<title>{esc(title)}</title>",
         f'<text x="{_LEFT - 10}" y="20" font-size="12" fill="#555" text-anchor="end">task</text>',
@@ -118,7 +144,7 @@ def forest_svg(tasks: Sequence[Mapping[str, Any]], *, title: str = "Delta by tas
         f'<text x="{_LEFT + _PLOT + 12}" y="20" font-size="12" fill="#555">delta [interval]</text>',
     ]
     for i, task in enumerate(tasks):
-        out.append(_row(task, _TOP + i * _ROW, lim))
+        out.append(_row(task, _TOP + i * _ROW, axis))
     if not tasks:
         out.append(
             f'<text x="{_LEFT + _PLOT / 2}" y="{_TOP + 18}" font-size="13" fill="#555" '
@@ -132,30 +158,37 @@ def forest_svg(tasks: Sequence[Mapping[str, Any]], *, title: str = "Delta by tas
     out.append(
         f'<line x1="{_LEFT}" y1="{bottom}" x2="{_LEFT + _PLOT}" y2="{bottom}" stroke="#999"/>'
     )
-    step = lim / 2
-    for k in range(-2, 3):
+    low, high, step = axis
+    k = math.ceil(low / step - 1e-9)
+    while k * step <= high + 1e-9:
         v = k * step
         out.append(
             f'<line x1="{x(v):.1f}" y1="{bottom}" x2="{x(v):.1f}" y2="{bottom + 5}" stroke="#999"/>'
             f'<text x="{x(v):.1f}" y="{bottom + 18}" font-size="11" fill="#555" '
             f'text-anchor="middle">{_tick(v)}</text>'
         )
+        k += 1
     out.append("</svg>")
     return "".join(out)
 
 
 def _tick(v: float) -> str:
-    return "0" if v == 0 else f"{v:+g}".replace("-", "\u2212")
+    if abs(v) < 1e-9:
+        return "0"
+    return f"{round(v, 6):+g}".replace("-", "\u2212")
 
 
-def _x(v_points: float, lim: float) -> float:
-    v = max(-lim, min(lim, v_points))
-    return _LEFT + (v + lim) / (2 * lim) * _PLOT
+def _x(v_points: float, axis: Axis) -> float:
+    low, high, _ = axis
+    v = max(low, min(high, v_points))
+    return _LEFT + (v - low) / (high - low) * _PLOT
 
 
-def _row(task: Mapping[str, Any], top: float, lim: float) -> str:
+def _row(task: Mapping[str, Any], top: float, axis: Axis) -> str:
     def x(v_points: float) -> float:
-        return _x(v_points, lim)
+        return _x(v_points, axis)
+
+    low, high, _ = axis
 
     name = str(task.get("task", "?"))
     status = str(task.get("verdict", "SKIP"))
@@ -165,7 +198,7 @@ def _row(task: Mapping[str, Any], top: float, lim: float) -> str:
     delta, lo, hi = (number(nums, k) for k in ("delta", "ci_low", "ci_high"))
     mid = top + _ROW / 2
     label = name if len(name) <= 26 else name[:25] + "\u2026"
-    marker = " \u26a0" if task.get("safety_critical") else ""
+    marker = " (safety)" if task.get("safety_critical") else ""
     parts = [f'<g class="pp-row" data-task="{esc(name)}">']
     tip = f"{name}: {status}"
     if delta is not None:
@@ -179,11 +212,11 @@ def _row(task: Mapping[str, Any], top: float, lim: float) -> str:
         parts.append(f'<rect x="0" y="{top}" width="{_WIDTH}" height="{_ROW}" fill="#fafafa"/>')
     if tol is not None:
         t = tol * 100
-        x0 = x(-lim)
+        x0, x1 = x(low), x(high)
         parts.append(
             f'<rect x="{x0:.1f}" y="{top + 4}" width="{x(-t) - x0:.1f}" height="{_ROW - 8}" '
             'fill="#fdecea"/>'
-            f'<rect x="{x(-t):.1f}" y="{top + 4}" width="{x(t) - x(-t):.1f}" height="{_ROW - 8}" '
+            f'<rect x="{x(-t):.1f}" y="{top + 4}" width="{x1 - x(-t):.1f}" height="{_ROW - 8}" '
             'fill="#e3f2e7"/>'
             f'<line x1="{x(-t):.1f}" y1="{top + 2}" x2="{x(-t):.1f}" y2="{top + _ROW - 2}" '
             'stroke="#c62828" stroke-width="1.2" stroke-dasharray="3,2"/>'
@@ -205,19 +238,29 @@ def _row(task: Mapping[str, Any], top: float, lim: float) -> str:
                 f'stroke="{colour}" stroke-width="2.5"/>'
             )
             for v, xe in ((lo, x_lo), (hi, x_hi)):
-                clipped = abs(v * 100) > lim
+                clipped = not (low <= v * 100 <= high)
                 if clipped:
-                    d = -1 if v < 0 else 1
-                    parts.append(f'<path d="M{xe:.1f},{mid} l{-6 * d},-5 v10 z" fill="{colour}"/>')
+                    d = -1 if v * 100 < low else 1
+                    parts.append(
+                        f'<path d="M{xe + 7 * d:.1f},{mid} l{-9 * d},-6 v12 z" fill="{colour}"/>'
+                    )
                 else:
                     parts.append(
                         f'<line x1="{xe:.1f}" y1="{mid - 6}" x2="{xe:.1f}" y2="{mid + 6}" '
                         f'stroke="{colour}" stroke-width="2"/>'
                     )
-        parts.append(
-            f'<circle cx="{x(delta * 100):.1f}" cy="{mid}" r="5.5" fill="{colour}" '
-            'stroke="#fff" stroke-width="1.5"/>'
-        )
+        if low <= delta * 100 <= high:
+            parts.append(
+                f'<circle cx="{x(delta * 100):.1f}" cy="{mid}" r="5.5" fill="{colour}" '
+                'stroke="#fff" stroke-width="1.5"/>'
+            )
+        else:  # the estimate itself is off the axis: a hollow arrow inside the edge, labelled
+            d = -1 if delta * 100 < low else 1
+            xe = x(delta * 100) - 12 * d
+            parts.append(
+                f'<path class="pp-offscale" d="M{xe + 6 * d:.1f},{mid} l{-10 * d},-7 v14 z" '
+                f'fill="#fff" stroke="{colour}" stroke-width="2"/>'
+            )
         text = f"{points(delta)}"
         if lo is not None and hi is not None:
             text += f" [{points(lo)}, {points(hi)}]"
