@@ -85,6 +85,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="directory for the sampled disagreements (default: parity-out under the rootdir)",
     )
     add(
+        "audit",
+        action="store_true",
+        default=False,
+        help="print which kinds of eval and failure modes the contract covers, then stop",
+    )
+    add(
         "aa",
         "A/A noise floor: 'rerun' or a recording of an earlier baseline pass",
         metavar="rerun|PATH",
@@ -135,6 +141,11 @@ def pytest_configure(config: pytest.Config) -> None:
             registry.sources.get(task.source).prepare(task)
         except SourceError as exc:
             raise pytest.UsageError(f"{exc} (task {task.name})") from None
+    if _option(config, "audit"):
+        from pytest_parity.report.audit import audit_lines
+
+        print("\n".join(audit_lines(contract)))
+        pytest.exit("parity audit done: nothing was sent", returncode=0)
     session = ParitySession(config, contract)
     config.stash[PARITY_KEY] = session
     config.pluginmanager.register(session, "parity-session")
