@@ -230,3 +230,83 @@ def test_a_key_given_twice_is_an_error_not_last_wins(folder: Path) -> None:
         str(err.value)
         == f"{path}: line 3, column 1: duplicate key 'baseline' (hint: each key may appear once)"
     )
+
+
+def test_yaml_merge_keys_and_shared_anchors_work(folder: Path) -> None:
+    text = """\
+    x-stack: &stack {kind: openai, model: m, params: {max_tokens: 16}}
+    baseline:  {<<: *stack, base_url: "http://127.0.0.1:8001/v1"}
+    candidate: {<<: *stack, base_url: "http://127.0.0.1:8002/v1", model: n}
+    tasks:
+      - {name: arithmetic, path: golden.jsonl, scorer: numeric}
+    """
+    c = load_contract(write(folder, text))
+    assert (c.baseline.model, c.candidate.model) == ("m", "n")  # an explicit key overrides
+    assert c.candidate.params["max_tokens"] == 16
+    assert c.candidate.base_url == "http://127.0.0.1:8002/v1"
+
+
+def _bomb(levels: int) -> str:
+    anchors = ['l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    anchors += [f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 9) + "]" for i in range(1, levels)]
+    return MINIMAL.replace(
+        "model: m}\ntasks",
+        f"model: m, x: {{{', '.join(anchors)}}}, params: {{stop: *l{levels - 1}}}}}\ntasks",
+        1,
+    )
+
+
+def test_a_billion_laughs_alias_bomb_is_refused_fast_in_one_line(folder: Path) -> None:
+    import time
+
+    path = write(folder, _bomb(10))  # 9**10 = 3.5 billion strings once expanded
+    t0 = time.perf_counter()
+    with pytest.raises(ContractError) as err:
+        load_contract(path)
+    assert time.perf_counter() - t0 < 2.0
+    text = str(err.value)
+    assert "\n" not in text
+    assert text.startswith(f"{path}: line 2, column ")
+    assert "aliases here expand to more than 100,000 values" in text
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("baseline: &a {kind: openai, x: *a}\n", "a recursive alias"),
+        ("baseline: " + "[" * 70 + "]" * 70 + "\n", "nested deeper than 64 levels"),
+        ("baseline: " + "[" * 20000 + "]" * 20000 + "\n", "nested deeper than 64 levels"),
+        ("baseline: {" + "a: {" * 20000 + "}" * 20001 + "\n", "nested deeper than 64 levels"),
+        ("baseline: \x00\n", "not valid YAML: unacceptable character #x0000"),
+    ],
+    ids=["recursive", "deep70", "deep20000", "deep-mapping", "nul"],
+)
+def test_pathological_yaml_is_one_line(folder: Path, text: str, message: str) -> None:
+    path = folder / "contract.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ContractError) as err:
+        load_contract(path)
+    assert "\n" not in str(err.value)
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("data", "line"),
+    [("description: caf\u00e9\n".encode("latin-1"), 1), (b"version: 1\n" + bytes(range(256)), 3)],
+    ids=["latin-1", "binary"],
+)
+def test_a_contract_that_is_not_utf8_is_one_line(folder: Path, data: bytes, line: int) -> None:
+    path = folder / "contract.yaml"
+    path.write_bytes(data)
+    with pytest.raises(ContractError) as err:
+        load_contract(path)
+    assert str(err.value).startswith(
+        f"{path}: line {line}: the contract is not UTF-8 text (byte 0x"
+    )
+    assert str(err.value).endswith("(hint: save it as UTF-8)")
+
+
+def test_a_contract_with_a_utf8_bom_loads(folder: Path) -> None:
+    path = folder / "contract.yaml"
+    path.write_bytes(b"\xef\xbb\xbf" + MINIMAL.encode("utf-8"))
+    assert load_contract(path).tasks[0].name == "arithmetic"

@@ -223,8 +223,8 @@ def _interpolate(v: _V, value: Any, where: str) -> Any:
 
 def _endpoint(v: _V, raw: Any, role: str, base: Path, defaults: Defaults) -> EndpointSpec:
     m = v.mapping(raw, role)
-    m = {k: x if k == "api_key_env" else _interpolate(v, x, _join(role, k)) for k, x in m.items()}
     v.keys(m, role, ENDPOINT_KEYS)
+    m = {k: x if k == "api_key_env" else _interpolate(v, x, _join(role, k)) for k, x in m.items()}
     kind = v.choice(v.required(m, role, "kind", "write kind: openai"), f"{role}.kind", tuple(KINDS))
     info = KINDS[kind]
     if info.needs_base_url:
@@ -562,7 +562,8 @@ def build_contract(raw: Any, path: Path, text: str | None = None) -> Contract:
             file, "", "the contract is empty", "see the README's contract reference"
         )
     m = v.mapping(raw, "")
-    v.keys(m, "", TOP_KEYS)
+    # Top-level keys starting with "x-" are the author's own (anchors for `<<: *base` merges).
+    v.keys({k: x for k, x in m.items() if not k.startswith("x-")}, "", TOP_KEYS)
     version = m.get("version", CONTRACT_VERSION)
     if version != CONTRACT_VERSION:
         raise v.fail("version", f"unsupported contract version {version!r}", "write version: 1")
