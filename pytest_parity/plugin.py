@@ -131,11 +131,21 @@ def pytest_configure(config: pytest.Config) -> None:
     from pytest_parity import registry
     from pytest_parity.sources.base import SourceError
 
-    for task in contract.tasks:
+    for i, task in enumerate(contract.tasks):
         try:  # bad data stops the run before any request, like a bad contract
             registry.sources.get(task.source).prepare(task)
         except SourceError as exc:
             raise pytest.UsageError(f"{exc} (task {task.name})") from None
+        if ":" in task.scorer and not hasattr(config, "workerinput"):
+            # A custom scorer that cannot be imported stops the run too (xdist's controller
+            # checks it: workers set up their import path only after configuring).
+            from pytest_parity.scoring.builtin import ScorerError
+            from pytest_parity.scoring.resolve import check_scorer
+
+            try:
+                check_scorer(task.scorer, task.scorer_options)
+            except ScorerError as exc:
+                raise pytest.UsageError(f"{contract.path}: tasks[{i}].scorer: {exc}") from None
     session = ParitySession(config, contract)
     config.stash[PARITY_KEY] = session
     config.pluginmanager.register(session, "parity-session")

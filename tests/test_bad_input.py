@@ -62,6 +62,73 @@ CORPUS: dict[str, tuple[str | bytes, bytes, str]] = {
         + b"\n",
         "golden.jsonl:1: nested deeper than 64 levels",
     ),
+    # accepted before, then a traceback (or a server error per request) at run time
+    "base-url-newline": (
+        MINIMAL.replace('"OLD"', '"OLD\\n"'),
+        GOOD_GOLDEN,
+        "baseline.base_url: contains a space, newline or control character",
+    ),
+    "logprobs-many": (
+        MINIMAL.replace("model: m}\ncandidate", 'model: m, params: {logprobs: "many"}}\ncandidate'),
+        GOOD_GOLDEN,
+        "baseline.params.logprobs: expected a whole number in 0-20, got 'many'",
+    ),
+    "header-non-ascii": (
+        MINIMAL.replace(
+            "model: m}\ncandidate", 'model: m, headers: {X-Team: "caf\u00e9"}}\ncandidate'
+        ),
+        GOOD_GOLDEN,
+        "baseline.headers.X-Team: an HTTP header value must be printable ASCII on one line",
+    ),
+    "header-crlf": (
+        MINIMAL.replace(
+            "model: m}\ncandidate", 'model: m, headers: {X-A: "a\\r\\nX-B: b"}}\ncandidate'
+        ),
+        GOOD_GOLDEN,
+        "baseline.headers.X-A: an HTTP header value must be printable ASCII on one line",
+    ),
+    "scorer-module-missing": (
+        MINIMAL.replace("scorer: numeric", "scorer: 'no_such_module_xyz:score'"),
+        GOOD_GOLDEN,
+        "tasks[0].scorer: scorer no_such_module_xyz:score: cannot import 'no_such_module_xyz'",
+    ),
+    "scorer-function-missing": (
+        MINIMAL.replace("scorer: numeric", "scorer: 'json:no_such_function'"),
+        GOOD_GOLDEN,
+        "tasks[0].scorer: scorer json:no_such_function: json has no function 'no_such_function'",
+    ),
+    "task-param-not-for-the-kind": (
+        MINIMAL.replace("scorer: numeric}", "scorer: numeric, params: {top_k: 5}}"),
+        GOOD_GOLDEN,
+        "tasks[0].params.top_k: not a parameter openai endpoints accept",
+    ),
+    "seed-10**30": (
+        "defaults: {seed: " + str(10**30) + "}\n" + MINIMAL,
+        GOOD_GOLDEN,
+        "defaults.seed: expected a whole number in 0-4,294,967,295, got 100000...(31 digits)",
+    ),
+    "max-concurrency-10**30": (
+        MINIMAL.replace(
+            "model: m}\ncandidate", f"model: m, max_concurrency: {10**30}}}\ncandidate"
+        ),
+        GOOD_GOLDEN,
+        "baseline.max_concurrency: expected a whole number in 1-4,096",
+    ),
+    "max-retries-10**12": (
+        MINIMAL.replace("model: m}\ncandidate", f"model: m, max_retries: {10**12}}}\ncandidate"),
+        GOOD_GOLDEN,
+        "baseline.max_retries: expected a whole number in 0-20, got 1000000000000",
+    ),
+    "stop-5": (
+        MINIMAL.replace("scorer: numeric}", "scorer: numeric, params: {stop: 5}}"),
+        GOOD_GOLDEN,
+        "tasks[0].params.stop: expected a string or a list of strings, got 5",
+    ),
+    "tools-1-2": (
+        MINIMAL.replace("model: m}\ncandidate", "model: m, params: {tools: [1, 2]}}\ncandidate"),
+        GOOD_GOLDEN,
+        "baseline.params.tools[0]: expected a tool definition (a mapping), got 1",
+    ),
 }
 
 

@@ -111,7 +111,8 @@ BAD = [
     ),
     (
         ("model: m}\ntasks", "model: m, max_concurrency: 0}\ntasks"),
-        "candidate.max_concurrency: expected a whole number >= 1, got 0",
+        "candidate.max_concurrency: expected a whole number in 1-4,096, got 0"
+        " (hint: requests in flight to this endpoint, 1 to 4096)",
     ),
     (
         ("tasks:\n", "defaults: {alpha: 0.9}\ntasks:\n"),
@@ -310,3 +311,76 @@ def test_a_contract_with_a_utf8_bom_loads(folder: Path) -> None:
     path = folder / "contract.yaml"
     path.write_bytes(b"\xef\xbb\xbf" + MINIMAL.encode("utf-8"))
     assert load_contract(path).tasks[0].name == "arithmetic"
+
+
+def test_typed_parameters_that_servers_read_still_load(folder: Path) -> None:
+    tool = "{type: function, function: {name: get, parameters: {type: object}}}"
+    text = MINIMAL.replace("kind: openai", "kind: vllm").replace(
+        "scorer: numeric}",
+        "scorer: numeric, params: {top_k: 5, stop: ['\\n\\n', 'Q:'], logprobs: true,"
+        f" top_logprobs: 5, tools: [{tool}], tool_choice: auto, seed: 4294967295,"
+        " response_format: {type: json_object}, ignore_eos: false}}",
+    )
+    task = load_contract(write(folder, text)).tasks[0]
+    assert task.params["top_k"] == 5 and task.params["seed"] == 2**32 - 1
+    anthropic = MINIMAL.replace("kind: openai", "kind: anthropic").replace(
+        "scorer: numeric}", "scorer: numeric, params: {tools: [{name: get, input_schema: {}}]}}"
+    )
+    assert load_contract(write(folder, anthropic)).tasks[0].params["tools"][0]["name"] == "get"
+
+
+def test_task_params_must_suit_both_endpoint_kinds(folder: Path) -> None:
+    text = MINIMAL.replace("kind: openai", "kind: vllm", 1).replace(
+        "scorer: numeric}", "scorer: numeric, params: {top_k: 5}}"
+    )
+    with pytest.raises(ContractError) as err:  # the baseline is vllm, the candidate openai
+        load_contract(write(folder, text))
+    assert "tasks[0].params.top_k: not a parameter openai endpoints accept" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            ('base_url: "http://127.0.0.1:8001/v1"', 'base_url: "http://127.0.0.1:80x1/v1"'),
+            "baseline.base_url: the port is not a number in 0-65535",
+        ),
+        (
+            ("model: m}\ntasks", "model: m, headers: {'Bad Name': x}}\ntasks"),
+            "candidate.headers.Bad Name: not a usable HTTP header name",
+        ),
+        (
+            ("scorer: numeric}", "scorer: numeric, repeats: 100000}"),
+            "tasks[0].repeats: expected a whole number in 1-1,000, got 100000",
+        ),
+        (
+            ("scorer: numeric}", "scorer: numeric, params: {max_tokens: 100000000000}}"),
+            "tasks[0].params.max_tokens: expected a whole number in 1-10,000,000",
+        ),
+        (
+            ("scorer: numeric}", "scorer: numeric, params: {stop: ['a', 3]}}"),
+            "tasks[0].params.stop[1]: expected a non-empty string, got 3",
+        ),
+        (
+            ("scorer: numeric}", "scorer: numeric, params: {tools: [{type: function}]}}"),
+            "tasks[0].params.tools[0].function: a tool needs a function with a name",
+        ),
+        (
+            ("scorer: numeric}", "scorer: numeric, params: {presence_penalty: 9}}"),
+            "tasks[0].params.presence_penalty: expected a number in [-2, 2], got 9",
+        ),
+        (
+            ("scorer: numeric}", "scorer: numeric, params: {parallel_tool_calls: 'no'}}"),
+            "tasks[0].params.parallel_tool_calls: expected true or false, got 'no'",
+        ),
+    ],
+    ids=lambda x: x if isinstance(x, str) and "." in x else None,
+)
+def test_absurd_or_mistyped_values_are_refused(
+    folder: Path, change: tuple[str, str], message: str
+) -> None:
+    assert change[0] in MINIMAL
+    with pytest.raises(ContractError) as err:
+        load_contract(write(folder, MINIMAL.replace(change[0], change[1], 1)))
+    assert "\n" not in str(err.value)
+    assert message in str(err.value)
