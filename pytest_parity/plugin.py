@@ -93,6 +93,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         " of an earlier baseline pass, and report its own flip rate next to old-vs-new",
     )
     add(
+        "no-preflight",
+        action="store_true",
+        default=False,
+        help="skip the check that both stacks answer, serve the model and take the key before"
+        " the first task (offline runs from the cache)",
+    )
+    add(
         "max-time",
         metavar="SECONDS",
         type=float,
@@ -147,6 +154,7 @@ def pytest_configure(config: pytest.Config) -> None:
             except ScorerError as exc:
                 raise pytest.UsageError(f"{contract.path}: tasks[{i}].scorer: {exc}") from None
     session = ParitySession(config, contract)
+    session.preflight = _preflight(config, contract)
     config.stash[PARITY_KEY] = session
     config.pluginmanager.register(session, "parity-session")
     if config.pluginmanager.hasplugin("html"):
@@ -160,6 +168,20 @@ def pytest_configure(config: pytest.Config) -> None:
     ):
         # The checks of one task share one run: keep them on one worker.
         config.option.dist = "loadgroup"
+
+
+def _preflight(config: pytest.Config, contract: Contract) -> dict[str, Any] | None:
+    """Both stacks reachable, serving the model, taking the key: else exit 4 before any task."""
+    if hasattr(config, "workerinput") or config.option.collectonly:
+        return None  # the xdist controller checked them; --collect-only sends nothing
+    if _option(config, "no-preflight"):
+        return None
+    from pytest_parity.endpoints.preflight import PreflightError, run_preflight
+
+    try:
+        return run_preflight(contract)
+    except PreflightError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def _option(config: pytest.Config, name: str) -> Any:
@@ -311,6 +333,7 @@ class ParitySession:
                 if target is not None:
                     target.unlink(missing_ok=True)
         self._progress_shown = -1.0
+        self.preflight: dict[str, Any] | None = None  # per role, for the report's provenance
 
     # -- collection ---------------------------------------------------------------------------
 
@@ -561,6 +584,8 @@ class ParitySession:
             order = {t.name: i for i, t in enumerate(self.contract.tasks)}
             tasks = sorted(self.collected.values(), key=lambda t: order.get(t["task"], 1 << 30))
             self._run_result = summarize(self.contract, tasks, self.started, __version__)
+            if self.preflight is not None:
+                self._run_result["contract"]["preflight"] = self.preflight
         return self._run_result
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
