@@ -172,8 +172,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _preflight(config: pytest.Config, contract: Contract) -> dict[str, Any] | None:
     """Both stacks reachable, serving the model, taking the key: else exit 4 before any task."""
-    if hasattr(config, "workerinput") or config.option.collectonly:
-        return None  # the xdist controller checked them; --collect-only sends nothing
+    if hasattr(config, "workerinput") or config.option.collectonly or config.option.help:
+        return None  # the xdist controller checked them; --collect-only and --help send nothing
     if _option(config, "no-preflight"):
         return None
     from pytest_parity.endpoints.preflight import PreflightError, run_preflight
@@ -622,7 +622,11 @@ class ParitySession:
         import json
 
         written: list[str] = []
-        out_dir = _path_option(self.config, "out") or self.config.rootpath / "parity-out"
+        out_dir = _run_dir(
+            _path_option(self.config, "out") or self.config.rootpath / "parity-out",
+            self.contract.path.stem,
+            self.started,
+        )
         for t in run["tasks"]:
             if not t["disagreements"]:
                 continue
@@ -642,6 +646,18 @@ class ParitySession:
                 getattr(report, fn)(run, target, **kwargs)
                 written.append(f"{option}: {target}")
         return written
+
+
+def _run_dir(out: Path, contract: str, started: str) -> Path:
+    """This run's folder of disagreement files, ``<out>/<contract>/<start, UTC>``: a second run,
+    of this contract or another with the same task names, never overwrites the first one's."""
+    stamp = started.replace("-", "").replace(":", "").replace("+0000", "Z").replace("+00:00", "Z")
+    base = out / contract / stamp
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{stamp}-{n}")
+    return path
 
 
 def _extra_metric_checks(task: TaskSpec) -> list[str]:

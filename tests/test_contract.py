@@ -384,3 +384,28 @@ def test_absurd_or_mistyped_values_are_refused(
         load_contract(write(folder, MINIMAL.replace(change[0], change[1], 1)))
     assert "\n" not in str(err.value)
     assert message in str(err.value)
+
+
+def test_the_description_is_kept_for_the_reports(folder: Path) -> None:
+    c = load_contract(write(folder, "description: fp16 -> fp8, same kernels\n" + MINIMAL))
+    assert c.description == "fp16 -> fp8, same kernels"
+    assert c.describe()["description"] == "fp16 -> fp8, same kernels"
+    assert load_contract(write(folder, MINIMAL)).describe()["description"] is None
+    with pytest.raises(ContractError, match="description: expected a non-empty string, got 5"):
+        load_contract(write(folder, "description: 5\n" + MINIMAL))
+
+
+def test_a_scorer_mapping_carries_its_options_inline(folder: Path) -> None:
+    inline = MINIMAL.replace("scorer: numeric}", 'scorer: {name: regex, pattern: "\\\\d+"}}')
+    spelled = MINIMAL.replace(
+        "scorer: numeric}", 'scorer: regex, scorer_options: {pattern: "\\\\d+"}}'
+    )
+    a, b = (
+        load_contract(write(folder, inline)).tasks[0],
+        load_contract(write(folder, spelled)).tasks[0],
+    )
+    assert (
+        (a.scorer, dict(a.scorer_options))
+        == (b.scorer, dict(b.scorer_options))
+        == ("regex", {"pattern": "\\d+"})
+    )

@@ -154,6 +154,9 @@ def test_endpoint_down_is_an_error_not_a_verdict(pytester: pytest.Pytester, stac
     out = result.stdout.str()
     assert "passed" not in out.splitlines()[-1]
     assert f"candidate endpoint ({down})" in out
+    assert (
+        "2 requests failed; the task allows 1 failed request (max_error_rate 0.02 of its 50" in out
+    )
     assert "OVERALL: ERROR" in out
 
 

@@ -646,3 +646,17 @@ def test_a_pass_with_a_real_regression_says_so() -> None:
 def test_html_gives_times_in_utc() -> None:
     text = html.unescape(re.sub(r"<[^>]+>", " ", report.to_html(make_run())))
     assert "2026-11-26 09:12:31 UTC" in text and "2026-11-26 09:00:00 UTC" in text
+
+
+def test_the_contract_description_is_in_every_report(schema: dict[str, Any]) -> None:
+    run = make_run()
+    run["contract"]["description"] = "fp16 -> fp8 <b>KV cache</b>"
+    doc = json.loads(report.to_json(run))
+    assert doc["contract"]["description"] == "fp16 -> fp8 <b>KV cache</b>"
+    assert validate(doc, schema, schema) == []
+    assert "*fp16 -&gt; fp8 &lt;b&gt;KV cache&lt;/b&gt;*" in report.to_markdown(run)
+    page = report.to_html(run)
+    header = page[page.index("<header>") : page.index("</header>")]
+    assert "fp16 -&gt; fp8 &lt;b&gt;KV cache&lt;/b&gt;" in header
+    del run["contract"]["description"]
+    assert "KV cache" not in report.to_html(run) + report.to_markdown(run)

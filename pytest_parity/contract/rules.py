@@ -796,4 +796,7 @@ def build_contract(raw: Any, path: Path, text: str | None = None) -> Contract:
         defaults=defaults,
         tasks=tuple(tasks),
         digest=digest,
+        description=None
+        if m.get("description") is None
+        else v.string(m["description"], "description", "free text, e.g. description: fp16 -> fp8"),
     )

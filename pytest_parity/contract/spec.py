@@ -151,6 +151,7 @@ class Contract:
     defaults: Defaults
     tasks: tuple[TaskSpec, ...]
     digest: str
+    description: str | None = None  # the contract's free text, shown in every report
 
     def task(self, name: str) -> TaskSpec:
         for t in self.tasks:
@@ -165,6 +166,7 @@ class Contract:
             "path": str(self.path),
             "version": self.version,
             "digest": self.digest,
+            "description": self.description,
             "baseline": self.baseline.identity(),
             "candidate": self.candidate.identity(),
             "tasks": [
