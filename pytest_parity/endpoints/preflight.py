@@ -166,7 +166,7 @@ async def _get(
 ) -> tuple[int, bytes, float]:
     import httpx
 
-    from pytest_parity.endpoints.http import anthropic_headers, env_proxy
+    from pytest_parity.endpoints.http import _ssl_context, anthropic_headers, env_proxy
     from pytest_parity.endpoints.kinds import KINDS
 
     headers = {"accept": "application/json", "user-agent": "pytest-parity", **spec.headers}
@@ -177,7 +177,8 @@ async def _get(
     async with httpx.AsyncClient(
         transport=transport,
         timeout=timeout,
-        trust_env=False,
+        trust_env=False,  # the proxy as the endpoint layer picks it (never for loopback)
+        verify=_ssl_context() if url.startswith("https:") else False,  # its CA bundle too
         proxy=None if transport is not None else env_proxy(url),
         follow_redirects=False,
     ) as client:
