@@ -153,8 +153,9 @@ def pytest_configure(config: pytest.Config) -> None:
                 check_scorer(task.scorer, task.scorer_options)
             except ScorerError as exc:
                 raise pytest.UsageError(f"{contract.path}: tasks[{i}].scorer: {exc}") from None
+    preflight = _preflight(config, contract)  # before the session starts recordings afresh
     session = ParitySession(config, contract)
-    session.preflight = _preflight(config, contract)
+    session.preflight = preflight
     config.stash[PARITY_KEY] = session
     config.pluginmanager.register(session, "parity-session")
     if config.pluginmanager.hasplugin("html"):

@@ -240,3 +240,15 @@ def test_no_preflight_option_leaves_it_out_of_the_report(
     )
     assert result.ret == 0
     assert "preflight" not in json.loads(out.read_text())["contract"]
+
+
+def test_a_failed_preflight_keeps_the_last_recording(
+    pytester: pytest.Pytester, good: FakeServer
+) -> None:
+    down = f"http://127.0.0.1:{closed_port()}/v1"
+    path = write_contract(pytester.path, openai(down), openai(good.base_url))
+    recording = pytester.path / "baseline.jsonl"
+    recording.write_text('{"kept": true}\n')
+    result = pytester.runpytest(f"--parity-contract={path}", f"--parity-record={recording}")
+    assert "baseline endpoint" in one_error_line(result)
+    assert recording.read_text() == '{"kept": true}\n'  # nothing was run: nothing is lost
