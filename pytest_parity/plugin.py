@@ -98,6 +98,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         " of an earlier baseline pass, and report its own flip rate next to old-vs-new",
     )
     add(
+        "no-preflight",
+        action="store_true",
+        default=False,
+        help="skip the check that both stacks answer, serve the model and take the key before"
+        " the first task (offline runs from the cache)",
+    )
+    add(
         "max-time",
         metavar="SECONDS",
         type=float,
@@ -136,17 +143,29 @@ def pytest_configure(config: pytest.Config) -> None:
     from pytest_parity import registry
     from pytest_parity.sources.base import SourceError
 
-    for task in contract.tasks:
+    for i, task in enumerate(contract.tasks):
         try:  # bad data stops the run before any request, like a bad contract
             registry.sources.get(task.source).prepare(task)
         except SourceError as exc:
             raise pytest.UsageError(f"{exc} (task {task.name})") from None
+        if ":" in task.scorer and not hasattr(config, "workerinput"):
+            # A custom scorer that cannot be imported stops the run too (xdist's controller
+            # checks it: workers set up their import path only after configuring).
+            from pytest_parity.scoring.builtin import ScorerError
+            from pytest_parity.scoring.resolve import check_scorer
+
+            try:
+                check_scorer(task.scorer, task.scorer_options)
+            except ScorerError as exc:
+                raise pytest.UsageError(f"{contract.path}: tasks[{i}].scorer: {exc}") from None
     if _option(config, "audit"):
         from pytest_parity.report.audit import audit_lines
 
         print("\n".join(audit_lines(contract)))
         pytest.exit("parity audit done: nothing was sent", returncode=0)
+    preflight = _preflight(config, contract)  # before the session starts recordings afresh
     session = ParitySession(config, contract)
+    session.preflight = preflight
     config.stash[PARITY_KEY] = session
     config.pluginmanager.register(session, "parity-session")
     if config.pluginmanager.hasplugin("html"):
@@ -160,6 +179,20 @@ def pytest_configure(config: pytest.Config) -> None:
     ):
         # The checks of one task share one run: keep them on one worker.
         config.option.dist = "loadgroup"
+
+
+def _preflight(config: pytest.Config, contract: Contract) -> dict[str, Any] | None:
+    """Both stacks reachable, serving the model, taking the key: else exit 4 before any task."""
+    if hasattr(config, "workerinput") or config.option.collectonly or config.option.help:
+        return None  # the xdist controller checked them; --collect-only and --help send nothing
+    if _option(config, "no-preflight"):
+        return None
+    from pytest_parity.endpoints.preflight import PreflightError, run_preflight
+
+    try:
+        return run_preflight(contract)
+    except PreflightError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def _option(config: pytest.Config, name: str) -> Any:
@@ -311,6 +344,7 @@ class ParitySession:
                 if target is not None:
                     target.unlink(missing_ok=True)
         self._progress_shown = -1.0
+        self.preflight: dict[str, Any] | None = None  # per role, for the report's provenance
 
     # -- collection ---------------------------------------------------------------------------
 
@@ -548,6 +582,8 @@ class ParitySession:
             order = {t.name: i for i, t in enumerate(self.contract.tasks)}
             tasks = sorted(self.collected.values(), key=lambda t: order.get(t["task"], 1 << 30))
             self._run_result = summarize(self.contract, tasks, self.started, __version__)
+            if self.preflight is not None:
+                self._run_result["contract"]["preflight"] = self.preflight
         return self._run_result
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
@@ -584,7 +620,11 @@ class ParitySession:
         import json
 
         written: list[str] = []
-        out_dir = _path_option(self.config, "out") or self.config.rootpath / "parity-out"
+        out_dir = _run_dir(
+            _path_option(self.config, "out") or self.config.rootpath / "parity-out",
+            self.contract.path.stem,
+            self.started,
+        )
         for t in run["tasks"]:
             if not t["disagreements"]:
                 continue
@@ -604,3 +644,15 @@ class ParitySession:
                 getattr(report, fn)(run, target, **kwargs)
                 written.append(f"{option}: {target}")
         return written
+
+
+def _run_dir(out: Path, contract: str, started: str) -> Path:
+    """This run's folder of disagreement files, ``<out>/<contract>/<start, UTC>``: a second run,
+    of this contract or another with the same task names, never overwrites the first one's."""
+    stamp = started.replace("-", "").replace(":", "").replace("+0000", "Z").replace("+00:00", "Z")
+    base = out / contract / stamp
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{stamp}-{n}")
+    return path

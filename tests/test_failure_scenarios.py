@@ -138,7 +138,8 @@ def test_abstentions_turned_into_confident_errors_fail_direction_not_delta(
         == task["checks"]["failure_modes"]["numbers"]["categories"]["abstain"]["left"]
     )
     # the person reading disagreements sees the swap, side by side
-    path = pytester.path / "parity-out" / "disagreements-qa.jsonl"
+    # one folder per contract and run: parity-out/<contract>/<start, UTC>/
+    (path,) = (pytester.path / "parity-out" / "contract").glob("*/disagreements-qa.jsonl")
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     assert len(rows) == min(50, table["A"]["W"]) == len(task["disagreements"])
     assert task["disagreements_total"] == table["A"]["W"]
@@ -147,6 +148,17 @@ def test_abstentions_turned_into_confident_errors_fail_direction_not_delta(
     assert (first["baseline_category"], first["candidate_category"]) == ("abstain", "wrong_answer")
     assert (first["baseline_output"], first["candidate_output"]) == ("I don't know.", WRONG)
     assert first["prompt"].startswith("What is ") and first["reference"].isdigit()
+
+
+def test_a_second_run_keeps_the_first_runs_disagreement_files(
+    gate: Any, pytester: pytest.Pytester
+) -> None:
+    old, new = stack((20, "I don't know.")), stack()
+    gate(old, new, task_extra=", limit: 40")
+    gate(old, new, task_extra=", limit: 40")  # the same contract again, within the same second
+    files = sorted((pytester.path / "parity-out" / "contract").glob("*/disagreements-qa.jsonl"))
+    assert len(files) == 2 and files[0].parent != files[1].parent
+    assert files[0].read_text() == files[1].read_text() != ""
 
 
 def test_a_new_truncation_category_at_equal_accuracy_fails_failure_modes(gate: Any) -> None:

@@ -70,3 +70,57 @@ def test_cluster_key_must_be_present(tmp_path: Path) -> None:
 def test_empty_file(tmp_path: Path) -> None:
     with pytest.raises(GoldenError, match="has no items"):
         load_golden(write(tmp_path, ""))
+
+
+GOOD = '{"id": "q1", "prompt": "p", "reference": "r"}'
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            GOOD.encode() + b'\n{"id": "q2", "prompt": "caf\xe9"}\n',
+            "golden.jsonl:2: not UTF-8 text (byte 0xe9 at column 28)"
+            " (hint: save the golden set as UTF-8)",
+        ),
+        (b"\x89PNG\r\n\x1a\n" + bytes(range(256)), "golden.jsonl:1: not UTF-8 text (byte 0x89"),
+        (
+            GOOD.encode() + b"\n" + b"[" * 20000 + b"]" * 20000 + b"\n",
+            "golden.jsonl:2: nested deeper than 64 levels",
+        ),
+        (
+            b'{"id": "q1", "prompt": "p", "metadata": '
+            + b'{"a": ' * 100_000
+            + b"1"
+            + b"}" * 100_001
+            + b"\n",
+            "golden.jsonl:1: nested deeper than 64 levels",
+        ),
+        (
+            b'{"id": "q1", "prompt": "p", "metadata": ' + b"[" * 70 + b"]" * 70 + b"}\n",
+            "golden.jsonl:1: nested deeper than 64 levels",
+        ),
+    ],
+    ids=["latin-1", "binary", "deep-array", "deep-metadata", "deep-70"],
+)
+def test_unreadable_lines_are_one_line_errors(tmp_path: Path, data: bytes, message: str) -> None:
+    path = tmp_path / "golden.jsonl"
+    path.write_bytes(data)
+    with pytest.raises(GoldenError) as err:
+        load_golden(path)
+    assert str(err.value).startswith(f"{path.parent}/{message}")
+    assert "\n" not in str(err.value)
+
+
+def test_a_golden_set_with_a_utf8_bom_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "golden.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + GOOD.encode() + b'\n{"id": "q2", "prompt": "\xc3\xa9"}\n')
+    items = load_golden(path)
+    assert [i.id for i in items] == ["q1", "q2"]
+    assert items[1].prompt == "\u00e9"
+
+
+def test_metadata_nested_a_few_levels_is_fine(tmp_path: Path) -> None:
+    meta = '{"a": ' * 30 + "1" + "}" * 30
+    path = write(tmp_path, f'{{"id": "q1", "prompt": "p", "metadata": {meta}}}')
+    assert load_golden(path)[0].metadata["a"]["a"]["a"]

@@ -687,8 +687,8 @@ def test_the_gate_runs_an_lm_eval_task_end_to_end(
     path = pytester.makefile(
         ".yaml",
         contract=f"""
-        baseline:  {{kind: vllm, base_url: "{old.base_url}", model: m, api: completions}}
-        candidate: {{kind: vllm, base_url: "{new.base_url}", model: m, api: completions}}
+        baseline:  {{kind: vllm, base_url: "{old.base_url}", model: test-model, api: completions}}
+        candidate: {{kind: vllm, base_url: "{new.base_url}", model: test-model, api: completions}}
         tasks:
           - name: sums
             source: lm-eval

@@ -685,3 +685,17 @@ def test_bidirectional_controls_are_shown_not_obeyed() -> None:
     page = report.to_html(run)
     assert "\u202e" not in page and "\u2066" not in page
     assert "abc&lt;U+202E&gt;dcba&lt;U+2066&gt;x&lt;U+2069&gt;" in page
+
+
+def test_the_contract_description_is_in_every_report(schema: dict[str, Any]) -> None:
+    run = make_run()
+    run["contract"]["description"] = "fp16 -> fp8 <b>KV cache</b>"
+    doc = json.loads(report.to_json(run))
+    assert doc["contract"]["description"] == "fp16 -> fp8 <b>KV cache</b>"
+    assert validate(doc, schema, schema) == []
+    assert "*fp16 -&gt; fp8 &lt;b&gt;KV cache&lt;/b&gt;*" in report.to_markdown(run)
+    page = report.to_html(run)
+    header = page[page.index("<header>") : page.index("</header>")]
+    assert "fp16 -&gt; fp8 &lt;b&gt;KV cache&lt;/b&gt;" in header
+    del run["contract"]["description"]
+    assert "KV cache" not in report.to_html(run) + report.to_markdown(run)

@@ -15,6 +15,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pytest_parity import registry
 from pytest_parity.contract.spec import (
@@ -116,9 +117,16 @@ class _V:
             raise self.fail(where, f"expected a number in {rng}, got {_show(value)}", hint)
         return float(value)
 
-    def integer(self, value: Any, where: str, lo: int, hint: str | None = None) -> int:
+    def integer(
+        self, value: Any, where: str, lo: int, hint: str | None = None, *, hi: int | None = None
+    ) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-            raise self.fail(where, f"expected a whole number >= {lo}, got {_show(value)}", hint)
+            expected = f">= {lo}" if hi is None else f"in {lo}-{hi:,}"
+            raise self.fail(where, f"expected a whole number {expected}, got {_show(value)}", hint)
+        if hi is not None and value > hi:
+            raise self.fail(
+                where, f"expected a whole number in {lo}-{hi:,}, got {_show_int(value)}", hint
+            )
         return value
 
 
@@ -138,6 +146,11 @@ def _show(value: Any) -> str:
     if isinstance(value, list):
         return "a list"
     return repr(value)
+
+
+def _show_int(value: int) -> str:
+    text = str(value)
+    return text if len(text) <= 20 else f"{text[:6]}...({len(text)} digits)"
 
 
 def _fmt(x: float) -> str:
@@ -194,6 +207,16 @@ TOP_KEYS = ("version", "baseline", "candidate", "defaults", "tasks", "descriptio
 VENDOR_HOSTS = {"openai": "://api.openai.com", "anthropic": "://api.anthropic.com"}
 SECRET_HEADERS = ("authorization", "x-api-key", "api-key", "proxy-authorization")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_CONTROL_OR_SPACE = re.compile(r"[\s\x00-\x1f\x7f]")
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an RFC 9110 token
+_HEADER_VALUE = re.compile(r"^[\x20-\x7e\t]*$")
+# Bounds on what a contract may ask: beyond them a value is a typo, never a setting.
+MAX_CONCURRENCY = 4096
+MAX_RETRIES = 20
+MAX_REPEATS = 1000
+MAX_SEED = 2**32 - 1  # llama.cpp reads a 32-bit seed; every other server accepts these
+SEED_HINT = f"a seed in 0-{MAX_SEED:,} (llama.cpp reads 32 bits)"
+MAX_TOKENS = 10_000_000
 
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -227,8 +250,8 @@ def _interpolate(v: _V, value: Any, where: str) -> Any:
 
 def _endpoint(v: _V, raw: Any, role: str, base: Path, defaults: Defaults) -> EndpointSpec:
     m = v.mapping(raw, role)
-    m = {k: x if k == "api_key_env" else _interpolate(v, x, _join(role, k)) for k, x in m.items()}
     v.keys(m, role, ENDPOINT_KEYS)
+    m = {k: x if k == "api_key_env" else _interpolate(v, x, _join(role, k)) for k, x in m.items()}
     kind = v.choice(
         v.required(m, role, "kind", "write kind: openai"), f"{role}.kind", registry.kinds.names()
     )
@@ -244,6 +267,20 @@ def _endpoint(v: _V, raw: Any, role: str, base: Path, defaults: Defaults) -> End
                 f"expected an http(s) URL, got {_show(base_url)}",
                 'write e.g. "http://127.0.0.1:8000/v1"',
             )
+        if _CONTROL_OR_SPACE.search(base_url):
+            raise v.fail(
+                f"{role}.base_url",
+                f"contains a space, newline or control character: {base_url!r}",
+                "write the URL on one line (a variable read from a file may end in a newline)",
+            )
+        try:
+            urlsplit(base_url).port  # noqa: B018  (raises on a port that is not a number)
+        except ValueError:
+            raise v.fail(
+                f"{role}.base_url",
+                f"the port is not a number in 0-65535: {base_url!r}",
+                'write e.g. "http://127.0.0.1:8000/v1"',
+            ) from None
         if re.match(r"^https?://[^/@\s]+:[^/@\s]+@", base_url):
             raise v.fail(
                 f"{role}.base_url",
@@ -274,16 +311,7 @@ def _endpoint(v: _V, raw: Any, role: str, base: Path, defaults: Defaults) -> End
                 "write e.g. api_key_env: OPENAI_API_KEY and export the key in that variable",
             )
     params_raw = dict(v.mapping(m.get("params", {}) or {}, f"{role}.params"))
-    for k in params_raw:
-        if k not in info.params:
-            close = difflib.get_close_matches(k, sorted(info.params), n=1, cutoff=0.6)
-            hint = (
-                f"did you mean {close[0]!r}?"
-                if close
-                else f"{kind} servers accept: {', '.join(sorted(info.params))}"
-            )
-            raise v.fail(f"{role}.params.{k}", f"not a parameter {kind} endpoints accept", hint)
-    _check_sampling(v, params_raw, f"{role}.params")
+    _check_params(v, params_raw, f"{role}.params", kind)
     params: dict[str, Any] = {"temperature": 0.0}
     if kind != "anthropic":
         params["seed"] = defaults.seed
@@ -293,8 +321,20 @@ def _endpoint(v: _V, raw: Any, role: str, base: Path, defaults: Defaults) -> End
         params["repeat_penalty"] = 1.0
     params.update(params_raw)
     timeout = v.number(m.get("timeout", 120.0), f"{role}.timeout", 0, 86400)
-    conc = v.integer(m.get("max_concurrency", 8), f"{role}.max_concurrency", 1)
-    retries = v.integer(m.get("max_retries", 4), f"{role}.max_retries", 0)
+    conc = v.integer(
+        m.get("max_concurrency", 8),
+        f"{role}.max_concurrency",
+        1,
+        hi=MAX_CONCURRENCY,
+        hint=f"requests in flight to this endpoint, 1 to {MAX_CONCURRENCY}",
+    )
+    retries = v.integer(
+        m.get("max_retries", 4),
+        f"{role}.max_retries",
+        0,
+        hi=MAX_RETRIES,
+        hint=f"0 to {MAX_RETRIES} (each retry waits up to 20 s)",
+    )
     headers = dict(v.mapping(m.get("headers", {}) or {}, f"{role}.headers"))
     for hk, hv in headers.items():
         if hk.lower() in SECRET_HEADERS:
@@ -303,7 +343,19 @@ def _endpoint(v: _V, raw: Any, role: str, base: Path, defaults: Defaults) -> End
                 "secrets do not belong in the contract",
                 "name the environment variable that holds the key in api_key_env",
             )
+        if not _HEADER_NAME.match(hk):
+            raise v.fail(
+                f"{role}.headers.{hk}",
+                "not a usable HTTP header name",
+                "letters, digits and - only, e.g. X-Request-Source",
+            )
         v.string(hv, f"{role}.headers.{hk}")
+        if not _HEADER_VALUE.match(hv):
+            raise v.fail(
+                f"{role}.headers.{hk}",
+                f"an HTTP header value must be printable ASCII on one line, got {_show(hv)}",
+                "drop the newline and non-ASCII characters (percent-encode them if needed)",
+            )
     recording: Path | None = None
     if kind == "replay":
         rec = v.string(
@@ -337,7 +389,65 @@ def _endpoint(v: _V, raw: Any, role: str, base: Path, defaults: Defaults) -> End
     )
 
 
+def _check_params(v: _V, params: Mapping[str, Any], where: str, kind: str) -> None:
+    """Sampling parameters: each one the kind's server accepts, of the type and range it reads."""
+    info = registry.kinds.get(kind)
+    for k in params:
+        if k not in info.params:
+            close = difflib.get_close_matches(k, sorted(info.params), n=1, cutoff=0.6)
+            hint = (
+                f"did you mean {close[0]!r}?"
+                if close
+                else f"{kind} servers accept: {', '.join(sorted(info.params))}"
+            )
+            raise v.fail(f"{where}.{k}", f"not a parameter {kind} endpoints accept", hint)
+    _check_sampling(v, params, where)
+
+
+_BOOL_PARAMS = frozenset(
+    {
+        "ignore_eos",
+        "skip_special_tokens",
+        "spaces_between_special_tokens",
+        "include_stop_str_in_output",
+        "add_generation_prompt",
+        "continue_final_message",
+        "parallel_tool_calls",
+        "no_stop_trim",
+        "separate_reasoning",
+        "add_special_tokens",
+        "echo",
+    }
+)
+_MAPPING_PARAMS = frozenset(
+    {"response_format", "logit_bias", "chat_template_kwargs", "metadata", "thinking"}
+)
+# name -> (lowest, highest, open below); numbers
+_NUMBER_PARAMS: dict[str, tuple[float, float, bool]] = {
+    "presence_penalty": (-2.0, 2.0, False),
+    "frequency_penalty": (-2.0, 2.0, False),
+    "repetition_penalty": (0.0, 10.0, True),
+    "repeat_penalty": (0.0, 10.0, False),
+    "min_p": (0.0, 1.0, False),
+    "typical_p": (0.0, 1.0, False),
+    "length_penalty": (-10.0, 10.0, False),
+}
+# name -> (lowest, highest); whole numbers
+_INT_PARAMS: dict[str, tuple[int, int]] = {
+    "top_k": (-1, 1_000_000),
+    "top_logprobs": (0, 20),
+    "n": (1, 128),
+    "min_tokens": (0, MAX_TOKENS),
+    "n_probs": (0, 100),
+    "mirostat_mode": (0, 2),
+    "truncate_prompt_tokens": (1, MAX_TOKENS),
+    "prompt_logprobs": (0, 20),
+}
+
+
 def _check_sampling(v: _V, params: Mapping[str, Any], where: str) -> None:
+    """Type and range of every known parameter: a value the server would choke on at run time
+    (``logprobs: many``, ``stop: 5``, ``tools: [1, 2]``) is a contract error now."""
     if "temperature" in params:
         v.number(params["temperature"], f"{where}.temperature", 0, 2, lo_open=False, hi_open=False)
     if "top_p" in params:
@@ -349,9 +459,75 @@ def _check_sampling(v: _V, params: Mapping[str, Any], where: str) -> None:
                 f"{where}.{key}",
                 1,
                 "a positive number of tokens (0 means 'until the context is full' on some servers)",
+                hi=MAX_TOKENS,
             )
     if "seed" in params and params["seed"] is not None:
-        v.integer(params["seed"], f"{where}.seed", 0)
+        v.integer(params["seed"], f"{where}.seed", 0, SEED_HINT, hi=MAX_SEED)
+    for key, value in params.items():
+        at = f"{where}.{key}"
+        if key in _BOOL_PARAMS:
+            v.boolean(value, at)
+        elif key in _MAPPING_PARAMS:
+            v.mapping(value, at)
+        elif key in _NUMBER_PARAMS:
+            lo, hi, lo_open = _NUMBER_PARAMS[key]
+            v.number(value, at, lo, hi, lo_open=lo_open, hi_open=False)
+        elif key in _INT_PARAMS:
+            v.integer(value, at, _INT_PARAMS[key][0], hi=_INT_PARAMS[key][1])
+        elif key == "logprobs" and not isinstance(value, bool):
+            v.integer(
+                value,
+                at,
+                0,
+                "true or false on the chat API; the number of top tokens (0-20) on completions",
+                hi=20,
+            )
+        elif key in ("stop", "stop_sequences", "bad_words"):
+            items = [value] if isinstance(value, str) and key == "stop" else value
+            if not isinstance(items, list) or not items or len(items) > 64:
+                raise v.fail(
+                    at,
+                    f"expected a string or a list of strings, got {_show(value)}",
+                    'write e.g. stop: ["\\n\\n", "Q:"]',
+                )
+            for j, x in enumerate(items):
+                if not isinstance(x, str) or not x:
+                    raise v.fail(
+                        _join(at, j), f"expected a non-empty string, got {_show(x)}", "quote it"
+                    )
+        elif key == "stop_token_ids":
+            if not isinstance(value, list):
+                raise v.fail(at, f"expected a list of token ids, got {_show(value)}")
+            for j, x in enumerate(value):
+                v.integer(x, _join(at, j), 0)
+        elif key == "tools":
+            _check_tools(v, value, at)
+        elif key == "tool_choice" and not isinstance(value, str):
+            v.mapping(value, at)
+
+
+def _check_tools(v: _V, value: Any, where: str) -> None:
+    """Tools in the OpenAI shape ({type: function, function: {name, parameters}}) or the
+    Anthropic one ({name, input_schema}): each a mapping with a name."""
+    hint = "write tools: [{type: function, function: {name: ..., parameters: {...}}}]"
+    if not isinstance(value, list) or not value:
+        raise v.fail(
+            where, f"expected a non-empty list of tool definitions, got {_show(value)}", hint
+        )
+    for j, tool in enumerate(value):
+        at = _join(where, j)
+        if not isinstance(tool, Mapping):
+            raise v.fail(at, f"expected a tool definition (a mapping), got {_show(tool)}", hint)
+        fn = tool.get("function", tool)
+        if not isinstance(fn, Mapping) or not isinstance(fn.get("name"), str) or not fn["name"]:
+            raise v.fail(_join(at, "function"), "a tool needs a function with a name", hint)
+        schema = fn.get("parameters", fn.get("input_schema"))
+        if schema is not None and not isinstance(schema, Mapping):
+            raise v.fail(
+                _join(at, "function.parameters"),
+                f"expected a JSON schema (a mapping), got {_show(schema)}",
+                hint,
+            )
 
 
 def _defaults(v: _V, raw: Any) -> Defaults:
@@ -366,7 +542,7 @@ def _defaults(v: _V, raw: Any) -> Defaults:
             v, m.get("safety_tolerance", d.safety_tolerance), "defaults.safety_tolerance"
         ),
         alpha=_alpha(v, m, "defaults", d.alpha),
-        seed=v.integer(m.get("seed", d.seed), "defaults.seed", 0),
+        seed=v.integer(m.get("seed", d.seed), "defaults.seed", 0, SEED_HINT, hi=MAX_SEED),
         min_items=v.integer(m.get("min_items", d.min_items), "defaults.min_items", 1),
         inconclusive=v.choice(
             m.get("inconclusive", d.inconclusive), "defaults.inconclusive", INCONCLUSIVE_POLICIES
@@ -420,7 +596,9 @@ def _tolerance(v: _V, value: Any, where: str) -> float:
     return v.number(value, where, 0, 1, hint=hint)
 
 
-def _task(v: _V, raw: Any, i: int, base: Path, d: Defaults) -> TaskSpec:
+def _task(
+    v: _V, raw: Any, i: int, base: Path, d: Defaults, kinds: tuple[str, ...] = ()
+) -> TaskSpec:
     where = f"tasks[{i}]"
     m = v.mapping(raw, where)
     option_keys = {key: n for n in registry.sources if (key := registry.sources.get(n).options_key)}
@@ -478,7 +656,8 @@ def _task(v: _V, raw: Any, i: int, base: Path, d: Defaults) -> TaskSpec:
             "remove inconclusive, or set safety_critical: false",
         )
     params = dict(v.mapping(m.get("params", {}) or {}, f"{where}.params"))
-    _check_sampling(v, params, f"{where}.params")
+    for kind in dict.fromkeys(kinds):  # sent to both stacks: each kind must accept them
+        _check_params(v, params, f"{where}.params", kind)
     template = m.get("template")
     if template is not None:
         template = v.string(template, f"{where}.template")
@@ -545,7 +724,13 @@ def _task(v: _V, raw: Any, i: int, base: Path, d: Defaults) -> TaskSpec:
         cluster_key=None
         if m.get("cluster_key") is None
         else v.string(m["cluster_key"], f"{where}.cluster_key"),
-        repeats=v.integer(m.get("repeats", 1), f"{where}.repeats", 1),
+        repeats=v.integer(
+            m.get("repeats", 1),
+            f"{where}.repeats",
+            1,
+            "samples per item; the item's score is their mean",
+            hi=MAX_REPEATS,
+        ),
         categories=_frozen(categories),
         source_options=source_options,
         checks=_checks(v, m, where, d),
@@ -559,8 +744,6 @@ def _task(v: _V, raw: Any, i: int, base: Path, d: Defaults) -> TaskSpec:
 def _checks(v: _V, m: Mapping[str, Any], where: str, d: Defaults) -> Mapping[str, Any]:
     """The checks a task runs and their options: ``checks: {name: true | false | {...}}`` on the
     task over ``defaults.checks``, over each check's own default (see checks/base.py)."""
-    from pytest_parity import registry
-
     given = dict(v.mapping(m.get("checks", {}) or {}, f"{where}.checks"))
     raw = {**d.checks, **given}
     for name in raw:
@@ -626,7 +809,8 @@ def build_contract(raw: Any, path: Path, text: str | None = None) -> Contract:
             file, "", "the contract is empty", "see the README's contract reference"
         )
     m = v.mapping(raw, "")
-    v.keys(m, "", TOP_KEYS)
+    # Top-level keys starting with "x-" are the author's own (anchors for `<<: *base` merges).
+    v.keys({k: x for k, x in m.items() if not k.startswith("x-")}, "", TOP_KEYS)
     version = m.get("version", CONTRACT_VERSION)
     if version != CONTRACT_VERSION:
         raise v.fail("version", f"unsupported contract version {version!r}", "write version: 1")
@@ -654,7 +838,7 @@ def build_contract(raw: Any, path: Path, text: str | None = None) -> Contract:
     tasks: list[TaskSpec] = []
     seen: dict[str, int] = {}
     for i, rt in enumerate(raw_tasks):
-        t = _task(v, rt, i, base, defaults)
+        t = _task(v, rt, i, base, defaults, (baseline.kind, candidate.kind))
         if t.name in seen:
             raise v.fail(
                 f"tasks[{i}].name",
@@ -674,4 +858,7 @@ def build_contract(raw: Any, path: Path, text: str | None = None) -> Contract:
         defaults=defaults,
         tasks=tuple(tasks),
         digest=digest,
+        description=None
+        if m.get("description") is None
+        else v.string(m["description"], "description", "free text, e.g. description: fp16 -> fp8"),
     )

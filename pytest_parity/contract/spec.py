@@ -161,6 +161,7 @@ class Contract:
     defaults: Defaults
     tasks: tuple[TaskSpec, ...]
     digest: str
+    description: str | None = None  # the contract's free text, shown in every report
 
     def task(self, name: str) -> TaskSpec:
         for t in self.tasks:
@@ -175,6 +176,7 @@ class Contract:
             "path": str(self.path),
             "version": self.version,
             "digest": self.digest,
+            "description": self.description,
             "baseline": self.baseline.identity(),
             "candidate": self.candidate.identity(),
             "tasks": [
@@ -211,9 +213,14 @@ def load_contract(path: str | Path) -> Contract:
     file = str(path)
     if not p.is_file():
         raise ContractError(file, "", "contract file not found", "check the --parity-contract path")
-    text = p.read_text(encoding="utf-8")
+    text = read_text(p, "contract", file)
+    loader = None
     try:
-        raw = yaml.load(text, Loader=_unique_key_loader())  # a SafeLoader subclass
+        loader = _unique_key_loader()(text)  # a SafeLoader subclass; refuses control characters
+        node = loader.get_single_node()
+        if node is not None:
+            _check_yaml_size(file, node)
+        raw = None if node is None else loader.construct_document(node)
     except _DuplicateKey as exc:
         raise ContractError(file, exc.where, exc.problem, "each key may appear once") from None
     except yaml.YAMLError as exc:
@@ -221,7 +228,91 @@ def load_contract(path: str | Path) -> Contract:
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = str(getattr(exc, "problem", None) or exc).splitlines()[0]
         raise ContractError(file, where, f"not valid YAML: {problem}") from None
+    except (_TooDeep, RecursionError) as exc:
+        raise ContractError(
+            file,
+            str(exc) if isinstance(exc, _TooDeep) else "",
+            f"nested deeper than {MAX_YAML_DEPTH} levels",
+            "a contract is a few levels of mappings and lists: flatten it",
+        ) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
     return contract_from_data(raw, p, text)
+
+
+# A contract is a few hundred values; these bound what its aliases may expand to ("billion
+# laughs") and how deep it nests, before anything walks it.
+MAX_YAML_NODES = 100_000
+MAX_YAML_DEPTH = 64
+
+
+def read_text(path: Path, what: str, file: str | None = None) -> str:
+    """A text file that must be UTF-8 (a leading BOM is dropped); one line when it is not."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ContractError(
+            file or str(path),
+            f"line {line}",
+            f"the {what} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})",
+            "save it as UTF-8",
+        ) from None
+
+
+def _check_yaml_size(file: str, root: Any) -> None:
+    """Refuse aliases that expand beyond :data:`MAX_YAML_NODES` values, recursive aliases and
+    nesting beyond :data:`MAX_YAML_DEPTH`, walking the composed node graph once: shared nodes
+    are counted from a memo, so a bomb costs its size on disk, not its expansion."""
+    import yaml
+
+    size: dict[int, int] = {}
+    depth: dict[int, int] = {}
+    on_path: set[int] = set()
+
+    def children(node: Any) -> list[Any]:
+        if isinstance(node, yaml.MappingNode):
+            return [x for pair in node.value for x in pair]
+        if isinstance(node, yaml.SequenceNode):
+            return list(node.value)
+        return []
+
+    def fail(node: Any, problem: str, hint: str) -> ContractError:
+        mark = node.start_mark
+        return ContractError(file, f"line {mark.line + 1}, column {mark.column + 1}", problem, hint)
+
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        nid = id(node)
+        if done:
+            on_path.discard(nid)
+            kids = children(node)
+            size[nid] = 1 + sum(size[id(k)] for k in kids)
+            depth[nid] = 1 + max((depth[id(k)] for k in kids), default=0)
+            if size[nid] > MAX_YAML_NODES:
+                raise fail(
+                    node,
+                    f"aliases here expand to more than {MAX_YAML_NODES:,} values"
+                    " (a YAML 'billion laughs')",
+                    "write the values out, or alias fewer levels",
+                )
+            if depth[nid] > MAX_YAML_DEPTH:
+                raise fail(
+                    node,
+                    f"nested deeper than {MAX_YAML_DEPTH} levels",
+                    "a contract is a few levels of mappings and lists: flatten it",
+                )
+            continue
+        if nid in size:
+            continue
+        if nid in on_path:
+            raise fail(node, "a recursive alias (a value that contains itself)", "remove it")
+        on_path.add(nid)
+        stack.append((node, True))
+        stack.extend((k, False) for k in children(node) if id(k) not in size)
 
 
 class _DuplicateKey(Exception):
@@ -231,14 +322,34 @@ class _DuplicateKey(Exception):
         self.problem = problem
 
 
+class _TooDeep(Exception):
+    pass
+
+
 def _unique_key_loader() -> Any:
     """A SafeLoader that refuses a key given twice in one mapping (YAML would keep the last)."""
     import yaml
 
     class Loader(yaml.SafeLoader):
+        _depth = 0
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            # Stop at the first level too deep, before the scanner reads the rest (its flow
+            # collections cost quadratic time) and before Python's recursion limit.
+            self._depth += 1
+            try:
+                if self._depth > MAX_YAML_DEPTH:
+                    mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                    raise _TooDeep(f"line {mark.line + 1}, column {mark.column + 1}")
+                return super().compose_node(parent, index)
+            finally:
+                self._depth -= 1
+
         def construct_mapping(self, node: Any, deep: bool = False) -> Any:
             seen: set[Any] = set()
             for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # `<<: *base`: merged keys may be overridden here, that is its use
                 key = self.construct_object(key_node, deep=deep)
                 if key in seen:
                     mark = key_node.start_mark

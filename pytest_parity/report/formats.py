@@ -140,6 +140,8 @@ def to_markdown(run: RunResult) -> str:
         _md(HEADLINES.get(overall, "")),
         "",
     ]
+    if contract.get("description"):
+        lines += [f"*{_md(contract['description'])}*", ""]
     lines += [f"- {_md(r)}" for r in as_list(run.get("overall_reasons"))]
     counts = {s: sum(1 for t in tasks if t.get("verdict") == s) for s in ICONS}
     lines += [

@@ -210,11 +210,12 @@ class ItemPipeline:
             self._stop(str(err.error))
         budget = int(self.task.max_error_rate * self.total) if self.total is not None else None
         if budget is not None and self.failed[role] > budget:
-            shown = "request" if budget == 1 else "requests"
+            failed = self.failed[role]
+            allows = "none" if budget == 0 else f"{budget} failed request{'s' * (budget != 1)}"
             self._stop(
                 f"{role} endpoint ({self.specs[role].base_url or self.specs[role].kind}):"
-                f" {self.failed[role]} requests failed, more than the task allows (max_error_rate"
-                f" {self.task.max_error_rate:g} of {self.total} items: {budget} {shown});"
+                f" {failed} request{'s' * (failed != 1)} failed; the task allows {allows}"
+                f" (max_error_rate {self.task.max_error_rate:g} of its {self.total} items);"
                 f" last error: {err.error}"
             )
 

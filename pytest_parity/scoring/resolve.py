@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pytest_parity.scoring.builtin import Score, ScorerError, coerce, get_scorer
 from pytest_parity.scoring.context import PairContext, ScoreContext, is_paired
 
-__all__ = ["BoundScorer", "resolve_scorer"]
+__all__ = ["BoundScorer", "check_scorer", "resolve_scorer"]
 
 
 @dataclass(frozen=True)
@@ -72,3 +72,18 @@ def resolve_scorer(name: str, options: Mapping[str, Any]) -> BoundScorer:
         if kind is not None and custom is not None:
             return BoundScorer(name, kind, custom, options)
     return BoundScorer(name, "sync", get_scorer(name, options), options)
+
+
+def check_scorer(name: str, options: Mapping[str, Any]) -> None:
+    """Resolve a task's scorer before any request (a custom module that is missing, or that
+    raises on import, is one line now instead of a traceback per check at run time)."""
+    try:
+        resolve_scorer(name, options)
+    except ScorerError:
+        raise
+    except Exception as exc:  # the user's module raised while importing
+        module_name = name.partition(":")[0]
+        detail = " ".join(str(exc).split())[:200]
+        raise ScorerError(
+            f"scorer {name}: importing {module_name!r} raised {type(exc).__name__}: {detail}"
+        ) from None

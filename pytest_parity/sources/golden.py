@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 
 ITEM_KEYS = ("id", "prompt", "messages", "reference", "metadata", "tools")
 ROLES = ("system", "user", "assistant", "tool", "developer")
+# Deeper data cannot be a chat item, and would exhaust Python's recursion limit downstream
+# (reports, caches) instead of here, with a line number.
+MAX_DEPTH = 64
 
 
 class GoldenError(SourceError):
@@ -38,11 +41,18 @@ def load_golden(
     items: list[Item] = []
     seen: dict[str, int] = {}
     try:
-        fh = path.open(encoding="utf-8")
+        fh = path.open("rb")
     except OSError as exc:
         raise GoldenError(f"{path}: cannot read golden set: {exc.strerror}") from None
     with fh:
-        for lineno, line in enumerate(fh, start=1):
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise GoldenError(
+                    f"{path}:{lineno}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at column"
+                    f" {exc.start + 1}) (hint: save the golden set as UTF-8)"
+                ) from None
             if not line.strip():
                 continue
             item = _parse_line(path, lineno, line, cluster_key)
@@ -62,10 +72,19 @@ def load_golden(
 
 def _parse_line(path: Path, lineno: int, line: str, cluster_key: str | None) -> Item:
     where = f"{path}:{lineno}"
+    too_deep = (
+        f"{where}: nested deeper than {MAX_DEPTH} levels (hint: an item is a prompt or a few"
+        " messages, a reference and flat metadata)"
+    )
     try:
         obj = json.loads(line)
     except json.JSONDecodeError as exc:
         raise GoldenError(f"{where}: not valid JSON: {exc.msg} at column {exc.colno}") from None
+    except RecursionError:
+        raise GoldenError(too_deep) from None
+    # Only a line with that many brackets can nest that deep: most lines skip the walk.
+    if line.count("[") + line.count("{") > MAX_DEPTH and _depth(obj) > MAX_DEPTH:
+        raise GoldenError(too_deep)
     if not isinstance(obj, dict):
         raise GoldenError(f"{where}: expected a JSON object, got {type(obj).__name__}")
     unknown = [k for k in obj if k not in ITEM_KEYS]
@@ -122,6 +141,20 @@ def _parse_line(path: Path, lineno: int, line: str, cluster_key: str | None) -> 
         metadata=metadata,
         tools=None if tools is None else tuple(tools),
     )
+
+
+def _depth(value: Any) -> int:
+    """How deep JSON data nests (iteratively: it is only asked of suspicious lines)."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, dict):
+            v = list(v.values())
+        if isinstance(v, list):
+            deepest = max(deepest, d)
+            stack.extend((x, d + 1) for x in v)
+    return deepest
 
 
 def data_digest(path: Path) -> str:

@@ -245,7 +245,13 @@ def page(run: RunResult) -> str:
         '<body><main class="pp">'
         f'<header><h1>Parity report</h1><p class="pp-sub">candidate <strong>{esc(cand)}</strong>'
         f" against baseline <strong>{esc(base)}</strong> \u00b7 {esc(when(run.get('finished')))}"
-        f" \u00b7 contract {esc(str(contract.get('digest', ''))[:12])}</p></header>"
+        f" \u00b7 contract {esc(str(contract.get('digest', ''))[:12])}</p>"
+        + (
+            f'<p class="pp-sub">{esc(contract["description"])}</p>'
+            if contract.get("description")
+            else ""
+        )
+        + "</header>"
         f'<section class="pp-verdict" style="background:{VERDICT_TINTS.get(overall, "#fff")};'
         f'border-color:{colour}"><div class="pp-big" style="color:{colour}">{esc(overall)}</div>'
         f"<p>{esc(HEADLINES.get(overall, ''))}</p><ul>{reasons}</ul></section>"
