@@ -194,12 +194,18 @@ def _did_you_mean(name: str, known: list[str] | tuple[str, ...]) -> str:
 
 def load_contract(path: str | Path) -> Contract:
     """Read and validate a contract file; raises :class:`ContractError` with a one-line message."""
+    raw, text = read_contract_yaml(path)
+    return contract_from_data(raw, Path(path), text)
+
+
+def read_contract_yaml(path: str | Path, option: str = "--parity-contract") -> tuple[Any, str]:
+    """The contract file parsed (duplicate keys refused) and its text; one-line ContractErrors."""
     import yaml
 
     p = Path(path)
     file = str(path)
     if not p.is_file():
-        raise ContractError(file, "", "contract file not found", "check the --parity-contract path")
+        raise ContractError(file, "", "contract file not found", f"check the {option} path")
     text = p.read_text(encoding="utf-8")
     try:
         raw = yaml.load(text, Loader=_unique_key_loader())  # a SafeLoader subclass
@@ -210,7 +216,7 @@ def load_contract(path: str | Path) -> Contract:
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = str(getattr(exc, "problem", None) or exc).splitlines()[0]
         raise ContractError(file, where, f"not valid YAML: {problem}") from None
-    return contract_from_data(raw, p, text)
+    return raw, text
 
 
 class _DuplicateKey(Exception):
