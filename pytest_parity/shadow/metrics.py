@@ -43,7 +43,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 class Metrics:
     def __init__(self, max_segments: int = 50) -> None:
-        disable_created_metrics()  # *_created series double the exposition and say little
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series double the exposition and say little
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         sl = ("role", "stack", "segment")
