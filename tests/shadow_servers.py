@@ -18,6 +18,7 @@ import json
 import socket
 import sys
 import threading
+import time
 from typing import Any
 
 from aiohttp import web
@@ -231,3 +232,139 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# -- the proxy as a user runs it: its own process ---------------------------------------------
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
+
+
+def write_contract(
+    path: Any, serving_url: str, shadow_url: str, shadow: dict[str, Any] | None = None, **top: Any
+) -> Any:
+    """A contract with baseline = serving, candidate = shadow and a shadow: block."""
+    import yaml
+
+    data: dict[str, Any] = {
+        "baseline": {"kind": "openai", "base_url": serving_url, "model": "m"},
+        "candidate": {"kind": "vllm", "base_url": shadow_url, "model": "m"},
+        "shadow": {"listen": "127.0.0.1:0", "store": {"url": "shadow.sqlite"}, **(shadow or {})},
+        **top,
+    }
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+class ProxyProcess:
+    """``python -m pytest_parity.shadow CONTRACT`` in a subprocess; ``url`` once it listens."""
+
+    def __init__(self, contract: Any, *args: str, env: dict[str, str] | None = None) -> None:
+        import os
+        import subprocess
+        import tempfile
+
+        full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+        self._err = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed in __exit__)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pytest_parity.shadow", str(contract), *args],
+            cwd=ROOT,
+            env=full_env,
+            stdout=subprocess.PIPE,
+            stderr=self._err,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if "listening on " not in line:
+            self.proc.kill()
+            self.proc.communicate(timeout=10)
+            err = self.stderr()
+            self._err.close()
+            raise RuntimeError(f"proxy did not start: {line!r} {err!r}")
+        self.banner = line
+        self.url = line.split("listening on ")[1].split()[0]
+        self.metrics_url = line.split("metrics=")[1].split()[0]
+
+    def stderr(self) -> str:
+        self._err.seek(0)
+        return self._err.read()
+
+    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        """Every sample of /metrics: (name, sorted labels) -> value."""
+        import httpx
+        from prometheus_client.parser import text_string_to_metric_families
+
+        text = httpx.get(self.metrics_url, timeout=5).text
+        out: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        for fam in text_string_to_metric_families(text):
+            for s in fam.samples:
+                out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+        return out
+
+    def total(self, name: str, **labels: str) -> float:
+        """Sum of a metric's samples whose labels include ``labels``."""
+        return sum(
+            v
+            for (n, lab), v in self.metrics().items()
+            if n == name and all(dict(lab).get(k) == x for k, x in labels.items())
+        )
+
+    def wait_for(self, name: str, at_least: float, timeout: float = 10.0, **labels: str) -> float:
+        deadline = time.monotonic() + timeout
+        while True:
+            got = self.total(name, **labels)
+            if got >= at_least or time.monotonic() > deadline:
+                return got
+            time.sleep(0.05)
+
+    def stop(self, timeout: float = 20.0) -> tuple[int, str, str]:
+        import signal
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        out, _ = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, out, self.stderr()
+
+    def kill9(self) -> None:
+        self.proc.kill()
+        self.proc.communicate(timeout=10)
+
+    def __enter__(self) -> ProxyProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate(timeout=10)
+        self._err.close()
+
+
+class ServerProcess:
+    """This file's server in its own process (so a test can kill -9 it)."""
+
+    def __init__(self, name: str, *args: str) -> None:
+        import subprocess
+
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--name", name, *args],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        assert line.startswith("PORT "), line
+        self.port = int(line.split()[1])
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+
+    def kill9(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:
+            self.kill9()

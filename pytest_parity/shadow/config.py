@@ -175,7 +175,6 @@ def shadow_config_from_data(raw: Any, path: Path) -> ShadowConfig:
         1,
         lo_open=False,
         hi_open=False,
-        hint="the share of requests also sent to the shadow stack, e.g. 0.1",
     )
 
     seg = dict(v.mapping(m.get("segments", {}) or {}, "shadow.segments"))
@@ -253,7 +252,9 @@ def shadow_config_from_data(raw: Any, path: Path) -> ShadowConfig:
             "write postgresql://user:${PGPASSWORD}@host/db, or use PGPASSWORD / ~/.pgpass",
         )
     batch = v.integer(st.get("batch", 200), "shadow.store.batch", 1)
-    flush = v.number(st.get("flush_seconds", 1.0), "shadow.store.flush_seconds", 0, 3600)
+    flush = v.number(
+        st.get("flush_seconds", 1.0), "shadow.store.flush_seconds", 0, 86400, hi_open=False
+    )
 
     ret = dict(v.mapping(m.get("retention", {}) or {}, "shadow.retention"))
     v.keys(ret, "shadow.retention", RETENTION_KEYS)
@@ -261,7 +262,9 @@ def shadow_config_from_data(raw: Any, path: Path) -> ShadowConfig:
     if ret.get("days") is not None:
         days = v.number(ret["days"], "shadow.retention.days", 0, 1e6, hint="e.g. 30")
     rows = None if ret.get("rows") is None else v.integer(ret["rows"], "shadow.retention.rows", 1)
-    check = v.number(ret.get("check_seconds", 60.0), "shadow.retention.check_seconds", 0, 86400)
+    check = v.number(
+        ret.get("check_seconds", 60.0), "shadow.retention.check_seconds", 0, 86400, lo_open=False
+    )
 
     rules: list[RedactRule] = []
     red = m.get("redact", []) or []

@@ -249,6 +249,7 @@ class ShadowProxy:
         await site.start()
         self._runners.append(runner)
         self.port = _bound_port(runner, cfg.port)
+        self.instance = cfg.instance or f"{cfg.host}:{self.port}:{os.getpid()}"
         if cfg.metrics_port is not None:
             mserver = web.Server(self._metrics_only, access_log=None)
             mrunner = web.ServerRunner(mserver, handle_signals=False, shutdown_timeout=1)
@@ -447,6 +448,14 @@ class ShadowProxy:
             and k.lower() not in ("host", "content-length")
         }
         pair = Pair(time.time(), request.path, proto, segment, body, headers)
+        # The client's own credentials are scrubbed from whatever of this pair gets stored.
+        creds = []
+        for k in ("Authorization", "X-Api-Key", "Api-Key", "Proxy-Authorization"):
+            val = request.headers.get(k, "")
+            val = val.split(None, 1)[1] if " " in val.strip() else val.strip()
+            if len(val) >= 4:
+                creds.append(val)
+        pair.extra["secrets"] = creds
         self.metrics.count(self.metrics.sampled, segment)
         try:
             self._queue.put_nowait(pair)
@@ -541,11 +550,19 @@ class ShadowProxy:
         self.writer.submit(rec)
 
     def _record(self, pair: Pair) -> dict[str, Any]:
+        creds: list[str] = pair.extra.get("secrets", [])
+
+        def redact(text: str) -> str:
+            for c in creds:
+                if c in text:
+                    text = text.replace(c, "[SECRET]")
+            return self.redact(text)
+
         try:
             req: Any = json.loads(pair.body)
         except ValueError:
             req = {"_unreadable_body": pair.body[:2000].decode("utf-8", "replace")}
-        req = _redact_json(req, self.redact)
+        req = _redact_json(req, redact)
         req_text = json.dumps(req, ensure_ascii=False, sort_keys=True)
         model = req.get("model") if isinstance(req, dict) else None
         rec: dict[str, Any] = {
@@ -569,15 +586,15 @@ class ShadowProxy:
             rec[f"{name}_latency"] = side.latency
             rec[f"{name}_ttft"] = side.ttft
             if ans is not None and ans.readable:
-                rec[f"{name}_text"] = self.redact(ans.text)
+                rec[f"{name}_text"] = redact(ans.text)
                 rec[f"{name}_finish"] = ans.finish_reason
                 rec[f"{name}_prompt_tokens"] = ans.prompt_tokens
                 rec[f"{name}_completion_tokens"] = ans.completion_tokens
                 if ans.tool_calls:
-                    rec[f"{name}_tool_calls"] = _redact_json(ans.tool_calls, self.redact)
+                    rec[f"{name}_tool_calls"] = _redact_json(ans.tool_calls, redact)
             elif side.status is not None and side.status >= 400 and side.body:
                 # An error body says why; kept (redacted, bounded) as the side's text.
-                rec[f"{name}_text"] = self.redact(side.body[:2000].decode("utf-8", "replace"))
+                rec[f"{name}_text"] = redact(side.body[:2000].decode("utf-8", "replace"))
         return rec
 
     # -- metrics --------------------------------------------------------------------------

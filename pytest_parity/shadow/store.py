@@ -458,12 +458,15 @@ class StoreWriter:
                 except queue.Empty:
                     pass
                 now = time.monotonic()
+                flushed = False
                 if rows and (len(rows) >= self.batch or now >= deadline or stop):
                     self._flush(store, rows)
                     rows = []
+                    flushed = True
                 if not rows:
                     deadline = time.monotonic() + self.flush_seconds
-                if any(x is not None for x in self.retention) and now >= next_retention:
+                # Retention after a flush, at most every retention_check_seconds.
+                if flushed and any(x is not None for x in self.retention) and now >= next_retention:
                     next_retention = now + self.retention_check_seconds
                     try:
                         store.enforce_retention(*self.retention)
