@@ -117,11 +117,46 @@ def parse_json(proto: str, body: bytes) -> Answer:
     return ans
 
 
-def parse_sse(proto: str, body: bytes) -> Answer:
-    """Reassemble a streamed answer from its ``data:`` events."""
+def _sse_tail(body: bytes) -> Answer | None:
+    """Finish reason and usage of an OpenAI stream from its last events only (metrics of an
+    answer nobody stores: no need to reassemble the text). None when the tail does not say."""
+    ans = Answer()
+    looked = 0
+    for raw in reversed(body.split(b"\n")):
+        line = raw.strip()
+        if not line.startswith(b"data:"):
+            continue
+        payload = line[5:].strip()
+        if payload == b"[DONE]":
+            continue
+        looked += 1
+        if looked > 4:
+            return None
+        try:
+            ev = json.loads(payload)
+        except (ValueError, UnicodeDecodeError):
+            return Answer(readable=False)
+        if not isinstance(ev, dict):
+            continue
+        if ans.prompt_tokens is None:
+            _usage(ans, ev.get("usage"))
+        for c in ev.get("choices") or []:
+            if isinstance(c, dict) and c.get("index", 0) == 0 and c.get("finish_reason"):
+                ans.finish_reason = c["finish_reason"]
+                return ans
+    return None
+
+
+def parse_sse(proto: str, body: bytes, *, text: bool = True) -> Answer:
+    """Reassemble a streamed answer from its ``data:`` events (``text=False``: only what the
+    metrics need, read from the stream's end when it can be)."""
+    if not text and proto != "anthropic":
+        tail = _sse_tail(body)
+        if tail is not None:
+            return tail
     ans = Answer()
     tools: dict[int, dict[str, Any]] = {}
-    text: list[str] = []
+    parts: list[str] = []
     seen = False
     for raw in body.split(b"\n"):
         line = raw.strip()
@@ -146,7 +181,7 @@ def parse_sse(proto: str, body: bytes) -> Answer:
             elif t == "content_block_delta":
                 d = ev.get("delta") or {}
                 if d.get("type") == "text_delta":
-                    text.append(str(d.get("text", "")))
+                    parts.append(str(d.get("text", "")))
             elif t == "message_delta":
                 ans.finish_reason = (ev.get("delta") or {}).get("stop_reason")
                 u = ev.get("usage") or {}
@@ -162,7 +197,7 @@ def parse_sse(proto: str, body: bytes) -> Answer:
             if proto == "chat":
                 d = c.get("delta") or {}
                 if d.get("content"):
-                    text.append(str(d["content"]))
+                    parts.append(str(d["content"]))
                 for tc in d.get("tool_calls") or []:
                     slot = tools.setdefault(
                         int(tc.get("index", 0)), {"name": None, "arguments": ""}
@@ -173,19 +208,21 @@ def parse_sse(proto: str, body: bytes) -> Answer:
                     if fn.get("arguments"):
                         slot["arguments"] += str(fn["arguments"])
             elif c.get("text"):
-                text.append(str(c["text"]))
+                parts.append(str(c["text"]))
     if not seen:
         return Answer(readable=False)
-    ans.text = "".join(text)
+    ans.text = "".join(parts)
     ans.tool_calls = [tools[i] for i in sorted(tools)]
     return ans
 
 
-def parse_answer(proto: str, body: bytes, *, streamed: bool, encoding: str | None) -> Answer:
+def parse_answer(
+    proto: str, body: bytes, *, streamed: bool, encoding: str | None, text: bool = True
+) -> Answer:
     data = decode(body, encoding)
     if data is None:
         return Answer(readable=False)
-    return parse_sse(proto, data) if streamed else parse_json(proto, data)
+    return parse_sse(proto, data, text=text) if streamed else parse_json(proto, data)
 
 
 def finish_label(reason: str | None) -> str:

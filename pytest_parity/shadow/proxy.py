@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
+from multidict import CIMultiDict
 
 from pytest_parity.shadow.answers import Answer, finish_label, parse_answer, protocol_of
 from pytest_parity.shadow.config import ShadowConfig
@@ -104,12 +105,13 @@ class Side:
     encoding: str | None = None
     answer: Answer | None = None
 
-    def read(self, proto: str) -> Answer | None:
+    def read(self, proto: str, *, text: bool = True) -> Answer | None:
+        """What the answer said (parsed once; ``text=False`` may skip reassembling the text)."""
         if self.answer is None and self.error is None and self.status is not None:
             if len(self.body) >= MAX_CAPTURE:
                 return None
             self.answer = parse_answer(
-                proto, self.body, streamed=self.streamed, encoding=self.encoding
+                proto, self.body, streamed=self.streamed, encoding=self.encoding, text=text
             )
             if not self.answer.readable and self.status < 400:
                 self.error = "invalid_response"
@@ -345,7 +347,7 @@ class ShadowProxy:
             self.metrics.count(self.metrics.passthrough, self.cfg.serving_name)
             return resp
         # The client has its answer; the rest is bookkeeping.
-        ans = side.read(proto)
+        ans = side.read(proto, text=pair is not None)
         self._observe("serving", self.cfg.serving_name, segment, side, ans)
         if pair is not None:
             pair.serving = side
@@ -386,16 +388,35 @@ class ShadowProxy:
             return web.json_response(msg, status=status)
         try:
             side.status = up.status
-            resp = web.StreamResponse(status=up.status, reason=up.reason)
+            out_headers: CIMultiDict[str] = CIMultiDict()
             for k, v in up.headers.items():
                 lk = k.lower()
                 if lk not in HOP_BY_HOP and lk != "content-length":
-                    resp.headers.add(k, v)
+                    out_headers.add(k, v)
             ctype = up.headers.get("Content-Type", "")
             side.streamed = ctype.startswith("text/event-stream")
             side.encoding = up.headers.get("Content-Encoding")
-            if up.content_length is not None and request.method != "HEAD":
-                resp.content_length = up.content_length
+            n = up.content_length
+            if (
+                n is not None
+                and n <= MAX_CAPTURE
+                and not side.streamed
+                and request.method != "HEAD"
+            ):
+                # A sized answer: read it whole and send headers and body in one write.
+                data = await up.content.readexactly(n) if n else b""
+                whole = web.Response(
+                    body=data, status=up.status, reason=up.reason, headers=out_headers
+                )
+                await whole.prepare(request)
+                await whole.write_eof()
+                side.latency = time.perf_counter() - t0
+                side.body = data if capture else b""
+                side.error = error_category(up.status, None)
+                return whole
+            resp = web.StreamResponse(status=up.status, reason=up.reason, headers=out_headers)
+            if n is not None and request.method != "HEAD":
+                resp.content_length = n
             await resp.prepare(request)
             chunks: list[bytes] = []
             size = 0
