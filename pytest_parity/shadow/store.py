@@ -275,8 +275,8 @@ class SqliteStore(Store):
                 deleted += cur.rowcount
             if rows is not None:
                 cur = self.conn.execute(
-                    "DELETE FROM shadow_pairs WHERE id <= (SELECT id FROM shadow_pairs "
-                    "ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                    "DELETE FROM shadow_pairs WHERE id IN (SELECT id FROM shadow_pairs "
+                    "ORDER BY ts DESC, id DESC LIMIT -1 OFFSET ?)",
                     (rows,),
                 )
                 deleted += cur.rowcount
@@ -319,6 +319,9 @@ class PostgresStore(Store):
         self.conn.commit()
 
     def write(self, rows: list[tuple[Any, ...]]) -> None:
+        if self.conn.closed or self.conn.broken:
+            # The server restarted or the network broke: a fresh connection for this batch.
+            self.conn = self._psycopg.connect(self.url, autocommit=False)
         marks = ", ".join("%s" for _ in COLUMN_NAMES)
         with self.conn.transaction(), self.conn.cursor() as cur:
             cur.executemany(
@@ -336,8 +339,8 @@ class PostgresStore(Store):
                 deleted += cur.rowcount
             if rows is not None:
                 cur = self.conn.execute(
-                    "DELETE FROM shadow_pairs WHERE id <= (SELECT id FROM shadow_pairs "
-                    "ORDER BY id DESC LIMIT 1 OFFSET %s)",
+                    "DELETE FROM shadow_pairs WHERE id IN (SELECT id FROM shadow_pairs "
+                    "ORDER BY ts DESC, id DESC OFFSET %s)",
                     (rows,),
                 )
                 deleted += cur.rowcount
