@@ -1,0 +1,155 @@
+"""Shadow pieces without processes: reading answers (JSON and SSE of every dialect), the
+example contract, the dashboard against the metrics the proxy exports."""
+
+from __future__ import annotations
+
+import json
+import re
+import zlib
+from pathlib import Path
+
+from pytest_parity.shadow.answers import finish_label, parse_answer, protocol_of
+from pytest_parity.shadow.config import load_shadow_config
+from pytest_parity.shadow.metrics import Metrics
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _sse(*events: object) -> bytes:
+    return b"".join(f"data: {json.dumps(e)}\n\n".encode() for e in events) + b"data: [DONE]\n\n"
+
+
+def test_paths_understood_and_passed_through() -> None:
+    assert protocol_of("/v1/chat/completions") == "chat"
+    assert protocol_of("/openai/v1/completions") == "completions"
+    assert protocol_of("/v1/messages") == "anthropic"
+    assert protocol_of("/v1/embeddings") is None and protocol_of("/metrics") is None
+
+
+def test_chat_stream_with_tool_calls_and_usage() -> None:
+    body = _sse(
+        {"model": "m", "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hi"}}]},
+        {
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {
+                        "tool_calls": [
+                            {"index": 0, "function": {"name": "get", "arguments": '{"a"'}}
+                        ]
+                    },
+                }
+            ]
+        },
+        {
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {"tool_calls": [{"index": 0, "function": {"arguments": ": 1}"}}]},
+                }
+            ]
+        },
+        {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]},
+        {"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 4}},
+    )
+    a = parse_answer("chat", body, streamed=True, encoding=None)
+    assert (a.text, a.finish_reason, a.prompt_tokens, a.completion_tokens, a.model) == (
+        "Hi",
+        "tool_calls",
+        3,
+        4,
+        "m",
+    )
+    assert a.tool_calls == [{"name": "get", "arguments": '{"a": 1}'}]
+    # Metrics only: the tail gives the same finish reason and usage without the text.
+    t = parse_answer("chat", body, streamed=True, encoding=None, text=False)
+    assert (t.text, t.finish_reason, t.completion_tokens) == ("", "tool_calls", 4)
+
+
+def test_anthropic_json_and_stream_and_gzip() -> None:
+    msg = {
+        "model": "claude",
+        "content": [
+            {"type": "text", "text": "Hello"},
+            {"type": "tool_use", "name": "f", "input": {"x": 1}},
+        ],
+        "stop_reason": "tool_use",
+        "usage": {"input_tokens": 5, "output_tokens": 2},
+    }
+    raw = json.dumps(msg).encode()
+    gz = zlib.compressobj(wbits=16 + zlib.MAX_WBITS)
+    a = parse_answer("anthropic", gz.compress(raw) + gz.flush(), streamed=False, encoding="gzip")
+    assert (a.text, a.finish_reason, a.prompt_tokens, a.completion_tokens) == (
+        "Hello",
+        "tool_use",
+        5,
+        2,
+    )
+    assert a.tool_calls == [{"name": "f", "arguments": {"x": 1}}]
+    s = _sse(
+        {"type": "message_start", "message": {"usage": {"input_tokens": 5}}},
+        {"type": "content_block_delta", "delta": {"type": "text_delta", "text": "He"}},
+        {"type": "content_block_delta", "delta": {"type": "text_delta", "text": "llo"}},
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn"},
+            "usage": {"output_tokens": 2},
+        },
+    )
+    b = parse_answer("anthropic", s, streamed=True, encoding=None)
+    assert (b.text, b.finish_reason, b.prompt_tokens, b.completion_tokens) == (
+        "Hello",
+        "end_turn",
+        5,
+        2,
+    )
+
+
+def test_unreadable_answers_never_raise() -> None:
+    for body, streamed in [
+        (b'{"choices": [', False),
+        (b"<html>", False),
+        (b"data: {bad\n\n", True),
+        (b"", True),
+    ]:
+        assert not parse_answer("chat", body, streamed=streamed, encoding=None).readable
+    assert not parse_answer("chat", b"x", streamed=False, encoding="gzip").readable
+    assert finish_label("weird-server-reason") == "other" and finish_label(None) == "none"
+
+
+def test_example_contract_and_dashboard_match_the_metrics() -> None:
+    cfg = load_shadow_config(ROOT / "example_suite" / "shadow" / "shadow.yaml")
+    assert cfg.sample_rate == 0.25 and cfg.serving_name == "baseline" and len(cfg.redact) == 2
+    m = Metrics(3)
+    m.observe(
+        "serving",
+        "baseline",
+        "s",
+        error="timeout",
+        latency=0.1,
+        ttft=0.01,
+        prompt_tokens=1,
+        completion_tokens=1,
+        finish="stop",
+    )
+    for metric, labels in (
+        (m.sampled, ("s",)),
+        (m.dropped, ("s", "queue_full")),
+        (m.pairs, ("s",)),
+        (m.passthrough, ("baseline",)),
+    ):
+        m.count(metric, *labels)
+    m.stored.inc()
+    m.store_errors.inc()
+    m.store_dropped.inc()
+    exported = set(re.findall(r"^(parity_shadow_\w+?)(?:\{| )", m.exposition().decode(), re.M))
+    dash = json.loads((ROOT / "example_suite" / "shadow" / "grafana-dashboard.json").read_text())
+    used = {
+        name
+        for p in dash["panels"]
+        for t in p["targets"]
+        for name in re.findall(r"parity_shadow_\w+", t["expr"])
+    }
+    assert used and used <= exported, used - exported
+    # Segments beyond the bound share one label.
+    assert [m.segment(s) for s in ("s", "t", "u", "v")] == ["s", "t", "u", "other"]
