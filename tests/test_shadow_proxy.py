@@ -361,3 +361,22 @@ def test_bad_contract_exits_4_with_one_line(tmp_path: Path) -> None:
     from pytest_parity.contract.rules import TOP_KEYS
 
     assert "shadow" in TOP_KEYS
+
+
+def test_store_that_cannot_be_opened_exits_4(tmp_path: Path) -> None:
+    c = write_contract(
+        tmp_path / "c.yaml",
+        "http://127.0.0.1:1/v1",
+        "http://127.0.0.1:2/v1",
+        {"store": {"url": "missing-dir/pairs.sqlite"}},
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "pytest_parity.shadow", str(c)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 4, r.stderr
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith(f"ERROR: {c.resolve()}: shadow.store: cannot open the store: ")

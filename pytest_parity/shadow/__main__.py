@@ -92,7 +92,7 @@ async def _serve(cfg: object) -> int:
         msg = str(exc).splitlines()[0] if str(exc) else repr(exc)
         # A store that cannot be opened is a configuration problem (4); a busy port is not (1).
         code = 1 if "address" in msg.lower() or getattr(exc, "errno", None) == 98 else 4
-        print(f"ERROR: {cfg.path.name}: {msg}", file=sys.stderr)
+        print(f"ERROR: {cfg.path}: {msg}", file=sys.stderr)
         await proxy.stop()
         return code
     except Exception as exc:
