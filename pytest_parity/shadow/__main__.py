@@ -97,9 +97,7 @@ async def _serve(cfg: object) -> int:
         return code
     except Exception as exc:
         line = str(exc).splitlines()[0] if str(exc) else repr(exc)
-        print(
-            f"ERROR: {cfg.path.name}: shadow.store: cannot open the store: {line}", file=sys.stderr
-        )
+        print(f"ERROR: {cfg.path}: shadow.store: cannot open the store: {line}", file=sys.stderr)
         return 4
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
