@@ -207,6 +207,8 @@ class ShadowProxy:
             retention_days=cfg.retention_days,
             retention_rows=cfg.retention_rows,
             retention_check_seconds=cfg.retention_check_seconds,
+            # Bounded memory when the store falls behind (or PostgreSQL is away): then dropped.
+            max_pending=max(5_000, 20 * cfg.batch),
             on_written=lambda n: self.metrics.stored.inc(n),
             on_error=lambda n: self.metrics.store_errors.inc(n),
             on_drop=lambda: self.metrics.store_dropped.inc(),
@@ -323,8 +325,11 @@ class ShadowProxy:
             return await self._metrics(request)
         body = await request.content.read() if request.body_exists else b""
         proto = protocol_of(request.path) if request.method == "POST" else None
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
-        headers.pop("Host", None)
+        # A multidict: a header the client sent twice goes on twice.
+        headers: CIMultiDict[str] = CIMultiDict(
+            (k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP
+        )
+        headers.popall("Host", None)
         if "Authorization" not in request.headers and self.cfg.serving.api_key_env:
             headers.update(self._own_headers(self.cfg.serving))
         pair: Pair | None = None
@@ -358,7 +363,7 @@ class ShadowProxy:
         self,
         request: web.BaseRequest,
         body: bytes,
-        headers: dict[str, str],
+        headers: CIMultiDict[str],
         side: Side,
         t0: float,
         *,
