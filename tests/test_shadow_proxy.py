@@ -174,7 +174,7 @@ async def _load(url: str, n: int, conc: int, on_half: Any = None) -> list[httpx.
 
 
 def test_shadow_killed_mid_run_production_unaffected(tmp_path: Path) -> None:
-    N = 160
+    N = 120
     with StreamServer("old") as old, ServerProcess("new") as new:
         c = write_contract(
             tmp_path / "c.yaml",
@@ -237,7 +237,9 @@ def test_slow_shadow_drops_are_counted_never_delay_production(tmp_path: Path) ->
             code, out, _ = px.stop()
             # Graceful shutdown is bounded by drain_seconds (+ process exit), not by the queue.
             assert code == 0 and time.perf_counter() - t < 2.5
-            assert "pairs stored: " in out
+            # What was still queued when the drain bound ran out is dropped and said.
+            dropped_at_stop = int(out.split("dropped at shutdown: ")[1].split()[0])
+            assert dropped_at_stop >= 1, out
 
 
 def test_kill_9_loses_at_most_the_unflushed_batch(

@@ -8,6 +8,8 @@ import re
 import zlib
 from pathlib import Path
 
+import pytest
+
 from pytest_parity.shadow.answers import finish_label, parse_answer, protocol_of
 from pytest_parity.shadow.config import load_shadow_config
 from pytest_parity.shadow.metrics import Metrics
@@ -153,3 +155,19 @@ def test_example_contract_and_dashboard_match_the_metrics() -> None:
     assert used and used <= exported, used - exported
     # Segments beyond the bound share one label.
     assert [m.segment(s) for s in ("s", "t", "u", "v")] == ["s", "t", "u", "other"]
+
+
+def test_console_script_points_at_the_cli() -> None:
+    import importlib
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    target = meta["project"]["scripts"]["parity-shadow"]
+    mod, _, fn = target.partition(":")
+    main = getattr(importlib.import_module(mod), fn)
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    # --check validates and exits 0 without listening.
+    assert main([str(ROOT / "example_suite" / "shadow" / "shadow.yaml"), "--check"]) == 0
+    assert "prometheus_client" in " ".join(meta["project"]["optional-dependencies"]["shadow"])

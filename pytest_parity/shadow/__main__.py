@@ -117,7 +117,19 @@ async def _serve(cfg: object) -> int:
     )
     await stop.wait()
     await proxy.stop()
-    print(f"parity-shadow: stopped; pairs stored: {proxy.writer.written}", flush=True)
+    reg = proxy.metrics.registry
+    dropped = sum(
+        s.value
+        for fam in reg.collect()
+        if fam.name == "parity_shadow_dropped"
+        for s in fam.samples
+        if s.name.endswith("_total") and s.labels.get("reason") == "shutdown"
+    )
+    print(
+        f"parity-shadow: stopped; pairs stored: {proxy.writer.written}, "
+        f"shadow requests dropped at shutdown: {dropped:.0f}",
+        flush=True,
+    )
     return 0
 
 
