@@ -60,6 +60,7 @@ class StreamApp:
         return h
 
     async def other(self, request: web.Request) -> web.Response:
+        self.headers_seen.append(dict(request.headers))
         status = int(request.query.get("status", "200"))
         data = {
             "server": self.name,
@@ -67,7 +68,10 @@ class StreamApp:
             "path": request.path_qs,
             "body": (await request.read()).decode("utf-8", "replace"),
         }
-        return web.json_response(data, status=status, headers=self._headers(request))
+        resp = web.json_response(data, status=status, headers=self._headers(request))
+        if "cookie" in request.query:
+            resp.set_cookie("session", request.query["cookie"])
+        return resp
 
     async def complete(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()

@@ -134,7 +134,10 @@ def test_other_paths_and_statuses_pass_through_without_shadow(
     stacks: tuple[StreamServer, StreamServer], tmp_path: Path
 ) -> None:
     old, new = stacks
-    c = write_contract(tmp_path / "c.yaml", old.base_url, new.base_url)
+    # A host name, not an IP: cookie jars keep cookies of named hosts.
+    c = write_contract(
+        tmp_path / "c.yaml", old.base_url.replace("127.0.0.1", "localhost"), new.base_url
+    )
     with ProxyProcess(c) as px, httpx.Client() as h:
         for method, path in [("GET", "/v1/models?x=1"), ("POST", "/tokenize?status=418")]:
             via = h.request(method, px.url + path, content=b"raw body")
@@ -142,12 +145,17 @@ def test_other_paths_and_statuses_pass_through_without_shadow(
             assert (via.status_code, via.content) == (direct.status_code, direct.content)
             assert via.headers["x-served-by"] == "old"
         assert h.get(px.url + "/v1/models?status=418").status_code == 418
+        # Set-Cookie reaches the client that got it, and the proxy never replays it to others.
+        set_c = httpx.get(px.url + "/login?cookie=alice-secret")
+        assert set_c.headers["set-cookie"].startswith("session=alice-secret")
+        httpx.get(px.url + "/v1/models")
+        assert "Cookie" not in old.headers_seen[-1]
         # A chat completion the serving stack rejects comes back with its own status and body.
         old.mode = "error"
         bad = h.post(px.url + "/v1/chat/completions", json=CHAT)
         assert bad.status_code == 500 and bad.json() == {"error": {"message": "shadow broke"}}
         assert px.wait_for("parity_shadow_errors_total", 1, category="http_5xx", role="serving")
-        assert px.total("parity_shadow_passthrough_requests_total") == 3
+        assert px.total("parity_shadow_passthrough_requests_total") == 5
         px.stop()
     assert len(new.received) == 1  # only the chat completion was mirrored
 

@@ -239,11 +239,14 @@ class ShadowProxy:
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=30),
             auto_decompress=False,
             skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept", "Content-Type"),
+            # A proxy keeps no cookies: one client's Set-Cookie must never reach another.
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
         self._shadow_session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=cfg.shadow_concurrency, ttl_dns_cache=300),
             timeout=aiohttp.ClientTimeout(total=cfg.shadow_timeout),
             auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
         self._workers = [asyncio.create_task(self._worker()) for _ in range(cfg.shadow_concurrency)]
         server = web.Server(self._handle, access_log=None)
