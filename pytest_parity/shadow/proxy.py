@@ -8,6 +8,9 @@ with their own connection pool and timeout, read the answer and drop it, and the
 store. A full queue drops the shadow request (counted); the production path never waits for the
 shadow, the store or the metrics.
 
+What a pair is and how it is redacted lives in :mod:`.pairs`, segments in :mod:`.segments`, the
+batched writes in :mod:`.writer`; this module is the HTTP part.
+
 Server stack: aiohttp's low-level server (``web.Server``: no router, no middleware) and aiohttp's
 client, both on llhttp's C parser, on uvloop when it is installed. aiohttp is already a dependency
 of the package (through lm-eval's API models and httpx-aiohttp).
@@ -17,18 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import importlib
-import importlib.util
 import json
 import logging
 import os
 import random
-import re
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -36,10 +32,21 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
-from pytest_parity.shadow.answers import Answer, finish_label, parse_answer, protocol_of
+from pytest_parity.shadow.answers import Answer, finish_label, protocol_of
 from pytest_parity.shadow.config import ShadowConfig
 from pytest_parity.shadow.metrics import CONTENT_TYPE, Metrics
-from pytest_parity.shadow.store import StoreWriter
+from pytest_parity.shadow.pairs import (
+    MAX_CAPTURE,
+    SECRET_HEADERS,
+    Pair,
+    Side,
+    client_credentials,
+    error_category,
+    pair_record,
+    redactor,
+)
+from pytest_parity.shadow.segments import Segmenter
+from pytest_parity.shadow.writer import StoreWriter
 
 log = logging.getLogger("pytest_parity.shadow")
 
@@ -57,131 +64,12 @@ HOP_BY_HOP = frozenset(
         "upgrade",
     }
 )
-# Never sent to the shadow stack from the client, never stored anywhere.
-SECRET_HEADERS = frozenset(
-    {"authorization", "x-api-key", "api-key", "cookie", "proxy-authorization", "set-cookie"}
-)
-SECRET_BODY_KEYS = frozenset(
-    {"api_key", "apikey", "api-key", "authorization", "password", "secret", "access_token"}
-)
-BEARER_RE = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]{8,}")
-MODEL_RE = re.compile(rb'"model"\s*:\s*"((?:[^"\\]|\\.){1,256})"')
-SEGMENT_CLEAN_RE = re.compile(r"[^A-Za-z0-9_.:/@+-]")
-MAX_CAPTURE = 16 * 1024 * 1024  # answers larger than this are forwarded but not parsed
 
 
 def _origin(base_url: str) -> tuple[str, str]:
     """``http://h:p/v1`` -> (``http://h:p``, ``/v1``)."""
     u = urlsplit(base_url)
     return f"{u.scheme}://{u.netloc}", u.path.rstrip("/")
-
-
-def error_category(status: int | None, exc: BaseException | None) -> str | None:
-    if exc is not None:
-        if isinstance(exc, asyncio.TimeoutError | TimeoutError):
-            return "timeout"
-        if isinstance(exc, aiohttp.ClientConnectorError):
-            return "connect"
-        return "disconnect"
-    if status is None:
-        return "disconnect"
-    if status >= 500:
-        return "http_5xx"
-    if status >= 400:
-        return "http_4xx"
-    return None
-
-
-@dataclass
-class Side:
-    """What one stack did with one request."""
-
-    status: int | None = None
-    error: str | None = None
-    latency: float | None = None
-    ttft: float | None = None
-    body: bytes = b""
-    streamed: bool = False
-    encoding: str | None = None
-    answer: Answer | None = None
-
-    def read(self, proto: str, *, text: bool = True) -> Answer | None:
-        """What the answer said (parsed once; ``text=False`` may skip reassembling the text)."""
-        if self.answer is None and self.error is None and self.status is not None:
-            if len(self.body) >= MAX_CAPTURE:
-                return None
-            self.answer = parse_answer(
-                proto, self.body, streamed=self.streamed, encoding=self.encoding, text=text
-            )
-            if not self.answer.readable and self.status < 400:
-                self.error = "invalid_response"
-        return self.answer
-
-
-@dataclass
-class Pair:
-    ts: float
-    path: str
-    proto: str
-    segment: str
-    body: bytes
-    headers: dict[str, str]
-    pending: int = 2
-    dropped: bool = False
-    serving: Side | None = None
-    shadow: Side | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def _load_hook(spec: str) -> Callable[..., Any]:
-    mod, _, fn = spec.rpartition(":")
-    if mod.endswith(".py"):
-        s = importlib.util.spec_from_file_location(f"parity_shadow_hook_{Path(mod).stem}", mod)
-        if s is None or s.loader is None:
-            raise RuntimeError(f"cannot import {mod}")
-        module = importlib.util.module_from_spec(s)
-        s.loader.exec_module(module)
-    else:
-        module = importlib.import_module(mod)
-    f = getattr(module, fn, None)
-    if not callable(f):
-        raise RuntimeError(f"{spec}: no function {fn!r}")
-    return f  # type: ignore[no-any-return]
-
-
-def redactor(cfg: ShadowConfig) -> Callable[[str], str]:
-    """The redaction of one string: secrets known to the proxy, bearer tokens, then the rules."""
-    secrets = [
-        os.environ[e]
-        for e in {cfg.serving.api_key_env, cfg.shadow.api_key_env}
-        if e and os.environ.get(e) and len(os.environ[e]) >= 4
-    ]
-    rules = cfg.redact
-
-    def redact(s: str) -> str:
-        for sec in secrets:
-            if sec in s:
-                s = s.replace(sec, "[SECRET]")
-        s = BEARER_RE.sub(r"\1[SECRET]", s)
-        for r in rules:
-            s = r.pattern.sub(r.replace, s)
-        return s
-
-    return redact
-
-
-def _redact_json(value: Any, redact: Callable[[str], str]) -> Any:
-    if isinstance(value, dict):
-        return {
-            k: _redact_json(v, redact)
-            for k, v in value.items()
-            if str(k).lower() not in SECRET_BODY_KEYS
-        }
-    if isinstance(value, list):
-        return [_redact_json(v, redact) for v in value]
-    if isinstance(value, str):
-        return redact(value)
-    return value
 
 
 class ShadowProxy:
@@ -192,7 +80,7 @@ class ShadowProxy:
         self.instance = cfg.instance or f"{cfg.host}:{cfg.port}:{os.getpid()}"
         self._serving_origin, self._serving_prefix = _origin(cfg.serving.base_url)
         self._shadow_origin, self._shadow_prefix = _origin(cfg.shadow.base_url)
-        self._hook = _load_hook(cfg.segment_hook) if cfg.segment_hook else None
+        self._segment = Segmenter(cfg, self.metrics.segment)
         self._rng = random.Random()
         self._queue: asyncio.Queue[Pair] | None = None
         self._workers: list[asyncio.Task[None]] = []
@@ -289,38 +177,6 @@ class ShadowProxy:
         await asyncio.get_running_loop().run_in_executor(None, self.writer.close, 30.0)
 
     # -- the production path --------------------------------------------------------------
-
-    def _segment(self, request: web.BaseRequest, body: bytes) -> str:
-        cfg = self.cfg
-        value: str | None = None
-        for src in cfg.segment_from:
-            if src == "header":
-                value = request.headers.get(cfg.segment_header)
-            elif src == "model":
-                m = MODEL_RE.search(body)
-                value = m.group(1).decode("utf-8", "replace") if m else None
-            elif src == "path":
-                value = request.path
-            elif src == "hook" and self._hook is not None:
-                try:
-                    got = self._hook(
-                        request.path,
-                        {
-                            k: v
-                            for k, v in request.headers.items()
-                            if k.lower() not in SECRET_HEADERS
-                        },
-                        body,
-                    )
-                except Exception as exc:  # a broken hook never breaks production
-                    log.warning("parity-shadow: segment hook failed: %s", exc)
-                    got = None
-                value = None if got is None else str(got)
-            if value:
-                break
-        if not value:
-            value = cfg.segment_default
-        return self.metrics.segment(SEGMENT_CLEAN_RE.sub("_", value)[:64])
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         t0 = time.perf_counter()
@@ -478,13 +334,7 @@ class ShadowProxy:
         }
         pair = Pair(time.time(), request.path, proto, segment, body, headers)
         # The client's own credentials are scrubbed from whatever of this pair gets stored.
-        creds = []
-        for k in ("Authorization", "X-Api-Key", "Api-Key", "Proxy-Authorization"):
-            val = request.headers.get(k, "")
-            val = val.split(None, 1)[1] if " " in val.strip() else val.strip()
-            if len(val) >= 4:
-                creds.append(val)
-        pair.extra["secrets"] = creds
+        pair.extra["secrets"] = client_credentials(request.headers)
         self.metrics.count(self.metrics.sampled, segment)
         try:
             self._queue.put_nowait(pair)
@@ -571,60 +421,18 @@ class ShadowProxy:
         if pair.pending > 0 or pair.dropped:
             return
         try:
-            rec = self._record(pair)
+            rec = pair_record(
+                pair,
+                instance=self.instance,
+                serving_name=self.cfg.serving_name,
+                shadow_name=self.cfg.shadow_name,
+                redact_base=self.redact,
+            )
         except Exception as exc:
             log.warning("parity-shadow: pair not stored: %r", exc)
             return
         self.metrics.count(self.metrics.pairs, pair.segment)
         self.writer.submit(rec)
-
-    def _record(self, pair: Pair) -> dict[str, Any]:
-        creds: list[str] = pair.extra.get("secrets", [])
-
-        def redact(text: str) -> str:
-            for c in creds:
-                if c in text:
-                    text = text.replace(c, "[SECRET]")
-            return self.redact(text)
-
-        try:
-            req: Any = json.loads(pair.body)
-        except ValueError:
-            req = {"_unreadable_body": pair.body[:2000].decode("utf-8", "replace")}
-        req = _redact_json(req, redact)
-        req_text = json.dumps(req, ensure_ascii=False, sort_keys=True)
-        model = req.get("model") if isinstance(req, dict) else None
-        rec: dict[str, Any] = {
-            "ts": pair.ts,
-            "instance": self.instance,
-            "segment": pair.segment,
-            "path": pair.path,
-            "protocol": pair.proto,
-            "model": model if isinstance(model, str) else None,
-            "stream": bool(isinstance(req, dict) and req.get("stream")),
-            "request": req_text,
-            "request_hash": hashlib.sha256(req_text.encode()).hexdigest(),
-            "serving_stack": self.cfg.serving_name,
-            "shadow_stack": self.cfg.shadow_name,
-        }
-        for name, side in (("serving", pair.serving), ("shadow", pair.shadow)):
-            assert side is not None
-            ans = side.read(pair.proto)
-            rec[f"{name}_status"] = side.status
-            rec[f"{name}_error"] = side.error
-            rec[f"{name}_latency"] = side.latency
-            rec[f"{name}_ttft"] = side.ttft
-            if ans is not None and ans.readable:
-                rec[f"{name}_text"] = redact(ans.text)
-                rec[f"{name}_finish"] = ans.finish_reason
-                rec[f"{name}_prompt_tokens"] = ans.prompt_tokens
-                rec[f"{name}_completion_tokens"] = ans.completion_tokens
-                if ans.tool_calls:
-                    rec[f"{name}_tool_calls"] = _redact_json(ans.tool_calls, redact)
-            elif side.status is not None and side.status >= 400 and side.body:
-                # An error body says why; kept (redacted, bounded) as the side's text.
-                rec[f"{name}_text"] = redact(side.body[:2000].decode("utf-8", "replace"))
-        return rec
 
     # -- metrics --------------------------------------------------------------------------
 
