@@ -171,3 +171,30 @@ def test_console_script_points_at_the_cli() -> None:
     # --check validates and exits 0 without listening.
     assert main([str(ROOT / "example_suite" / "shadow" / "shadow.yaml"), "--check"]) == 0
     assert "prometheus_client" in " ".join(meta["project"]["optional-dependencies"]["shadow"])
+
+
+def test_after_cutover_roles_swap_and_an_inline_second_copy_shadows(tmp_path: Path) -> None:
+    import yaml
+
+    base = {
+        "baseline": {"kind": "vllm", "base_url": "http://old:8000/v1", "model": "m"},
+        "candidate": {"kind": "sglang", "base_url": "http://new:30000/v1", "model": "m-fp8"},
+    }
+    c = tmp_path / "c.yaml"
+    c.write_text(yaml.safe_dump({**base, "shadow": {"serving": "candidate", "target": "baseline"}}))
+    cfg = load_shadow_config(c)
+    assert (cfg.serving_name, cfg.serving.base_url, cfg.shadow.model) == (
+        "candidate",
+        "http://new:30000/v1",
+        "m",
+    )
+    # A/A (Diffy's primary/secondary): a second copy of the old stack as the shadow.
+    aa = {"kind": "vllm", "base_url": "http://old-copy:8000/v1", "model": "m"}
+    c.write_text(yaml.safe_dump({**base, "shadow": {"target": aa}}))
+    cfg = load_shadow_config(c)
+    assert (cfg.shadow_name, cfg.shadow.base_url, cfg.shadow.kind) == (
+        "shadow.target",
+        "http://old-copy:8000/v1",
+        "vllm",
+    )
+    assert cfg.store_url == str(tmp_path / "shadow.sqlite")  # relative to the contract
