@@ -189,7 +189,9 @@ def main() -> None:
                             ]
                             if stream:
                                 cmd.append("--stream")
-                            res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+                            res = subprocess.run(
+                                cmd, capture_output=True, text=True, check=True, timeout=600
+                            )
                             got[name] += json.loads(res.stdout)
                             if name == "proxy":
                                 proxy_cpu += _cpu_s(proxy_p.pid) - c0

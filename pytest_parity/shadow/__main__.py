@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -125,11 +126,13 @@ async def _serve(cfg: object) -> int:
         for s in fam.samples
         if s.name.endswith("_total") and s.labels.get("reason") == "shutdown"
     )
-    print(
-        f"parity-shadow: stopped; pairs stored: {proxy.writer.written}, "
-        f"shadow requests dropped at shutdown: {dropped:.0f}",
-        flush=True,
-    )
+    # Whoever read our stdout may be gone by now: a clean stop stays a clean stop.
+    with contextlib.suppress(OSError):
+        print(
+            f"parity-shadow: stopped; pairs stored: {proxy.writer.written}, "
+            f"shadow requests dropped at shutdown: {dropped:.0f}",
+            flush=True,
+        )
     return 0
 
 
