@@ -134,7 +134,7 @@ BAD = [
     ),
     (
         ("tasks:\n", "tasks: []\nextra:\n"),
-        "extra: unknown key (hint: known keys: version, baseline, candidate, defaults, tasks, description)",
+        "extra: unknown key (hint: known keys: version, baseline, candidate, defaults, tasks, description, shadow)",
     ),
     (
         ("scorer: numeric}", "scorer: numeric, safety_critical: yes please}"),

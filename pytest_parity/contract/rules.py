@@ -203,7 +203,8 @@ TASK_KEYS = (
     "failure_ratio",
     "score_range",
 )
-TOP_KEYS = ("version", "baseline", "candidate", "defaults", "tasks", "description")
+# shadow: the tee proxy's block (pytest_parity/shadow/config.py validates it; the gate ignores it)
+TOP_KEYS = ("version", "baseline", "candidate", "defaults", "tasks", "description", "shadow")
 VENDOR_HOSTS = {"openai": "://api.openai.com", "anthropic": "://api.anthropic.com"}
 SECRET_HEADERS = ("authorization", "x-api-key", "api-key", "proxy-authorization")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

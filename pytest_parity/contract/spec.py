@@ -207,12 +207,18 @@ def _did_you_mean(name: str, known: list[str] | tuple[str, ...]) -> str:
 
 def load_contract(path: str | Path) -> Contract:
     """Read and validate a contract file; raises :class:`ContractError` with a one-line message."""
+    raw, text = read_contract_yaml(path)
+    return contract_from_data(raw, Path(path), text)
+
+
+def read_contract_yaml(path: str | Path, option: str = "--parity-contract") -> tuple[Any, str]:
+    """The contract file parsed (duplicate keys refused) and its text; one-line ContractErrors."""
     import yaml
 
     p = Path(path)
     file = str(path)
     if not p.is_file():
-        raise ContractError(file, "", "contract file not found", "check the --parity-contract path")
+        raise ContractError(file, "", "contract file not found", f"check the {option} path")
     text = read_text(p, "contract", file)
     loader = None
     try:
@@ -238,7 +244,7 @@ def load_contract(path: str | Path) -> Contract:
     finally:
         if loader is not None:
             loader.dispose()
-    return contract_from_data(raw, p, text)
+    return raw, text
 
 
 # A contract is a few hundred values; these bound what its aliases may expand to ("billion

@@ -1,0 +1,97 @@
+"""parity-shadow in front of the real llama.cpp pair: SmolLM2 F32 serving, Q2_K shadowing.
+
+The openai SDK calls the proxy, streamed and not; the answers must be what F32 says when called
+directly (greedy decoding), and the stored pairs must hold both stacks' real answers, usage and
+finish reasons. Needs `bash example_suite/live/setup_testbed.sh`; skips with that hint otherwise.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from shadow_servers import ProxyProcess, write_contract
+
+from pytest_parity.shadow import open_store
+
+pytestmark = pytest.mark.live_model
+
+ROOT = Path(__file__).resolve().parent.parent
+SETUP_HINT = "run: PYTHON=.venv/bin/python bash example_suite/live/setup_testbed.sh"
+QUESTIONS = ["What is the capital of France?", "Name a primary colour.", "What is 2 + 2?"]
+
+
+def _servers() -> ModuleType:
+    name = "parity_live_servers"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, ROOT / "example_suite/live/servers.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def pair() -> Iterator[dict[str, str]]:
+    if importlib.util.find_spec("llama_cpp") is None:
+        pytest.skip(f"llama_cpp is not installed in {sys.executable}; {SETUP_HINT}")
+    servers = _servers()
+    files = {p: servers.model_file(p) for p in ("F32", "Q2_K")}
+    missing = [str(f) for f in files.values() if not f.is_file()]
+    if missing:
+        pytest.skip(f"model files missing: {', '.join(missing)}; {SETUP_HINT}")
+    with servers.serve_many(files) as urls:
+        yield urls
+
+
+def test_llama_pair_through_the_proxy(pair: dict[str, str], tmp_path: Path) -> None:
+    openai = pytest.importorskip("openai")
+    c = write_contract(
+        tmp_path / "c.yaml",
+        pair["F32"],
+        pair["Q2_K"],
+        {"store": {"url": "pairs.sqlite", "flush_seconds": 0.05}, "segments": {"from": ["header"]}},
+        baseline={"kind": "llama-cpp", "base_url": pair["F32"], "model": "smollm2"},
+        candidate={"kind": "llama-cpp", "base_url": pair["Q2_K"], "model": "smollm2"},
+    )
+    args = {"model": "smollm2", "max_tokens": 12, "temperature": 0, "seed": 0}
+    direct = openai.OpenAI(base_url=pair["F32"], api_key="none")
+    with ProxyProcess(c) as px:
+        via = openai.OpenAI(base_url=px.url + "/v1", api_key="none")
+        for i, q in enumerate(QUESTIONS):
+            msgs = [{"role": "user", "content": q}]
+            want = direct.chat.completions.create(messages=msgs, **args).choices[0].message.content
+            hdr = {"x-parity-segment": "live"}
+            if i % 2:
+                parts = [
+                    ch.choices[0].delta.content or ""
+                    for ch in via.chat.completions.create(
+                        messages=msgs, stream=True, extra_headers=hdr, **args
+                    )
+                    if ch.choices
+                ]
+                got = "".join(parts)
+            else:
+                got = via.chat.completions.create(messages=msgs, extra_headers=hdr, **args)
+                got = got.choices[0].message.content
+            assert got == want, q
+        assert px.wait_for("parity_shadow_pairs_stored_total", len(QUESTIONS), timeout=120) == 3
+        assert px.total("parity_shadow_errors_total") == 0
+        assert px.total("parity_shadow_ttft_seconds_count", role="shadow", segment="live") == 1
+        assert px.stop()[0] == 0
+    with open_store(str(tmp_path / "pairs.sqlite")) as st:
+        pairs = list(st.pairs(segment="live"))
+    assert len(pairs) == 3
+    for p in pairs:
+        assert p.both_answered and p.serving_text and p.shadow_text is not None
+        assert p.serving_finish in ("stop", "length") and p.shadow_finish in ("stop", "length")
+        assert p.serving_latency and p.shadow_latency
+    plain = [p for p in pairs if not p.stream]
+    assert all(p.serving_completion_tokens and p.serving_prompt_tokens for p in plain)
+    assert [p.stream for p in pairs] == [False, True, False]
