@@ -91,9 +91,6 @@ def exact_tango_coverage(n: int, pb: float, pc: float, confidence: float = 0.95)
         weight = binom.pmf(m, n, psi)
         if weight < 1e-10:
             continue
-        if m == 0:  # identical outputs: exact-zero [0, 0]
-            total += weight * (true == 0.0)
-            continue
         bs = np.arange(m + 1)
         wb = binom.pmf(bs, m, pb / psi)
         for b in bs[wb > 1e-10]:
