@@ -152,8 +152,9 @@ def test_t_coverage_where_auto_chooses_it(n: int) -> None:
         iv = S.paired_interval(old, new, confidence=CONF, cross_check=False)
         methods.add(iv.method)
         hits += iv.low <= true <= iv.high
-        shifted = S.paired_interval(old, new - (TOL + true), confidence=CONF, cross_check=False)
-        passes += S.noninferiority(shifted, TOL, ALPHA).status == "PASS"
+        # Moving every new score by -(TOL + true) puts the truth at -tolerance and moves the t
+        # interval by the same amount: that run would PASS exactly when low > true here.
+        passes += iv.low > true
     assert methods == {"t"}
     assert 0.88 <= hits / reps <= 0.97
     assert passes / reps <= ALPHA + 0.01  # the same data moved to delta = -tolerance

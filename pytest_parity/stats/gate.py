@@ -86,7 +86,11 @@ def _planning(
         psi = iv.flip_rate
         mde = minimum_detectable_effect(n, psi, alpha, power)
         chance = pass_probability(n, psi, tolerance, alpha)
-        return mde, chance, items_needed(psi, tolerance, alpha, power), "exact"
+        try:
+            need: int | None = items_needed(psi, tolerance, alpha, power)
+        except ValueError:  # beyond any golden set (over 100 million items)
+            need = None
+        return mde, chance, need, "exact"
     if iv.method == "zero-spread":
         # Under "nothing changes" one outcome is possible: the same constant again.
         span = (iv.score_high or 1.0) - (iv.score_low or 0.0)
@@ -97,8 +101,7 @@ def _planning(
         # Units for the bound to fit inside the tolerance: span (1 - tail^(1/u)) < tolerance.
         share = min(tolerance / span, 1.0 - 1e-12)
         need_units = math.floor(math.log(tail) / math.log1p(-share)) + 1
-        need = math.ceil(need_units * n / units)
-        return mde, chance, need, "zero-event bound"
+        return mde, chance, math.ceil(need_units * n / units), "zero-event bound"
     m2 = n * iv.se * iv.se + iv.delta * iv.delta
     a_eff = alpha
     how = "normal approximation"
