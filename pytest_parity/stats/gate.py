@@ -77,7 +77,7 @@ def _status(low: float, high: float, tolerance: float) -> str:
 
 
 def _planning(
-    iv: DeltaInterval, tolerance: float, alpha: float, power: float
+    iv: DeltaInterval, tolerance: float, alpha: float, power: float, status: str
 ) -> tuple[float, float, int | None, str]:
     """(mde, power at delta 0, items needed or None, how) for this interval's method."""
     n = iv.n
@@ -86,10 +86,12 @@ def _planning(
         psi = iv.flip_rate
         mde = minimum_detectable_effect(n, psi, alpha, power)
         chance = pass_probability(n, psi, tolerance, alpha)
-        try:
-            need: int | None = items_needed(psi, tolerance, alpha, power)
-        except ValueError:  # beyond any golden set (over 100 million items)
-            need = None
+        need: int | None = None
+        if status == "INCONCLUSIVE":  # the only verdict that reports it
+            try:
+                need = items_needed(psi, tolerance, alpha, power)
+            except ValueError:  # beyond any golden set (over 100 million items)
+                need = None
         return mde, chance, need, "exact"
     if iv.method == "zero-spread":
         # Under "nothing changes" one outcome is possible: the same constant again.
@@ -130,7 +132,7 @@ def noninferiority(
     status = _status(iv.low, iv.high, tolerance)
     relation = {"PASS": "lies above", "FAIL": "lies below"}.get(status, "straddles")
     warn = status == "PASS" and iv.high < 0.0
-    mde, power_eq, needed_total, how = _planning(iv, tolerance, alpha, power)
+    mde, power_eq, needed_total, how = _planning(iv, tolerance, alpha, power, status)
     reasons = [
         f"delta {_pts(iv.delta)} pts, {iv.confidence:.0%} CI [{_pts(iv.low)}, {_pts(iv.high)}] "
         f"{relation} {_pts(-tolerance)}"

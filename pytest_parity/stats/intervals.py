@@ -258,7 +258,7 @@ def paired_interval(
             "paired_interval: method 'betting' needs bounded scores "
             "(hint: pass score_range=(low, high), the scorer's possible range)"
         )
-    if n < 2 and method in ("t", "bootstrap"):
+    if n < 2 and method in ("t", "bootstrap") and not constant:
         raise ValueError(f"paired_interval: method {method!r} needs at least 2 paired items")
     # McNemar ignores declared clusters: it is reported, never gated on.
     p_value = mcnemar_exact(b, c) if b is not None and c is not None else _wilcoxon(d)

@@ -22,6 +22,7 @@ items-needed table exactly (``exact=False`` gives that table for binary scores t
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from statistics import NormalDist
 
 import numpy as np
@@ -45,6 +46,7 @@ def _check(flip_rate: float, delta: float, where: str) -> None:
         )
 
 
+@lru_cache(maxsize=8192)  # a pure function of its numbers; simulations and searches repeat them
 def exact_pass_probability(
     n: int, flip_rate: float, tolerance: float, alpha: float = 0.05, true_delta: float = 0.0
 ) -> float:
@@ -172,18 +174,7 @@ def minimum_detectable_effect(
     D sqrt(n) - z_a sqrt(m2) = z_b sqrt(m2 - D^2), a quadratic in D.
     """
     if binary and exact:
-        lo, hi = 0.0, 1.0 - 1e-9
-        if exact_pass_probability(n, flip_rate, hi, alpha) < power:
-            return 1.0
-        for _ in range(60):
-            mid = (lo + hi) / 2
-            if exact_pass_probability(n, flip_rate, mid, alpha) >= power:
-                hi = mid
-            else:
-                lo = mid
-            if hi - lo < 1e-7:
-                break
-        return hi
+        return _exact_mde(int(n), float(flip_rate), float(alpha), float(power))
     if flip_rate <= 0.0:
         return 0.0
     za, zb = _z(1 - alpha), _z(power)
@@ -191,3 +182,24 @@ def minimum_detectable_effect(
     qa, qb, qc = n + zb * zb, -2.0 * a * math.sqrt(n), a * a - zb * zb * flip_rate
     root = (-qb + math.sqrt(max(qb * qb - 4 * qa * qc, 0.0))) / (2 * qa)
     return min(root, math.sqrt(flip_rate))
+
+
+@lru_cache(maxsize=4096)
+def _exact_mde(n: int, psi: float, alpha: float, power: float) -> float:
+    """Bisection on the exact P(PASS), which rises with the tolerance, to 1e-6 (0.0001 pts)."""
+    hi = 1.0 - 1e-9
+    if exact_pass_probability(n, psi, hi, alpha) < power:
+        return 1.0
+    guess = minimum_detectable_effect(n, psi, alpha, power, exact=False) if psi > 0 else 0.0
+    z2 = _z(1 - alpha) ** 2
+    lo = 0.0
+    hi = min(hi, max(2.0 * guess, 2.0 * z2 / (n + z2), 1e-6))
+    if exact_pass_probability(n, psi, hi, alpha) < power:
+        lo, hi = hi, 1.0 - 1e-9
+    while hi - lo > 1e-6:
+        mid = (lo + hi) / 2
+        if exact_pass_probability(n, psi, mid, alpha) >= power:
+            hi = mid
+        else:
+            lo = mid
+    return hi
