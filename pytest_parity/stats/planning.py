@@ -186,7 +186,7 @@ def minimum_detectable_effect(
 
 @lru_cache(maxsize=4096)
 def _exact_mde(n: int, psi: float, alpha: float, power: float) -> float:
-    """Bisection on the exact P(PASS), which rises with the tolerance, to 1e-6 (0.0001 pts)."""
+    """Bisection on the exact P(PASS), which rises with the tolerance, to 0.001% of the answer."""
     hi = 1.0 - 1e-9
     if exact_pass_probability(n, psi, hi, alpha) < power:
         return 1.0
@@ -196,7 +196,7 @@ def _exact_mde(n: int, psi: float, alpha: float, power: float) -> float:
     hi = min(hi, max(2.0 * guess, 2.0 * z2 / (n + z2), 1e-6))
     if exact_pass_probability(n, psi, hi, alpha) < power:
         lo, hi = hi, 1.0 - 1e-9
-    while hi - lo > 1e-6:
+    while hi - lo > 1e-5 * hi + 1e-9:
         mid = (lo + hi) / 2
         if exact_pass_probability(n, psi, mid, alpha) >= power:
             hi = mid
