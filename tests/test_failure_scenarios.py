@@ -248,7 +248,13 @@ def test_safety_critical_tasks_fail_on_one_new_failure(gate: Any) -> None:
     cut = Reply("Seven plus ten: let me count on from seven, eight, nine", "length")
     result, task = gate(only_q7(WRONG), only_q7(cut), task_extra=", safety_critical: true")
     assert task["safety_critical"] is True
-    assert statuses(task) == {"delta": "PASS", "failure_modes": "FAIL", "error_direction": "PASS"}
+    # Zero flips in 300 items cannot show parity within a 0.5 pt safety tolerance (Tango's bound
+    # is +-0.89 pts; 539 items would do): the delta is open, the new failure mode is the FAIL.
+    assert statuses(task) == {
+        "delta": "INCONCLUSIVE",
+        "failure_modes": "FAIL",
+        "error_direction": "PASS",
+    }
     assert task["checks"]["failure_modes"]["numbers"]["min_count"] == 1
     assert "new failure category 'truncated': 0 -> 1 of 300 items" in result.stdout.str()
     assert "e.g. q7" in result.stdout.str()

@@ -160,7 +160,11 @@ def test_continuous_rubric_scores_pass_exactly_when_identical_and_fail_by_t_when
     result, doc = run_gate(pytester, make_contract(pytester, old.base_url, same.base_url, task))
     assert result.ret == 0, result.stdout.str()
     nums = delta_numbers(doc, "essays")
-    assert nums["method"] == "exact-zero" and (nums["ci_low"], nums["ci_high"]) == (0.0, 0.0)
+    # No [0, 0]: the zero-event bound (fewer than 1 - .05^(1/300) of items could differ unseen).
+    assert nums["method"] == "zero-spread" and nums["ci_high"] == pytest.approx(
+        1 - 0.05 ** (1 / 300)
+    )
+    assert nums["ci_low"] == pytest.approx(-nums["ci_high"])
     assert nums["bootstrap_low"] is None and nums["p_value"] is None
     # Graded, not binary: the mean of g / 100 over the items.
     expected = sum(grade(i) for i in range(300)) / 300 / 100
@@ -173,14 +177,16 @@ def test_continuous_rubric_scores_pass_exactly_when_identical_and_fail_by_t_when
     m = re.search(r"delta FAIL: delta (-\d+\.\d+) pts, 90% CI \[(-\d+\.\d+), (-\d+\.\d+)\]", out)
     assert m is not None, out
     assert -5.5 < float(m.group(1)) < -4.5 and float(m.group(3)) < -1.5
-    assert re.search(r"items changed \d+\.\d%, method t; Wilcoxon p=", out), out
-    assert "cross-check: paired bootstrap 90% CI [" in out
+    # 300 bounded scores: the betting interval (valid at every n), t and the bootstrap beside it.
+    assert re.search(r"items changed \d+\.\d%, method betting; Wilcoxon p=", out), out
+    assert "cross-check: paired bootstrap 90% CI [" in out and "cross-check: t 90% CI [" in out
     nums = delta_numbers(doc, "essays")
-    assert nums["method"] == "t" and nums["b"] is None and nums["p_value"] < 1e-6
+    assert nums["method"] == "betting" and nums["b"] is None and nums["p_value"] < 1e-6
+    assert nums["ci_low"] < nums["t_low"] < nums["t_high"] < nums["ci_high"]
     # The bootstrap cross-check agrees with t on normal-ish differences and on the verdict.
-    width = nums["ci_high"] - nums["ci_low"]
-    assert abs(nums["bootstrap_low"] - nums["ci_low"]) < 0.1 * width
-    assert abs(nums["bootstrap_high"] - nums["ci_high"]) < 0.1 * width
+    width = nums["t_high"] - nums["t_low"]
+    assert abs(nums["bootstrap_low"] - nums["t_low"]) < 0.1 * width
+    assert abs(nums["bootstrap_high"] - nums["t_high"]) < 0.1 * width
     assert nums["bootstrap_high"] < -0.015
     # The resamples come from the task's own seed (run seed 0, "essays/delta"), in item order,
     # so every process and every rerun draws the same ones.
@@ -214,7 +220,7 @@ def test_the_cross_check_draws_the_same_resamples_under_xdist(
     assert "2 workers [2 items]" in res.stdout.str()  # run in worker processes
     for name in ("essays", "more"):
         numbers = delta_numbers(parallel, name)
-        assert numbers["method"] == "t" and numbers["bootstrap_low"] is not None
+        assert numbers["method"] == "betting" and numbers["bootstrap_low"] is not None
         assert numbers == delta_numbers(serial, name)
 
 
@@ -287,11 +293,12 @@ def test_repeats_send_each_item_three_times_and_score_the_mean(
         assert {body["temperature"] for body in server.received} == {0.7}
     t = task_of(doc, "sampled")
     # Each item scores the mean of its three answers, so the task's score is exactly the share
-    # of right answers over all 3n requests, and the scores are not binary: no Tango.
+    # of right answers over all 3n requests, and the scores are not binary: no Tango (120
+    # bounded scores: the betting interval).
     assert t["baseline_score"] == pytest.approx(old_said["right"] / (3 * n), abs=1e-12)
     assert t["candidate_score"] == pytest.approx(new_said["right"] / (3 * n), abs=1e-12)
     nums = delta_numbers(doc, "sampled")
-    assert nums["method"] == "t" and nums["b"] is None and nums["n"] == n
+    assert nums["method"] == "betting" and nums["b"] is None and nums["n"] == n
     assert nums["bootstrap_low"] is not None
 
 

@@ -25,7 +25,9 @@ LIVE = ROOT / "example_suite" / "live"
 
 # What the live runs showed: task -> (baseline %, candidate %), from the recordings' own answers.
 PRECISION_SCORES = {"which_is_heavier": (60, 59), "born_first": (31, 29), "mmlu": (26, 24)}
-PRECISION_ITEMS_NEEDED = {"which_is_heavier": 823, "born_first": 2197, "mmlu": 548}
+# Exact over the 2x2 table at the observed flip rates (3%, 8%, 2% of 100 items); the normal
+# formula said 823, 2,197 and 548.
+PRECISION_ITEMS_NEEDED = {"which_is_heavier": 902, "born_first": 2222, "mmlu": 648}
 
 
 def gate(pytester: pytest.Pytester, contract: Path, *extra: str) -> tuple[Any, dict[str, Any]]:
@@ -61,10 +63,10 @@ def test_precision_change_is_inconclusive_with_the_items_that_would_settle_it(
         assert t["checks"]["failure_modes"]["status"] == "PASS"
         assert t["checks"]["error_direction"]["status"] == "PASS"
     out = result.stdout.str()
-    assert "about 823 items in total (723 more) would settle it" in out
+    assert "about 902 items in total (802 more) would settle it" in out
     assert "OVERALL: INCONCLUSIVE" in out
     page = html.read_text()
-    assert "INCONCLUSIVE" in page and "which_is_heavier" in page and "823" in page
+    assert "INCONCLUSIVE" in page and "which_is_heavier" in page and "902" in page
 
 
 def test_aggressive_quantization_fails_with_new_truncations_and_its_error_direction(

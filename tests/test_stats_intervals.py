@@ -49,18 +49,33 @@ def test_task_seed_is_the_same_in_a_process_with_another_hash_seed() -> None:
 
 @pytest.mark.parametrize("clusters", [None, list(range(300))])
 @pytest.mark.parametrize("kind", ["binary", "continuous"])
-def test_identical_outputs_give_exact_zero_without_touching_the_rng(
+def test_identical_outputs_give_a_real_interval_without_touching_the_rng(
     kind: str, clusters: list[int] | None
 ) -> None:
+    # No [0, 0] shortcut: zero flips in 300 items leave a flip rate up to ~1% unseen.
     gen = np.random.default_rng(3)
     scores = gen.integers(0, 2, 300) if kind == "binary" else gen.random(300)
     rng = np.random.default_rng(11)
     before = rng.bit_generator.state
     iv = S.paired_interval(scores, scores.copy(), rng=rng, clusters=clusters, method="auto")
-    assert (iv.delta, iv.low, iv.high, iv.se, iv.flip_rate) == (0.0, 0.0, 0.0, 0.0, 0.0)
-    assert iv.method == "exact-zero" and iv.p_value is None
-    assert (iv.b, iv.c) == ((0, 0) if kind == "binary" else (None, None))
+    assert (iv.delta, iv.flip_rate) == (0.0, 0.0)
+    assert iv.low < 0.0 < iv.high and iv.low == pytest.approx(-iv.high)
+    if kind == "binary" and clusters is None:
+        assert iv.method == "tango" and (iv.b, iv.c) == (0, 0) and iv.p_value == 1.0
+        z2 = sps.norm.ppf(0.95) ** 2
+        assert iv.high == pytest.approx(z2 / (300 + z2), rel=1e-3)  # Tango at b = c = 0
+    else:
+        # Zero-event bound: fewer than 1 - .05^(1/300) = 1.0% of units differ, each by <= 1.
+        assert iv.method == "zero-spread" and (iv.score_low, iv.score_high) == (0.0, 1.0)
+        assert iv.high == pytest.approx(1 - 0.05 ** (1 / 300), rel=1e-12)
     assert rng.bit_generator.state == before
+
+
+def test_tango_at_zero_flips_matches_the_reference_notes() -> None:
+    # STATISTICS.md section 1: n = 50 gives [-5.1, +5.1] points; ~180 items fit inside 1.5.
+    low, high = S.tango_interval(0, 0, 50, 0.90)
+    assert (round(100 * low, 1), round(100 * high, 1)) == (-5.1, 5.1)
+    assert S.tango_interval(0, 0, 177, 0.90)[0] < -0.015 < S.tango_interval(0, 0, 178, 0.90)[0]
 
 
 def test_method_is_chosen_by_the_data() -> None:
@@ -84,11 +99,27 @@ def test_binary_counts_follow_the_b_c_convention() -> None:
     assert iv.p_value == pytest.approx(S.mcnemar_exact(2, 1))
 
 
-def test_constant_nonzero_shift_collapses_to_the_shift_instead_of_dividing_by_zero() -> None:
+@pytest.mark.parametrize("shift", [0.25, -0.01])
+def test_a_constant_shift_gives_the_zero_event_bound_not_a_zero_width_interval(
+    shift: float,
+) -> None:
     old = np.linspace(0.1, 0.5, 40)
-    iv = S.paired_interval(old, old + 0.25)
-    assert iv.method == "t" and iv.se < 1e-12
-    assert iv.low == pytest.approx(0.25) and iv.high == pytest.approx(0.25)
+    for method in ("auto", "t", "bootstrap", "betting"):
+        iv = S.paired_interval(old, old + shift, method=method, n_boot=200)
+        assert iv.method == "zero-spread" and iv.se == 0.0
+        rate = 1 - 0.05 ** (1 / 40)  # share of items that could still differ unseen
+        # Each of them could differ by as much as the [0, 1] range allows (d in [-1, 1]).
+        assert iv.low == pytest.approx(shift - rate * (shift + 1))
+        assert iv.high == pytest.approx(shift + rate * (1 - shift))
+        assert iv.low < iv.delta < iv.high
+
+
+def test_every_cluster_with_the_same_mean_gives_the_zero_event_bound_over_clusters() -> None:
+    d = np.tile([0.1, -0.1], 100)  # 50 clusters of 4: spread inside, none between
+    groups = np.repeat(np.arange(50), 4)
+    iv = S.paired_interval(np.full(200, 0.5), 0.5 + d, clusters=list(groups))
+    assert iv.method == "zero-spread" and iv.clusters == 50
+    assert iv.high == pytest.approx(1 - 0.05 ** (1 / 50))
 
 
 @pytest.mark.parametrize(
@@ -103,7 +134,9 @@ def test_constant_nonzero_shift_collapses_to_the_shift_instead_of_dividing_by_ze
         ([1, 0], [0, 0], {"method": "wald"}, "unknown method 'wald'"),
         ([0.5, 0.2], [0.1, 0.2], {"method": "tango"}, "needs scores in {0, 1}"),
         ([1, 0], [0, 0], {"method": "cluster-t"}, "needs clusters="),
-        ([0.5], [0.2], {}, "method 't' needs at least 2 paired items"),
+        ([0.5, 0.3], [0.2, 0.1], {"method": "t", "score_range": (0, 0.25)}, "outside the declared"),
+        ([0.5], [0.2], {"method": "t"}, "method 't' needs at least 2 paired items"),
+        ([1.5, 2.0], [0.2, 0.1], {"method": "betting"}, "method 'betting' needs bounded scores"),
     ],
 )
 def test_bad_input_is_one_line_naming_the_problem(
@@ -123,7 +156,7 @@ def test_to_dict_is_plain_json_builtins() -> None:
     ):
         record = iv.to_dict()
         assert json.loads(json.dumps(record, allow_nan=False)) == record
-        assert all(type(v) in (int, float, str, type(None)) for v in record.values())
+        assert all(type(v) in (int, float, str, bool, type(None)) for v in record.values())
 
 
 # --- Tango ---------------------------------------------------------------------------------------
@@ -313,7 +346,7 @@ def test_no_cross_check_for_tango_or_identical_outputs_and_bootstrap_is_its_own(
     old, new = binary_pair(400, 0.05, 0.02, seed=16)
     tango = S.paired_interval(old, new)
     same = S.paired_interval(old, old)
-    assert tango.method == "tango" and same.method == "exact-zero"
+    assert tango.method == same.method == "tango"
     for iv in (tango, same):
         assert (iv.bootstrap_low, iv.bootstrap_high) == (None, None)
     boot = S.paired_interval(old, new, method="bootstrap", n_boot=400)
@@ -351,8 +384,7 @@ def test_swapping_old_and_new_mirrors_binary_intervals(
     old, new = (np.array(x) for x in zip(*pairs, strict=True))
     a = S.paired_interval(old, new, method=method, rng=np.random.default_rng(5), n_boot=500)
     b = S.paired_interval(new, old, method=method, rng=np.random.default_rng(5), n_boot=500)
-    if a.method != "exact-zero" or method == "auto":
-        _mirrored(a, b)
+    _mirrored(a, b)
     assert a.low <= a.delta <= a.high
 
 
@@ -386,6 +418,10 @@ def test_same_seed_gives_the_same_interval(pairs: list[tuple[float, float]], see
     ),
     confidence=st.floats(0.5, 0.999),
 )
-def test_identical_inputs_give_exactly_zero(scores: list[float], confidence: float) -> None:
+def test_identical_inputs_give_a_symmetric_interval_of_real_width(
+    scores: list[float], confidence: float
+) -> None:
     iv = S.paired_interval(scores, list(scores), confidence=confidence)
-    assert (iv.low, iv.delta, iv.high, iv.method) == (0.0, 0.0, 0.0, "exact-zero")
+    assert iv.delta == 0.0 and iv.low < 0.0 < iv.high
+    assert iv.low == pytest.approx(-iv.high, rel=1e-6)
+    assert iv.method in ("tango", "zero-spread")

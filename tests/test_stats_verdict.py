@@ -33,8 +33,7 @@ def tango_gate_pass_probability(n: int, psi: float, tol: float, delta: float) ->
     total = 0.0
     for m in range(n + 1):
         weight = binom.pmf(m, n, psi)
-        if weight < 1e-12 or m == 0:
-            total += weight if m == 0 else 0.0  # no flips: exact-zero, a PASS
+        if weight < 1e-12:
             continue
 
         def passes(b: int, m: int = m) -> bool:
@@ -77,8 +76,10 @@ def test_inconclusive_says_how_many_items_would_settle_it() -> None:
     # psi .08 at n = 1,000 with delta 0: the reference notes need 2,197 items.
     iv = interval(0.0, -0.0155, 0.0155, se=math.sqrt(0.08 / 1000), method="tango", b=40, c=40)
     v = S.noninferiority(iv, TOL)
-    assert v.status == "INCONCLUSIVE" and v.items_needed == 2197
-    assert any("about 2,197 items in total (1,197 more)" in r for r in v.reasons)
+    # Exact over the 2x2 table: 2,222 (the notes' normal formula says 2,197).
+    assert v.status == "INCONCLUSIVE" and v.items_needed == 2222
+    assert v.items_needed == S.items_needed(0.08, TOL)
+    assert any("about 2,222 items in total (1,222 more)" in r for r in v.reasons)
     assert v.reasons[0].endswith("straddles -1.50")
 
 
@@ -101,11 +102,35 @@ def test_a_non_significant_mcnemar_is_not_parity() -> None:
     assert "flip rate 10.7%, method tango; exact McNemar p=0.246" in v.reasons[1]
 
 
-def test_exact_zero_passes_and_says_the_outputs_were_identical() -> None:
-    iv = S.paired_interval([1, 0, 1], [1, 0, 1])
+@pytest.mark.parametrize("n", [3, 50])
+def test_identical_outputs_on_few_items_do_not_pass(n: int) -> None:
+    # Zero flips in 50 items: a flip rate near 6% could go unseen, so no certainty of parity.
+    v = S.noninferiority(S.paired_interval([1] * n, [1] * n), TOL)
+    assert v.status == "INCONCLUSIVE" and not v.warn
+    assert any(f"no item flipped in {n:,}" in r for r in v.reasons)
+    assert not any("exactly 0" in r for r in v.reasons)
+    assert 0.05 < v.p_fail < 1.0  # the score test at -tolerance: no FAIL alarm, no certainty
+    assert v.power == 0.0 and v.mde > TOL  # at this n even identical outputs cannot pass
+    assert v.items_needed == 178  # Tango at b = c = 0 fits inside 1.5 pts from 178 items
+
+
+def test_identical_outputs_on_enough_items_pass() -> None:
+    v = S.noninferiority(S.paired_interval([1] * 400, [1] * 400), TOL)
+    assert v.status == "PASS" and v.power == 1.0 and v.p_fail > 0.99
+
+
+def test_a_constant_shift_of_minus_one_point_is_not_a_pass() -> None:
+    old = np.linspace(0.2, 0.9, 200)
+    iv = S.paired_interval(old, old - 0.01)
     v = S.noninferiority(iv, TOL)
-    assert (v.status, v.warn, v.p_fail, v.mde) == ("PASS", False, 1.0, 0.0)
-    assert "identically on all 3 items" in v.reasons[1]
+    assert iv.high - iv.low > 0.02 and v.status == "INCONCLUSIVE"
+    assert any("changed by exactly -1.00 pts over 200 items" in r for r in v.reasons)
+    assert (v.p_fail < 0.05) == (v.status == "FAIL")
+    # Large n: the zero-event bound narrows to ~3/n and the -1 pt regression is caught as a
+    # WARN inside the tolerance, never as "exactly -1".
+    big = np.linspace(0.2, 0.9, 5000)
+    w = S.noninferiority(S.paired_interval(big, big - 0.01), TOL)
+    assert w.status == "PASS" and w.warn
 
 
 def test_bootstrap_cross_check_is_reported_and_a_disagreement_is_said_not_obeyed() -> None:
@@ -194,7 +219,10 @@ def test_to_dict_is_plain() -> None:
     ],
 )
 def test_items_needed_reproduces_the_reference_table(psi: float, tol: float, expected: int) -> None:
-    assert S.items_needed(psi, tol) == expected
+    assert S.items_needed(psi, tol, exact=False) == expected
+    assert S.items_needed(psi, tol, binary=False) == expected
+    # The exact count is within a few percent of the formula where discordant pairs are many.
+    assert expected <= S.items_needed(psi, tol) <= 1.2 * expected
 
 
 def test_items_needed_grows_as_the_true_delta_nears_the_tolerance() -> None:
@@ -208,17 +236,52 @@ def test_items_needed_grows_as_the_true_delta_nears_the_tolerance() -> None:
 
 
 def test_pass_probability_is_power_at_items_needed_and_alpha_at_the_margin() -> None:
-    n = S.items_needed(0.08, TOL)
-    assert S.pass_probability(n, 0.08, TOL) == pytest.approx(0.80, abs=0.002)
-    assert S.pass_probability(n, 0.08, TOL, true_delta=-TOL) == pytest.approx(0.05)
+    n = S.items_needed(0.08, TOL, exact=False)
+    assert S.pass_probability(n, 0.08, TOL, exact=False) == pytest.approx(0.80, abs=0.002)
+    assert S.pass_probability(n, 0.08, TOL, true_delta=-TOL, exact=False) == pytest.approx(0.05)
+    exact = S.items_needed(0.08, TOL)
+    assert S.pass_probability(exact, 0.08, TOL) >= 0.80 > S.pass_probability(exact - 5, 0.08, TOL)
 
 
 @pytest.mark.parametrize(("n", "notes"), [(500, 0.35), (1000, 0.46), (2000, 0.76), (4000, 0.94)])
-def test_pass_probability_matches_the_exact_tango_gate_and_the_notes(n: int, notes: float) -> None:
-    exact = tango_gate_pass_probability(n, 0.08, TOL, 0.0)
-    assert S.pass_probability(n, 0.08, TOL) == pytest.approx(exact, abs=0.01)
+def test_pass_probability_matches_the_notes_and_the_normal_approximation(
+    n: int, notes: float
+) -> None:
+    exact = S.pass_probability(n, 0.08, TOL)
+    # Many discordant pairs (psi .08): the normal approximation is accurate to .01.
+    assert S.pass_probability(n, 0.08, TOL, exact=False) == pytest.approx(exact, abs=0.01)
     # The notes' numbers were simulated: .32 / .51 / .76 / .96 exactly, within their noise.
     assert exact == pytest.approx(notes, abs=0.06)
+
+
+@pytest.mark.parametrize(
+    ("n", "psi", "delta"),
+    [(500, 0.08, 0.0), (200, 0.005, 0.0), (500, 0.01, 0.0), (300, 0.05, -TOL)],
+)
+def test_exact_pass_probability_matches_a_scalar_reference_sum(
+    n: int, psi: float, delta: float
+) -> None:
+    """The vectorised sum against one written with the scalar Tango interval, (b, c) by (b, c)."""
+    reference = tango_gate_pass_probability(n, psi, TOL, delta)
+    assert S.pass_probability(n, psi, TOL, true_delta=delta) == pytest.approx(reference, abs=1e-9)
+
+
+def test_exact_pass_probability_reference_cases_where_the_normal_one_is_far_off() -> None:
+    # One task, n = 200, psi .5%: exact .634 where the normal approximation claims .917.
+    assert S.pass_probability(200, 0.005, TOL) == pytest.approx(0.634, abs=5e-4)
+    assert S.pass_probability(200, 0.005, TOL, exact=False) == pytest.approx(0.917, abs=5e-4)
+    # 20 equal tasks of n = 500 at psi 1%: together .065, not the normal model's .42.
+    each = S.pass_probability(500, 0.01, TOL)
+    assert S.overall_pass_probability([each] * 20) == pytest.approx(0.065, abs=5e-4)
+    assert S.overall_pass_probability([S.pass_probability(500, 0.01, TOL, exact=False)] * 20) > 0.4
+
+
+def test_noninferiority_power_is_the_exact_pass_probability_for_binary_scores() -> None:
+    old = [1] * 199 + [0]
+    new = [1] * 198 + [0, 1]  # b = 1, c = 1 at n = 200: psi 1%
+    v = S.noninferiority(S.paired_interval(old, new), TOL)
+    assert v.power == pytest.approx(S.pass_probability(200, 0.01, TOL), abs=1e-12)
+    assert v.mde == pytest.approx(S.minimum_detectable_effect(200, 0.01), abs=1e-12)
 
 
 @pytest.mark.parametrize("n", [500, 2000])
@@ -230,10 +293,19 @@ def test_false_pass_rate_at_minus_tolerance_is_at_most_alpha_exactly(n: int) -> 
 
 @pytest.mark.parametrize(("n", "psi"), [(500, 0.08), (2197, 0.08), (10_000, 0.02), (300, 0.5)])
 def test_minimum_detectable_effect_inverts_items_needed(n: int, psi: float) -> None:
-    mde = S.minimum_detectable_effect(n, psi)
-    assert S.pass_probability(n, psi, mde) == pytest.approx(0.80, abs=1e-6)
-    assert S.items_needed(psi, mde * 1.0001) <= n <= S.items_needed(psi, mde * 0.9999)
-    assert S.minimum_detectable_effect(n, 0.0) == 0.0
+    mde = S.minimum_detectable_effect(n, psi, exact=False)
+    assert S.pass_probability(n, psi, mde, exact=False) == pytest.approx(0.80, abs=1e-6)
+    assert (
+        S.items_needed(psi, mde * 1.0001, exact=False)
+        <= n
+        <= S.items_needed(psi, mde * 0.9999, exact=False)
+    )
+    assert S.minimum_detectable_effect(n, 0.0, exact=False) == 0.0
+    exact = S.minimum_detectable_effect(n, psi)
+    assert S.pass_probability(n, psi, exact) >= 0.80 > S.pass_probability(n, psi, exact * 0.999)
+    # No flips at all: the exact MDE is Tango's bound at b = c = 0, about z^2 / (n + z^2).
+    z2 = 1.6448536269514722**2
+    assert S.minimum_detectable_effect(n, 0.0) == pytest.approx(z2 / (n + z2), rel=1e-3)
 
 
 # --- many tasks ----------------------------------------------------------------------------------

@@ -1,55 +1,78 @@
 """Paired statistics of the parity gate (pure functions over numpy arrays, injected RNGs).
 
 ``from pytest_parity import stats`` gives the whole public surface; the submodules hold one
-concept each.
+concept each: binary (Tango, exact McNemar), betting (bounded means, confidence sequences),
+intervals (the paired delta interval), planning (exact P(PASS), items needed), gate (the
+non-inferiority verdict, many tasks), multiplicity (Holm).
 """
 
 from __future__ import annotations
 
+from pytest_parity.stats.betting import BettingInterval, BettingSequence, betting_interval
+from pytest_parity.stats.binary import (
+    mcnemar_exact,
+    one_sided_exact,
+    tango_interval,
+    tango_p_below,
+    tango_z,
+    tango_z_array,
+    zero_event_rate,
+)
+from pytest_parity.stats.gate import NonInferiority, Overall, noninferiority, overall_verdict
 from pytest_parity.stats.intervals import (
+    AUTO_MAX_SKEW_ERROR,
+    AUTO_MIN_T,
     CHUNK,
     METHODS,
     DeltaInterval,
-    NonInferiority,
-    Overall,
-    _tango_z,
     bootstrap_means,
     cluster_bootstrap_means,
-    holm,
-    items_needed,
-    mcnemar_exact,
-    minimum_detectable_effect,
-    noninferiority,
-    one_sided_exact,
-    overall_pass_probability,
-    overall_verdict,
     paired_interval,
-    pass_probability,
-    tango_interval,
     task_rng,
     task_seed,
 )
+from pytest_parity.stats.multiplicity import holm, overall_pass_probability
+from pytest_parity.stats.planning import (
+    exact_pass_probability,
+    items_needed,
+    minimum_detectable_effect,
+    normal_pass_probability,
+    pass_probability,
+)
+
+_tango_z = tango_z  # the name older tests and notebooks use
 
 __all__ = [
+    "AUTO_MAX_SKEW_ERROR",
+    "AUTO_MIN_T",
     "CHUNK",
     "METHODS",
+    "BettingInterval",
+    "BettingSequence",
     "DeltaInterval",
     "NonInferiority",
     "Overall",
     "_tango_z",
+    "betting_interval",
     "bootstrap_means",
     "cluster_bootstrap_means",
+    "exact_pass_probability",
     "holm",
     "items_needed",
     "mcnemar_exact",
     "minimum_detectable_effect",
     "noninferiority",
+    "normal_pass_probability",
     "one_sided_exact",
     "overall_pass_probability",
     "overall_verdict",
     "paired_interval",
     "pass_probability",
     "tango_interval",
+    "tango_p_below",
+    "tango_z",
+    "tango_z_array",
     "task_rng",
     "task_seed",
+    "zero_event_rate",
 ]
