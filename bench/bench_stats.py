@@ -92,7 +92,7 @@ def tasks(gen: np.random.Generator) -> list[tuple[str, np.ndarray, np.ndarray, l
     return out
 
 
-def full_statistics(data: list[Any], continuous_method: str, cross_check: bool = True) -> S.Overall:
+def full_statistics(data: list[Any], continuous_method: str, cross_check: bool = True) -> str:
     verdicts = []
     for name, old, new, groups in data:
         binary = name.startswith("binary")
@@ -102,7 +102,9 @@ def full_statistics(data: list[Any], continuous_method: str, cross_check: bool =
             old, new, rng=rng, clusters=groups, method=method, cross_check=cross_check
         )
         verdicts.append(S.noninferiority(iv, 0.015))
-    return S.overall_verdict(verdicts, [name for name, *_ in data])
+    adjusted = S.holm([v.p_fail for v in verdicts])  # the alarms as verdict.summarize adjusts them
+    held = sum(v.status == "FAIL" and p < 0.05 for v, p in zip(verdicts, adjusted, strict=True))
+    return f"{sum(v.status == 'PASS' for v in verdicts)} PASS, {held} FAIL holding after Holm"
 
 
 def bench_full() -> None:
@@ -118,7 +120,7 @@ def bench_full() -> None:
     for (method, check), label in labels.items():
         m = measure(lambda method=method, check=check: full_statistics(data, method, check))  # type: ignore[misc]
         row(label, m, "target <3 s: " + ("met" if m[1] < 3 else "MISSED"))
-    print("  overall:", full_statistics(data, "auto").reasons[0])
+    print("  overall:", full_statistics(data, "auto"))
 
 
 if __name__ == "__main__":

@@ -336,27 +336,3 @@ def test_overall_pass_probability_multiplies_powers() -> None:
 
 def _verdict(status: str, p_fail: float, power: float = 0.9) -> S.NonInferiority:
     return S.NonInferiority(status, False, [], None, 0.01, p_fail, power)
-
-
-def test_overall_is_intersection_union_with_holm_confirmed_fails() -> None:
-    assert S.overall_verdict([_verdict("PASS", 1.0)] * 3).status == "PASS"
-    one_open = S.overall_verdict([_verdict("PASS", 1.0), _verdict("INCONCLUSIVE", 0.3)])
-    assert one_open.status == "INCONCLUSIVE"
-    tasks = [_verdict("FAIL", 0.001), _verdict("FAIL", 0.03), _verdict("PASS", 0.9)]
-    out = S.overall_verdict(tasks, ["gsm8k", "mmlu", "arc"])
-    assert out.status == "FAIL"
-    assert out.fail_confirmed == [True, False, False]
-    assert out.p_fail_holm == pytest.approx([0.003, 0.06, 0.9])
-    assert "confirmed after Holm: gsm8k" in out.reasons[1]
-    assert any("mmlu: FAIL alarm not confirmed after Holm" in r for r in out.reasons)
-    assert out.pass_probability == pytest.approx(0.9**3)
-
-
-def test_overall_names_must_match_tasks() -> None:
-    with pytest.raises(ValueError, match="1 names for 2 tasks"):
-        S.overall_verdict([_verdict("PASS", 1.0)] * 2, ["a"])
-
-
-def test_overall_with_only_unconfirmed_fails_is_inconclusive() -> None:
-    out = S.overall_verdict([_verdict("FAIL", 0.04)] + [_verdict("PASS", 0.99)] * 4)
-    assert out.status == "INCONCLUSIVE" and out.fail_confirmed == [False] * 5

@@ -18,7 +18,7 @@ from pytest_parity.stats.binary import (
     tango_z_array,
     zero_event_rate,
 )
-from pytest_parity.stats.gate import NonInferiority, Overall, noninferiority, overall_verdict
+from pytest_parity.stats.gate import NonInferiority, noninferiority
 from pytest_parity.stats.intervals import (
     AUTO_MAX_SKEW_ERROR,
     AUTO_MIN_T,
@@ -51,7 +51,6 @@ __all__ = [
     "BettingSequence",
     "DeltaInterval",
     "NonInferiority",
-    "Overall",
     "_tango_z",
     "betting_interval",
     "bootstrap_means",
@@ -65,7 +64,6 @@ __all__ = [
     "normal_pass_probability",
     "one_sided_exact",
     "overall_pass_probability",
-    "overall_verdict",
     "paired_interval",
     "pass_probability",
     "tango_interval",

@@ -7,14 +7,12 @@ its upper bound is below it, INCONCLUSIVE otherwise; reasons are sentences with 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from statistics import NormalDist
 from typing import Any
 
 from pytest_parity.stats.binary import tango_p_below, zero_event_rate
 from pytest_parity.stats.intervals import DeltaInterval
-from pytest_parity.stats.multiplicity import holm, overall_pass_probability
 from pytest_parity.stats.planning import (
     items_needed,
     minimum_detectable_effect,
@@ -216,47 +214,3 @@ def _cross_checks(iv: DeltaInterval, status: str, tolerance: float, reasons: lis
             # a reader should see the disagreement.
             check += f" would give {other}; the verdict stays on {iv.method}"
         reasons.append(check)
-
-
-# --- many tasks ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Overall:
-    status: str  # "PASS" only when every task passes (intersection-union: no correction needed)
-    reasons: list[str]
-    p_fail_holm: list[float]  # per task, in input order
-    fail_confirmed: list[bool]  # FAIL tasks whose alarm survives Holm across tasks
-    pass_probability: float  # chance an all-equal migration passes overall at these n
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def overall_verdict(
-    tasks: Sequence[NonInferiority], names: Sequence[str] | None = None, alpha: float = 0.05
-) -> Overall:
-    labels = list(names) if names is not None else [f"task {i}" for i in range(len(tasks))]
-    if len(labels) != len(tasks):
-        raise ValueError(f"overall_verdict: {len(labels)} names for {len(tasks)} tasks")
-    adjusted = holm([t.p_fail for t in tasks])
-    confirmed = [t.status == "FAIL" and p < alpha for t, p in zip(tasks, adjusted, strict=True)]
-    chance = overall_pass_probability([t.power for t in tasks])
-    counts = {s: sum(t.status == s for t in tasks) for s in ("PASS", "FAIL", "INCONCLUSIVE")}
-    reasons = [
-        f"{counts['PASS']} PASS, {counts['FAIL']} FAIL, {counts['INCONCLUSIVE']} INCONCLUSIVE "
-        f"of {len(tasks)} tasks; overall PASS needs every task to pass"
-    ]
-    for label, t, p, ok in zip(labels, tasks, adjusted, confirmed, strict=True):
-        if t.status == "FAIL" and not ok:
-            reasons.append(f"{label}: FAIL alarm not confirmed after Holm (adjusted p={p:.3g})")
-    reasons.append(f"an all-equal migration would pass overall with probability {chance:.1%}")
-    if any(confirmed):
-        status = "FAIL"
-        failed = ", ".join(lb for lb, ok in zip(labels, confirmed, strict=True) if ok)
-        reasons.insert(1, f"regression beyond tolerance confirmed after Holm: {failed}")
-    elif tasks and counts["PASS"] == len(tasks):
-        status = "PASS"
-    else:
-        status = "INCONCLUSIVE"
-    return Overall(status, reasons, adjusted, confirmed, chance)
