@@ -126,6 +126,7 @@ def evaluate(task: TaskSpec, run: TaskRun, seed: int, disagreements: int) -> Tas
         "disagreements_total": 0,
         "aa": None if run.aa_scores is None else aa_floor(records, run.aa_scores),
         "data_digest": run.data_digest,
+        "notes": list(run.notes),
     }
     error = infrastructure_error(task, run)
     if error is not None:

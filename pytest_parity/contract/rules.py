@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from pytest_parity import registry
 from pytest_parity.contract.spec import (
     APIS,
     CONTRACT_VERSION,
@@ -246,6 +247,15 @@ def _endpoint(v: _V, raw: Any, role: str, base: Path, defaults: Defaults) -> End
             )
     else:
         base_url = str(m.get("base_url") or "")
+    if kind == "captured":
+        # The production answers carry no served name of their own: a label for the reports.
+        m.setdefault("model", "production")
+        if role != "baseline":
+            raise v.fail(
+                f"{role}.kind",
+                "only the baseline can be the captured production answer",
+                "point the candidate at the new stack",
+            )
     model = v.string(
         v.required(m, role, "model", "write model: <served model name>"), f"{role}.model"
     )
@@ -411,7 +421,10 @@ def _tolerance(v: _V, value: Any, where: str) -> float:
 def _task(v: _V, raw: Any, i: int, base: Path, d: Defaults) -> TaskSpec:
     where = f"tasks[{i}]"
     m = v.mapping(raw, where)
-    v.keys(m, where, TASK_KEYS)
+    source = v.choice(m.get("source", "golden"), f"{where}.source", _source_names())
+    plugin = _source(v, source, f"{where}.source")
+    extra_key = plugin.options_key if plugin is not None else None
+    v.keys(m, where, TASK_KEYS + ((extra_key,) if extra_key and extra_key not in TASK_KEYS else ()))
     name = v.string(v.required(m, where, "name", "write name: <task name>"), f"{where}.name")
     if not NAME_RE.match(name):
         raise v.fail(
@@ -419,9 +432,8 @@ def _task(v: _V, raw: Any, i: int, base: Path, d: Defaults) -> TaskSpec:
             f"{name!r} is not a usable test id",
             "use letters, digits and _ . : - only",
         )
-    source = v.choice(m.get("source", "golden"), f"{where}.source", SOURCES)
     path: Path | None = None
-    if source == "golden":
+    if source == "golden" or (plugin is not None and plugin.needs_path):
         rel = v.string(
             v.required(
                 m, where, "path", "write path: <golden set JSONL, relative to the contract>"
@@ -437,7 +449,21 @@ def _task(v: _V, raw: Any, i: int, base: Path, d: Defaults) -> TaskSpec:
             )
     elif "path" in m:
         path = (base / v.string(m["path"], f"{where}.path")).resolve()
-    scorer_raw = m.get("scorer", "exact" if source == "golden" else "lm-eval")
+    default_scorer = plugin.default_scorer if plugin is not None else "exact"
+    if source == "lm-eval":
+        default_scorer = "lm-eval"
+    if (
+        "scorer" not in m
+        and plugin is not None
+        and source not in SOURCES
+        and default_scorer not in registry.scorers
+    ):
+        raise v.fail(
+            f"{where}.scorer",
+            f"required: the {source} source's default scorer {default_scorer!r} is not installed",
+            "name one, e.g. scorer: exact, or 'package.module:function'",
+        )
+    scorer_raw = m.get("scorer", default_scorer)
     scorer_options: dict[str, Any] = dict(
         v.mapping(m.get("scorer_options", {}) or {}, f"{where}.scorer_options")
     )
@@ -449,8 +475,14 @@ def _task(v: _V, raw: Any, i: int, base: Path, d: Defaults) -> TaskSpec:
         scorer_options.update(sm)
     else:
         scorer = v.string(scorer_raw, f"{where}.scorer")
-    if source == "golden":
+    if source == "golden" or (source not in SOURCES and _builtin_scorer(scorer)):
         _check_scorer(v, scorer, scorer_options, f"{where}.scorer")
+    elif source not in SOURCES and ":" not in scorer and scorer not in registry.scorers:
+        raise v.fail(
+            f"{where}.scorer",
+            f"unknown scorer {scorer!r}{_did_you_mean(scorer, registry.scorers.names())}",
+            f"known scorers: {', '.join(registry.scorers.names())}; or 'package.module:function'",
+        )
     safety = v.boolean(m.get("safety_critical", False), f"{where}.safety_critical")
     tol_default = d.safety_tolerance if safety else d.tolerance
     tolerance = _tolerance(v, m.get("tolerance", tol_default), f"{where}.tolerance")
@@ -495,6 +527,16 @@ def _task(v: _V, raw: Any, i: int, base: Path, d: Defaults) -> TaskSpec:
         raise v.fail(
             f"{where}.lm_eval", "only an lm-eval task reads these", "write source: lm-eval"
         )
+    options: Mapping[str, Any] = {}
+    if plugin is not None and source not in SOURCES:
+        opts_where = _join(where, plugin.options_key or source)
+        raw_opts = m.get(plugin.options_key) if plugin.options_key else None
+        options = plugin.options(
+            v.mapping(raw_opts or {}, opts_where) if raw_opts is not None else {},
+            opts_where,
+            v,
+            base,
+        )
     limit = m.get("limit")
     return TaskSpec(
         name=name,
@@ -534,7 +576,33 @@ def _task(v: _V, raw: Any, i: int, base: Path, d: Defaults) -> TaskSpec:
         repeats=v.integer(m.get("repeats", 1), f"{where}.repeats", 1),
         categories=_frozen(categories),
         lm_eval=_frozen(lm_eval),
+        options=_frozen(options),
     )
+
+
+def _source_names() -> tuple[str, ...]:
+    return tuple(registry.sources.names())
+
+
+def _source(v: _V, name: str, where: str) -> Any:
+    """The registered TaskSource (its class attributes and ``options``), or a one-line error."""
+    try:
+        return registry.sources.get(name)
+    except registry.RegistryError as exc:
+        raise v.fail(where, str(exc)) from None
+
+
+def _builtin_scorer(name: str) -> bool:
+    from pytest_parity.scoring.builtin import SCORERS
+
+    return name in SCORERS
+
+
+def _expand(v: _V, task: TaskSpec) -> list[TaskSpec]:
+    """A source may turn one task into several (one per traffic segment...)."""
+    if task.source in SOURCES:
+        return [task]
+    return list(registry.sources.get(task.source).expand(task, v))
 
 
 def _check_scorer(v: _V, scorer: str, options: Mapping[str, Any], where: str) -> None:
@@ -590,15 +658,15 @@ def build_contract(raw: Any, path: Path, text: str | None = None) -> Contract:
     tasks: list[TaskSpec] = []
     seen: dict[str, int] = {}
     for i, rt in enumerate(raw_tasks):
-        t = _task(v, rt, i, base, defaults)
-        if t.name in seen:
-            raise v.fail(
-                f"tasks[{i}].name",
-                f"duplicate task name {t.name!r} (also tasks[{seen[t.name]}])",
-                "task names must be unique",
-            )
-        seen[t.name] = i
-        tasks.append(t)
+        for t in _expand(v, _task(v, rt, i, base, defaults)):
+            if t.name in seen:
+                raise v.fail(
+                    f"tasks[{i}].name",
+                    f"duplicate task name {t.name!r} (also tasks[{seen[t.name]}])",
+                    "task names must be unique",
+                )
+            seen[t.name] = i
+            tasks.append(t)
     if text is None:
         text = json.dumps(raw, sort_keys=True, default=str)
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()

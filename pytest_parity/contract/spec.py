@@ -17,7 +17,7 @@ from types import MappingProxyType
 from typing import Any
 
 CONTRACT_VERSION = 1
-SOURCES = ("golden", "lm-eval")
+SOURCES = ("golden", "lm-eval")  # the built-in ones; the registry holds every source
 APIS = ("chat", "completions")
 INCONCLUSIVE_POLICIES = ("fail", "warn")
 DIRECTION_POLICIES = ("preserve", "ignore")
@@ -124,6 +124,8 @@ class TaskSpec:
     repeats: int = 1
     categories: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     lm_eval: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    # the source's own options, validated by its TaskSource.options (under its ``options_key``)
+    options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     # check name -> its validated options, for the checks this task runs (see checks/base.py)
     checks: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
 

@@ -136,7 +136,7 @@ class KindInfo:
     server tells who it is (paths relative to the server root, i.e. base URL without ``/v1``)."""
 
     name: str
-    protocol: str  # "openai" | "anthropic" | "replay"
+    protocol: str  # "openai" | "anthropic" | "replay" | "captured"
     params: frozenset[str]
     needs_base_url: bool = True
     default_api_key_env: str | None = None
@@ -176,6 +176,14 @@ KINDS: dict[str, KindInfo] = {
     "replay": KindInfo(
         "replay",
         "replay",
+        OPENAI_PARAMS | ANTHROPIC_PARAMS | VLLM_EXTRA | SGLANG_EXTRA | LLAMA_CPP_EXTRA,
+        needs_base_url=False,
+        identity_paths=(),
+    ),
+    # The production answers captured with the traffic (source: traffic): no server at all.
+    "captured": KindInfo(
+        "captured",
+        "captured",
         OPENAI_PARAMS | ANTHROPIC_PARAMS | VLLM_EXTRA | SGLANG_EXTRA | LLAMA_CPP_EXTRA,
         needs_base_url=False,
         identity_paths=(),
