@@ -14,6 +14,7 @@ one conversation are not independent).
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
@@ -372,9 +373,12 @@ class TrafficSource(TaskSource):
         return notes
 
     def _load(self, task: TaskSpec) -> tuple[list[Item], list[str]]:
+        from pytest_parity.contract.spec import thaw
+
         assert task.path is not None
         st = task.path.stat()
-        key = (task.name, str(task.path), st.st_mtime_ns, st.st_size, task.limit)
+        opts = json.dumps(thaw(task.options), sort_keys=True, default=str)
+        key = (task.name, str(task.path), st.st_mtime_ns, st.st_size, task.limit, opts)
         if key not in self._memo:
             self._memo[key] = self._build(task)
         return self._memo[key]
