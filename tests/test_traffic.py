@@ -16,7 +16,6 @@ from pytest_parity.contract.spec import Contract, ContractError, TaskSpec, contr
 from pytest_parity.sources.base import SourceError
 from pytest_parity.sources.item import Item
 from pytest_parity.sources.traffic.importers import parse_time
-from pytest_parity.sources.traffic.redact import install_hook
 
 
 def load(tmp_path: Path, path: Path, traffic: dict[str, Any], **task: Any) -> Contract:
@@ -404,12 +403,13 @@ def test_redaction_rules_and_hook_cover_prompt_answer_and_signals(tmp_path: Path
         seen.append(field)
         return value.replace("What is", "[Q]")
 
-    install_hook(hook)
+    source = registry.sources.get("traffic")
+    source.set_redact_hook(hook)
     try:
         c = load(tmp_path, path, {"format": "openai"}, name="prod2")
         items = items_of(c.tasks[0])
     finally:
-        install_hook(None)
+        source.set_redact_hook(None)
     assert items[0].messages[1]["content"].startswith("[Q] 0 + 0?")
     assert "messages[1].content" in seen and "response.text" in seen
 

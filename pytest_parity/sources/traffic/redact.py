@@ -10,7 +10,7 @@ call arguments, the captured answer and its tool calls, string signals and metad
 2. a function named in the contract (``traffic.redact_hook: package.module:function``),
    ``(text, field) -> str``;
 3. a conftest's ``pytest_parity_redact(task, field, text)`` hook (see :mod:`pytest_parity.hooks`),
-   installed here by the plugin through :func:`install_hook`.
+   handed to the source by the plugin (``TrafficSource.set_redact_hook``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["BUILTIN_RULES", "Redactor", "install_hook", "load_function"]
+__all__ = ["BUILTIN_RULES", "Hook", "Redactor", "load_function"]
 
 BUILTIN_RULES: dict[str, tuple[str, str]] = {
     "email": (r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}", "[EMAIL]"),
@@ -38,14 +38,8 @@ BUILTIN_RULES: dict[str, tuple[str, str]] = {
     "iban": (r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b", "[IBAN]"),
 }
 
-# (task, field, text) -> redacted text or None; set by the plugin from pytest_parity_redact
-_HOOK: Callable[[str, str, str], str | None] | None = None
-
-
-def install_hook(fn: Callable[[str, str, str], str | None] | None) -> None:
-    """The plugin installs the conftest hook caller here (None removes it)."""
-    global _HOOK
-    _HOOK = fn
+# (task, field, text) -> redacted text or None: the conftest's pytest_parity_redact
+Hook = Callable[[str, str, str], "str | None"]
 
 
 def load_function(path: str) -> Callable[[str, str], str]:
@@ -68,17 +62,22 @@ class Redactor:
     task: str
     rules: tuple[tuple[re.Pattern[str], str], ...] = ()
     function: str | None = None
+    hook: Hook | None = None
 
     @classmethod
     def from_options(
-        cls, task: str, rules: Sequence[Mapping[str, str]], function: str | None
+        cls,
+        task: str,
+        rules: Sequence[Mapping[str, str]],
+        function: str | None,
+        hook: Hook | None = None,
     ) -> Redactor:
         compiled = tuple((re.compile(r["pattern"]), r["replace"]) for r in rules)
-        return cls(task, compiled, function)
+        return cls(task, compiled, function, hook)
 
     @property
     def active(self) -> bool:
-        return bool(self.rules or self.function or _HOOK is not None)
+        return bool(self.rules or self.function or self.hook is not None)
 
     def text(self, value: str, where: str) -> str:
         for pattern, repl in self.rules:
@@ -90,8 +89,8 @@ class Redactor:
                     f"redact_hook {self.function} returned {type(out).__name__}, expected text"
                 )
             value = out
-        if _HOOK is not None:
-            hooked = _HOOK(self.task, where, value)
+        if self.hook is not None:
+            hooked = self.hook(self.task, where, value)
             if hooked is not None:
                 if not isinstance(hooked, str):
                     raise ValueError(

@@ -27,7 +27,7 @@ from pytest_parity.sources.base import SourceError, TaskSource
 from pytest_parity.sources.item import Item
 from pytest_parity.sources.traffic.importers import FORMATS, parse_time, read_records
 from pytest_parity.sources.traffic.records import REPLAYED_PARAMS, Captured
-from pytest_parity.sources.traffic.redact import BUILTIN_RULES, Redactor
+from pytest_parity.sources.traffic.redact import BUILTIN_RULES, Hook, Redactor
 from pytest_parity.sources.traffic.select import SliceSpec, SliceStats, describe_stats, select
 
 if TYPE_CHECKING:
@@ -289,6 +289,12 @@ class TrafficSource(TaskSource):
 
     def __init__(self) -> None:
         self._memo: dict[tuple[Any, ...], tuple[list[Item], list[str]]] = {}
+        self._redact_hook: Hook | None = None
+
+    def set_redact_hook(self, hook: Hook | None) -> None:
+        """The plugin hands over the conftest's ``pytest_parity_redact`` (None: none)."""
+        self._redact_hook = hook
+        self._memo.clear()
 
     def options(self, raw: Mapping[str, Any], where: str, v: Any, base: Path) -> Mapping[str, Any]:
         return MappingProxyType(traffic_options(raw, where, v, base))
@@ -427,7 +433,9 @@ class TrafficSource(TaskSource):
                 f"{where}: no captured request is left in the slice ({describe_stats(stats, spec)})"
                 " (hint: check traffic.format, the time window and the sampling options)"
             )
-        redactor = Redactor.from_options(task.name, opts["redact"], opts["redact_hook"])
+        redactor = Redactor.from_options(
+            task.name, opts["redact"], opts["redact_hook"], self._redact_hook
+        )
         try:
             items, facts = self._items(task, opts, chosen, redactor)
         except ValueError as exc:
@@ -549,8 +557,9 @@ class TrafficSource(TaskSource):
             names = ", ".join(f"{k} ({n:,})" for k, n in sorted(dropped.items()))
             facts.append(f"captured request fields not replayed: {names}")
         facts.append(f"{with_answer:,} of {len(items):,} items carry the production answer")
-        if redactor.rules or redactor.function:
+        if redactor.active:
             names = ", ".join(r.get("name", "custom") for r in opts["redact"])
             hook = f"; {redactor.function}" if redactor.function else ""
+            hook += "; the conftest's pytest_parity_redact" if redactor.hook else ""
             facts.append(f"redacted before anything is sent or written: {names or '-'}{hook}")
         return items, facts
