@@ -32,7 +32,7 @@ yields a :class:`Malformed` for a line it cannot use instead of stopping. Three 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,7 @@ __all__ = ["FORMATS", "batch_outputs", "parse_time", "read_records"]
 
 FORMATS = ("openai", "otel", "jsonl")
 ROLES = ("system", "user", "assistant", "tool", "developer", "function")
+_ROLE_SET = frozenset(ROLES)
 _TIME_KEYS = ("timestamp", "created_at", "start_time", "startTime", "time", "created")
 
 Record = Captured | Malformed
@@ -106,13 +107,29 @@ def parse_time(value: Any) -> float | None:
 
 
 def _check_messages(messages: Any) -> str | None:
-    if not isinstance(messages, list) or not messages:
+    """None for usable chat messages, else the problem (a fast pass; the slow one names it)."""
+    if type(messages) is not list or not messages:
         return "no chat messages (expected a non-empty list)"
+    for m in messages:
+        if type(m) is not dict:
+            return _message_problem(messages)
+        content = m.get("content")
+        if m.get("role") not in _ROLE_SET:
+            return _message_problem(messages)
+        if content is None:
+            if m.get("role") != "assistant" and not m.get("tool_calls"):
+                return _message_problem(messages)
+        elif type(content) is not str and type(content) is not list:
+            return _message_problem(messages)
+    return None
+
+
+def _message_problem(messages: list[Any]) -> str | None:
     for j, m in enumerate(messages):
-        if not isinstance(m, dict) or m.get("role") not in ROLES:
+        if type(m) is not dict or m.get("role") not in _ROLE_SET:
             return f"messages[{j}]: expected an object with a role ({', '.join(ROLES[:5])})"
         content = m.get("content")
-        if content is not None and not isinstance(content, str | list):
+        if content is not None and not isinstance(content, (str, list)):
             return f"messages[{j}].content: expected text or a list of parts"
         if content is None and not m.get("tool_calls") and m.get("role") != "assistant":
             return f"messages[{j}]: no content"
@@ -125,7 +142,7 @@ def _response_from_completion(body: Any) -> dict[str, Any] | None:
 
     if isinstance(body, str):
         return {"text": body, "finish_reason": "stop", "tool_calls": []}
-    if not isinstance(body, Mapping):
+    if not isinstance(body, dict):
         return None
     if "choices" not in body and isinstance(body.get("text"), str):
         return {
@@ -146,19 +163,18 @@ def _response_from_completion(body: Any) -> dict[str, Any] | None:
     }
 
 
-def _first_time(obj: Mapping[str, Any], path: str | None) -> float | None:
+def _first_time(obj: Mapping[str, Any], path: str | None) -> Any:
+    """The logged time value (parsed only when the slice needs it)."""
     if path:
-        return parse_time(field_path(obj, path))
+        return field_path(obj, path)
     for key in _TIME_KEYS:
-        if key in obj:
-            t = parse_time(obj[key])
-            if t is not None:
-                return t
+        if obj.get(key) is not None:
+            return obj[key]
     return None
 
 
 def _str_or_none(value: Any) -> str | None:
-    if value is None or isinstance(value, dict | list):
+    if value is None or isinstance(value, (dict, list)):
         return None
     s = str(value)
     return s or None
@@ -221,44 +237,48 @@ def openai_record(n: int, obj: dict[str, Any], options: Mapping[str, Any]) -> Re
             "not an OpenAI-format request (expected request/response, a batch line with"
             " custom_id and body, or a chat-completions body with messages)",
         )
-    if not isinstance(req, dict):
+    if type(req) is not dict:
         return Malformed(n, "the request is not a JSON object")
     if "prompt" in req and "messages" not in req:
         return Malformed(n, "a completions-API request (prompt); only chat requests are replayed")
     messages = req.get("messages")
-    problem = _check_messages(messages)
-    if problem:
-        return Malformed(n, problem)
+    if type(messages) is not list or not messages:
+        return Malformed(n, "no chat messages (expected a non-empty list)")
     tools = req.get("tools")
     if tools is None and isinstance(req.get("functions"), list):
         tools = [{"type": "function", "function": f} for f in req["functions"]]
-    if tools is not None and not isinstance(tools, list):
-        return Malformed(n, "tools: expected a list of tool definitions")
     params, dropped = split_params(req)
-    if isinstance(resp_raw, Mapping) and "status_code" in resp_raw and "body" in resp_raw:
+    if type(resp_raw) is dict and "status_code" in resp_raw and "body" in resp_raw:
         resp_raw = resp_raw["body"] if resp_raw.get("status_code") == 200 else None
-    response = _response_from_completion(resp_raw) if resp_raw is not None else None
-    if rid is None and isinstance(resp_raw, Mapping):
+    if rid is None and type(resp_raw) is dict:
         rid = resp_raw.get("id")
-    created = resp_raw.get("created") if isinstance(resp_raw, Mapping) else None
+    created = resp_raw.get("created") if type(resp_raw) is dict else None
     ts = _first_time(obj, options.get("timestamp"))
-    if ts is None and created is not None:
-        ts = parse_time(created)
-    conv_path = options.get("conversation")
+    if ts is None:
+        ts = created
     assert isinstance(messages, list)
     return Captured(
         line=n,
         messages=messages,
         tools=tools,
         params=params,
-        response=response,
+        response_raw=resp_raw,  # read only if the slice keeps this request
+        parse=_response_from_completion,
         id=_str_or_none(rid),
-        timestamp=ts,
-        conversation=_str_or_none(field_path(obj, conv_path)) if conv_path else None,
+        timestamp_raw=ts,
+        conversation=None,  # read from ``source`` by the slice's chosen requests only
         source=obj,
         dropped=dropped,
         model=_str_or_none(req.get("model")),
+        check=_check_openai,  # the full check, run on the requests the slice would keep
     )
+
+
+def _check_openai(rec: Captured) -> str | None:
+    tools: Any = rec.tools
+    if tools is not None and not isinstance(tools, list):
+        return "tools: expected a list of tool definitions"
+    return _check_messages(rec.messages)
 
 
 def batch_outputs(path: Path, wanted: set[str]) -> dict[str, Any]:
@@ -269,7 +289,7 @@ def batch_outputs(path: Path, wanted: set[str]) -> dict[str, Any]:
         if isinstance(obj, Malformed) or obj.get("custom_id") not in wanted:
             continue
         resp = obj.get("response")
-        if isinstance(resp, Mapping) and resp.get("status_code") == 200:
+        if isinstance(resp, dict) and resp.get("status_code") == 200:
             parsed = _response_from_completion(resp.get("body"))
             if parsed is not None:
                 out[str(obj["custom_id"])] = parsed
@@ -294,7 +314,7 @@ _OTEL_PARAMS = {
 
 def any_value(v: Any) -> Any:
     """An OTLP JSON AnyValue as plain Python (intValue arrives as a string in OTLP JSON)."""
-    if not isinstance(v, Mapping):
+    if not isinstance(v, dict):
         return v
     if "stringValue" in v:
         return v["stringValue"]
@@ -319,7 +339,7 @@ def any_value(v: Any) -> Any:
 def attributes(kvs: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for kv in kvs or ():
-        if isinstance(kv, Mapping) and isinstance(kv.get("key"), str):
+        if isinstance(kv, dict) and isinstance(kv.get("key"), str):
             out[kv["key"]] = any_value(kv.get("value"))
     return out
 
@@ -353,20 +373,20 @@ def _otel_export(n: int, obj: dict[str, Any], options: Mapping[str, Any]) -> Ite
         yield Malformed(n, "not an OTLP JSON trace export (no resourceSpans)")
         return
     for rs in batches:
-        if not isinstance(rs, Mapping):
+        if not isinstance(rs, dict):
             continue
         resource = attributes((rs.get("resource") or {}).get("attributes"))
         for ss in rs.get("scopeSpans") or rs.get("instrumentationLibrarySpans") or ():
-            if not isinstance(ss, Mapping):
+            if not isinstance(ss, dict):
                 continue
             for span in ss.get("spans") or ():
-                if isinstance(span, Mapping):
+                if isinstance(span, dict):
                     rec = otel_span(n, span, resource, options)
                     if rec is not None:
                         yield rec
 
 
-def _is_inference(attrs: Mapping[str, Any], events: list[Mapping[str, Any]]) -> bool:
+def _is_inference(attrs: Mapping[str, Any], events: Sequence[Mapping[str, Any]]) -> bool:
     op = attrs.get("gen_ai.operation.name")
     if op is not None:
         return op in _INFERENCE_OPS
@@ -382,7 +402,7 @@ def otel_span(
 ) -> Record | None:
     """One span as a captured request; None for a span that is not a model call."""
     attrs = attributes(span.get("attributes"))
-    events = [e for e in span.get("events") or () if isinstance(e, Mapping)]
+    events = [e for e in span.get("events") or () if isinstance(e, dict)]
     if not _is_inference(attrs, events):
         return None
     sid = _str_or_none(span.get("spanId"))
@@ -459,7 +479,7 @@ def _jsonish(value: Any) -> Any:
 
 
 def _otel_content(
-    attrs: Mapping[str, Any], events: list[Mapping[str, Any]]
+    attrs: Mapping[str, Any], events: Sequence[Mapping[str, Any]]
 ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     messages: list[dict[str, Any]] = []
     response: dict[str, Any] | None = None
@@ -496,7 +516,7 @@ def _otel_content(
             messages.append(msg)
         elif name == "gen_ai.choice" and response is None:
             inner = body.get("message")
-            message: Mapping[str, Any] = inner if isinstance(inner, Mapping) else body
+            message: Mapping[str, Any] = inner if isinstance(inner, dict) else body
             calls = _openai_calls(message.get("tool_calls") or [])
             response = {
                 "text": str(message.get("content") or ""),
@@ -583,7 +603,7 @@ def _parts_text(parts: list[Any]) -> str:
     for p in parts:
         if isinstance(p, str):
             texts.append(p)
-        elif isinstance(p, Mapping) and p.get("type") == "text":
+        elif isinstance(p, dict) and p.get("type") == "text":
             texts.append(str(p.get("content", "")))
     return "".join(texts)
 
@@ -597,17 +617,15 @@ def _args_text(args: Any) -> str:
 def _parts_message(m: Any) -> list[dict[str, Any]]:
     """A semconv ChatMessage ``{role, parts}`` as OpenAI chat messages (a tool message per
     tool_call_response part)."""
-    if not isinstance(m, Mapping):
+    if not isinstance(m, dict):
         raise ValueError("an input message is not an object")
     role = m.get("role")
     parts = m.get("parts")
     if not isinstance(parts, list):
         # some instrumentations keep OpenAI's own shape
         return [dict(m)]
-    responses = [
-        p for p in parts if isinstance(p, Mapping) and p.get("type") == "tool_call_response"
-    ]
-    calls = [p for p in parts if isinstance(p, Mapping) and p.get("type") == "tool_call"]
+    responses = [p for p in parts if isinstance(p, dict) and p.get("type") == "tool_call_response"]
+    calls = [p for p in parts if isinstance(p, dict) and p.get("type") == "tool_call"]
     out: list[dict[str, Any]] = []
     if responses:
         for p in responses:
@@ -641,7 +659,7 @@ def _parts_message(m: Any) -> list[dict[str, Any]]:
 
 
 def _parts_response(m: Any) -> dict[str, Any] | None:
-    if not isinstance(m, Mapping) or not isinstance(m.get("parts"), list):
+    if not isinstance(m, dict) or not isinstance(m.get("parts"), list):
         return None
     parts = m["parts"]
     return {
@@ -650,7 +668,7 @@ def _parts_response(m: Any) -> dict[str, Any] | None:
         "tool_calls": [
             {"name": str(p.get("name", "")), "arguments": _args_text(p.get("arguments"))}
             for p in parts
-            if isinstance(p, Mapping) and p.get("type") == "tool_call"
+            if isinstance(p, dict) and p.get("type") == "tool_call"
         ],
     }
 
@@ -658,10 +676,10 @@ def _parts_response(m: Any) -> dict[str, Any] | None:
 def _openai_calls(calls: Any) -> list[dict[str, Any]]:
     out = []
     for c in calls if isinstance(calls, list) else ():
-        if not isinstance(c, Mapping):
+        if not isinstance(c, dict):
             continue
         inner = c.get("function")
-        fn: Mapping[str, Any] = inner if isinstance(inner, Mapping) else c
+        fn: Mapping[str, Any] = inner if isinstance(inner, dict) else c
         out.append(
             {
                 "id": str(c.get("id") or ""),
@@ -681,7 +699,7 @@ def _otel_tools(value: Any) -> list[dict[str, Any]] | None:
         return None
     out = []
     for t in tools:
-        if not isinstance(t, Mapping):
+        if not isinstance(t, dict):
             continue
         if "function" in t:
             out.append(dict(t))
@@ -705,6 +723,15 @@ def _read_generic(path: Path, options: Mapping[str, Any]) -> Iterator[Record]:
         yield generic_record(n, obj, fields, options)
 
 
+def _generic_response(raw: tuple[Any, Any]) -> dict[str, Any] | None:
+    from pytest_parity.endpoints.kinds import normalise_finish_reason
+
+    response = _response_from_completion(raw[0])
+    if response is not None and raw[1] is not None:
+        response["finish_reason"] = normalise_finish_reason(raw[1])
+    return response
+
+
 def generic_record(
     n: int, obj: dict[str, Any], fields: Mapping[str, str], options: Mapping[str, Any]
 ) -> Record:
@@ -720,7 +747,7 @@ def generic_record(
             return Malformed(n, f"{where}: no prompt text and no messages at this path")
         messages = [{"role": "user", "content": prompt}]
     elif isinstance(messages, list):
-        messages = [dict(m) if isinstance(m, Mapping) else m for m in messages]
+        messages = [dict(m) if isinstance(m, dict) else m for m in messages]
     problem = _check_messages(messages)
     if problem:
         return Malformed(n, f"{fields.get('messages')}: {problem}")
@@ -728,27 +755,22 @@ def generic_record(
     if isinstance(system, str) and system and messages[0].get("role") != "system":
         messages.insert(0, {"role": "system", "content": system})
     params_raw = get("params")
-    params, dropped = split_params(params_raw) if isinstance(params_raw, Mapping) else ({}, ())
+    params, dropped = split_params(params_raw) if isinstance(params_raw, dict) else ({}, ())
     tools = get("tools")
     if tools is not None and not isinstance(tools, list):
         return Malformed(n, f"{fields.get('tools')}: expected a list of tool definitions")
     raw_resp = get("response")
-    response = _response_from_completion(raw_resp) if raw_resp is not None else None
-    finish = get("finish_reason")
-    if response is not None and finish is not None:
-        from pytest_parity.endpoints.kinds import normalise_finish_reason
-
-        response["finish_reason"] = normalise_finish_reason(finish)
     ts_raw = get("timestamp")
     return Captured(
         line=n,
         messages=messages,
         tools=tools,
         params=params,
-        response=response,
+        response_raw=None if raw_resp is None else (raw_resp, get("finish_reason")),
+        parse=_generic_response,
         id=_str_or_none(get("id")),
-        timestamp=None if ts_raw is None else parse_time(ts_raw),
-        conversation=_str_or_none(get("conversation")),
+        timestamp_raw=ts_raw,
+        conversation=None,  # read from ``source`` for the chosen requests only
         source=obj,
         dropped=dropped,
         model=_str_or_none(get("model")),

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
@@ -46,21 +46,98 @@ REPLAYED_PARAMS = frozenset(
 )
 
 
-@dataclass
 class Captured:
-    """One captured request (see the module docstring)."""
+    """One captured request (see the module docstring).
 
-    line: int  # 1-based line of the file it came from (the first line for a multi-line record)
-    messages: list[dict[str, Any]]
-    tools: list[dict[str, Any]] | None = None
-    params: dict[str, Any] = field(default_factory=dict)
-    response: dict[str, Any] | None = None  # Response.to_dict() shape: text, finish_reason...
-    id: str | None = None  # the log's own id (custom_id, completion id, span id)
-    timestamp: float | None = None  # seconds since the epoch, UTC
-    conversation: str | None = None
-    source: Any = None  # the raw object fields are read from (a JSON line, span attributes)
-    dropped: tuple[str, ...] = ()  # captured parameters not replayed
-    model: str | None = None  # the model production asked for
+    ``response`` is the production answer as a Response dict (text, finish_reason, tool_calls,
+    usage...), or None. An importer may hand over the raw reply instead (``response_raw`` and
+    the ``parse`` that reads it): only the requests the slice keeps pay for reading it.
+    """
+
+    __slots__ = (
+        "_check",
+        "_parse",
+        "_raw",
+        "_response",
+        "_timestamp",
+        "_ts_raw",
+        "conversation",
+        "dropped",
+        "id",
+        "key",
+        "line",
+        "messages",
+        "model",
+        "params",
+        "source",
+        "tools",
+    )
+
+    def __init__(
+        self,
+        line: int,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None = None,
+        params: dict[str, Any] | None = None,
+        response: dict[str, Any] | None = None,
+        id: str | None = None,
+        timestamp: float | None = None,
+        conversation: str | None = None,
+        source: Any = None,
+        dropped: tuple[str, ...] = (),
+        model: str | None = None,
+        response_raw: Any = None,
+        parse: Callable[[Any], dict[str, Any] | None] | None = None,
+        timestamp_raw: Any = None,
+        check: Callable[[Captured], str | None] | None = None,
+    ) -> None:
+        self._check = check
+        self.line = line  # 1-based line of the file it came from
+        self.messages = messages
+        self.tools = tools
+        self.params = params if params is not None else {}
+        self._response = response
+        self._raw = response_raw
+        self._parse = parse
+        self.id = id  # the log's own id (custom_id, completion id, span id)
+        self._timestamp = timestamp  # seconds since the epoch, UTC
+        self._ts_raw = timestamp_raw  # or the logged value, read when first asked for
+        self.conversation = conversation
+        self.source = source  # the raw object fields are read from (a JSON line, attributes)
+        self.dropped = dropped  # captured parameters not replayed
+        self.model = model  # the model production asked for
+        self.key: bytes | None = None  # set by the slice: the (seeded) request hash
+
+    @property
+    def response(self) -> dict[str, Any] | None:
+        if self._raw is not None:
+            raw, self._raw = self._raw, None
+            self._response = self._parse(raw) if self._parse is not None else None
+        return self._response
+
+    @response.setter
+    def response(self, value: dict[str, Any] | None) -> None:
+        self._raw = None
+        self._response = value
+
+    def problem(self) -> str | None:
+        """Why this request cannot be replayed, or None. Importers may leave the full check to
+        here, so that only the requests the slice would keep pay for it."""
+        return None if self._check is None else self._check(self)
+
+    @property
+    def timestamp(self) -> float | None:
+        if self._ts_raw is not None:
+            from pytest_parity.sources.traffic.importers import parse_time
+
+            raw, self._ts_raw = self._ts_raw, None
+            self._timestamp = parse_time(raw)
+        return self._timestamp
+
+    @property
+    def has_response(self) -> bool:
+        """Whether production's answer was logged (without reading it)."""
+        return self._raw is not None or self._response is not None
 
     def request_key(self) -> bytes:
         """16 bytes identifying the question asked (messages, tools, parameters)."""
@@ -73,27 +150,41 @@ class Malformed:
     reason: str
 
 
-def request_digest(messages: Any, tools: Any, params: Mapping[str, Any] | None = None) -> bytes:
-    text = json.dumps(
-        [messages, tools or None, dict(params or {})],
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-        default=str,
-    )
-    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
+_ENCODE = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+).encode
 
 
-_MISSING = object()
+def request_text(messages: Any, tools: Any, params: Mapping[str, Any] | None = None) -> bytes:
+    """The canonical form of a request (sorted keys), hashed for de-duplication and sampling."""
+    return _ENCODE([messages, tools or None, params or {}]).encode("utf-8")
+
+
+def request_digest(
+    messages: Any, tools: Any, params: Mapping[str, Any] | None = None, key: bytes = b""
+) -> bytes:
+    return hashlib.blake2b(request_text(messages, tools, params), digest_size=16, key=key).digest()
+
+
+_PARTS: dict[str, list[str]] = {}
 
 
 def field_path(obj: Any, path: str, default: Any = None) -> Any:
     """``a.b.0.c`` in nested dicts and lists; a key holding dots itself (an OpenTelemetry
     attribute such as ``gen_ai.conversation.id``) is found whole first."""
-    if isinstance(obj, Mapping) and path in obj:
+    if type(obj) is dict and path in obj:
         return obj[path]
+    parts = _PARTS.get(path)
+    if parts is None:
+        parts = _PARTS[path] = path.split(".")
     cur: Any = obj
-    parts = path.split(".")
+    for part in parts:  # the common case: plain nested keys
+        if type(cur) is not dict or part not in cur:
+            break
+        cur = cur[part]
+    else:
+        return cur
+    cur = obj
     i = 0
     while i < len(parts):
         if isinstance(cur, Mapping):

@@ -12,16 +12,25 @@ sample without replacement, held in a heap of ``count`` entries: a million recor
 in the memory of the slice); ``per_segment`` does the same within each segment (stratified, equal
 allocation). Duplicates share a priority, so de-duplication by request hash costs no memory
 beyond the slice: the first occurrence in the file is kept.
+
+Lines that are not JSON or hold no request are counted as malformed as they are read; the finer
+checks of a request (every message's role and content) run only on the requests the slice would
+keep, so with ``count`` the malformed count covers the examined records (all of a small file,
+about ``count * ln(records / count)`` of a large one) and the threshold is a share of those.
 """
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from pytest_parity.sources.traffic.records import Captured, Malformed, field_path
+from pytest_parity.sources.traffic.records import (
+    Captured,
+    Malformed,
+    field_path,
+    request_digest,
+)
 
 __all__ = ["MISSING_SEGMENT", "SliceSpec", "SliceStats", "select"]
 
@@ -62,13 +71,9 @@ def segment_of(rec: Captured, path: str | None) -> str:
     if path is None:
         return MISSING_SEGMENT
     value = field_path(rec.source, path)
-    if value is None or isinstance(value, dict | list):
+    if value is None or isinstance(value, (dict, list)):
         return MISSING_SEGMENT
     return str(value)
-
-
-def priority(seed_bytes: bytes, key: bytes) -> int:
-    return int.from_bytes(hashlib.blake2b(seed_bytes + key, digest_size=8).digest(), "big")
 
 
 def select(
@@ -87,9 +92,7 @@ def select(
     for rec in records:
         stats.read += 1
         if isinstance(rec, Malformed):
-            stats.malformed += 1
-            if len(stats.malformed_lines) < SHOWN_LINES:
-                stats.malformed_lines.append((rec.line, rec.reason))
+            _malformed(stats, rec.line, rec.reason)
             continue
         if spec.since is not None or spec.until is not None:
             ts = rec.timestamp
@@ -100,15 +103,16 @@ def select(
             ):
                 stats.outside_window += 1
                 continue
-        if spec.require_response and rec.response is None:
+        if spec.require_response and not rec.has_response:
             stats.no_response += 1
             continue
         seg = segment_of(rec, spec.segment)
         if spec.only_segment is not None and seg != spec.only_segment:
             stats.other_segment += 1
             continue
-        key = rec.request_key()
-        prio = priority(seed_bytes, key)
+        # one keyed hash: the first 8 bytes are the priority, all 16 the de-duplication key
+        key = rec.key = request_digest(rec.messages, rec.tools, rec.params, seed_bytes)
+        prio = int.from_bytes(key[:8], "big")
         if threshold is not None and prio >= threshold:
             stats.sampled_out += 1
             continue
@@ -120,10 +124,14 @@ def select(
         stats.eligible[seg] = stats.eligible.get(seg, 0) + 1
         seq += 1
         if k is None:
+            if spec.dedup and key in kept_keys:
+                stats.duplicates += 1
+                continue
+            problem = rec.problem()
+            if problem is not None:
+                _malformed(stats, rec.line, problem)
+                continue
             if spec.dedup:
-                if key in kept_keys:
-                    stats.duplicates += 1
-                    continue
                 kept_keys.add(key)
             kept.append((seq, rec, seg))
             continue
@@ -135,12 +143,18 @@ def select(
             continue
         # ties (duplicates when dedup is off) keep the earlier record: -seq orders them
         entry = (-prio, -seq, rec)
+        if len(heap) >= k and entry <= heap[0]:
+            continue
+        problem = rec.problem()  # only the requests that would be kept pay for the full check
+        if problem is not None:
+            _malformed(stats, rec.line, problem)
+            continue
         if len(heap) < k:
             heapq.heappush(heap, entry)
             keys[key] = seq
-        elif entry > heap[0]:
+        else:
             dropped = heapq.heappushpop(heap, entry)
-            keys.pop(dropped[2].request_key(), None)
+            keys.pop(dropped[2].key or b"", None)
             keys[key] = seq
     if k is not None:
         for heap in heaps.values():
@@ -149,6 +163,15 @@ def select(
     kept.sort(key=lambda t: t[0])
     stats.selected = len(kept)
     return [(rec, seg) for _, rec, seg in kept]
+
+
+def _malformed(stats: SliceStats, line: int, reason: str) -> None:
+    stats.malformed += 1
+    if len(stats.malformed_lines) < SHOWN_LINES:
+        stats.malformed_lines.append((line, reason))
+    elif line < stats.malformed_lines[-1][0]:  # the heap sees lines out of order: keep the first
+        stats.malformed_lines[-1] = (line, reason)
+    stats.malformed_lines.sort()
 
 
 def describe_stats(stats: SliceStats, spec: SliceSpec) -> str:

@@ -483,6 +483,7 @@ class TrafficSource(TaskSource):
         overridden = 0
         dropped: dict[str, int] = {}
         with_answer = 0
+        conv_path = opts["conversation"] or (opts.get("fields") or {}).get("conversation")
         for rec, seg in chosen:
             messages = redactor.messages(rec.messages) if redactor.active else rec.messages
             params = dict(rec.params) if opts["replay_params"] else {}
@@ -498,7 +499,12 @@ class TrafficSource(TaskSource):
                 n += 1
                 item_id = f"{base_id}~{n}"
             ids.add(item_id)
-            conversation = rec.conversation or item_id
+            conversation = rec.conversation
+            if conversation is None and conv_path and opts["format"] != "otel":
+                found = field_path(rec.source, conv_path)
+                if found is not None and not isinstance(found, dict | list):
+                    conversation = str(found)
+            conversation = conversation or item_id
             metadata: dict[str, Any] = {
                 "segment": seg,
                 "conversation": conversation,
