@@ -500,3 +500,25 @@ def test_captured_kind_is_only_a_baseline(tmp_path: Path) -> None:
     }
     with pytest.raises(ContractError, match=r"candidate\.kind: only the baseline can be the"):
         contract_from_data(raw, tmp_path / "c.yaml")
+
+
+def test_llama_cpp_gets_tool_call_turns_with_empty_text_not_null() -> None:
+    from pytest_parity.endpoints.kinds import KINDS, build_payload
+
+    turn = {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+        ],
+    }
+    msgs = [
+        {"role": "user", "content": "hi"},
+        turn,
+        {"role": "tool", "tool_call_id": "c", "content": "ok"},
+    ]
+    llama = build_payload(KINDS["llama-cpp"], "chat", "m", {}, messages=msgs)
+    assert llama["messages"][1]["content"] == "" and llama["messages"][1]["tool_calls"]
+    assert turn["content"] is None  # the item itself is untouched
+    openai = build_payload(KINDS["openai"], "chat", "m", {}, messages=msgs)
+    assert openai["messages"][1]["content"] is None  # OpenAI's own spelling kept

@@ -263,7 +263,14 @@ def build_payload(
             p["logprobs"] = True
             if k > 0:
                 p.setdefault("top_logprobs", k)
-        return {"model": model, "messages": [dict(m) for m in messages], **p}
+        msgs = [dict(m) for m in messages]
+        if info.name == "llama-cpp":
+            # llama-cpp-python's server refuses an assistant turn whose content is null (OpenAI's
+            # spelling when the turn only calls tools): the same turn with empty text.
+            for m in msgs:
+                if m.get("content") is None and m.get("role") == "assistant":
+                    m["content"] = ""
+        return {"model": model, "messages": msgs, **p}
     if prompt is None:
         raise ValueError("the completions API needs a prompt, not chat messages (set api: chat)")
     if "max_completion_tokens" in p:
