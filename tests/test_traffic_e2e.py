@@ -172,6 +172,8 @@ def test_live_pair_with_redaction_override_and_split_segments(
     notes = report["tasks"][0]["notes"]
     assert any("sampling overridden by the contract: temperature 0" in n for n in notes)
     assert any("redacted before anything is sent or written: email" in n for n in notes)
+    html = (pytester.path / "report.html").read_text()
+    assert "sampling overridden by the contract: temperature 0" in html  # the notes, per task
     # nothing the run wrote holds the raw address
     written = [
         pytester.path / "rec.jsonl",

@@ -62,7 +62,7 @@ def read_records(path: Path, fmt: str, options: Mapping[str, Any]) -> Iterator[R
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
     with path.open(encoding="utf-8", errors="replace") as fh:
         for n, line in enumerate(fh, start=1):
-            if line.strip():
+            if not line.isspace():  # stops at the first character of a normal line
                 yield n, line
 
 
