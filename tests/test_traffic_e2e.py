@@ -157,6 +157,7 @@ def test_live_pair_with_redaction_override_and_split_segments(
         "--parity-record=rec.jsonl",
         "--parity-cache-dir=cache",
         "--parity-report=report.html",
+        "--parity-markdown=summary.md",
         "-v",
         task="min_items: 10",
     )
@@ -174,6 +175,8 @@ def test_live_pair_with_redaction_override_and_split_segments(
     assert any("redacted before anything is sent or written: email" in n for n in notes)
     html = (pytester.path / "report.html").read_text()
     assert "sampling overridden by the contract: temperature 0" in html  # the notes, per task
+    md = (pytester.path / "summary.md").read_text()
+    assert "### Notes" in md and "**prod.search**: sampling overridden" in md
     # nothing the run wrote holds the raw address
     written = [
         pytester.path / "rec.jsonl",

@@ -434,10 +434,9 @@ def _task(v: _V, raw: Any, i: int, base: Path, d: Defaults) -> TaskSpec:
         )
     path: Path | None = None
     if source == "golden" or (plugin is not None and plugin.needs_path):
+        what = "golden set JSONL" if source == "golden" else f"the {source} data file"
         rel = v.string(
-            v.required(
-                m, where, "path", "write path: <golden set JSONL, relative to the contract>"
-            ),
+            v.required(m, where, "path", f"write path: <{what}, relative to the contract>"),
             f"{where}.path",
         )
         path = (base / rel).resolve()
@@ -576,7 +575,7 @@ def _task(v: _V, raw: Any, i: int, base: Path, d: Defaults) -> TaskSpec:
         repeats=v.integer(m.get("repeats", 1), f"{where}.repeats", 1),
         categories=_frozen(categories),
         lm_eval=_frozen(lm_eval),
-        options=_frozen(options),
+        source_options=_frozen(options),
     )
 
 

@@ -125,7 +125,7 @@ class TaskSpec:
     categories: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     lm_eval: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     # the source's own options, validated by its TaskSource.options (under its ``options_key``)
-    options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    source_options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     # check name -> its validated options, for the checks this task runs (see checks/base.py)
     checks: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
 

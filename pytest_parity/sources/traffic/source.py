@@ -286,10 +286,12 @@ class TrafficSource(TaskSource):
     options_key = "traffic"
     default_scorer = "judge-pairwise"
     needs_path = True
+    options_required = True  # traffic.format at least
 
     def __init__(self) -> None:
         self._memo: dict[tuple[Any, ...], tuple[list[Item], list[str]]] = {}
         self._redact_hook: Hook | None = None
+        self._digests: dict[tuple[str, int, int], str] = {}
 
     def set_redact_hook(self, hook: Hook | None) -> None:
         """The plugin hands over the conftest's ``pytest_parity_redact`` (None: none)."""
@@ -302,7 +304,7 @@ class TrafficSource(TaskSource):
     def expand(self, task: TaskSpec, v: Any) -> list[TaskSpec]:
         from pytest_parity.contract.spec import _frozen, thaw
 
-        opts = thaw(task.options)
+        opts = thaw(task.source_options)
         if task.cluster_key is None:
             # Turns of one conversation share context: a cluster for the statistics.
             task = replace(task, cluster_key="conversation")
@@ -328,7 +330,9 @@ class TrafficSource(TaskSource):
                 replace(
                     task,
                     name=f"{task.name}.{label}",
-                    options=_frozen({**opts, "only_segment": seg, "split_by_segment": False}),
+                    source_options=_frozen(
+                        {**opts, "only_segment": seg, "split_by_segment": False}
+                    ),
                 )
             )
         return out
@@ -336,7 +340,7 @@ class TrafficSource(TaskSource):
     def _segments(self, task: TaskSpec) -> list[str]:
         """The segment values of the file (one streaming pass), most frequent first."""
         assert task.path is not None
-        opts = task.options
+        opts = task.source_options
         stats = SliceStats()
         spec = SliceSpec(
             seed=int(opts["seed"]),
@@ -365,10 +369,17 @@ class TrafficSource(TaskSource):
         from pytest_parity.sources.golden import data_digest
 
         assert task.path is not None
-        h = hashlib.sha256(data_digest(task.path).encode())
-        if task.options.get("responses"):
-            h.update(data_digest(Path(task.options["responses"])).encode())
-        return h.hexdigest()
+        files = [task.path]
+        if task.source_options.get("responses"):
+            files.append(Path(task.source_options["responses"]))
+        h = hashlib.sha256()
+        for f in files:
+            st = f.stat()
+            key = (str(f), st.st_mtime_ns, st.st_size)
+            if key not in self._digests:  # split tasks share one file: hash it once
+                self._digests[key] = data_digest(f)
+            h.update(self._digests[key].encode())
+        return h.hexdigest() if len(files) > 1 else self._digests[key]
 
     def notes(self, task: TaskSpec, records: Sequence[ItemRecord] = ()) -> list[str]:
         from pytest_parity.sources.traffic.signals import segment_lines, signal_lines
@@ -383,7 +394,7 @@ class TrafficSource(TaskSource):
 
         assert task.path is not None
         st = task.path.stat()
-        opts = json.dumps(thaw(task.options), sort_keys=True, default=str)
+        opts = json.dumps(thaw(task.source_options), sort_keys=True, default=str)
         key = (task.name, str(task.path), st.st_mtime_ns, st.st_size, task.limit, opts)
         if key not in self._memo:
             self._memo[key] = self._build(task)
@@ -393,7 +404,7 @@ class TrafficSource(TaskSource):
         from pytest_parity.contract.spec import thaw
 
         assert task.path is not None
-        opts: dict[str, Any] = thaw(task.options)
+        opts: dict[str, Any] = thaw(task.source_options)
         fmt = str(opts["format"])
         spec = SliceSpec(
             seed=int(opts["seed"]),
