@@ -50,6 +50,14 @@ def pytest_parity_classify(
 
 
 @hookspec(firstresult=True)
+def pytest_parity_redact(task: str, field: str, text: str) -> str | None:
+    """Redact one text of a captured-traffic item (``source: traffic``) before it is sent to
+    either stack or written anywhere (caches, recordings, reports): return the redacted text, or
+    None to keep it. ``field`` names where the text is (``messages[2].content``,
+    ``response.text``, ``signals.comment``...). Runs after the contract's ``redact`` rules."""
+
+
+@hookspec(firstresult=True)
 def pytest_parity_direction(category: str) -> str | None:
     """The direction of error of a category: "C" correct, "A" cautious (like refusal, abstain),
     "W" confident error, "X" infrastructure (excluded); None to keep the built-in one."""

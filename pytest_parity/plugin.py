@@ -119,6 +119,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 PARITY_KEY = pytest.StashKey["ParitySession"]()
 
 
+def _install_redact_hook(config: pytest.Config, contract: Any) -> None:
+    """A conftest's ``pytest_parity_redact`` reaches the traffic source's redaction."""
+    hook = config.hook.pytest_parity_redact
+    if not hook.get_hookimpls():
+        return
+
+    def call(task: str, field: str, text: str) -> str | None:
+        out: str | None = hook(task=task, field=field, text=text)
+        return out
+
+    from pytest_parity import registry
+
+    for name in {t.source for t in contract.tasks}:
+        source = registry.sources.get(name)
+        if hasattr(source, "set_redact_hook"):
+            source.set_redact_hook(call)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
@@ -143,6 +161,7 @@ def pytest_configure(config: pytest.Config) -> None:
     from pytest_parity import registry
     from pytest_parity.sources.base import SourceError
 
+    _install_redact_hook(config, contract)
     for i, task in enumerate(contract.tasks):
         try:  # bad data stops the run before any request, like a bad contract
             registry.sources.get(task.source).prepare(task)

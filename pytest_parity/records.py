@@ -77,6 +77,7 @@ class TaskResult(TypedDict):
     disagreements_total: int
     aa: dict[str, Any] | None  # A/A noise floor: the baseline against itself (flip_rate, n, flips)
     data_digest: str | None  # sha256 of the task's data file (golden sets), for provenance
+    notes: list[str]  # one-line facts from the source (records skipped, sampling overridden...)
 
 
 def worst(statuses: list[Status]) -> Status:
@@ -122,3 +123,4 @@ class TaskRun:
     extra_metrics: dict[str, list[ItemRecord]] = field(default_factory=dict)
     # item id -> (baseline score, A/A score) in the baseline's comparison with its own A/A pass
     aa_scores: dict[str, tuple[float | None, float | None]] | None = None
+    notes: list[str] = field(default_factory=list)  # the source's one-line facts (reports)

@@ -145,7 +145,16 @@ kinds: Registry[Any] = Registry(
     "endpoint kind",
     {
         name: f"pytest_parity.endpoints.kinds:KINDS#{name}"
-        for name in ("openai", "vllm", "sglang", "tensorrt-llm", "llama-cpp", "anthropic", "replay")
+        for name in (
+            "openai",
+            "vllm",
+            "sglang",
+            "tensorrt-llm",
+            "llama-cpp",
+            "anthropic",
+            "replay",
+            "captured",
+        )
     },
     group="pytest_parity.kinds",
     instantiate=False,
@@ -155,6 +164,7 @@ sources: Registry[Any] = Registry(
     {
         "golden": "pytest_parity.sources.golden:GoldenSource",
         "lm-eval": "pytest_parity.sources.lmeval.source:LmEvalSource",
+        "traffic": "pytest_parity.sources.traffic.source:TrafficSource",
     },
     group="pytest_parity.sources",
 )

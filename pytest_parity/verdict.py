@@ -43,6 +43,7 @@ def evaluate(task: TaskSpec, run: TaskRun, seed: int, disagreements: int) -> Tas
     result["endpoints"] = run.endpoints
     result["aa"] = None if run.aa_scores is None else aa_floor(records, run.aa_scores)
     result["data_digest"] = run.data_digest
+    result["notes"] = list(run.notes)
     error = infrastructure_error(task, run)
     if error is not None:
         result["error"] = error
@@ -90,6 +91,7 @@ def error_result(task: TaskSpec, error: str) -> TaskResult:
         "disagreements_total": 0,
         "aa": None,
         "data_digest": None,
+        "notes": [],
     }
 
 

@@ -83,7 +83,7 @@ BAD = [
     ),
     (
         ("scorer: numeric}", "scorer: numerik}"),
-        "tasks[0].scorer: unknown scorer 'numerik'; did you mean 'numeric'? (hint: built-in scorers:"
+        "tasks[0].scorer: unknown scorer 'numerik'; did you mean 'numeric'? (hint: known scorers:"
         " exact, contains, regex, numeric, choice, json; or 'package.module:function')",
     ),
     (
@@ -97,8 +97,8 @@ BAD = [
             'kind: opnai, base_url: "http://127.0.0.1:8001/v1"',
         ),
         "baseline.kind: expected one of openai, vllm, sglang, tensorrt-llm, llama-cpp, anthropic,"
-        " replay, got 'opnai'; did you mean 'openai'? (hint: write one of: openai, vllm, sglang,"
-        " tensorrt-llm, llama-cpp, anthropic, replay)",
+        " replay, captured, got 'opnai'; did you mean 'openai'? (hint: write one of: openai, vllm,"
+        " sglang, tensorrt-llm, llama-cpp, anthropic, replay, captured)",
     ),
     (
         ('base_url: "http://127.0.0.1:8002/v1", ', ""),

@@ -290,6 +290,15 @@ def _endpoint(v: _V, raw: Any, role: str, base: Path, defaults: Defaults) -> End
             )
     else:
         base_url = str(m.get("base_url") or "")
+    if kind == "captured":
+        # The production answers carry no served name of their own: a label for the reports.
+        m.setdefault("model", "production")
+        if role != "baseline":
+            raise v.fail(
+                f"{role}.kind",
+                "only the baseline can be the captured production answer",
+                "point the candidate at the new stack",
+            )
     model = v.string(
         v.required(m, role, "model", "write model: <served model name>"), f"{role}.model"
     )
@@ -615,10 +624,9 @@ def _task(
     impl = registry.sources.get(source)
     path: Path | None = None
     if impl.needs_path:
+        what = "golden set JSONL" if source == "golden" else f"the {source} data file"
         rel = v.string(
-            v.required(
-                m, where, "path", "write path: <golden set JSONL, relative to the contract>"
-            ),
+            v.required(m, where, "path", f"write path: <{what}, relative to the contract>"),
             f"{where}.path",
         )
         path = (base / rel).resolve()
@@ -630,6 +638,18 @@ def _task(
             )
     elif "path" in m:
         path = (base / v.string(m["path"], f"{where}.path")).resolve()
+    if (
+        "scorer" not in m
+        and not impl.runs_itself
+        and ":" not in impl.default_scorer
+        and impl.default_scorer not in registry.scorers
+    ):
+        raise v.fail(
+            f"{where}.scorer",
+            f"required: the {source} source's default scorer {impl.default_scorer!r} is not"
+            " installed",
+            "name one, e.g. scorer: exact, or 'package.module:function'",
+        )
     scorer_raw = m.get("scorer", impl.default_scorer)
     scorer_options: dict[str, Any] = dict(
         v.mapping(m.get("scorer_options", {}) or {}, f"{where}.scorer_options")
@@ -642,7 +662,7 @@ def _task(
         scorer_options.update(sm)
     else:
         scorer = v.string(scorer_raw, f"{where}.scorer")
-    if source == "golden":
+    if not impl.runs_itself:
         _check_scorer(v, scorer, scorer_options, f"{where}.scorer")
     safety = v.boolean(m.get("safety_critical", False), f"{where}.safety_critical")
     tol_default = d.safety_tolerance if safety else d.tolerance
@@ -771,6 +791,11 @@ def _checks(v: _V, m: Mapping[str, Any], where: str, d: Defaults) -> Mapping[str
     return frozen
 
 
+def _expand(v: _V, task: TaskSpec) -> list[TaskSpec]:
+    """A source may turn one task into several (one per traffic segment...)."""
+    return list(registry.sources.get(task.source).expand(task, v))
+
+
 def _score_range(v: _V, raw: Any, where: str) -> tuple[float, float] | None:
     """``score_range: [0, 100]``: the scorer's scale, rescaled to [0, 1] before any statistic."""
     if raw is None:
@@ -793,8 +818,10 @@ def _check_scorer(v: _V, scorer: str, options: Mapping[str, Any], where: str) ->
         raise v.fail(
             where,
             f"unknown scorer {scorer!r}{_did_you_mean(scorer, known)}",
-            f"built-in scorers: {', '.join(known)}; or 'package.module:function'",
+            f"known scorers: {', '.join(known)}; or 'package.module:function'",
         )
+    if scorer not in registry.lazy("pytest_parity.scoring.builtin:SCORERS")():
+        return  # a registered scorer (the judge's...) checks its own options when it is bound
     check_options = registry.lazy("pytest_parity.scoring.builtin:check_options")()
     problem = check_options(scorer, options)
     if problem:
@@ -839,15 +866,15 @@ def build_contract(raw: Any, path: Path, text: str | None = None) -> Contract:
     tasks: list[TaskSpec] = []
     seen: dict[str, int] = {}
     for i, rt in enumerate(raw_tasks):
-        t = _task(v, rt, i, base, defaults, (baseline.kind, candidate.kind))
-        if t.name in seen:
-            raise v.fail(
-                f"tasks[{i}].name",
-                f"duplicate task name {t.name!r} (also tasks[{seen[t.name]}])",
-                "task names must be unique",
-            )
-        seen[t.name] = i
-        tasks.append(t)
+        for t in _expand(v, _task(v, rt, i, base, defaults, (baseline.kind, candidate.kind))):
+            if t.name in seen:
+                raise v.fail(
+                    f"tasks[{i}].name",
+                    f"duplicate task name {t.name!r} (also tasks[{seen[t.name]}])",
+                    "task names must be unique",
+                )
+            seen[t.name] = i
+            tasks.append(t)
     if text is None:
         text = json.dumps(raw, sort_keys=True, default=str)
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -418,6 +418,10 @@ def open_endpoint(
 
         # A recording is already local: caching it again would only duplicate it.
         return ReplayEndpoint(spec, recorder=recorder)
+    if spec.kind == "captured":
+        from pytest_parity.endpoints.recording import CapturedEndpoint
+
+        return CapturedEndpoint(spec, recorder=recorder)
     return HttpEndpoint(
         spec, cache=cache, recorder=recorder, transport=transport, retry=retry or RetryPolicy()
     )

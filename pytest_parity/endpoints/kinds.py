@@ -136,7 +136,7 @@ class KindInfo:
     server tells who it is (paths relative to the server root, i.e. base URL without ``/v1``)."""
 
     name: str
-    protocol: str  # "openai" | "anthropic" | "replay"
+    protocol: str  # "openai" | "anthropic" | "replay" | "captured"
     params: frozenset[str]
     needs_base_url: bool = True
     default_api_key_env: str | None = None
@@ -176,6 +176,14 @@ KINDS: dict[str, KindInfo] = {
     "replay": KindInfo(
         "replay",
         "replay",
+        OPENAI_PARAMS | ANTHROPIC_PARAMS | VLLM_EXTRA | SGLANG_EXTRA | LLAMA_CPP_EXTRA,
+        needs_base_url=False,
+        identity_paths=(),
+    ),
+    # The production answers captured with the traffic (source: traffic): no server at all.
+    "captured": KindInfo(
+        "captured",
+        "captured",
         OPENAI_PARAMS | ANTHROPIC_PARAMS | VLLM_EXTRA | SGLANG_EXTRA | LLAMA_CPP_EXTRA,
         needs_base_url=False,
         identity_paths=(),
@@ -255,7 +263,14 @@ def build_payload(
             p["logprobs"] = True
             if k > 0:
                 p.setdefault("top_logprobs", k)
-        return {"model": model, "messages": [dict(m) for m in messages], **p}
+        msgs = [dict(m) for m in messages]
+        if info.name == "llama-cpp":
+            # llama-cpp-python's server refuses an assistant turn whose content is null (OpenAI's
+            # spelling when the turn only calls tools): the same turn with empty text.
+            for m in msgs:
+                if m.get("content") is None and m.get("role") == "assistant":
+                    m["content"] = ""
+        return {"model": model, "messages": msgs, **p}
     if prompt is None:
         raise ValueError("the completions API needs a prompt, not chat messages (set api: chat)")
     if "max_completion_tokens" in p:

@@ -185,6 +185,28 @@ class Recording:
         return cls(p, header, entries)
 
 
+class CapturedEndpoint(Endpoint):
+    """``kind: captured``: the baseline is the production answer captured with each item of a
+    traffic task (``Item.captured["baseline"]``), so the old stack need not run. The runner
+    takes those answers from the item; this endpoint is only asked for items that have none,
+    which stops the task: an answer made up for them would not be what production said."""
+
+    @property
+    def url(self) -> str:
+        return "captured production answers"
+
+    async def _probe(self) -> dict[str, Any]:
+        return {"baseline": "captured production answers (no old stack running)"}
+
+    async def _answer(self, request: Request) -> Response:
+        return failure(
+            f"{self.spec.role} (kind: captured): item {request.item_id!r} has no captured"
+            " production answer (hint: with a traffic source set require_response: true so only"
+            " records with an answer are selected, or point the baseline at the old stack)",
+            "replay",
+        )
+
+
 class ReplayEndpoint(Endpoint):
     """Answers from a recording made with ``--parity-record`` (paired by item id and repeat,
     checked by request hash)."""

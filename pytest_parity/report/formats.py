@@ -177,6 +177,14 @@ def to_markdown(run: RunResult) -> str:
         details += [f"- {_md(w)}" for w in why] + [""]
     if details:
         lines += ["", "### Why", "", *details]
+    notes = [
+        f"- **{_md(t.get('task', '?'))}**: {_md(n)}"
+        for t in tasks
+        for n in as_list(t.get("notes"))
+        if n
+    ]
+    if notes:
+        lines += ["", "### Notes", "", *notes]
     pp = number(run, "pass_probability")
     digest = str(contract.get("digest", ""))[:12]
     lines += [

@@ -70,6 +70,7 @@ def verdict_lines(run: RunResult, disagreement_files: Sequence[str] = ()) -> lis
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     for t in run["tasks"]:
+        lines.extend(f"{t['task']}: {note}" for note in t.get("notes") or ())
         if t["error"]:
             lines.append(f"{t['task']}: ERROR: {t['error']}")
             continue

@@ -184,8 +184,11 @@ class ItemPipeline:
     async def _ask(self, role: str, item: Item) -> Answer:
         from pytest_parity.endpoints.http import Response
 
-        captured = item.captured.get("baseline" if role == "aa" else role)
-        if captured is not None and role != "aa":
+        captured = item.captured.get(role) if role != "aa" else None
+        if captured is None and self.specs[role].kind == "captured":
+            # kind: captured answers with what production said (captured traffic)
+            captured = item.captured.get("production")
+        if captured is not None:
             answer = Answer(response=Response.from_dict(captured))
         else:
             spec = self.specs[role]

@@ -74,6 +74,12 @@ class Runner:
             else:
                 run = run_sync(lambda: self._run_items(task, source))
                 run.data_digest = source.digest(task)
+                run.notes = list(source.notes(task, run.records))
+                if self.contract.baseline.kind == "captured":
+                    run.notes.append(
+                        "baseline: the production answers captured with the traffic"
+                        " (kind: captured); the old stack was not run"
+                    )
         except SourceError as exc:
             raise TaskRunError(str(exc)) from None
         run.seconds = time.monotonic() - started

@@ -15,7 +15,10 @@ under the name a contract writes in ``source:``. Its life in a run:
    ``repeats`` times) through the endpoint layer; a multi-step source (tool use) drives the
    conversation itself, still through ``ask`` so cache, recording, replay and A/A apply;
 5. ``digest(task)``: sha256 of what determines the items (data files, generator parameters), for
-   the report's provenance and the lock.
+   the report's provenance and the lock; ``notes(task)``: one-line facts the reports show
+   (records skipped, sampling overridden).
+
+``expand(task, v)`` at contract load may turn one contract task into several (per segment).
 
 A source that runs itself end to end (lm-eval, which builds its own requests) implements ``run``
 instead of ``items``; it still sends every request through the endpoint layer it is handed.
@@ -23,7 +26,7 @@ instead of ``items``; it still sends every request through the endpoint layer it
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -34,7 +37,7 @@ from pytest_parity.sources.item import Item
 if TYPE_CHECKING:
     from pytest_parity.contract.spec import EndpointSpec, TaskSpec
     from pytest_parity.endpoints.http import Request, Response
-    from pytest_parity.records import TaskRun
+    from pytest_parity.records import ItemRecord, TaskRun
     from pytest_parity.scoring.builtin import Score
 
 __all__ = ["Answer", "Ask", "Item", "RunContext", "SourceError", "TaskSource"]
@@ -98,6 +101,16 @@ class TaskSource:
         if raw:
             raise v.fail(where, f"the {self.name} source takes no options")
         return MappingProxyType({})
+
+    def expand(self, task: TaskSpec, v: Any) -> list[TaskSpec]:
+        """The tasks this contract task becomes (one per traffic segment...); ``v.fail`` as in
+        ``options``. The default: the task itself."""
+        return [task]
+
+    def notes(self, task: TaskSpec, records: Sequence[ItemRecord] = ()) -> list[str]:
+        """One-line facts about how the items were made, for the reports (records skipped,
+        sampling overridden, per-segment results); read after the task ran, with its records."""
+        return []
 
     def prepare(self, task: TaskSpec) -> None:
         """Check the data before any request is sent; raise :class:`SourceError`."""

@@ -125,6 +125,15 @@ def disagreements_html(task: Mapping[str, Any]) -> str:
     return "".join(out)
 
 
+def _notes(task: Mapping[str, Any]) -> str:
+    """The source's facts about the items (records skipped, sampling overridden, baseline)."""
+    notes = [n for n in as_list(task.get("notes")) if n]
+    if not notes:
+        return ""
+    items = "".join(f"<li>{esc(n)}</li>" for n in notes)
+    return f'<ul class="pp-notes pp-muted">{items}</ul>'
+
+
 def task_html(
     task: Mapping[str, Any], holm: float | None = None, level: int = 2, anchor: bool = True
 ) -> str:
@@ -151,7 +160,7 @@ def task_html(
         + (f' id="task-{esc(name)}">' if anchor else ">")
         + f"<{h}>{badge(status)} {esc(name)}{safety} "
         f'<span class="pp-muted">{esc(task.get("source", ""))}</span></{h}>'
-        f"{_reasons(task)}"
+        f"{_reasons(task)}{_notes(task)}"
         + (forest_svg([task], title=f"Delta of {name}") if delta_numbers(task) else "")
         + f'<div class="pp-grid">{grid}</div>'
         f"<{h2}>Disagreements</{h2}>{disagreements_html(task)}"

@@ -1,0 +1,1 @@
+"""``source: traffic``: captured production traffic replayed against both stacks."""
