@@ -143,13 +143,26 @@ def pytest_configure(config: pytest.Config) -> None:
         from pytest_parity.report.pytest_html import ParityHtmlHooks
 
         config.pluginmanager.register(ParityHtmlHooks(session.run_result), "parity-html")
-    if (
-        config.pluginmanager.hasplugin("xdist")
-        and getattr(config.option, "dist", "no") == "load"
-        and not hasattr(config, "workerinput")
-    ):
-        # The checks of one task share one run: keep them on one worker.
-        config.option.dist = "loadgroup"
+    if config.pluginmanager.hasplugin("xdist") and not hasattr(config, "workerinput"):
+        # The checks of one task share one run: each task on exactly one worker.
+        config.pluginmanager.register(XdistHooks(contract), "parity-xdist")
+
+
+class XdistHooks:
+    """The controller's scheduler: one worker per task (see ``xdist_scheduler``)."""
+
+    def __init__(self, contract: Contract) -> None:
+        self.task_of = {
+            f"{t.name}-{c}": t.name
+            for t in contract.tasks
+            for c in (*CHECK_NAMES, *_extra_metric_checks(t))
+        }
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
+        from pytest_parity.xdist_scheduler import make_scheduler
+
+        return make_scheduler(config, log, self.task_of)
 
 
 def _option(config: pytest.Config, name: str) -> Any:
