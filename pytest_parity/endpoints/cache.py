@@ -24,7 +24,7 @@ import hashlib
 import json
 import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ _Row = tuple[str, str, str, int, str, float]
 
 CACHE_FILE = "responses.sqlite3"
 FLUSH_WINDOW_S = 0.002
+BUSY_TIMEOUT_S = 30.0
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
     key TEXT PRIMARY KEY,
@@ -42,6 +43,21 @@ CREATE TABLE IF NOT EXISTS responses (
     created REAL NOT NULL
 )
 """
+
+
+def _with_busy_retry(op: Callable[[], object], attempts: int = 8) -> None:
+    """Run ``op``, retrying "database is locked" with a bounded backoff (0.05 s doubling, about
+    6 s in all): the busy timeout does not cover every lock taken while a journal mode changes."""
+    delay = 0.05
+    for n in range(attempts):
+        try:
+            op()
+            return
+        except sqlite3.OperationalError as exc:
+            if ("locked" not in str(exc) and "busy" not in str(exc)) or n == attempts - 1:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 1.0)
 
 
 def canonical_hash(value: Any) -> str:
@@ -77,8 +93,8 @@ class ResponseCache:
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             self._db = self._connect()
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(SCHEMA)
+            _with_busy_retry(lambda: self._db.execute("PRAGMA journal_mode=WAL"))
+            _with_busy_retry(lambda: self._db.execute(SCHEMA))
         except (OSError, sqlite3.Error) as exc:
             raise CacheError(
                 f"{self.path}: cannot open the response cache: {exc} "
@@ -87,7 +103,10 @@ class ResponseCache:
 
     def _connect(self) -> sqlite3.Connection:
         # Used from the event loop's thread, which need not be the one that opened the cache.
-        db = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
+        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+        # Before any other statement: switching to WAL takes a lock the other xdist workers
+        # opening the same file at the same moment also want; wait for it instead of failing.
+        db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
         # Durability is the explicit commit below; no implicit transactions around SELECTs.
         db.isolation_level = None
         # A killed process loses nothing under WAL without fsync (the OS holds the pages); only
