@@ -187,7 +187,6 @@ TASK_KEYS = (
     "lm_eval",
 )
 TOP_KEYS = ("version", "baseline", "candidate", "defaults", "tasks", "description")
-VENDOR_HOSTS = {"openai": "://api.openai.com", "anthropic": "://api.anthropic.com"}
 SECRET_HEADERS = ("authorization", "x-api-key", "api-key", "proxy-authorization")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -256,9 +255,7 @@ def _endpoint(v: _V, raw: Any, role: str, base: Path, defaults: Defaults) -> End
         )
     # The vendor's key variable is only a default for the vendor's own API: a contract pointing
     # kind openai at a self-hosted server must never send the user's OpenAI key there.
-    vendor = VENDOR_HOSTS.get(kind)
-    default_env = info.default_api_key_env if vendor and vendor in base_url else None
-    api_key_env = m.get("api_key_env", default_env)
+    api_key_env = m.get("api_key_env", info.default_key_env(base_url))
     if api_key_env is not None:
         api_key_env = v.string(api_key_env, f"{role}.api_key_env")
         if not ENV_NAME_RE.match(api_key_env):
