@@ -14,7 +14,10 @@ of its redirects, cookies or auth flows. The default transport also offers ``exc
 skips building httpx Request/Response objects; any other transport gets standard httpx requests.
 
 Secrets: the API key is read from the environment variable named by ``spec.api_key_env`` when
-the endpoint opens, lives only in the request headers, and is scrubbed from every error text.
+the endpoint opens, into a :class:`~pytest_parity.secrets.Secret` (masked in every repr, so
+tracebacks shown with ``-l`` hold no key), and lives only in the request headers. Every
+configured secret is scrubbed (:mod:`pytest_parity.secrets`) from what a server sends back, where
+the Response and the engine facts are built, and from every error text.
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ import asyncio
 import email.utils
 import functools
 import json
-import os
 import random
 import ssl
 import sys
@@ -35,6 +37,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
+from pytest_parity import secrets
 from pytest_parity.contract.spec import EndpointSpec, thaw
 from pytest_parity.endpoints.cache import ResponseCache, canonical_hash
 from pytest_parity.endpoints.kinds import (
@@ -423,11 +426,10 @@ def open_endpoint(
     )
 
 
-def read_api_key(spec: EndpointSpec) -> str | None:
-    """The key from the environment variable the contract names (None when unset or empty)."""
-    if not spec.api_key_env:
-        return None
-    return os.environ.get(spec.api_key_env) or None
+def read_api_key(spec: EndpointSpec) -> secrets.Secret | None:
+    """The key from the environment variable the contract names (None when unset or empty),
+    masked and registered with the scrubber."""
+    return secrets.read_secret(spec.api_key_env)
 
 
 def one_line(text: str, limit: int = 300) -> str:
@@ -435,10 +437,10 @@ def one_line(text: str, limit: int = 300) -> str:
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
-def anthropic_headers(key: str | None) -> dict[str, str]:
-    headers = {"anthropic-version": ANTHROPIC_VERSION}
+def anthropic_headers(key: secrets.Secret | None) -> dict[str, str]:
+    headers = secrets.MaskedHeaders({"anthropic-version": ANTHROPIC_VERSION})
     if key:
-        headers["x-api-key"] = key
+        headers["x-api-key"] = key.reveal()
     return headers
 
 
@@ -455,9 +457,9 @@ class HttpEndpoint(Endpoint):
         retry: RetryPolicy,
     ) -> None:
         super().__init__(spec, cache=cache, recorder=recorder)
-        key = read_api_key(spec)
-        # Kept only to scrub it from error texts a server might echo it into.
-        self._secret = key
+        # Registered with the scrubber: no answer, error or engine fact keeps these values.
+        secrets.register_spec(spec)
+        key = read_api_key(spec)  # a Secret: a traceback's locals show it masked
         self._owns_transport = transport is None
         self._transport = transport or default_transport(
             spec.max_concurrency,
@@ -471,16 +473,18 @@ class HttpEndpoint(Endpoint):
         self._exchange = getattr(self._transport, "exchange", None)
         self._post_url = self.url
         self._params = thaw(spec.params)
-        headers = {
-            "content-type": "application/json",
-            "accept": "application/json",
-            "user-agent": "pytest-parity",
-        }
+        headers = secrets.MaskedHeaders(
+            {
+                "content-type": "application/json",
+                "accept": "application/json",
+                "user-agent": "pytest-parity",
+            }
+        )
         headers.update(spec.headers)
         if self.info.protocol == "anthropic":
             headers.update(anthropic_headers(key))
         elif key:
-            headers["authorization"] = f"Bearer {key}"
+            headers["authorization"] = f"Bearer {key.reveal()}"
         self._plain_headers = headers
         self._headers = httpx.Headers(headers)
         t = spec.timeout
@@ -534,7 +538,13 @@ class HttpEndpoint(Endpoint):
     async def _probe_one(self, url: str, path: str) -> dict[str, Any] | None:
         try:
             status, _, raw = await self._send("GET", url, None, min(self.spec.timeout, 10.0))
-            return engine_facts(path, json.loads(raw)) if status == 200 else None
+            if status != 200:
+                return None
+            data = json.loads(raw)
+            # What a server says about itself goes into reports and recordings: no echoed key.
+            return engine_facts(
+                path, secrets.scrub_value(data) if secrets.may_hold_secret(raw) else data
+            )
         except Exception:
             return None  # identity is best effort: a server that hides it still serves
 
@@ -591,6 +601,10 @@ class HttpEndpoint(Endpoint):
             if status == 200:
                 try:
                     data = json.loads(raw)
+                    if secrets.may_hold_secret(raw):
+                        # The write boundary: every copy of this answer (cache, recording,
+                        # records, reports) is made from the scrubbed one.
+                        data = secrets.scrub_value(data)
                     parsed = parse_reply(self.info, self.spec.api, data)
                 except (ValueError, MalformedReply) as exc:
                     kind, last = "malformed", f"malformed reply: {one_line(str(exc), 120)}"
@@ -633,7 +647,7 @@ class HttpEndpoint(Endpoint):
         return "connect", f"{type(real).__name__}: {one_line(str(real), 160) or 'no detail'}"
 
     def _scrub(self, text: str) -> str:
-        return text.replace(self._secret, "***") if self._secret else text
+        return secrets.scrub(text)
 
     async def aclose(self) -> None:
         if self._owns_transport and not self.closed:

@@ -67,6 +67,10 @@ class Runner:
         self.on_progress = on_progress
         self.deadline = deadline  # time.monotonic() after which no new task may start
         self.aa = aa  # a second pass of the baseline (or an earlier recording of it): A/A floor
+        from pytest_parity.secrets import register_spec
+
+        for spec in self.specs().values():  # every stack's secrets, scrubbed from every answer
+            register_spec(spec)
 
     def source(self, task: TaskSpec) -> TaskSource:
         source: TaskSource = registry.sources.get(task.source)
