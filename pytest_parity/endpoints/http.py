@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import dataclasses
 import email.utils
 import functools
 import json
@@ -56,6 +57,10 @@ if TYPE_CHECKING:
     from pytest_parity.endpoints.recording import Recorder
 
 ERROR_KINDS = ("connect", "timeout", "http", "malformed", "replay")
+# Spec fields that change how a request is sent, never what is asked or who answers it.
+NOT_IN_CACHE_KEY = frozenset(
+    {"timeout", "max_concurrency", "max_retries", "max_response_bytes", "recording", "api_key_env"}
+)
 _RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
 
 
@@ -308,6 +313,7 @@ class Endpoint(abc.ABC):
         self._engine_lock = asyncio.Lock()
         self.closed = False
         self._cache_ekey: str | None = None
+        self._cache_run = ""  # the cache's run tag for this endpoint (ResponseCache.begin)
 
     @property
     def url(self) -> str:
@@ -336,6 +342,25 @@ class Endpoint(abc.ABC):
     async def _probe(self) -> dict[str, Any]:
         return {}
 
+    def cache_identity(self, engine: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """What the cache key hashes: :meth:`identity`, the URL asked, the headers sent (secret
+        values hashed, never in clear) and every other spec field that shapes a request or
+        picks a backend. Fields are taken by default: one added to EndpointSpec later (extra
+        body, query parameters...) joins the key unless :data:`NOT_IN_CACHE_KEY` names it."""
+        ident = self.identity(engine)
+        for f in dataclasses.fields(self.spec):
+            if f.name not in ident and f.name not in NOT_IN_CACHE_KEY:
+                ident[f.name] = thaw(getattr(self.spec, f.name))
+        ident["url"] = self.url
+        ident["headers"] = {
+            k.lower(): _hashed(v) if secrets.is_secret_header(k) else v
+            for k, v in sorted(self._sent_headers().items())
+        }
+        return ident
+
+    def _sent_headers(self) -> Mapping[str, str]:
+        return dict(self.spec.headers)
+
     async def describe(self) -> dict[str, Any]:
         """Identity and engine facts for reports and recordings; never secrets."""
         engine = await self.engine()
@@ -353,9 +378,11 @@ class Endpoint(abc.ABC):
                 # Every request of a burst waits for the probe: only the first computes this.
                 ekey = self._cache_ekey
                 if ekey is None:
-                    ekey = self._cache_ekey = ResponseCache.endpoint_key(self.identity(engine))
+                    ekey = ResponseCache.endpoint_key(self.cache_identity(engine))
+                    self._cache_run = self.cache.begin(ekey)
+                    self._cache_ekey = ekey
             key = ResponseCache.key(ekey, request.request_hash(), request.repeat, request.template)
-            hit = self.cache.get(key)
+            hit = self.cache.get(key, self._cache_run)
             if hit is not None:
                 progress.cached += 1
                 progress.done += 1
@@ -374,6 +401,7 @@ class Endpoint(abc.ABC):
                 endpoint_key=ekey,
                 item_id=request.item_id,
                 repeat=request.repeat,
+                run=self._cache_run,
             )
         await self._record(request, response)
         return response
@@ -495,6 +523,9 @@ class HttpEndpoint(Endpoint):
 
     def __repr__(self) -> str:
         return f"HttpEndpoint({self.spec.role}, {self.spec.kind}, {self.url!r})"
+
+    def _sent_headers(self) -> Mapping[str, str]:
+        return self._plain_headers
 
     async def _send(
         self, method: str, url: str, content: bytes | None, timeout: float
@@ -656,6 +687,13 @@ class HttpEndpoint(Endpoint):
 
 
 _T = TypeVar("_T")
+
+
+def _hashed(value: str) -> str:
+    """A secret header value as it may enter a cache key: its sha256, never the value."""
+    import hashlib
+
+    return "sha256:" + hashlib.sha256(value.encode("utf-8")).hexdigest()
 
 
 async def _deadline(aw: Awaitable[_T], seconds: float) -> _T:

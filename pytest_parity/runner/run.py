@@ -14,6 +14,7 @@ from typing import Any
 
 from pytest_parity import registry
 from pytest_parity.contract.spec import Contract, EndpointSpec, TaskSpec
+from pytest_parity.endpoints.progress import answer_counts
 from pytest_parity.records import TaskRun
 from pytest_parity.runner.pipeline import Classifier, ItemPipeline
 from pytest_parity.runner.taskrun import Progress, TaskRunError
@@ -161,4 +162,5 @@ class Runner:
             last_error=out.last_error,
             aborted=out.aborted,
             aa_scores=out.aa_scores,
+            answers=answer_counts(endpoints),  # the endpoints' counters, read once they are done
         )
