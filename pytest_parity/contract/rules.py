@@ -160,6 +160,7 @@ ENDPOINT_KEYS = (
     "max_retries",
     "headers",
     "recording",
+    "max_response_bytes",
 )
 DEFAULT_KEYS = (*Defaults.__dataclass_fields__, "confidence")
 TASK_KEYS = (
@@ -286,6 +287,7 @@ def _endpoint(v: _V, raw: Any, role: str, base: Path, defaults: Defaults) -> End
     timeout = v.number(m.get("timeout", 120.0), f"{role}.timeout", 0, 86400)
     conc = v.integer(m.get("max_concurrency", 8), f"{role}.max_concurrency", 1)
     retries = v.integer(m.get("max_retries", 4), f"{role}.max_retries", 0)
+    cap = v.integer(m.get("max_response_bytes", 16 << 20), f"{role}.max_response_bytes", 1024)
     headers = dict(v.mapping(m.get("headers", {}) or {}, f"{role}.headers"))
     for hk, hv in headers.items():
         if hk.lower() in SECRET_HEADERS:
@@ -325,6 +327,7 @@ def _endpoint(v: _V, raw: Any, role: str, base: Path, defaults: Defaults) -> End
         max_retries=retries,
         headers=_frozen(headers),
         recording=recording,
+        max_response_bytes=cap,
     )
 
 

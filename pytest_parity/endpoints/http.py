@@ -32,7 +32,7 @@ import random
 import ssl
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -56,7 +56,7 @@ from pytest_parity.endpoints.kinds import (
 if TYPE_CHECKING:
     from pytest_parity.endpoints.recording import Recorder
 
-ERROR_KINDS = ("connect", "timeout", "http", "malformed", "replay")
+ERROR_KINDS = ("connect", "timeout", "http", "malformed", "replay", "too_large")
 # Spec fields that change how a request is sent, never what is asked or who answers it.
 NOT_IN_CACHE_KEY = frozenset(
     {"timeout", "max_concurrency", "max_retries", "max_response_bytes", "recording", "api_key_env"}
@@ -197,6 +197,33 @@ class Progress:
         }
 
 
+class ResponseTooLarge(Exception):
+    """An answer longer than the endpoint's ``max_response_bytes`` (after decompression): the
+    reading stopped there, so neither a 50 MB body nor a gzip bomb is ever held in memory."""
+
+    def __init__(self, limit: int, seen: int) -> None:
+        super().__init__(f"answer larger than max_response_bytes ({limit} bytes; {seen}+ read)")
+        self.limit = limit
+
+
+async def read_capped(chunks: AsyncIterator[bytes], limit: int) -> bytes:
+    """The body from ``chunks`` (decompressed pieces), or ResponseTooLarge past ``limit``."""
+    buf = bytearray()
+    async for chunk in chunks:
+        buf += chunk
+        if len(buf) > limit:
+            raise ResponseTooLarge(limit, len(buf))
+    return bytes(buf)
+
+
+def check_declared_length(headers: Mapping[str, str], limit: int) -> None:
+    """Refuse before reading when an uncompressed body declares more than ``limit`` bytes."""
+    declared = headers.get("content-length")
+    encoded = headers.get("content-encoding")
+    if declared and declared.isdigit() and not encoded and int(declared) > limit:
+        raise ResponseTooLarge(limit, int(declared))
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """Backoff between attempts: full jitter, ``uniform(0, min(cap, base * 2**n))`` seconds,
@@ -271,6 +298,7 @@ def _pooled_transport_class() -> Any:
             headers: Mapping[str, str],
             content: bytes | None,
             timeout: float,
+            max_bytes: int = 16 << 20,
         ) -> tuple[int, Mapping[str, str], bytes]:
             if not isinstance(self.client, aiohttp.ClientSession):
                 self.client = self.get_client()
@@ -288,7 +316,10 @@ def _pooled_transport_class() -> Any:
                 if proxy is None or not proxy.auth
                 else aiohttp.BasicAuth(*proxy.auth),
             ) as resp:
-                body = await resp.read()
+                # Streamed with a cap: aiohttp decompresses chunk by chunk (bounded per chunk),
+                # so memory stays near max_bytes whatever the server sends or compresses.
+                check_declared_length(resp.headers, max_bytes)
+                body = await read_capped(resp.content.iter_chunked(1 << 16), max_bytes)
                 return resp.status, resp.headers, body
 
     return PooledTransport
@@ -530,8 +561,9 @@ class HttpEndpoint(Endpoint):
     async def _send(
         self, method: str, url: str, content: bytes | None, timeout: float
     ) -> tuple[int, Mapping[str, str], bytes]:
+        cap = self.spec.max_response_bytes
         if self._exchange is not None:
-            return await self._exchange(method, url, self._plain_headers, content, timeout)
+            return await self._exchange(method, url, self._plain_headers, content, timeout, cap)
         ext = (
             self._timeouts
             if timeout == self.spec.timeout
@@ -544,7 +576,8 @@ class HttpEndpoint(Endpoint):
         async def go() -> tuple[int, Mapping[str, str], bytes]:
             resp = await self._transport.handle_async_request(req)
             try:
-                raw = await resp.aread()
+                check_declared_length(resp.headers, cap)
+                raw = await read_capped(resp.aiter_bytes(), cap)
             finally:
                 await resp.aclose()
             return resp.status_code, resp.headers, raw
@@ -625,6 +658,10 @@ class HttpEndpoint(Endpoint):
                     status, headers, raw = await self._send(
                         "POST", self._post_url, content, self.spec.timeout
                     )
+                except ResponseTooLarge as exc:
+                    # The same question gets the same answer: asking again would not help.
+                    kind, last = "too_large", f"{exc} (hint: raise max_response_bytes)"
+                    break
                 except Exception as exc:
                     kind, last = self._classify(exc)
                     continue
