@@ -345,6 +345,9 @@ class Endpoint(abc.ABC):
         self.closed = False
         self._cache_ekey: str | None = None
         self._cache_run = ""  # the cache's run tag for this endpoint (ResponseCache.begin)
+        # Set when the endpoint stalled (it accepts requests and never answers): the task
+        # stops at once, as an ERROR, instead of one timeout per item (runner/pipeline.py).
+        self.stalled: str | None = None
 
     @property
     def url(self) -> str:
@@ -700,6 +703,11 @@ class HttpEndpoint(Endpoint):
         if kind in ("connect", "timeout"):
             self._down_streak += 1
             self._last_down, self._last_kind = last, kind
+            if kind == "timeout" and self._down_streak >= self._retry.breaker:
+                self.stalled = (
+                    f"stalled: {self._down_streak} requests in a row got no answer within"
+                    f" {self.spec.timeout:g}s on any of their {n} attempt(s)"
+                )
         error = f"{self.spec.role} endpoint {self.url}: failed after {n} attempt(s): {last}"
         return failure(self._scrub(error), kind, time.perf_counter() - started, n)
 
