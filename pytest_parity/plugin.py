@@ -54,10 +54,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="response cache directory (default: .parity-cache under the rootdir)",
     )
     add(
+        "cache",
+        "response cache mode: resume (default), reuse, refresh or off",
+        metavar="resume|reuse|refresh|off",
+        help="resume (default): reuse answers only to finish a run that did not finish (same"
+        " contract and endpoints); reuse: also answers of completed runs; refresh: resend"
+        " everything and store it; off: no cache",
+    )
+    add(
         "no-cache",
         action="store_true",
         default=False,
-        help="do not read or write the response cache",
+        help="do not read or write the response cache (--parity-cache=off)",
     )
     add(
         "refresh",
@@ -191,13 +199,35 @@ def pytest_configure(config: pytest.Config) -> None:
         from pytest_parity.report.pytest_html import ParityHtmlHooks
 
         config.pluginmanager.register(ParityHtmlHooks(session.run_result), "parity-html")
-    if (
-        config.pluginmanager.hasplugin("xdist")
-        and getattr(config.option, "dist", "no") == "load"
-        and not hasattr(config, "workerinput")
-    ):
-        # The checks of one task share one run: keep them on one worker.
-        config.option.dist = "loadgroup"
+    if config.pluginmanager.hasplugin("xdist") and not hasattr(config, "workerinput"):
+        # The checks of one task share one run: each task on exactly one worker.
+        config.pluginmanager.register(XdistHooks(contract, session), "parity-xdist")
+
+
+class XdistHooks:
+    """The controller's scheduler: one worker per task (see ``xdist_scheduler``)."""
+
+    def __init__(self, contract: Contract, session: ParitySession) -> None:
+        self.session = session
+        from pytest_parity.checks.base import enabled
+
+        self.task_of = {
+            f"{t.name}-{tid}": t.name
+            for t in contract.tasks
+            for c in enabled(t)
+            for tid in c.test_ids(t)
+        }
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
+        from pytest_parity.xdist_scheduler import make_scheduler
+
+        return make_scheduler(config, log, self.task_of)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        # One cache session per pytest run: the workers resume or begin the same generation.
+        node.workerinput["parity_cache_session"] = self.session.cache_session
 
 
 def _preflight(config: pytest.Config, contract: Contract) -> dict[str, Any] | None:
@@ -233,6 +263,30 @@ def _path_option(config: pytest.Config, name: str) -> Path | None:
         return None
     base = config.inipath.parent if config.inipath is not None else config.rootpath
     return Path(value) if Path(value).is_absolute() else base / value
+
+
+def _cache_mode(config: pytest.Config) -> str:
+    if _option(config, "no-cache"):
+        return "off"
+    if _option(config, "refresh"):
+        return "refresh"
+    mode = _option(config, "cache") or "resume"
+    if mode not in ("resume", "reuse", "refresh", "off"):
+        raise pytest.UsageError(
+            f"--parity-cache={mode}: expected resume, reuse, refresh or off"
+            " (hint: reuse to answer from completed runs too)"
+        )
+    return str(mode)
+
+
+def _cache_session(config: pytest.Config) -> str:
+    """One token per pytest run, the same in every xdist worker (see endpoints/cache.py)."""
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None and workerinput.get("parity_cache_session"):
+        return str(workerinput["parity_cache_session"])
+    import uuid
+
+    return uuid.uuid4().hex
 
 
 def _out_path(config: pytest.Config, value: str) -> Path:
@@ -364,6 +418,7 @@ class ParitySession:
                     target.unlink(missing_ok=True)
         self._progress_shown = -1.0
         self.preflight: dict[str, Any] | None = None  # per role, for the report's provenance
+        self.cache_session = _cache_session(config)
 
     # -- collection ---------------------------------------------------------------------------
 
@@ -431,13 +486,21 @@ class ParitySession:
             )
         return replace(self.contract.baseline, role="baseline-aa", kind="replay", recording=path)
 
+    def cache_mode(self) -> str:
+        return _cache_mode(self.config)
+
+    def cache_dir(self) -> Path:
+        return _path_option(self.config, "cache-dir") or self.config.rootpath / ".parity-cache"
+
     def _open_cache(self) -> Any:
-        if _option(self.config, "no-cache"):
+        mode = self.cache_mode()
+        if mode == "off":
             return None
         from pytest_parity.endpoints.cache import ResponseCache
 
-        directory = _path_option(self.config, "cache-dir") or self.config.rootpath / ".parity-cache"
-        return ResponseCache(directory, refresh=bool(_option(self.config, "refresh")))
+        return ResponseCache(
+            self.cache_dir(), mode=mode, contract=self.contract.digest, session=self.cache_session
+        )
 
     def _open_recorder(self, option: str) -> Any:
         path = _path_option(self.config, option)
@@ -531,6 +594,7 @@ class ParitySession:
                 if task.inconclusive == "warn":
                     for c in result["checks"].values():
                         c["numbers"]["policy"] = "warn"
+                result["cache"] = {"mode": self.cache_mode(), **run.answers}
             self._results[key] = result
             self._unreported.append(result)
         result = self._results[key]
@@ -603,7 +667,30 @@ class ParitySession:
             self._run_result = summarize(self.contract, tasks, self.started, __version__)
             if self.preflight is not None:
                 self._run_result["contract"]["preflight"] = self.preflight
+            from pytest_parity.endpoints.progress import cache_summary
+
+            self._run_result["cache"] = cache_summary(
+                self.cache_mode(),
+                [{k: v for k, v in t.get("cache", {}).items() if k != "mode"} for t in tasks],
+            )
         return self._run_result
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if hasattr(self.config, "workerinput") or self.cache_mode() == "off":
+            return
+        from pytest_parity.endpoints.cache import CacheError, ResponseCache, run_finished
+
+        errors = [r["task"] for r in self.collected.values() if r["verdict"] == "ERROR"]
+        if not self.collected or not run_finished(int(exitstatus), errors):
+            return  # an interrupted run, or one with ERROR tasks, resumes next time
+        cache = None if self._runner is None else self._runner.cache
+        try:
+            if cache is not None:
+                cache.finish()
+            else:  # xdist: the workers are done; mark their runs in the shared file
+                ResponseCache.finish_run(self.cache_dir(), self.contract.digest, self.cache_session)
+        except CacheError:
+            pass  # an unusable cache was reported when it was opened
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         if self._runner is None:
@@ -628,6 +715,9 @@ class ParitySession:
         files = self._write_outputs(run)
         for line in verdict_lines(run, files):
             tr.write_line(line)
+        from pytest_parity.endpoints.progress import cache_line
+
+        tr.write_line(cache_line(run.get("cache", {"mode": self.cache_mode()})))
         cache = None if self._runner is None else self._runner.cache
         if cache is not None and cache.write_errors:
             tr.write_line(

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 if TYPE_CHECKING:
+    from typing_extensions import NotRequired
+
     from pytest_parity.contract.spec import TaskSpec
 
 SCHEMA_VERSION = 1
@@ -78,6 +80,8 @@ class TaskResult(TypedDict):
     aa: dict[str, Any] | None  # A/A noise floor: the baseline against itself (flip_rate, n, flips)
     data_digest: str | None  # sha256 of the task's data file (golden sets), for provenance
     notes: list[str]  # one-line facts from the source (records skipped, sampling overridden...)
+    # per stack: {"answers": n, "from_cache": n}, and the cache "mode"; set by the plugin
+    cache: NotRequired[dict[str, Any]]
 
 
 def worst(statuses: list[Status]) -> Status:
@@ -105,6 +109,7 @@ class RunResult(TypedDict):
     started: str  # ISO 8601 UTC
     finished: str
     tool_version: str
+    cache: NotRequired[dict[str, Any]]  # the run's totals of the tasks' ``cache``
 
 
 @dataclass
@@ -124,3 +129,5 @@ class TaskRun:
     # item id -> (baseline score, A/A score) in the baseline's comparison with its own A/A pass
     aa_scores: dict[str, tuple[float | None, float | None]] | None = None
     notes: list[str] = field(default_factory=list)  # the source's one-line facts (reports)
+    # per stack: {"answers": requests answered, "from_cache": of them, answered by the cache}
+    answers: dict[str, dict[str, int]] = field(default_factory=dict)

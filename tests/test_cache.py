@@ -245,3 +245,92 @@ def test_writes_are_committed_in_groups(tmp_path: Path) -> None:
         asyncio.run(go(cache))
         assert cache.writes == 200 and cache.count() == 200
         assert cache.commits < 200  # a burst costs fewer commits than rows
+
+
+def test_opening_waits_for_a_lock_held_by_another_connection(tmp_path: Path) -> None:
+    import threading
+
+    from pytest_parity.endpoints.cache import CACHE_FILE
+
+    holder = sqlite3.connect(tmp_path / CACHE_FILE, isolation_level=None, check_same_thread=False)
+    holder.execute("CREATE TABLE other (x)")
+    holder.execute("BEGIN EXCLUSIVE")  # what a worker switching the file to WAL holds
+    release = threading.Timer(0.3, lambda: holder.execute("COMMIT"))
+    release.start()
+    with ResponseCache(tmp_path) as cache:
+        assert cache.count() == 0
+    release.join()
+    holder.close()
+
+
+def test_a_lock_the_busy_handler_does_not_cover_is_retried_with_a_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pytest_parity.endpoints import cache as cache_mod
+
+    monkeypatch.setattr(cache_mod.time, "sleep", lambda s: None)
+    calls: list[int] = []
+
+    def flaky() -> None:
+        calls.append(1)
+        if len(calls) < 3:
+            raise sqlite3.OperationalError("database is locked")
+
+    cache_mod._with_busy_retry(flaky)
+    assert len(calls) == 3
+
+    def never() -> None:
+        calls.append(1)
+        raise sqlite3.OperationalError("database is locked")
+
+    calls.clear()
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        cache_mod._with_busy_retry(never, attempts=4)
+    assert len(calls) == 4
+
+    def broken() -> None:
+        calls.append(1)
+        raise sqlite3.OperationalError("no such table: x")
+
+    calls.clear()
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        cache_mod._with_busy_retry(broken)
+    assert len(calls) == 1  # only locks are waited for
+
+
+OPENER = textwrap.dedent(
+    """
+    import sys, time
+    from pytest_parity.endpoints.cache import ResponseCache
+    start = float(sys.argv[2])
+    while time.time() < start:
+        pass
+    cache = ResponseCache(sys.argv[1])
+    key = ResponseCache.key(sys.argv[3], "x")
+    cache.put(key, {"text": "t"}, endpoint_key=sys.argv[3], item_id="x")
+    cache.close()
+    """
+)
+
+
+def test_many_processes_opening_a_new_cache_at_once(tmp_path: Path) -> None:
+    """xdist workers starting together: each opens (and switches to WAL) the same new file."""
+    import time
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    for round_ in range(1):
+        where = tmp_path / f"round{round_}"
+        start = time.time() + 1.0
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", OPENER, str(where), str(start), f"w{w}"],
+                env=env,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for w in range(6)
+        ]
+        errors = [p.communicate(60)[1] for p in procs]
+        assert [p.returncode for p in procs] == [0] * 6, errors
+        with ResponseCache(where) as cache:
+            assert cache.count() == 6

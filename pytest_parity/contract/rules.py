@@ -172,6 +172,7 @@ ENDPOINT_KEYS = (
     "max_retries",
     "headers",
     "recording",
+    "max_response_bytes",
 )
 DEFAULT_KEYS = (*Defaults.__dataclass_fields__, "confidence")
 # Failed requests are not missing at random (a stack that times out on long prompts fails exactly
@@ -205,7 +206,6 @@ TASK_KEYS = (
 )
 # shadow: the tee proxy's block (pytest_parity/shadow/config.py validates it; the gate ignores it)
 TOP_KEYS = ("version", "baseline", "candidate", "defaults", "tasks", "description", "shadow")
-VENDOR_HOSTS = {"openai": "://api.openai.com", "anthropic": "://api.anthropic.com"}
 SECRET_HEADERS = ("authorization", "x-api-key", "api-key", "proxy-authorization")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CONTROL_OR_SPACE = re.compile(r"[\s\x00-\x1f\x7f]")
@@ -309,9 +309,7 @@ def _endpoint(v: _V, raw: Any, role: str, base: Path, defaults: Defaults) -> End
         )
     # The vendor's key variable is only a default for the vendor's own API: a contract pointing
     # kind openai at a self-hosted server must never send the user's OpenAI key there.
-    vendor = VENDOR_HOSTS.get(kind)
-    default_env = info.default_api_key_env if vendor and vendor in base_url else None
-    api_key_env = m.get("api_key_env", default_env)
+    api_key_env = m.get("api_key_env", info.default_key_env(base_url))
     if api_key_env is not None:
         api_key_env = v.string(api_key_env, f"{role}.api_key_env")
         if not ENV_NAME_RE.match(api_key_env):
@@ -345,6 +343,7 @@ def _endpoint(v: _V, raw: Any, role: str, base: Path, defaults: Defaults) -> End
         hi=MAX_RETRIES,
         hint=f"0 to {MAX_RETRIES} (each retry waits up to 20 s)",
     )
+    cap = v.integer(m.get("max_response_bytes", 16 << 20), f"{role}.max_response_bytes", 1024)
     headers = dict(v.mapping(m.get("headers", {}) or {}, f"{role}.headers"))
     for hk, hv in headers.items():
         if hk.lower() in SECRET_HEADERS:
@@ -396,6 +395,7 @@ def _endpoint(v: _V, raw: Any, role: str, base: Path, defaults: Defaults) -> End
         max_retries=retries,
         headers=_frozen(headers),
         recording=recording,
+        max_response_bytes=cap,
     )
 
 

@@ -71,6 +71,7 @@ class EndpointSpec:
     max_retries: int = 4
     headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     recording: Path | None = None
+    max_response_bytes: int = 16 * 1024 * 1024  # an answer's cap, after decompression
 
     def identity(self) -> dict[str, Any]:
         """What identifies this endpoint in results and cache keys (no secrets)."""

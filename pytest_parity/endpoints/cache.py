@@ -1,9 +1,21 @@
 """The response cache: answers already paid for are not asked for again.
 
 One sqlite file (WAL, so xdist workers and a restarted run share it safely). A key is the hash of
-the endpoint's identity (role, kind, base URL, model, API, parameters, engine version where the
-server tells it), the request's hash, the prompt template and the repeat index. The role is part of
-the identity, so baseline and candidate never share an entry even when they are the same server.
+the endpoint's identity (role, kind, base URL and request URL, model, API, parameters, the headers
+it sends, secret values hashed, every other spec field that shapes a request, engine version and
+weights where the server tells them), the request's hash, the prompt template and the repeat
+index. The role is part of the identity, so baseline and candidate never share an entry even
+when they are the same server.
+
+Modes (``--parity-cache``): ``resume`` (the default) reuses answers only to finish a run that did
+not finish: the same contract (digest) and the same endpoint identity, and no run of them marked
+finished since. ``runs`` holds, per (contract digest, endpoint key), the current generation, the
+session that last began it and whether it finished; every row carries the ``run`` tag
+(``contract:generation``) it was written under and is reused only under that tag. A run that ends
+(the plugin calls :meth:`ResponseCache.finish_run`) closes its generation; the next one begins a
+new generation and sends everything again. ``reuse`` reuses any stored answer (across completed
+runs, on purpose); ``refresh`` reads nothing and replaces what it sends. xdist workers of one
+pytest run share one session token, so they begin the same generation.
 
 Every answer is committed as it arrives: a run killed with SIGKILL and started again resends only
 the requests it had not received. Failed responses are never stored, so a rerun retries them.
@@ -24,14 +36,18 @@ import hashlib
 import json
 import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-_Row = tuple[str, str, str, int, str, float]
+_Row = tuple[str, str, str, int, str, float, str]
+
+_T = TypeVar("_T")
 
 CACHE_FILE = "responses.sqlite3"
 FLUSH_WINDOW_S = 0.002
+BUSY_TIMEOUT_S = 30.0
+MODES = ("resume", "reuse", "refresh")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
     key TEXT PRIMARY KEY,
@@ -39,15 +55,49 @@ CREATE TABLE IF NOT EXISTS responses (
     item_id TEXT NOT NULL,
     repeat INTEGER NOT NULL,
     response TEXT NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    run TEXT NOT NULL DEFAULT ''
 )
 """
+RUNS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    contract TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    session TEXT NOT NULL,
+    finished INTEGER NOT NULL,
+    updated REAL NOT NULL,
+    PRIMARY KEY (contract, endpoint)
+)
+"""
+
+
+def _with_busy_retry(op: Callable[[], _T], attempts: int = 8) -> _T:
+    """Run ``op``, retrying "database is locked" with a bounded backoff (0.05 s doubling, about
+    6 s in all): the busy timeout does not cover every lock taken while a journal mode changes."""
+    delay = 0.05
+    for n in range(attempts):
+        try:
+            return op()
+        except sqlite3.OperationalError as exc:
+            if ("locked" not in str(exc) and "busy" not in str(exc)) or n == attempts - 1:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 1.0)
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def canonical_hash(value: Any) -> str:
     """sha256 of a value's canonical JSON (sorted keys, no whitespace), hex."""
     text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def run_finished(exitstatus: int, error_tasks: list[str]) -> bool:
+    """Whether a pytest run counts as finished for ``resume``: it got to its end (exit status
+    0 tests passed, 1 some failed, 5 none collected) and no task ended as an ERROR (an endpoint
+    down, a time budget spent): such a run resumes next time instead of starting afresh."""
+    return exitstatus in (0, 1, 5) and not error_tasks
 
 
 class CacheError(RuntimeError):
@@ -57,14 +107,32 @@ class CacheError(RuntimeError):
 class ResponseCache:
     """Successful responses by endpoint identity + request; see the module docstring.
 
-    ``refresh=True`` ignores what is stored (every request is sent) but still stores the new
-    answers, replacing the old ones.
+    ``mode`` is ``resume``, ``reuse`` or ``refresh`` (see the module docstring); ``refresh=True``
+    is ``mode="refresh"``: nothing stored is read (every request is sent), the new answers still
+    replace the old ones. ``contract`` (its digest) and ``session`` (one token per pytest run,
+    shared by its xdist workers) scope ``resume``.
     """
 
-    def __init__(self, directory: str | Path, *, refresh: bool = False) -> None:
+    def __init__(
+        self,
+        directory: str | Path,
+        *,
+        refresh: bool = False,
+        mode: str = "resume",
+        contract: str = "",
+        session: str | None = None,
+    ) -> None:
+        import uuid
+
+        if mode not in MODES:
+            raise ValueError(f"cache mode {mode!r}: expected one of {', '.join(MODES)}")
         self.directory = Path(directory)
         self.path = self.directory / CACHE_FILE
-        self.refresh = refresh
+        self.mode = "refresh" if refresh else mode
+        self.refresh = self.mode == "refresh"
+        self.contract = contract
+        self.session = session or uuid.uuid4().hex
+        self._runs: dict[str, str] = {}  # endpoint key -> run tag of this session
         self.hits = 0
         self.misses = 0
         self.writes = 0
@@ -77,8 +145,16 @@ class ResponseCache:
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             self._db = self._connect()
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(SCHEMA)
+            _with_busy_retry(lambda: self._db.execute("PRAGMA journal_mode=WAL"))
+            _with_busy_retry(lambda: self._db.execute(SCHEMA))
+            _with_busy_retry(lambda: self._db.execute(RUNS_SCHEMA))
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(responses)")}
+            if "run" not in columns:  # a cache written before the modes: its rows resume nothing
+                _with_busy_retry(
+                    lambda: self._db.execute(
+                        "ALTER TABLE responses ADD COLUMN run TEXT NOT NULL DEFAULT ''"
+                    )
+                )
         except (OSError, sqlite3.Error) as exc:
             raise CacheError(
                 f"{self.path}: cannot open the response cache: {exc} "
@@ -87,7 +163,10 @@ class ResponseCache:
 
     def _connect(self) -> sqlite3.Connection:
         # Used from the event loop's thread, which need not be the one that opened the cache.
-        db = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
+        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+        # Before any other statement: switching to WAL takes a lock the other xdist workers
+        # opening the same file at the same moment also want; wait for it instead of failing.
+        db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
         # Durability is the explicit commit below; no implicit transactions around SELECTs.
         db.isolation_level = None
         # A killed process loses nothing under WAL without fsync (the OS holds the pages); only
@@ -108,21 +187,92 @@ class ResponseCache:
         text = f"{endpoint_key}:{request_hash}:{repeat}:{template or ''}"
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
-    def get(self, key: str) -> dict[str, Any] | None:
-        """The stored response dict for ``key``, or None (always None when refreshing)."""
+    def begin(self, endpoint_key: str) -> str:
+        """The run tag this session reads and writes under for one endpoint (see the module
+        docstring): the unfinished generation it resumes, or a new one after a finished run."""
+        tag = self._runs.get(endpoint_key)
+        if tag is not None:
+            return tag
+        try:
+            generation = _with_busy_retry(lambda: self._begin(endpoint_key))
+        except sqlite3.Error as exc:
+            self.read_errors += 1
+            self.last_read_error = f"{self.path}: {exc}"
+            generation = 0  # nothing resumes under a tag no run began; answers still count
+        tag = self._runs[endpoint_key] = f"{self.contract}:{generation}"
+        return tag
+
+    def _begin(self, endpoint_key: str) -> int:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            row = db.execute(
+                "SELECT generation, session, finished FROM runs"
+                " WHERE contract = ? AND endpoint = ?",
+                (self.contract, endpoint_key),
+            ).fetchone()
+            if row is None:
+                generation = 1
+            elif row[1] == self.session or not row[2]:
+                generation = int(row[0])  # begun by this run's other worker, or resumed
+            else:
+                generation = int(row[0]) + 1  # the last run finished: a new one starts afresh
+            db.execute(
+                "INSERT OR REPLACE INTO runs (contract, endpoint, generation, session, finished,"
+                " updated) VALUES (?, ?, ?, ?, 0, ?)",
+                (self.contract, endpoint_key, generation, self.session, time.time()),
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return generation
+
+    def finish(self) -> int:
+        """Mark this session's runs finished (their answers resume no later run)."""
+        return self.finish_run_on(self._db, self.contract, self.session)
+
+    @classmethod
+    def finish_run(cls, directory: str | Path, contract: str, session: str) -> int:
+        """Mark the runs of ``session`` on ``contract`` finished, in the cache at ``directory``
+        (what the xdist controller does once its workers are done); returns how many."""
+        path = Path(directory) / CACHE_FILE
+        if not path.exists():
+            return 0
+        cache = cls(directory, contract=contract, session=session)
+        try:
+            return cache.finish()
+        finally:
+            cache.close()
+
+    @staticmethod
+    def finish_run_on(db: sqlite3.Connection, contract: str, session: str) -> int:
+        def go() -> int:
+            cur = db.execute(
+                "UPDATE runs SET finished = 1, updated = ? WHERE contract = ? AND session = ?",
+                (time.time(), contract, session),
+            )
+            return int(cur.rowcount)
+
+        return _with_busy_retry(go)
+
+    def get(self, key: str, run: str | None = None) -> dict[str, Any] | None:
+        """The stored response dict for ``key``, or None: always when refreshing; under
+        ``resume`` unless it was written under ``run`` (the tag :meth:`begin` gave)."""
         if self.refresh:
             self.misses += 1
             return None
         try:
             row = self._db.execute(
-                "SELECT response FROM responses WHERE key = ?", (key,)
+                "SELECT response, run FROM responses WHERE key = ?", (key,)
             ).fetchone()
         except sqlite3.Error as exc:
             # A broken cache costs a request, never an answer.
             self.read_errors += 1
             self.last_read_error = f"{self.path}: {exc}"
             row = None
-        if row is None:
+        if row is None or (self.mode == "resume" and run is not None and row[1] != run):
             self.misses += 1
             return None
         self.hits += 1
@@ -130,12 +280,18 @@ class ResponseCache:
         return value
 
     def _row(
-        self, key: str, response: Mapping[str, Any], endpoint_key: str, item_id: str, repeat: int
+        self,
+        key: str,
+        response: Mapping[str, Any],
+        endpoint_key: str,
+        item_id: str,
+        repeat: int,
+        run: str = "",
     ) -> _Row:
         if response.get("error"):
             raise ValueError("failed responses are not cached (they must be retried next run)")
         text = json.dumps(dict(response), ensure_ascii=False, separators=(",", ":"))
-        return (key, endpoint_key, item_id, repeat, text, time.time())
+        return (key, endpoint_key, item_id, repeat, text, time.time(), run)
 
     async def aput(
         self,
@@ -145,9 +301,10 @@ class ResponseCache:
         endpoint_key: str,
         item_id: str,
         repeat: int = 0,
+        run: str = "",
     ) -> None:
         """Store one successful response; returns once it is committed (see the module doc)."""
-        row = self._row(key, response, endpoint_key, item_id, repeat)
+        row = self._row(key, response, endpoint_key, item_id, repeat, run)
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
         if not self._pending:
@@ -165,9 +322,10 @@ class ResponseCache:
         endpoint_key: str,
         item_id: str,
         repeat: int = 0,
+        run: str = "",
     ) -> None:
         """Store one successful response now (committed before returning)."""
-        self._commit([self._row(key, response, endpoint_key, item_id, repeat)])
+        self._commit([self._row(key, response, endpoint_key, item_id, repeat, run)])
 
     def _flush(self) -> None:
         batch, self._pending = self._pending, []
@@ -181,8 +339,8 @@ class ResponseCache:
         try:
             self._db.execute("BEGIN")
             self._db.executemany(
-                "INSERT OR REPLACE INTO responses"
-                " (key, endpoint, item_id, repeat, response, created) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO responses (key, endpoint, item_id, repeat, response,"
+                " created, run) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
             self._db.execute("COMMIT")
@@ -217,4 +375,4 @@ class ResponseCache:
         self.close()
 
     def __repr__(self) -> str:
-        return f"ResponseCache({str(self.path)!r}, refresh={self.refresh})"
+        return f"ResponseCache({str(self.path)!r}, mode={self.mode!r})"

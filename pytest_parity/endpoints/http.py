@@ -14,27 +14,31 @@ of its redirects, cookies or auth flows. The default transport also offers ``exc
 skips building httpx Request/Response objects; any other transport gets standard httpx requests.
 
 Secrets: the API key is read from the environment variable named by ``spec.api_key_env`` when
-the endpoint opens, lives only in the request headers, and is scrubbed from every error text.
+the endpoint opens, into a :class:`~pytest_parity.secrets.Secret` (masked in every repr, so
+tracebacks shown with ``-l`` hold no key), and lives only in the request headers. Every
+configured secret is scrubbed (:mod:`pytest_parity.secrets`) from what a server sends back, where
+the Response and the engine facts are built, and from every error text.
 """
 
 from __future__ import annotations
 
 import abc
 import asyncio
+import dataclasses
 import email.utils
 import functools
 import json
-import os
 import random
 import ssl
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
+from pytest_parity import secrets
 from pytest_parity.contract.spec import EndpointSpec, thaw
 from pytest_parity.endpoints.cache import ResponseCache, canonical_hash
 from pytest_parity.endpoints.kinds import (
@@ -52,7 +56,11 @@ from pytest_parity.endpoints.kinds import (
 if TYPE_CHECKING:
     from pytest_parity.endpoints.recording import Recorder
 
-ERROR_KINDS = ("connect", "timeout", "http", "malformed", "replay")
+ERROR_KINDS = ("connect", "timeout", "http", "malformed", "replay", "too_large")
+# Spec fields that change how a request is sent, never what is asked or who answers it.
+NOT_IN_CACHE_KEY = frozenset(
+    {"timeout", "max_concurrency", "max_retries", "max_response_bytes", "recording", "api_key_env"}
+)
 _RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
 
 
@@ -189,6 +197,33 @@ class Progress:
         }
 
 
+class ResponseTooLarge(Exception):
+    """An answer longer than the endpoint's ``max_response_bytes`` (after decompression): the
+    reading stopped there, so neither a 50 MB body nor a gzip bomb is ever held in memory."""
+
+    def __init__(self, limit: int, seen: int) -> None:
+        super().__init__(f"answer larger than max_response_bytes ({limit} bytes; {seen}+ read)")
+        self.limit = limit
+
+
+async def read_capped(chunks: AsyncIterator[bytes], limit: int) -> bytes:
+    """The body from ``chunks`` (decompressed pieces), or ResponseTooLarge past ``limit``."""
+    buf = bytearray()
+    async for chunk in chunks:
+        buf += chunk
+        if len(buf) > limit:
+            raise ResponseTooLarge(limit, len(buf))
+    return bytes(buf)
+
+
+def check_declared_length(headers: Mapping[str, str], limit: int) -> None:
+    """Refuse before reading when an uncompressed body declares more than ``limit`` bytes."""
+    declared = headers.get("content-length")
+    encoded = headers.get("content-encoding")
+    if declared and declared.isdigit() and not encoded and int(declared) > limit:
+        raise ResponseTooLarge(limit, int(declared))
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """Backoff between attempts: full jitter, ``uniform(0, min(cap, base * 2**n))`` seconds,
@@ -263,6 +298,7 @@ def _pooled_transport_class() -> Any:
             headers: Mapping[str, str],
             content: bytes | None,
             timeout: float,
+            max_bytes: int = 16 << 20,
         ) -> tuple[int, Mapping[str, str], bytes]:
             if not isinstance(self.client, aiohttp.ClientSession):
                 self.client = self.get_client()
@@ -280,7 +316,10 @@ def _pooled_transport_class() -> Any:
                 if proxy is None or not proxy.auth
                 else aiohttp.BasicAuth(*proxy.auth),
             ) as resp:
-                body = await resp.read()
+                # Streamed with a cap: aiohttp decompresses chunk by chunk (bounded per chunk),
+                # so memory stays near max_bytes whatever the server sends or compresses.
+                check_declared_length(resp.headers, max_bytes)
+                body = await read_capped(resp.content.iter_chunked(1 << 16), max_bytes)
                 return resp.status, resp.headers, body
 
     return PooledTransport
@@ -305,6 +344,10 @@ class Endpoint(abc.ABC):
         self._engine_lock = asyncio.Lock()
         self.closed = False
         self._cache_ekey: str | None = None
+        self._cache_run = ""  # the cache's run tag for this endpoint (ResponseCache.begin)
+        # Set when the endpoint stalled (it accepts requests and never answers): the task
+        # stops at once, as an ERROR, instead of one timeout per item (runner/pipeline.py).
+        self.stalled: str | None = None
 
     @property
     def url(self) -> str:
@@ -333,6 +376,25 @@ class Endpoint(abc.ABC):
     async def _probe(self) -> dict[str, Any]:
         return {}
 
+    def cache_identity(self, engine: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """What the cache key hashes: :meth:`identity`, the URL asked, the headers sent (secret
+        values hashed, never in clear) and every other spec field that shapes a request or
+        picks a backend. Fields are taken by default: one added to EndpointSpec later (extra
+        body, query parameters...) joins the key unless :data:`NOT_IN_CACHE_KEY` names it."""
+        ident = self.identity(engine)
+        for f in dataclasses.fields(self.spec):
+            if f.name not in ident and f.name not in NOT_IN_CACHE_KEY:
+                ident[f.name] = thaw(getattr(self.spec, f.name))
+        ident["url"] = self.url
+        ident["headers"] = {
+            k.lower(): _hashed(v) if secrets.is_secret_header(k) else v
+            for k, v in sorted(self._sent_headers().items())
+        }
+        return ident
+
+    def _sent_headers(self) -> Mapping[str, str]:
+        return dict(self.spec.headers)
+
     async def describe(self) -> dict[str, Any]:
         """Identity and engine facts for reports and recordings; never secrets."""
         engine = await self.engine()
@@ -350,9 +412,11 @@ class Endpoint(abc.ABC):
                 # Every request of a burst waits for the probe: only the first computes this.
                 ekey = self._cache_ekey
                 if ekey is None:
-                    ekey = self._cache_ekey = ResponseCache.endpoint_key(self.identity(engine))
+                    ekey = ResponseCache.endpoint_key(self.cache_identity(engine))
+                    self._cache_run = self.cache.begin(ekey)
+                    self._cache_ekey = ekey
             key = ResponseCache.key(ekey, request.request_hash(), request.repeat, request.template)
-            hit = self.cache.get(key)
+            hit = self.cache.get(key, self._cache_run)
             if hit is not None:
                 progress.cached += 1
                 progress.done += 1
@@ -371,6 +435,7 @@ class Endpoint(abc.ABC):
                 endpoint_key=ekey,
                 item_id=request.item_id,
                 repeat=request.repeat,
+                run=self._cache_run,
             )
         await self._record(request, response)
         return response
@@ -427,11 +492,10 @@ def open_endpoint(
     )
 
 
-def read_api_key(spec: EndpointSpec) -> str | None:
-    """The key from the environment variable the contract names (None when unset or empty)."""
-    if not spec.api_key_env:
-        return None
-    return os.environ.get(spec.api_key_env) or None
+def read_api_key(spec: EndpointSpec) -> secrets.Secret | None:
+    """The key from the environment variable the contract names (None when unset or empty),
+    masked and registered with the scrubber."""
+    return secrets.read_secret(spec.api_key_env)
 
 
 def one_line(text: str, limit: int = 300) -> str:
@@ -439,10 +503,10 @@ def one_line(text: str, limit: int = 300) -> str:
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
-def anthropic_headers(key: str | None) -> dict[str, str]:
-    headers = {"anthropic-version": ANTHROPIC_VERSION}
+def anthropic_headers(key: secrets.Secret | None) -> dict[str, str]:
+    headers = secrets.MaskedHeaders({"anthropic-version": ANTHROPIC_VERSION})
     if key:
-        headers["x-api-key"] = key
+        headers["x-api-key"] = key.reveal()
     return headers
 
 
@@ -459,9 +523,9 @@ class HttpEndpoint(Endpoint):
         retry: RetryPolicy,
     ) -> None:
         super().__init__(spec, cache=cache, recorder=recorder)
-        key = read_api_key(spec)
-        # Kept only to scrub it from error texts a server might echo it into.
-        self._secret = key
+        # Registered with the scrubber: no answer, error or engine fact keeps these values.
+        secrets.register_spec(spec)
+        key = read_api_key(spec)  # a Secret: a traceback's locals show it masked
         self._owns_transport = transport is None
         self._transport = transport or default_transport(
             spec.max_concurrency,
@@ -475,16 +539,18 @@ class HttpEndpoint(Endpoint):
         self._exchange = getattr(self._transport, "exchange", None)
         self._post_url = self.url
         self._params = thaw(spec.params)
-        headers = {
-            "content-type": "application/json",
-            "accept": "application/json",
-            "user-agent": "pytest-parity",
-        }
+        headers = secrets.MaskedHeaders(
+            {
+                "content-type": "application/json",
+                "accept": "application/json",
+                "user-agent": "pytest-parity",
+            }
+        )
         headers.update(spec.headers)
         if self.info.protocol == "anthropic":
             headers.update(anthropic_headers(key))
         elif key:
-            headers["authorization"] = f"Bearer {key}"
+            headers["authorization"] = f"Bearer {key.reveal()}"
         self._plain_headers = headers
         self._headers = httpx.Headers(headers)
         t = spec.timeout
@@ -496,11 +562,15 @@ class HttpEndpoint(Endpoint):
     def __repr__(self) -> str:
         return f"HttpEndpoint({self.spec.role}, {self.spec.kind}, {self.url!r})"
 
+    def _sent_headers(self) -> Mapping[str, str]:
+        return self._plain_headers
+
     async def _send(
         self, method: str, url: str, content: bytes | None, timeout: float
     ) -> tuple[int, Mapping[str, str], bytes]:
+        cap = self.spec.max_response_bytes
         if self._exchange is not None:
-            return await self._exchange(method, url, self._plain_headers, content, timeout)
+            return await self._exchange(method, url, self._plain_headers, content, timeout, cap)
         ext = (
             self._timeouts
             if timeout == self.spec.timeout
@@ -513,7 +583,8 @@ class HttpEndpoint(Endpoint):
         async def go() -> tuple[int, Mapping[str, str], bytes]:
             resp = await self._transport.handle_async_request(req)
             try:
-                raw = await resp.aread()
+                check_declared_length(resp.headers, cap)
+                raw = await read_capped(resp.aiter_bytes(), cap)
             finally:
                 await resp.aclose()
             return resp.status_code, resp.headers, raw
@@ -538,7 +609,13 @@ class HttpEndpoint(Endpoint):
     async def _probe_one(self, url: str, path: str) -> dict[str, Any] | None:
         try:
             status, _, raw = await self._send("GET", url, None, min(self.spec.timeout, 10.0))
-            return engine_facts(path, json.loads(raw)) if status == 200 else None
+            if status != 200:
+                return None
+            data = json.loads(raw)
+            # What a server says about itself goes into reports and recordings: no echoed key.
+            return engine_facts(
+                path, secrets.scrub_value(data) if secrets.may_hold_secret(raw) else data
+            )
         except Exception:
             return None  # identity is best effort: a server that hides it still serves
 
@@ -588,6 +665,10 @@ class HttpEndpoint(Endpoint):
                     status, headers, raw = await self._send(
                         "POST", self._post_url, content, self.spec.timeout
                     )
+                except ResponseTooLarge as exc:
+                    # The same question gets the same answer: asking again would not help.
+                    kind, last = "too_large", f"{exc} (hint: raise max_response_bytes)"
+                    break
                 except Exception as exc:
                     kind, last = self._classify(exc)
                     continue
@@ -595,6 +676,10 @@ class HttpEndpoint(Endpoint):
             if status == 200:
                 try:
                     data = json.loads(raw)
+                    if secrets.may_hold_secret(raw):
+                        # The write boundary: every copy of this answer (cache, recording,
+                        # records, reports) is made from the scrubbed one.
+                        data = secrets.scrub_value(data)
                     parsed = parse_reply(self.info, self.spec.api, data)
                 except (ValueError, MalformedReply) as exc:
                     kind, last = "malformed", f"malformed reply: {one_line(str(exc), 120)}"
@@ -622,6 +707,11 @@ class HttpEndpoint(Endpoint):
         if kind in ("connect", "timeout"):
             self._down_streak += 1
             self._last_down, self._last_kind = last, kind
+            if kind == "timeout" and self._down_streak >= self._retry.breaker:
+                self.stalled = (
+                    f"stalled: {self._down_streak} requests in a row got no answer within"
+                    f" {self.spec.timeout:g}s on any of their {n} attempt(s)"
+                )
         error = f"{self.spec.role} endpoint {self.url}: failed after {n} attempt(s): {last}"
         return failure(self._scrub(error), kind, time.perf_counter() - started, n)
 
@@ -637,7 +727,7 @@ class HttpEndpoint(Endpoint):
         return "connect", f"{type(real).__name__}: {one_line(str(real), 160) or 'no detail'}"
 
     def _scrub(self, text: str) -> str:
-        return text.replace(self._secret, "***") if self._secret else text
+        return secrets.scrub(text)
 
     async def aclose(self) -> None:
         if self._owns_transport and not self.closed:
@@ -646,6 +736,13 @@ class HttpEndpoint(Endpoint):
 
 
 _T = TypeVar("_T")
+
+
+def _hashed(value: str) -> str:
+    """A secret header value as it may enter a cache key: its sha256, never the value."""
+    import hashlib
+
+    return "sha256:" + hashlib.sha256(value.encode("utf-8")).hexdigest()
 
 
 async def _deadline(aw: Awaitable[_T], seconds: float) -> _T:

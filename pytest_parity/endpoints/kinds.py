@@ -141,10 +141,35 @@ class KindInfo:
     needs_base_url: bool = True
     default_api_key_env: str | None = None
     identity_paths: tuple[str, ...] = ("/v1/models",)
+    vendor_host: str | None = None  # the only host ``default_api_key_env`` is sent to
+
+    def default_key_env(self, base_url: str) -> str | None:
+        """``default_api_key_env`` when ``base_url`` is the vendor's own API over https, else
+        None: the host is compared whole, once parsed, so ``api.openai.com.evil.example``,
+        ``api.openai.com@evil.example`` or a relay whose path names the vendor never get the key."""
+        if self.vendor_host is None or self.default_api_key_env is None:
+            return None
+        from urllib.parse import urlsplit
+
+        try:
+            url = urlsplit(base_url)
+            host = (url.hostname or "").rstrip(".")
+            url.port  # noqa: B018 (raises on a malformed port)
+        except ValueError:
+            return None
+        if url.scheme != "https" or url.username is not None or host != self.vendor_host:
+            return None
+        return self.default_api_key_env
 
 
 KINDS: dict[str, KindInfo] = {
-    "openai": KindInfo("openai", "openai", OPENAI_PARAMS, default_api_key_env="OPENAI_API_KEY"),
+    "openai": KindInfo(
+        "openai",
+        "openai",
+        OPENAI_PARAMS,
+        default_api_key_env="OPENAI_API_KEY",
+        vendor_host="api.openai.com",
+    ),
     "vllm": KindInfo(
         "vllm", "openai", OPENAI_PARAMS | VLLM_EXTRA, identity_paths=("/v1/models", "/version")
     ),
@@ -172,6 +197,7 @@ KINDS: dict[str, KindInfo] = {
         ANTHROPIC_PARAMS,
         default_api_key_env="ANTHROPIC_API_KEY",
         identity_paths=(),
+        vendor_host="api.anthropic.com",
     ),
     "replay": KindInfo(
         "replay",

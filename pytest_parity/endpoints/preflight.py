@@ -168,10 +168,11 @@ async def _get(
 
     from pytest_parity.endpoints.http import _ssl_context, anthropic_headers, env_proxy
     from pytest_parity.endpoints.kinds import KINDS
+    from pytest_parity.secrets import Secret
 
     headers = {"accept": "application/json", "user-agent": "pytest-parity", **spec.headers}
     if KINDS[spec.kind].protocol == "anthropic":
-        headers.update(anthropic_headers(key))
+        headers.update(anthropic_headers(None if key is None else Secret(key)))
     elif key:
         headers["authorization"] = f"Bearer {key}"
     async with httpx.AsyncClient(

@@ -211,6 +211,11 @@ class ItemPipeline:
         if err.error_kind == "replay":
             # The recording does not match the contract's items: no verdict can be right.
             self._stop(str(err.error))
+        stalled = getattr(self.endpoints.get(role), "stalled", None)
+        if stalled:
+            # Accepts and never answers: every further item would cost its full timeouts.
+            where = self.specs[role].base_url or self.specs[role].kind
+            self._stop(f"{role} endpoint ({where}): {stalled}; last error: {err.error}")
         budget = int(self.task.max_error_rate * self.total) if self.total is not None else None
         if budget is not None and self.failed[role] > budget:
             failed = self.failed[role]

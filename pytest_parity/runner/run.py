@@ -14,6 +14,7 @@ from typing import Any
 
 from pytest_parity import registry
 from pytest_parity.contract.spec import Contract, EndpointSpec, TaskSpec
+from pytest_parity.endpoints.progress import answer_counts
 from pytest_parity.records import TaskRun
 from pytest_parity.runner.pipeline import Classifier, ItemPipeline
 from pytest_parity.runner.taskrun import Progress, TaskRunError
@@ -54,6 +55,10 @@ class Runner:
         self.on_progress = on_progress
         self.deadline = deadline  # time.monotonic() after which no new task may start
         self.aa = aa  # a second pass of the baseline (or an earlier recording of it): A/A floor
+        from pytest_parity.secrets import register_spec
+
+        for spec in self.specs().values():  # every stack's secrets, scrubbed from every answer
+            register_spec(spec)
 
     def source(self, task: TaskSpec) -> TaskSource:
         source: TaskSource = registry.sources.get(task.source)
@@ -134,6 +139,9 @@ class Runner:
             out = await pipeline.run(source.items(task))
             described = {}
             for role, ep in endpoints.items():
+                if getattr(ep, "stalled", None):  # probing it would cost another timeout
+                    described[role] = specs[role].identity()
+                    continue
                 try:
                     described[role] = await ep.describe()
                 except Exception:  # engine info is best-effort provenance
@@ -150,4 +158,5 @@ class Runner:
             last_error=out.last_error,
             aborted=out.aborted,
             aa_scores=out.aa_scores,
+            answers=answer_counts(endpoints),  # the endpoints' counters, read once they are done
         )

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_parity.contract.spec import ContractError, EndpointSpec, TaskSpec, thaw
+from pytest_parity.endpoints.progress import answer_counts
 from pytest_parity.records import ItemRecord
 from pytest_parity.sources.base import RunContext, SourceError
 from pytest_parity.sources.lmeval.models import build_model, one_line
@@ -154,6 +155,7 @@ class LmEvalRun:
     failed: dict[str, int]
     last_error: dict[str, str | None]
     aborted: str | None
+    answers: dict[str, dict[str, int]] | None = None  # per stack: answers, from_cache
 
 
 def _tokenizer_sources(specs: Mapping[str, EndpointSpec]) -> dict[str, EndpointSpec]:
@@ -269,6 +271,7 @@ async def arun_lmeval_task(task: TaskSpec, ctx: RunContext) -> LmEvalRun:
         },
         last_error={role: bridges[role].last_error for role in SIDES},
         aborted=aborted,
+        answers=answer_counts(endpoints),
     )
 
 

@@ -57,4 +57,5 @@ class LmEvalSource(TaskSource):
             aborted=out.aborted,
             extra_metrics={m: out.by_metric[m] for m in metrics[1:]},
             aa_scores=out.aa_scores,
+            answers=out.answers or {},
         )

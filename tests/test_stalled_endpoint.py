@@ -1,0 +1,89 @@
+"""A candidate that accepts connections and never answers ends its task as an ERROR within
+about (1 + max_retries) x timeout, whatever the item count."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from servers import FakeServer
+
+
+class Hang:
+    """Accepts every connection on 127.0.0.1, reads what comes, never writes a byte."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(512)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self.conns: list[socket.socket] = []
+        self._stop = False
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        self.sock.settimeout(0.1)
+        while not self._stop:
+            try:
+                conn, _ = self.sock.accept()
+            except (TimeoutError, OSError):
+                continue
+            self.accepted += 1
+            self.conns.append(conn)  # held open, never answered
+
+    def __enter__(self) -> Hang:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop = True
+        self._thread.join(5)
+        for c in self.conns:
+            c.close()
+        self.sock.close()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+
+def test_a_hung_candidate_ends_the_task_as_error_in_seconds(pytester: pytest.Pytester) -> None:
+    n, timeout, retries = 200, 1.0, 2
+    lines = [
+        json.dumps({"id": f"q{i}", "prompt": f"What is {i} + 1?", "reference": str(i + 1)})
+        for i in range(n)
+    ]
+    Path(pytester.path / "golden.jsonl").write_text("\n".join(lines) + "\n")
+    with FakeServer() as old, Hang() as hung:
+        path = pytester.makefile(
+            ".yaml",
+            contract=f"""
+            baseline:  {{kind: openai, base_url: "{old.base_url}", model: m}}
+            candidate:
+              kind: openai
+              base_url: "{hung.base_url}"
+              model: m
+              timeout: {timeout}
+              max_retries: {retries}
+              max_concurrency: 16
+            defaults: {{max_error_rate: 0.5}}
+            tasks:
+              - {{name: sums, path: golden.jsonl, scorer: numeric}}
+            """,
+        )
+        started = time.monotonic()
+        result = pytester.runpytest(f"--parity-contract={path}", "--parity-no-cache")
+        took = time.monotonic() - started
+    assert result.parseoutcomes().get("errors") == 3, result.stdout.str()
+    out = result.stdout.str()
+    # Stopped because the endpoint stalled, not after spending the error budget item by item.
+    assert "candidate endpoint" in out and "stalled: 3 requests in a row got no answer" in out
+    assert "more than the task allows" not in out
+    assert hung.accepted < n  # the first window's attempts, not one per item
+    # (1 + retries) x timeout plus backoff (<= 1.5 s) and slack for a loaded machine.
+    assert took < (1 + retries) * timeout + 10, took
