@@ -78,6 +78,9 @@ class TaskResult(TypedDict):
     disagreements_total: int
     aa: dict[str, Any] | None  # A/A noise floor: the baseline against itself (flip_rate, n, flips)
     data_digest: str | None  # sha256 of the task's data file (golden sets), for provenance
+    # LLM-as-judge figures (scoring/judge/summary.py): position bias, ties, consistency, A/A
+    # false differences, human agreement, length bias, judge model and prompt digest; else None
+    judge: dict[str, Any] | None
 
 
 def worst(statuses: list[Status]) -> Status:

@@ -185,8 +185,9 @@ TASK_KEYS = (
     "repeats",
     "categories",
     "lm_eval",
+    "judge",
 )
-TOP_KEYS = ("version", "baseline", "candidate", "defaults", "tasks", "description")
+TOP_KEYS = ("version", "baseline", "candidate", "defaults", "tasks", "description", "judge")
 VENDOR_HOSTS = {"openai": "://api.openai.com", "anthropic": "://api.anthropic.com"}
 SECRET_HEADERS = ("authorization", "x-api-key", "api-key", "proxy-authorization")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -408,7 +409,9 @@ def _tolerance(v: _V, value: Any, where: str) -> float:
     return v.number(value, where, 0, 1, hint=hint)
 
 
-def _task(v: _V, raw: Any, i: int, base: Path, d: Defaults) -> TaskSpec:
+def _task(
+    v: _V, raw: Any, i: int, base: Path, d: Defaults, top_judge: Mapping[str, Any] | None = None
+) -> TaskSpec:
     where = f"tasks[{i}]"
     m = v.mapping(raw, where)
     v.keys(m, where, TASK_KEYS)
@@ -449,7 +452,10 @@ def _task(v: _V, raw: Any, i: int, base: Path, d: Defaults) -> TaskSpec:
         scorer_options.update(sm)
     else:
         scorer = v.string(scorer_raw, f"{where}.scorer")
-    if source == "golden":
+    judge = _task_judge(v, m, where, base, d, top_judge)
+    if scorer in JUDGE_SCORERS:
+        scorer_options = _judge_options(v, scorer, scorer_options, judge, where, base)
+    elif source == "golden":
         _check_scorer(v, scorer, scorer_options, f"{where}.scorer")
     safety = v.boolean(m.get("safety_critical", False), f"{where}.safety_critical")
     tol_default = d.safety_tolerance if safety else d.tolerance
@@ -534,7 +540,58 @@ def _task(v: _V, raw: Any, i: int, base: Path, d: Defaults) -> TaskSpec:
         repeats=v.integer(m.get("repeats", 1), f"{where}.repeats", 1),
         categories=_frozen(categories),
         lm_eval=_frozen(lm_eval),
+        judge=judge,
     )
+
+
+# -- LLM-as-judge: the judge endpoint (role "judge") and the judge scorers' options ------------
+
+JUDGE_SCORERS = ("judge-rubric", "judge-pairwise")
+
+
+def _task_judge(
+    v: _V,
+    m: Mapping[str, Any],
+    where: str,
+    base: Path,
+    d: Defaults,
+    top: Mapping[str, Any] | None,
+) -> EndpointSpec | None:
+    """The task's judge: its own ``judge:`` (keys laid over the top-level judge's), else the
+    top-level one; the endpoint's role is always "judge" (its own cache entries and recording)."""
+    from dataclasses import replace
+
+    own = m.get("judge")
+    if own is None and top is None:
+        return None
+    raw: Mapping[str, Any] = top or {}
+    label = "judge"
+    if own is not None:
+        raw = {**raw, **v.mapping(own, f"{where}.judge")}
+        label = f"{where}.judge"
+    return replace(_endpoint(v, raw, label, base, d), role="judge")
+
+
+def _judge_options(
+    v: _V,
+    scorer: str,
+    options: Mapping[str, Any],
+    judge: EndpointSpec | None,
+    where: str,
+    base: Path,
+) -> dict[str, Any]:
+    from pytest_parity.scoring.judge.options import JudgeOptionError, judge_options
+
+    if judge is None:
+        raise v.fail(
+            f"{where}.scorer",
+            f"{scorer} needs a judge endpoint",
+            "add judge: {kind: openai, base_url: ..., model: ...} at the top level or to the task",
+        )
+    try:
+        return judge_options(scorer, options, base, judge.kind)
+    except JudgeOptionError as exc:
+        raise v.fail(f"{where}.scorer.{exc.key}", exc.problem, exc.hint) from None
 
 
 def _check_scorer(v: _V, scorer: str, options: Mapping[str, Any], where: str) -> None:
@@ -568,6 +625,8 @@ def build_contract(raw: Any, path: Path, text: str | None = None) -> Contract:
         raise v.fail("version", f"unsupported contract version {version!r}", "write version: 1")
     base = path.resolve().parent
     defaults = _defaults(v, m.get("defaults"))
+    top_judge = None if m.get("judge") is None else dict(v.mapping(m["judge"], "judge"))
+    judge = None if top_judge is None else _task_judge(v, {}, "", base, defaults, top_judge)
     baseline = _endpoint(
         v,
         v.required(m, "", "baseline", "describe the old stack under baseline:"),
@@ -590,7 +649,7 @@ def build_contract(raw: Any, path: Path, text: str | None = None) -> Contract:
     tasks: list[TaskSpec] = []
     seen: dict[str, int] = {}
     for i, rt in enumerate(raw_tasks):
-        t = _task(v, rt, i, base, defaults)
+        t = _task(v, rt, i, base, defaults, top_judge)
         if t.name in seen:
             raise v.fail(
                 f"tasks[{i}].name",
@@ -610,4 +669,5 @@ def build_contract(raw: Any, path: Path, text: str | None = None) -> Contract:
         defaults=defaults,
         tasks=tuple(tasks),
         digest=digest,
+        judge=judge,
     )

@@ -126,6 +126,9 @@ class TaskSpec:
     lm_eval: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     # check name -> its validated options, for the checks this task runs (see checks/base.py)
     checks: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
+    # the judge endpoint this task's scorer may ask (role "judge"): the task's own, else the
+    # contract's top-level one; None when neither is given
+    judge: EndpointSpec | None = None
 
     def with_safety_critical(self, defaults: Defaults) -> TaskSpec:
         """This task under the safety-critical policy (what the ``safety_critical`` marker does)."""
@@ -151,6 +154,7 @@ class Contract:
     defaults: Defaults
     tasks: tuple[TaskSpec, ...]
     digest: str
+    judge: EndpointSpec | None = None  # the top-level judge endpoint (LLM-as-judge scorers)
 
     def task(self, name: str) -> TaskSpec:
         for t in self.tasks:
@@ -161,7 +165,9 @@ class Contract:
 
     def describe(self) -> dict[str, Any]:
         """The contract as plain data for reports: endpoints without secrets, task settings."""
+        judged = {} if self.judge is None else {"judge": self.judge.identity()}
         return {
+            **judged,
             "path": str(self.path),
             "version": self.version,
             "digest": self.digest,
@@ -177,6 +183,7 @@ class Contract:
                     "alpha": t.alpha,
                     "inconclusive": t.inconclusive,
                     "error_direction": t.error_direction,
+                    **({} if t.judge is None else {"judge_model": t.judge.model}),
                 }
                 for t in self.tasks
             ],
