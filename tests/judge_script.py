@@ -72,4 +72,5 @@ class ScriptedJudge:
         if item in self.inconsistent and self.seen[prompt] == 2:
             winner = "tie"
         # Prose around a fenced object: the strict parser must still find the verdict.
-        return f"Let me compare.\n```json\n{json.dumps({'rationale': 'scripted', 'winner': winner})}\n```"
+        verdict = {"rationale": f"<b>{winner}</b> & scripted", "winner": winner}
+        return f"Let me compare.\n```json\n{json.dumps(verdict)}\n```"

@@ -21,6 +21,9 @@ from typing import Any
 import pytest
 from judge_script import ScriptedJudge
 from servers import FakeServer, closed_port
+from test_report import validate
+
+from pytest_parity.report import SCHEMA_PATH
 
 N = 40
 BIASED = frozenset({"q0", "q1", "q2", "q10", "q15", "q16", "q17", "q18"})
@@ -166,8 +169,16 @@ def test_pairwise_judge_numbers_position_bias_aa_consistency_humans_and_length(
     assert jf["model"] == "judge-m" and len(jf["prompt_digest"]) == 64
     assert report["contract"]["judge"]["model"] == "judge-m"
     assert t["endpoints"]["judge"]["role"] == "judge"
+    schema = json.loads(Path(SCHEMA_PATH).read_text())
+    assert validate(report, schema, schema) == []
     html = (pytester.path / "parity.html").read_text()
     assert "LLM judge" in html and "position bias" in html
+    # the rationale is on the disagreement cards, escaped like everything a model says
+    assert "&lt;b&gt;B&lt;/b&gt; &amp; scripted" in html and "<b>B</b>" not in html
+    cards = t["disagreements"]
+    assert cards and all("winners" in d["judge"] for d in cards)
+    terminal = result.stdout.str()
+    assert "pairs: judge judge-m; 11 wins / 25 ties / 4 losses; position flips 20.0%" in terminal
     md = (pytester.path / "parity.md").read_text()
     assert "judge" in md.lower()
     # the judge saw both orders: 40 items x 2 orders x (main + A/A) + 40 rechecks
