@@ -580,7 +580,7 @@ def _judge_options(
     where: str,
     base: Path,
 ) -> dict[str, Any]:
-    from pytest_parity.scoring.judge.options import JudgeOptionError, judge_options
+    from pytest_parity.scoring.judge.options import JudgeOptionError, judge_options, recorded_kind
 
     if judge is None:
         raise v.fail(
@@ -588,8 +588,12 @@ def _judge_options(
             f"{scorer} needs a judge endpoint",
             "add judge: {kind: openai, base_url: ..., model: ...} at the top level or to the task",
         )
+    kind = judge.kind
+    if kind == "replay" and judge.recording is not None:
+        # A replayed judge asks what the recorded one was asked (the same response_format).
+        kind = recorded_kind(judge.recording) or kind
     try:
-        return judge_options(scorer, options, base, judge.kind)
+        return judge_options(scorer, options, base, kind)
     except JudgeOptionError as exc:
         raise v.fail(f"{where}.scorer.{exc.key}", exc.problem, exc.hint) from None
 

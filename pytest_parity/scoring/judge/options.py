@@ -28,6 +28,7 @@ __all__ = [
     "Scale",
     "judge_options",
     "parse_scale",
+    "recorded_kind",
 ]
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
@@ -148,6 +149,22 @@ def check_template(scorer: str, text: str, where: str) -> None:
             f"{where}: does not contain {{{{{missing[0]}}}}}",
             "the judge must see the answer(s) it judges",
         )
+
+
+def recorded_kind(path: Path) -> str | None:
+    """The endpoint kind a recording was made from (its first header line), when readable."""
+    import json
+
+    try:
+        with path.open(encoding="utf-8") as fh:
+            for line in fh:
+                if line.strip():
+                    head = json.loads(line)
+                    kind = head.get("kind") if isinstance(head, dict) else None
+                    return kind if isinstance(kind, str) else None
+    except (OSError, ValueError):
+        return None
+    return None
 
 
 def judge_options(

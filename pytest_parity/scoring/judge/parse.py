@@ -145,13 +145,13 @@ def parse_winner(text: str) -> tuple[str, str]:
 
     def read(value: Any) -> str:
         word = str(value).strip().lower()
-        word = {"answer a": "a", "answer b": "b", "c": "tie", "draw": "tie", "none": "tie"}.get(
-            word, word
-        )
+        word = {"answer a": "a", "answer b": "b", "draw": "tie"}.get(word, word)
         if word not in ("a", "b", "tie"):
             raise JudgeError(f"unparseable verdict: winner {value!r} is not A, B or tie")
         return "tie" if word == "tie" else word.upper()
 
-    lines = _WINNER_LINE.findall(text) or _MT_BENCH.findall(text)
+    lines = _WINNER_LINE.findall(text) or [
+        "tie" if w == "C" else w for w in _MT_BENCH.findall(text)
+    ]
     value, rationale = _decide(text, "winner", read, lines, "winner")
     return str(value), rationale
