@@ -8,6 +8,7 @@ the stacks') and recorded with ``--parity-record-judge``. Each judgement has its
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -39,8 +40,11 @@ def response_format(structured: str, schema: Mapping[str, Any]) -> dict[str, Any
             "json_schema": {"name": "verdict", "strict": True, "schema": dict(schema)},
         }
     if structured == "json_object":
-        # llama.cpp's servers (llama-server and llama-cpp-python) take the schema here
-        return {"type": "json_object", "schema": dict(schema)}
+        # llama.cpp's servers (llama-server and llama-cpp-python) take the schema here, and
+        # their grammars honour maxLength: a rambling rationale cannot crowd out the verdict.
+        bounded = json.loads(json.dumps(schema))
+        bounded.get("properties", {}).get("rationale", {}).setdefault("maxLength", 300)
+        return {"type": "json_object", "schema": bounded}
     return None
 
 
