@@ -173,6 +173,7 @@ JUDGE = "{kind: openai, base_url: 'http://127.0.0.1:2/v1', model: j}"
         (JUDGE, "{name: judge-pairwise, template: t.md}", "", "template: file not found"),
         (JUDGE, "{name: judge-pairwise, recheck: 2}", "", "recheck: expected a share"),
         (JUDGE, "{name: judge-pairwise}", ", judge: {kind: vlm}", "tasks[0].judge.kind"),
+        (JUDGE, "judge-rubrc", "", "did you mean 'judge-rubric'"),
         (
             "{kind: anthropic, base_url: 'http://127.0.0.1:2', model: j}",
             "{name: judge-pairwise, structured: json_schema}",
@@ -378,3 +379,20 @@ def test_judge_answers_are_cached_under_their_own_role_and_replay_from_a_recordi
     assert third["error"] is None
     assert (third["judge"]["wins"], third["judge"]["n"]) == (10, 10)
     assert third["candidate_score"] == first["candidate_score"] == 1.0
+
+
+def test_a_pairwise_card_says_who_won_in_each_order_escaped() -> None:
+    from pytest_parity.report.html.judge import judge_rationale_html
+
+    card = {
+        "judge": {
+            "preference": 0,
+            "winners": ["A", "A"],
+            "flipped": True,
+            "rationale": ["<script>x</script>", "fine"],
+        }
+    }
+    out = judge_rationale_html(card)
+    assert "old better (old shown first); new better (new shown first)" in out
+    assert "the order changed the verdict" in out
+    assert "<script>" not in out and "&lt;script&gt;" in out

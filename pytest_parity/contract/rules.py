@@ -604,10 +604,11 @@ def _check_scorer(v: _V, scorer: str, options: Mapping[str, Any], where: str) ->
     if ":" in scorer:
         return  # custom scorer by import path: resolved (and checked) when the task runs
     if scorer not in SCORERS:
+        known = (*SCORERS, *JUDGE_SCORERS)
         raise v.fail(
             where,
-            f"unknown scorer {scorer!r}{_did_you_mean(scorer, tuple(SCORERS))}",
-            f"built-in scorers: {', '.join(SCORERS)}; or 'package.module:function'",
+            f"unknown scorer {scorer!r}{_did_you_mean(scorer, known)}",
+            f"built-in scorers: {', '.join(known)}; or 'package.module:function'",
         )
     problem = check_options(scorer, options)
     if problem:

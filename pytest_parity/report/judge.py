@@ -69,7 +69,11 @@ def judge_facts(j: Mapping[str, Any]) -> list[tuple[str, str]]:
     cons = _m(j.get("consistency"))
     if cons.get("n"):
         rows.append(
-            ("consistency", f"{_pct(cons.get('agreement'))} of {cons['n']} judgements repeated")
+            (
+                "consistency",
+                f"{_pct(cons.get('agreement'))} of {cons['n']} judgements asked twice came out"
+                " the same",
+            )
         )
     aa = _m(j.get("aa"))
     if aa:

@@ -105,8 +105,15 @@ def judge_rationale_html(d: Mapping[str, Any], role: str | None = None) -> str:
         head = f"judge grade {esc(j.get('grade'))}"
         reasons = [j.get("rationale")]
     else:
-        winners = " / ".join(esc(w) for w in as_list(j.get("winners")))
-        head = f"judge: winner by order (old first / new first) {winners}"
+        shown = []
+        for w, first in zip(as_list(j.get("winners")), ("old", "new"), strict=False):
+            second = "new" if first == "old" else "old"
+            better = {"A": first, "B": second}.get(str(w))
+            verdict = f"{better} better" if better else "tie"
+            shown.append(f"{verdict} ({first} shown first)")
+        head = "judge: " + esc("; ".join(shown))
+        if j.get("flipped"):
+            head += esc(" - the order changed the verdict: a tie")
         reasons = as_list(j.get("rationale"))
     text = "".join(f'<div class="pp-pre">{esc(r)}</div>' for r in reasons if r)
     return f'<div class="pp-judge-why"><span class="pp-label">{head}</span>{text}</div>'
