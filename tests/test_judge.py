@@ -40,6 +40,7 @@ from pytest_parity.verdict import evaluate
         ("The answer is fair.\nScore: 3", 3.0),
         ("**Score:** 4/5", 4.0),
         ('{"score": 1.0, "rationale": "bad"}', 1.0),
+        ('{"explanation": "ok", "grade": 4}', 4.0),
     ],
 )
 def test_grades_are_read_from_json_fences_prose_and_score_lines(text: str, grade: float) -> None:
@@ -71,6 +72,7 @@ def test_pass_fail_and_winners() -> None:
         parse_grade('{"verdict": "maybe"}', binary)
     assert parse_winner('{"rationale": "because", "winner": "B"}') == ("B", "because")
     assert parse_winner("Winner: tie")[0] == "tie"
+    assert parse_winner('{"reason": "shorter", "better": "A"}')[0] == "A"
     assert parse_winner("My final verdict is [[A]]")[0] == "A"
     assert parse_winner("[[C]]")[0] == "tie"
     for bad in ("A is nicer but B is shorter", '{"winner": "C"}', "[[A]] or maybe [[B]]"):
@@ -396,3 +398,48 @@ def test_a_pairwise_card_says_who_won_in_each_order_escaped() -> None:
     assert "old better (old shown first); new better (new shown first)" in out
     assert "the order changed the verdict" in out
     assert "<script>" not in out and "&lt;script&gt;" in out
+
+
+def test_identical_answers_in_both_orders_are_two_judgements_also_from_the_cache(
+    tmp_path: Path,
+) -> None:
+    """A deterministic baseline answers the A/A pass with the very same text, so both orders'
+    prompts read the same; the judge's noise must still be measured (and the same on a rerun
+    from the cache): this judge answers "A" the first time it reads a prompt and "B" the second,
+    so every A/A pair is a false difference, whichever order arrives first."""
+    from dataclasses import replace
+
+    old, new = _stacks()
+    seen: dict[str, int] = {}
+
+    def flaky(body: dict[str, Any]) -> str:
+        prompt = body["messages"][-1]["content"]
+        seen[prompt] = seen.get(prompt, 0) + 1
+        return json.dumps({"rationale": "r", "winner": "A" if seen[prompt] % 2 else "B"})
+
+    judge = FakeServer(answer=flaky).start()
+    try:
+        c = load_contract(
+            _runner_contract(
+                tmp_path,
+                old.base_url,
+                new.base_url,
+                f"{{kind: openai, base_url: '{judge.base_url}', model: j}}",
+                "{name: judge-pairwise, recheck: 0}",
+            )
+        )
+        aa = replace(c.baseline, role="baseline-aa")
+        cache = ResponseCache(tmp_path / "cache")
+        runs = [
+            evaluate(c.tasks[0], Runner(c, cache=cache, aa=aa).run(c.tasks[0]), 0, 5)
+            for _ in range(2)
+        ]
+        cache.close()
+    finally:
+        for s in (old, new, judge):
+            s.stop()
+    for result in runs:
+        aa_fig = result["judge"]["aa"]
+        assert (aa_fig["n"], aa_fig["identical_answers"]) == (10, 10)
+        assert aa_fig["false_difference_rate"] == 1.0
+    assert sum(seen.values()) == 10 * 2 * 2  # main and A/A pairs, both orders, asked once each

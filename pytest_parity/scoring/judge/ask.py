@@ -3,7 +3,9 @@
 The judge endpoint is an ordinary :class:`~pytest_parity.endpoints.http.Endpoint` opened by the
 runner under the role ``judge``: its answers are cached (under their own identity, never mixed with
 the stacks') and recorded with ``--parity-record-judge``. Each judgement has its own request id,
-``<task>/<item>#judge:<what>`` (e.g. ``#judge:pair:ab``), so a recording of the judge replays.
+``<task>/<item>#judge:<what>`` (e.g. ``#judge:pair:candidate:ab``), also part of its cache key: a
+recording of the judge replays, and two judgements whose prompts read the same (identical answers
+in both orders, an A/A pair) are asked and cached separately.
 """
 
 from __future__ import annotations
@@ -83,6 +85,9 @@ async def ask(
         messages=({"role": "user", "content": text},),
         params=params,
         repeat=repeat,
+        # Part of the cache key: each judgement is its own entry, even when two of them read
+        # the same (two identical answers shown in both orders are still two judgements).
+        template=f"judge:{what}:{str(options.get('prompt_digest', ''))[:16]}",
     )
     response = await judge.complete(request)
     if response.error is not None:

@@ -7,7 +7,8 @@ decides:
 
 1. the whole reply as JSON;
 2. JSON objects inside the reply (in a code fence or amid prose): every object holding the key
-   must give the same value;
+   must give the same value (the key asked for, else a name judges use for it: ``grade`` or
+   ``rating`` for ``score``, ``better``, ``preferred`` or ``choice`` for ``winner``);
 3. without any such object, a line of its own such as ``Score: 4``, ``Verdict: pass``,
    ``Winner: B``, or MT-Bench's ``[[A]]`` / ``[[B]]`` / ``[[C]]`` (tie): exactly one distinct
    value may appear.
@@ -28,6 +29,10 @@ from pytest_parity.scoring.judge.options import Scale
 
 __all__ = ["parse_grade", "parse_winner"]
 
+# The key the judge is asked for first, then names judges use on their own.
+SCORE_KEYS = ("score", "grade", "rating")
+VERDICT_KEYS = ("verdict", "result", "pass")
+WINNER_KEYS = ("winner", "verdict", "better", "preferred", "choice")
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL | re.IGNORECASE)
 _SCORE_LINE = re.compile(
     r"^[\s>*#_-]*(?:final\s+)?(?:score|grade|rating)[\s*_]*[:=][\s*_]*"
@@ -86,12 +91,15 @@ def _short(text: str) -> str:
 
 def _decide(
     text: str,
-    key: str,
+    keys: tuple[str, ...],
     read: Callable[[Any], Any],
     lines: list[Any],
     what: str,
 ) -> tuple[Any, str]:
-    objects = [o for o in _objects(text) if key in o]
+    found = _objects(text)
+    # the first of the key's accepted names that any object uses
+    key = next((k for k in keys if any(k in o for o in found)), keys[0])
+    objects = [o for o in found if key in o]
     if objects:
         values = {json.dumps(o[key], sort_keys=True) for o in objects}
         if len(values) > 1:
@@ -120,7 +128,7 @@ def parse_grade(text: str, scale: Scale) -> tuple[float, str]:
             return 1.0 if word == "pass" else 0.0
 
         return _decide(
-            text, "verdict", read_verdict, _VERDICT_LINE.findall(text), "pass/fail verdict"
+            text, VERDICT_KEYS, read_verdict, _VERDICT_LINE.findall(text), "pass/fail verdict"
         )
 
     def read_score(value: Any) -> float:
@@ -137,7 +145,7 @@ def parse_grade(text: str, scale: Scale) -> tuple[float, str]:
             )
         return x
 
-    return _decide(text, "score", read_score, _SCORE_LINE.findall(text), "score")
+    return _decide(text, SCORE_KEYS, read_score, _SCORE_LINE.findall(text), "score")
 
 
 def parse_winner(text: str) -> tuple[str, str]:
@@ -153,5 +161,5 @@ def parse_winner(text: str) -> tuple[str, str]:
     lines = _WINNER_LINE.findall(text) or [
         "tie" if w == "C" else w for w in _MT_BENCH.findall(text)
     ]
-    value, rationale = _decide(text, "winner", read, lines, "winner")
+    value, rationale = _decide(text, WINNER_KEYS, read, lines, "winner")
     return str(value), rationale
