@@ -83,6 +83,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="PATH",
         help="record the candidate's responses into PATH (e.g. to ship a replayable example)",
     )
+    add(
+        "record-judge",
+        metavar="PATH",
+        help="record the judge's answers into PATH (replay them with a judge of kind: replay)",
+    )
     add("report", metavar="PATH", help="write the standalone HTML parity report to PATH")
     add("json", metavar="PATH", help="write every number of the verdict as JSON to PATH")
     add("markdown", metavar="PATH", help="append a Markdown summary to PATH (CI step summaries)")
@@ -412,7 +417,7 @@ class ParitySession:
         self._run_result: RunResult | None = None
         if not hasattr(config, "workerinput"):
             # One recording per run: the main process starts it afresh, xdist workers append.
-            for option in ("record", "record-candidate"):
+            for option in ("record", "record-candidate", "record-judge"):
                 target = _path_option(config, option)
                 if target is not None:
                     target.unlink(missing_ok=True)
@@ -462,6 +467,7 @@ class ParitySession:
                 cache=self._open_cache(),
                 recorder=self._open_recorder("record"),
                 candidate_recorder=self._open_recorder("record-candidate"),
+                judge_recorder=self._open_recorder("record-judge"),
                 classify=self._classify,
                 on_progress=self._progress,
                 deadline=None if not max_time else time.monotonic() + float(max_time),

@@ -82,6 +82,9 @@ class TaskResult(TypedDict):
     notes: list[str]  # one-line facts from the source (records skipped, sampling overridden...)
     # per stack: {"answers": n, "from_cache": n}, and the cache "mode"; set by the plugin
     cache: NotRequired[dict[str, Any]]
+    # LLM-as-judge figures (scoring/judge/summary.py): position bias, ties, consistency, A/A
+    # false differences, human agreement, length bias, judge model and prompt digest; else None
+    judge: dict[str, Any] | None
 
 
 def worst(statuses: list[Status]) -> Status:

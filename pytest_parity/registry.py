@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
@@ -83,7 +84,12 @@ class Registry(Generic[T]):
     def get(self, name: str) -> T:
         """The object registered as ``name``, imported (and instantiated) on first use."""
         if name in self._loaded:
-            return self._loaded[name]
+            cached = self._loaded[name]
+            module = getattr(cached, "__module__", None)
+            if not isinstance(module, str) or module in sys.modules:
+                return cached
+            # Its module was unloaded (pytester's in-process runs restore sys.modules): import
+            # it again, or its exception classes would no longer be the ones callers catch.
         if name not in self.names():
             raise RegistryError(self.unknown(name))
         factory = self._factories[name]
@@ -173,6 +179,10 @@ scorers: Registry[Any] = Registry(
     {
         name: f"pytest_parity.scoring.builtin:SCORERS#{name}"
         for name in ("exact", "contains", "regex", "numeric", "choice", "json")
+    }
+    | {
+        "judge-rubric": "pytest_parity.scoring.judge.rubric:judge_rubric",
+        "judge-pairwise": "pytest_parity.scoring.judge.pairwise:judge_pairwise",
     },
     group="pytest_parity.scorers",
     instantiate=False,

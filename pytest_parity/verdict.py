@@ -44,6 +44,7 @@ def evaluate(task: TaskSpec, run: TaskRun, seed: int, disagreements: int) -> Tas
     result["aa"] = None if run.aa_scores is None else aa_floor(records, run.aa_scores)
     result["data_digest"] = run.data_digest
     result["notes"] = list(run.notes)
+    result["judge"] = judge_figures(task, run)
     error = infrastructure_error(task, run)
     if error is not None:
         result["error"] = error
@@ -92,6 +93,7 @@ def error_result(task: TaskSpec, error: str) -> TaskResult:
         "aa": None,
         "data_digest": None,
         "notes": [],
+        "judge": None,
     }
 
 
@@ -111,14 +113,31 @@ def aa_floor(
     return {"n": n, "flips": flips, "flip_rate": flips / n if n else None}
 
 
+def judge_figures(task: TaskSpec, run: TaskRun) -> dict[str, Any] | None:
+    """The judge's own figures (position bias, ties, consistency, A/A, human agreement, length
+    bias) for a task scored by an LLM judge; None otherwise."""
+    if task.judge is None:
+        return None
+    from pytest_parity.scoring.judge.summary import judge_summary
+
+    return judge_summary(
+        task.scorer,
+        task.scorer_options,
+        run.records,
+        run.failed.get("judge", 0),
+        run.endpoints.get("judge") or task.judge.identity(),
+    )
+
+
 def infrastructure_error(task: TaskSpec, run: TaskRun) -> str | None:
     if run.aborted:
         return f"task {task.name} stopped: {run.aborted}"
     allowed = int(task.max_error_rate * run.n_items)
-    for role in ("baseline", "candidate"):
-        if run.failed[role] > allowed:
+    for role in ("baseline", "candidate", "judge"):
+        if run.failed.get(role, 0) > allowed:
+            what = "judgements" if role == "judge" else f"{role} requests"
             return (
-                f"task {task.name}: {run.failed[role]} of {run.n_items} {role} requests failed"
+                f"task {task.name}: {run.failed[role]} of {run.n_items} {what} failed"
                 f" (allowed {allowed}); last error: {run.last_error[role]}"
             )
     if not run.records:

@@ -84,7 +84,8 @@ BAD = [
     (
         ("scorer: numeric}", "scorer: numerik}"),
         "tasks[0].scorer: unknown scorer 'numerik'; did you mean 'numeric'? (hint: known scorers:"
-        " exact, contains, regex, numeric, choice, json; or 'package.module:function')",
+        " exact, contains, regex, numeric, choice, json, judge-rubric, judge-pairwise; or"
+        " 'package.module:function')",
     ),
     (
         ("path: golden.jsonl", "path: missing.jsonl"),
@@ -134,7 +135,8 @@ BAD = [
     ),
     (
         ("tasks:\n", "tasks: []\nextra:\n"),
-        "extra: unknown key (hint: known keys: version, baseline, candidate, defaults, tasks, description, shadow)",
+        "extra: unknown key (hint: known keys: version, baseline, candidate, defaults, tasks,"
+        " description, shadow, judge)",
     ),
     (
         ("scorer: numeric}", "scorer: numeric, safety_critical: yes please}"),

@@ -7,7 +7,7 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 from pytest_parity.checks.pairs import infra
-from pytest_parity.records import CheckResult, ItemRecord
+from pytest_parity.records import CheckResult, ItemRecord, SideRecord
 
 KINDS = ("regression", "category_change", "improvement")
 
@@ -86,5 +86,23 @@ def _row(r: ItemRecord, kind: str) -> dict[str, Any]:
         "candidate_score": new["score"],
         "baseline_finish_reason": old["finish_reason"],
         "candidate_finish_reason": new["finish_reason"],
+        **_judge_of(old, new),
         "reviewer_verdict": "",
     }
+
+
+def _judge_of(old: SideRecord, new: SideRecord) -> dict[str, Any]:
+    """The LLM judge's verdict and rationale for a reviewer (``judge`` key; none when the task
+    was not judged): pairwise, the shared comparison; rubric, each side's grade."""
+    jo, jn = (((s.get("facts") or {}).get("judge")) for s in (old, new))
+    if not isinstance(jn, dict) and not isinstance(jo, dict):
+        return {}
+    if isinstance(jn, dict) and "preference" in jn:
+        keep = ("preference", "winners", "rationale", "flipped")
+        return {"judge": {k: jn.get(k) for k in keep}}
+    sides = {
+        role: {"grade": j.get("grade"), "rationale": j.get("rationale")}
+        for role, j in (("baseline", jo), ("candidate", jn))
+        if isinstance(j, dict)
+    }
+    return {"judge": sides}

@@ -203,9 +203,12 @@ TASK_KEYS = (
     "checks",
     "failure_ratio",
     "score_range",
+    "judge",
 )
 # shadow: the tee proxy's block (pytest_parity/shadow/config.py validates it; the gate ignores it)
-TOP_KEYS = ("version", "baseline", "candidate", "defaults", "tasks", "description", "shadow")
+TOP_KEYS = (
+    "version", "baseline", "candidate", "defaults", "tasks", "description", "shadow", "judge",
+)  # fmt: skip
 SECRET_HEADERS = ("authorization", "x-api-key", "api-key", "proxy-authorization")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CONTROL_OR_SPACE = re.compile(r"[\s\x00-\x1f\x7f]")
@@ -607,7 +610,13 @@ def _tolerance(v: _V, value: Any, where: str) -> float:
 
 
 def _task(
-    v: _V, raw: Any, i: int, base: Path, d: Defaults, kinds: tuple[str, ...] = ()
+    v: _V,
+    raw: Any,
+    i: int,
+    base: Path,
+    d: Defaults,
+    kinds: tuple[str, ...] = (),
+    top_judge: Mapping[str, Any] | None = None,
 ) -> TaskSpec:
     where = f"tasks[{i}]"
     m = v.mapping(raw, where)
@@ -662,7 +671,10 @@ def _task(
         scorer_options.update(sm)
     else:
         scorer = v.string(scorer_raw, f"{where}.scorer")
-    if not impl.runs_itself:
+    judge = _task_judge(v, m, where, base, d, top_judge)
+    if scorer in JUDGE_SCORERS:
+        scorer_options = _judge_options(v, scorer, scorer_options, judge, where, base)
+    elif not impl.runs_itself:
         _check_scorer(v, scorer, scorer_options, f"{where}.scorer")
     safety = v.boolean(m.get("safety_critical", False), f"{where}.safety_critical")
     tol_default = d.safety_tolerance if safety else d.tolerance
@@ -754,6 +766,7 @@ def _task(
         ),
         categories=_frozen(categories),
         source_options=source_options,
+        judge=judge,
         checks=_checks(v, m, where, d),
         failure_ratio=v.number(
             m.get("failure_ratio", d.failure_ratio), f"{where}.failure_ratio", 1, 1e6
@@ -789,6 +802,64 @@ def _checks(v: _V, m: Mapping[str, Any], where: str, d: Defaults) -> Mapping[str
         raise v.fail(f"{where}.checks", "every check is turned off", "leave at least one check on")
     frozen: Mapping[str, Any] = _frozen(out)
     return frozen
+
+
+# -- LLM-as-judge: the judge endpoint (role "judge") and the judge scorers' options ------------
+
+JUDGE_SCORERS = ("judge-rubric", "judge-pairwise")
+
+
+def _task_judge(
+    v: _V,
+    m: Mapping[str, Any],
+    where: str,
+    base: Path,
+    d: Defaults,
+    top: Mapping[str, Any] | None,
+) -> EndpointSpec | None:
+    """The task's judge: its own ``judge:`` (keys laid over the top-level judge's), else the
+    top-level one; the endpoint's role is always "judge" (its own cache entries and recording)."""
+    from dataclasses import replace
+
+    own = m.get("judge")
+    if own is None and top is None:
+        return None
+    raw: Mapping[str, Any] = top or {}
+    label = "judge"
+    if own is not None:
+        raw = {**raw, **v.mapping(own, f"{where}.judge")}
+        label = f"{where}.judge"
+    return replace(_endpoint(v, raw, label, base, d), role="judge")
+
+
+def _judge_options(
+    v: _V,
+    scorer: str,
+    options: Mapping[str, Any],
+    judge: EndpointSpec | None,
+    where: str,
+    base: Path,
+) -> dict[str, Any]:
+    # by name through the registry: the contract layer does not import scoring/
+    opts = registry.lazy("pytest_parity.scoring.judge.options:judge_options")()
+    recorded_kind = registry.lazy("pytest_parity.scoring.judge.options:recorded_kind")()
+    JudgeOptionError = registry.lazy("pytest_parity.scoring.judge.options:JudgeOptionError")()
+
+    if judge is None:
+        raise v.fail(
+            f"{where}.scorer",
+            f"{scorer} needs a judge endpoint",
+            "add judge: {kind: openai, base_url: ..., model: ...} at the top level or to the task",
+        )
+    kind = judge.kind
+    if kind == "replay" and judge.recording is not None:
+        # A replayed judge asks what the recorded one was asked (the same response_format).
+        kind = recorded_kind(judge.recording) or kind
+    try:
+        found: dict[str, Any] = opts(scorer, options, base, kind)
+        return found
+    except JudgeOptionError as exc:
+        raise v.fail(f"{where}.scorer.{exc.key}", exc.problem, exc.hint) from None
 
 
 def _expand(v: _V, task: TaskSpec) -> list[TaskSpec]:
@@ -844,6 +915,8 @@ def build_contract(raw: Any, path: Path, text: str | None = None) -> Contract:
         raise v.fail("version", f"unsupported contract version {version!r}", "write version: 1")
     base = path.resolve().parent
     defaults = _defaults(v, m.get("defaults"))
+    top_judge = None if m.get("judge") is None else dict(v.mapping(m["judge"], "judge"))
+    judge = None if top_judge is None else _task_judge(v, {}, "", base, defaults, top_judge)
     baseline = _endpoint(
         v,
         v.required(m, "", "baseline", "describe the old stack under baseline:"),
@@ -866,7 +939,9 @@ def build_contract(raw: Any, path: Path, text: str | None = None) -> Contract:
     tasks: list[TaskSpec] = []
     seen: dict[str, int] = {}
     for i, rt in enumerate(raw_tasks):
-        for t in _expand(v, _task(v, rt, i, base, defaults, (baseline.kind, candidate.kind))):
+        for t in _expand(
+            v, _task(v, rt, i, base, defaults, (baseline.kind, candidate.kind), top_judge)
+        ):
             if t.name in seen:
                 raise v.fail(
                     f"tasks[{i}].name",
@@ -889,4 +964,5 @@ def build_contract(raw: Any, path: Path, text: str | None = None) -> Contract:
         description=None
         if m.get("description") is None
         else v.string(m["description"], "description", "free text, e.g. description: fp16 -> fp8"),
+        judge=judge,
     )

@@ -138,6 +138,10 @@ class TaskSpec:
         """The options of an lm-eval task (``lm_eval:``); empty for other sources."""
         return self.source_options if self.source == "lm-eval" else MappingProxyType({})
 
+    # the judge endpoint this task's scorer may ask (role "judge"): the task's own, else the
+    # contract's top-level one; None when neither is given
+    judge: EndpointSpec | None = None
+
     def with_safety_critical(self, defaults: Defaults) -> TaskSpec:
         """This task under the safety-critical policy (what the ``safety_critical`` marker does)."""
         from dataclasses import replace
@@ -163,6 +167,7 @@ class Contract:
     tasks: tuple[TaskSpec, ...]
     digest: str
     description: str | None = None  # the contract's free text, shown in every report
+    judge: EndpointSpec | None = None  # the top-level judge endpoint (LLM-as-judge scorers)
 
     def task(self, name: str) -> TaskSpec:
         for t in self.tasks:
@@ -173,7 +178,9 @@ class Contract:
 
     def describe(self) -> dict[str, Any]:
         """The contract as plain data for reports: endpoints without secrets, task settings."""
+        judged = {} if self.judge is None else {"judge": self.judge.identity()}
         return {
+            **judged,
             "path": str(self.path),
             "version": self.version,
             "digest": self.digest,
@@ -191,6 +198,7 @@ class Contract:
                     "inconclusive": t.inconclusive,
                     "error_direction": t.error_direction,
                     "checks": sorted(t.checks),
+                    **({} if t.judge is None else {"judge_model": t.judge.model}),
                 }
                 for t in self.tasks
             ],

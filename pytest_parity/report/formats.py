@@ -185,6 +185,15 @@ def to_markdown(run: RunResult) -> str:
     ]
     if notes:
         lines += ["", "### Notes", "", *notes]
+    judged = [t for t in tasks if isinstance(t.get("judge"), Mapping)]
+    if judged:
+        from pytest_parity.report.judge import judge_facts
+
+        lines += ["", "### LLM judge", ""]
+        for t in judged:
+            lines.append(f"**{_md(t.get('task', '?'))}**")
+            lines += [f"- {_md(k)}: {_md(v)}" for k, v in judge_facts(t["judge"])]
+            lines.append("")
     pp = number(run, "pass_probability")
     digest = str(contract.get("digest", ""))[:12]
     lines += [

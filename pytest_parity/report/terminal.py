@@ -82,6 +82,11 @@ def verdict_lines(run: RunResult, disagreement_files: Sequence[str] = ()) -> lis
                 # A pass whose whole interval lies below 0: a real regression, inside tolerance.
                 note = next((r for r in c["reasons"] if "real regression" in r), c["reasons"][0])
                 lines.append(f"{t['task']} {c['name']} PASS with a warning: {note}")
+        judge = t.get("judge")
+        if judge:
+            from pytest_parity.report.judge import judge_sentences
+
+            lines.extend(judge_sentences(t["task"], judge))
         if t["disagreements_total"]:
             lines.append(
                 f"{t['task']}: {t['disagreements_total']} disagreements between the stacks,"

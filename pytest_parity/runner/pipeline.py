@@ -22,7 +22,7 @@ from pytest_parity.records import ItemRecord, SideRecord
 from pytest_parity.runner.requests import request_for
 from pytest_parity.runner.taskrun import Progress, TaskRunError
 from pytest_parity.scoring.builtin import Score, ScorerError
-from pytest_parity.scoring.context import PairContext, ScoreContext
+from pytest_parity.scoring.context import JudgeError, PairContext, ScoreContext
 from pytest_parity.scoring.resolve import BoundScorer
 from pytest_parity.sources.base import Answer, TaskSource
 from pytest_parity.sources.item import Item
@@ -71,6 +71,10 @@ class ItemPipeline:
         self.progress = Progress(task=self.task.name, total=self.total or 0)
         self.failed = {r: 0 for r in self.specs}
         self.last_error = {r: None for r in self.specs}
+        if self.judge is not None:
+            # Judge errors count like failed requests, under their own role.
+            self.failed["judge"] = 0
+            self.last_error["judge"] = None
         self._abort = asyncio.Event()
         self._reasons: list[str] = []
         self._aa: dict[str, tuple[float | None, float | None]] = {}
@@ -149,8 +153,12 @@ class ItemPipeline:
 
         chains = [("baseline", "aa") if "aa" in self.specs else ("baseline",), ("candidate",)]
         await asyncio.gather(*(ask(*chain) for chain in chains))
-        scores = await self._score(item, answers)
-        sides = {role: self._side(role, item, answers[role], scores[role]) for role in SIDES}
+        judged: dict[str, str] = {}  # role -> why the judge gave no verdict
+        scores = await self._score(item, answers, judged)
+        sides = {
+            role: self._side(role, item, answers[role], scores[role], judged.get(role))
+            for role in SIDES
+        }
         old, new = sides["baseline"], sides["candidate"]
         if (
             old["error"] is None
@@ -164,6 +172,11 @@ class ItemPipeline:
             new["category"], new["direction"] = old["category"], old["direction"]
         if "aa" in answers:
             base, aa = scores.get("aa-baseline", scores["baseline"]), scores["aa"]
+            aa_facts = _facts_of(aa, judged.get("aa"))
+            if aa_facts:
+                # What the scorer learnt in the A/A pass (the judge's A/A verdict) rides with
+                # the baseline's answer: the A/A answer itself is not a side of the record.
+                sides["baseline"]["facts"] = {**(sides["baseline"]["facts"] or {}), "aa": aa_facts}
             self._aa[item.id] = (
                 None if base is None else base.value,
                 None if aa is None else aa.value,
@@ -229,17 +242,41 @@ class ItemPipeline:
 
     # -- scoring ----------------------------------------------------------------------------
 
-    async def _score(self, item: Item, answers: dict[str, Answer]) -> dict[str, Score | None]:
-        """Each role's score (None when its request failed); under a paired scorer with A/A,
-        ``"aa-baseline"`` is the baseline's score in its comparison with the A/A pass."""
+    async def _score(
+        self, item: Item, answers: dict[str, Answer], judged: dict[str, str]
+    ) -> dict[str, Score | None]:
+        """Each role's score (None when its request failed, or the judge gave no verdict: then
+        ``judged[role]`` says why); under a paired scorer with A/A, ``"aa-baseline"`` is the
+        baseline's score in its comparison with the A/A pass."""
         try:
             if self.scorer.kind == "paired":
-                scores = await self._score_pairs(item, answers)
+                scores = await self._score_pairs(item, answers, judged)
             else:
-                scores = {role: await self._score_one(role, item, a) for role, a in answers.items()}
+                scores = {}
+                for role, a in answers.items():
+                    try:
+                        scores[role] = await self._score_one(role, item, a)
+                    except JudgeError as exc:
+                        scores[role] = None
+                        judged[role] = self._judge_failed(item, exc)
             return {role: self._in_range(role, s) for role, s in scores.items()}
         except ScorerError as exc:
             raise TaskRunError(f"task {self.task.name}: item {item.id}: {exc}") from None
+
+    def _judge_failed(self, item: Item, exc: JudgeError) -> str:
+        """Count a judgement that failed; past the task's error budget the task is an ERROR."""
+        msg = f"item {item.id}: {exc}"
+        self.failed["judge"] = self.failed.get("judge", 0) + 1
+        self.last_error["judge"] = msg
+        budget = int(self.task.max_error_rate * self.total) if self.total is not None else None
+        if budget is not None and self.failed["judge"] > budget:
+            where = self.judge.spec.base_url or self.judge.spec.kind if self.judge else "none"
+            self._stop(
+                f"judge endpoint ({where}): {self.failed['judge']} judgements failed, more than"
+                f" the task allows (max_error_rate {self.task.max_error_rate:g} of {self.total}"
+                f" items: {budget}); last error: {msg}"
+            )
+        return str(exc)
 
     def _in_range(self, role: str, score: Score | None) -> Score | None:
         """Scores live in [0, 1], or in the task's declared ``score_range``, rescaled to [0, 1]:
@@ -259,7 +296,7 @@ class ItemPipeline:
                 f" [{low:g}, {high:g}] ({hint})"
             )
         if self.task.score_range is not None:
-            return Score((value - low) / (high - low), score.parsed)
+            return Score((value - low) / (high - low), score.parsed, score.facts)
         return score
 
     async def _score_one(self, role: str, item: Item, answer: Answer) -> Score | None:
@@ -277,9 +314,14 @@ class ItemPipeline:
                 )
                 for r in responses
             ]
-        return Score(sum(s.value for s in scores) / len(scores), all(s.parsed for s in scores))
+        facts = scores[0].facts if len(scores) == 1 else _repeat_facts(scores)
+        return Score(
+            sum(s.value for s in scores) / len(scores), all(s.parsed for s in scores), facts
+        )
 
-    async def _score_pairs(self, item: Item, answers: dict[str, Answer]) -> dict[str, Score | None]:
+    async def _score_pairs(
+        self, item: Item, answers: dict[str, Answer], judged: dict[str, str]
+    ) -> dict[str, Score | None]:
         out: dict[str, Score | None] = dict.fromkeys(answers)
         base = answers["baseline"].response
         others = [("candidate", "candidate")] + ([("aa", "baseline-aa")] if "aa" in answers else [])
@@ -290,7 +332,15 @@ class ItemPipeline:
             ctx = PairContext(
                 self.task, item, base, other, self.scorer.options, self.judge, ("baseline", label)
             )
-            b, c = await self.scorer.pair(ctx)
+            try:
+                b, c = await self.scorer.pair(ctx)
+            except JudgeError as exc:
+                why = self._judge_failed(item, exc)
+                if role == "candidate":
+                    judged["baseline"] = judged["candidate"] = why
+                else:
+                    judged["aa"] = why
+                continue
             if role == "candidate":
                 out["baseline"], out["candidate"] = b, c
             else:
@@ -299,9 +349,17 @@ class ItemPipeline:
 
     # -- records ----------------------------------------------------------------------------
 
-    def _side(self, role: str, item: Item, answer: Answer, score: Score | None) -> SideRecord:
+    def _side(
+        self,
+        role: str,
+        item: Item,
+        answer: Answer,
+        score: Score | None,
+        judge_error: str | None = None,
+    ) -> SideRecord:
         response = answer.response
         error = response.error
+        facts = {**answer.facts, **_facts_of(score, judge_error)}
         rec: SideRecord = {
             "text": "" if error is not None else response.text,
             "finish_reason": None if error is not None else response.finish_reason,
@@ -312,7 +370,7 @@ class ItemPipeline:
             "error": error,
             "latency_s": float(sum(r.latency_s for r in answer.responses) or response.latency_s),
             "cached": bool(response.cached),
-            "facts": dict(answer.facts) or None,
+            "facts": facts or None,
             "trajectory": [dict(t) for t in answer.trajectory] or None,
         }
         tools = self._tools(item)
@@ -334,6 +392,9 @@ class ItemPipeline:
             "item_id": item.id,
         }
         category, direction = self.classify(ctx)
+        if judge_error is not None and error is None:
+            # The judge failed, not the model: infrastructure, excluded like a failed request.
+            category, direction = "judge_error", "X"
         rec["category"] = category
         rec["direction"] = direction if direction in DIRECTIONS else "W"  # type: ignore[typeddict-item]
         return rec
@@ -343,3 +404,18 @@ class ItemPipeline:
         if item.tools:
             return [dict(t) for t in item.tools]
         return None if tools is None else list(tools)
+
+
+def _facts_of(score: Score | None, judge_error: str | None) -> dict[str, Any]:
+    facts: dict[str, Any] = dict(score.facts) if score is not None and score.facts else {}
+    if judge_error is not None:
+        facts["judge_error"] = judge_error
+    return facts
+
+
+def _repeat_facts(scores: list[Score]) -> Mapping[str, Any] | None:
+    """The facts of an item's repeats: one list per key (the judge's verdict of each sample)."""
+    keys = {k for s in scores for k in (s.facts or {})}
+    if not keys:
+        return None
+    return {"repeats": [dict(s.facts or {}) for s in scores]}

@@ -41,6 +41,7 @@ class Runner:
         cache: Any = None,
         recorder: Any = None,
         candidate_recorder: Any = None,
+        judge_recorder: Any = None,
         classify: Classifier | None = None,
         transport: Any = None,
         on_progress: Callable[[Progress], None] | None = None,
@@ -49,7 +50,11 @@ class Runner:
     ) -> None:
         self.contract = contract
         self.cache = cache
-        self.recorders = {"baseline": recorder, "candidate": candidate_recorder}
+        self.recorders = {
+            "baseline": recorder,
+            "candidate": candidate_recorder,
+            "judge": judge_recorder,
+        }
         self.classify = classify or default_classifier
         self.transport = transport
         self.on_progress = on_progress
@@ -90,11 +95,11 @@ class Runner:
         run.seconds = time.monotonic() - started
         return run
 
-    def _open(self, role: str) -> Any:
+    def _open(self, role: str, spec: EndpointSpec | None = None) -> Any:
         from pytest_parity.endpoints.http import open_endpoint
 
         return open_endpoint(
-            self.specs()[role],
+            spec or self.specs()[role],
             cache=self.cache,
             transport=self.transport,
             recorder=self.recorders.get(role),
@@ -124,6 +129,8 @@ class Runner:
         specs = self.specs()
         scorer = resolve_scorer(task.scorer, task.scorer_options)
         endpoints = {role: self._open(role) for role in specs}
+        # The judge (LLM-as-judge scorers): its own endpoint, role "judge", own cache entries.
+        judge = None if task.judge is None else self._open("judge", task.judge)
         try:
             pipeline = ItemPipeline(
                 task=task,
@@ -135,6 +142,7 @@ class Runner:
                 on_progress=self.on_progress,
                 deadline=self.deadline,
                 total=source.count(task),
+                judge=judge,
             )
             out = await pipeline.run(source.items(task))
             described = {}
@@ -146,9 +154,16 @@ class Runner:
                     described[role] = await ep.describe()
                 except Exception:  # engine info is best-effort provenance
                     described[role] = specs[role].identity()
+            if judge is not None:
+                try:
+                    described["judge"] = await judge.describe()
+                except Exception:
+                    described["judge"] = judge.spec.identity()
         finally:
             for ep in endpoints.values():
                 await ep.aclose()
+            if judge is not None:
+                await judge.aclose()
         return TaskRun(
             task=task,
             records=out.records,

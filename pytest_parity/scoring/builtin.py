@@ -23,6 +23,9 @@ from typing import Any
 class Score:
     value: float
     parsed: bool = True
+    # what the scorer learnt beyond the number (a judge's verdict and rationale): plain builtins,
+    # kept in the answer's record (SideRecord.facts)
+    facts: Mapping[str, Any] | None = None
 
 
 ScoreFn = Callable[[str, "str | None", Mapping[str, Any]], Score]
@@ -203,8 +206,9 @@ def get_scorer(name: str, options: Mapping[str, Any]) -> Callable[[str, str | No
 
 
 def coerce(result: Any, name: str) -> Score:
+    facts = None
     if isinstance(result, Score):
-        value, parsed = result.value, result.parsed
+        value, parsed, facts = result.value, result.parsed, result.facts
     elif isinstance(result, bool | int | float):
         value, parsed = float(result), True
     elif result is None:
@@ -217,4 +221,4 @@ def coerce(result: Any, name: str) -> Score:
     if value != value:
         raise ScorerError(f"scorer {name!r} gave nan; a score must be a number")
     # The range ([0, 1], or the task's declared score_range) is checked where the task is known.
-    return Score(value, parsed)
+    return Score(value, parsed, facts)

@@ -24,13 +24,15 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-INFRA = frozenset({"transport_error", "timeout"})
+INFRA = frozenset({"transport_error", "timeout", "judge_error"})
 
 # name -> the rule, one line each, in the order the rules are tried (README and reports show them).
 CATEGORIES: dict[str, str] = {
     "transport_error": "the request failed after retries (connection, HTTP status, unreadable "
     "response); infrastructure, never a model failure",
     "timeout": "the request timed out after retries; infrastructure, never a model failure",
+    "judge_error": "the judge (LLM-as-judge scorers) gave no readable verdict, or its request "
+    "failed; infrastructure, never a model failure",
     "correct": "the scorer gave the answer at least 0.5",
     "tool_call_error": "a tool call names a tool that was not offered, or its arguments are not a "
     "JSON object matching the tool's parameter schema (required keys, types, enums)",
@@ -61,6 +63,7 @@ _DIRECTIONS: dict[str, str] = {
     "abstain": "A",
     "transport_error": "X",
     "timeout": "X",
+    "judge_error": "X",
 }
 
 TRUNCATION_REASONS = frozenset({"length", "max_tokens", "max_output_tokens", "model_length"})

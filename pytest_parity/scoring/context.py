@@ -27,9 +27,15 @@ if TYPE_CHECKING:
     from pytest_parity.scoring.builtin import Score
     from pytest_parity.sources.item import Item
 
-__all__ = ["PairContext", "ScoreContext", "is_paired", "paired"]
+__all__ = ["JudgeError", "PairContext", "ScoreContext", "is_paired", "paired"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class JudgeError(RuntimeError):
+    """The judge could not give a verdict (its request failed, or its reply held no readable
+    verdict): an infrastructure failure. The answer is not scored, the runner counts it against
+    the task's ``max_error_rate`` like a failed request, and it is never a failure of the model."""
 
 
 @dataclass(frozen=True)

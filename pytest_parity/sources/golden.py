@@ -23,7 +23,10 @@ from pytest_parity.sources.item import Item
 if TYPE_CHECKING:
     from pytest_parity.contract.spec import TaskSpec
 
-ITEM_KEYS = ("id", "prompt", "messages", "reference", "metadata", "tools")
+# human_score: a person's grade of the (baseline) answer, or {"baseline": g, "candidate": g};
+# human_preference: "baseline" | "candidate" | "tie" (or -1 / 0 / +1)
+HUMAN_LABELS = ("human_score", "human_preference")
+ITEM_KEYS = ("id", "prompt", "messages", "reference", "metadata", "tools", *HUMAN_LABELS)
 ROLES = ("system", "user", "assistant", "tool", "developer")
 # Deeper data cannot be a chat item, and would exhaust Python's recursion limit downstream
 # (reports, caches) instead of here, with a line number.
@@ -125,6 +128,10 @@ def _parse_line(path: Path, lineno: int, line: str, cluster_key: str | None) -> 
     metadata = obj.get("metadata") or {}
     if not isinstance(metadata, dict):
         raise GoldenError(f"{where}: metadata: expected a JSON object")
+    # People's labels for the LLM judge's agreement figures: kept with the item's metadata.
+    labels = {k: obj[k] for k in HUMAN_LABELS if obj.get(k) is not None}
+    if labels:
+        metadata = {**metadata, **labels}
     if cluster_key is not None and cluster_key not in metadata:
         raise GoldenError(
             f"{where}: metadata.{cluster_key}: missing (the task declares cluster_key:"

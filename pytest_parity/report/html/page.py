@@ -64,6 +64,9 @@ footer.pp-muted{margin-top:30px;border-top:1px solid var(--line);padding-top:8px
 
 def _endpoint_rows(contract: Mapping[str, Any]) -> str:
     sides = [contract.get("baseline") or {}, contract.get("candidate") or {}]
+    judged = isinstance(contract.get("judge"), Mapping)
+    if judged:
+        sides.append(contract["judge"])
     keys = ("kind", "model", "base_url", "api", "params")
     rows = []
     for k in keys:
@@ -77,7 +80,9 @@ def _endpoint_rows(contract: Mapping[str, Any]) -> str:
             cells.append(f"<td>{esc('' if v is None else v)}</td>")
         rows.append(f"<tr><th>{esc(k)}</th>{''.join(cells)}</tr>")
     return (
-        "<table><tr><th></th><th>baseline (old)</th><th>candidate (new)</th></tr>"
+        "<table><tr><th></th><th>baseline (old)</th><th>candidate (new)</th>"
+        + ("<th>judge</th>" if judged else "")
+        + "</tr>"
         + "".join(rows)
         + "</table>"
     )
@@ -165,6 +170,11 @@ def _provenance_html(run: RunResult) -> str:
             for k, v in t.items()
             if k.endswith("digest") and v
         ]
+        judge = mapping(t.get("judge"))
+        if judge:
+            digests.append(
+                f"judge {judge.get('model') or '?'}, prompt sha256 {judge.get('prompt_digest')}"
+            )
         task_rows.append(
             f"<tr><td>{esc(t.get('task', '?'))}</td>"
             f'<td class="pp-num">{esc(t.get("n_items", "?"))}</td>'

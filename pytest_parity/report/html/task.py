@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pytest_parity.report import checks as registered
+from pytest_parity.report.html.judge import judge_html, judge_rationale_html
 from pytest_parity.report.html.sections import (
     DIRECTIONS,
     as_list,
@@ -62,7 +63,7 @@ def _reasons(task: Mapping[str, Any]) -> str:
     return f'<ul class="pp-checks">{"".join(rows)}</ul>' if rows else ""
 
 
-def _side(record: Mapping[str, Any], role: str, label: str) -> str:
+def _side(record: Mapping[str, Any], role: str, label: str, judged: bool = False) -> str:
     # Two shapes: failures.sample_disagreements' flat row (baseline_output, baseline_category,
     # ...) and an ItemRecord with a nested SideRecord per stack.
     nested = mapping(record.get(role))
@@ -88,7 +89,9 @@ def _side(record: Mapping[str, Any], role: str, label: str) -> str:
     text = side["error"] if side["text"] in (None, "") and side["error"] else side["text"]
     return (
         f'<div><span class="pp-label">{esc(label)}</span>{"".join(meta)}'
-        f'<div class="pp-pre">{clip(text)}</div></div>'
+        f'<div class="pp-pre">{clip(text)}</div>'
+        + (judge_rationale_html(record, role) if judged else "")
+        + "</div>"
     )
 
 
@@ -103,6 +106,8 @@ def disagreements_html(task: Mapping[str, Any]) -> str:
     ]
     for i, d in enumerate(items, 1):
         ref = d.get("reference")
+        judge = mapping(d.get("judge"))
+        pairwise = "preference" in judge
         out.append(
             f'<div class="pp-dis"><div class="pp-dis-head">#{i} \u00b7 item {esc(d.get("id", "?"))}'
             + (f" \u00b7 {esc(str(d['kind']).replace('_', ' '))}" if d.get("kind") else "")
@@ -118,9 +123,11 @@ def disagreements_html(task: Mapping[str, Any]) -> str:
             )
             + "</div>"
             + '<div class="pp-pair">'
-            + _side(d, "baseline", "old (baseline)")
-            + _side(d, "candidate", "new (candidate)")
-            + "</div></div></div>"
+            + _side(d, "baseline", "old (baseline)", bool(judge) and not pairwise)
+            + _side(d, "candidate", "new (candidate)", bool(judge) and not pairwise)
+            + "</div>"
+            + (judge_rationale_html(d) if pairwise else "")
+            + "</div></div>"
         )
     return "".join(out)
 
@@ -163,6 +170,7 @@ def task_html(
         f"{_reasons(task)}{_notes(task)}"
         + (forest_svg([task], title=f"Delta of {name}") if delta_numbers(task) else "")
         + f'<div class="pp-grid">{grid}</div>'
-        f"<{h2}>Disagreements</{h2}>{disagreements_html(task)}"
+        + judge_html(task, h2)
+        + f"<{h2}>Disagreements</{h2}>{disagreements_html(task)}"
         "</section>"
     )
