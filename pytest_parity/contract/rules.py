@@ -14,6 +14,7 @@ import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from pytest_parity.contract.spec import (
@@ -185,7 +186,11 @@ TASK_KEYS = (
     "repeats",
     "categories",
     "lm_eval",
+    "long_context",
+    "tool_use",
 )
+# task key -> the source that reads it (sources beyond golden and lm-eval validate their own)
+SOURCE_OPTION_KEYS = {"long_context": "long-context", "tool_use": "tool-use"}
 TOP_KEYS = ("version", "baseline", "candidate", "defaults", "tasks", "description")
 VENDOR_HOSTS = {"openai": "://api.openai.com", "anthropic": "://api.anthropic.com"}
 SECRET_HEADERS = ("authorization", "x-api-key", "api-key", "proxy-authorization")
@@ -419,9 +424,16 @@ def _task(v: _V, raw: Any, i: int, base: Path, d: Defaults) -> TaskSpec:
             f"{name!r} is not a usable test id",
             "use letters, digits and _ . : - only",
         )
-    source = v.choice(m.get("source", "golden"), f"{where}.source", SOURCES)
+    from pytest_parity import registry
+
+    source = v.choice(
+        m.get("source", "golden"),
+        f"{where}.source",
+        tuple(dict.fromkeys((*SOURCES, *registry.sources.names()))),
+    )
+    src = None if source in SOURCES else registry.sources.get(source)
     path: Path | None = None
-    if source == "golden":
+    if source == "golden" or (src is not None and src.needs_path):
         rel = v.string(
             v.required(
                 m, where, "path", "write path: <golden set JSONL, relative to the contract>"
@@ -437,7 +449,16 @@ def _task(v: _V, raw: Any, i: int, base: Path, d: Defaults) -> TaskSpec:
             )
     elif "path" in m:
         path = (base / v.string(m["path"], f"{where}.path")).resolve()
-    scorer_raw = m.get("scorer", "exact" if source == "golden" else "lm-eval")
+    if src is not None and getattr(src, "scores_itself", False) and "scorer" in m:
+        raise v.fail(
+            f"{where}.scorer",
+            f"the {source} source scores its own items",
+            "remove scorer (see the README's section on the source)",
+        )
+    scorer_raw = m.get(
+        "scorer",
+        src.default_scorer if src is not None else "exact" if source == "golden" else "lm-eval",
+    )
     scorer_options: dict[str, Any] = dict(
         v.mapping(m.get("scorer_options", {}) or {}, f"{where}.scorer_options")
     )
@@ -495,6 +516,15 @@ def _task(v: _V, raw: Any, i: int, base: Path, d: Defaults) -> TaskSpec:
         raise v.fail(
             f"{where}.lm_eval", "only an lm-eval task reads these", "write source: lm-eval"
         )
+    options: Mapping[str, Any] = MappingProxyType({})
+    for key, reader in SOURCE_OPTION_KEYS.items():
+        if key in m and reader != source:
+            raise v.fail(f"{where}.{key}", f"only a {reader} task reads these",
+                         f"write source: {reader}")  # fmt: skip
+    if src is not None:
+        key = src.options_key
+        raw_opts = {} if key is None else v.mapping(m.get(key, {}) or {}, f"{where}.{key}")
+        options = src.options(dict(raw_opts), f"{where}.{key}", v, base)
     limit = m.get("limit")
     return TaskSpec(
         name=name,
@@ -534,6 +564,7 @@ def _task(v: _V, raw: Any, i: int, base: Path, d: Defaults) -> TaskSpec:
         repeats=v.integer(m.get("repeats", 1), f"{where}.repeats", 1),
         categories=_frozen(categories),
         lm_eval=_frozen(lm_eval),
+        options=options,
     )
 
 

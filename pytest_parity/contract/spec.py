@@ -17,7 +17,7 @@ from types import MappingProxyType
 from typing import Any
 
 CONTRACT_VERSION = 1
-SOURCES = ("golden", "lm-eval")
+SOURCES = ("golden", "lm-eval")  # built in; registry.sources holds every source
 APIS = ("chat", "completions")
 INCONCLUSIVE_POLICIES = ("fail", "warn")
 DIRECTION_POLICIES = ("preserve", "ignore")
@@ -124,6 +124,9 @@ class TaskSpec:
     repeats: int = 1
     categories: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     lm_eval: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    # the validated options of the task's source, read from the task key the source names
+    # (``long_context:``, ``tool_use:``...; see TaskSource.options)
+    options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     # check name -> its validated options, for the checks this task runs (see checks/base.py)
     checks: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
 
