@@ -52,7 +52,8 @@ from pytest_parity.endpoints.kinds import (
 if TYPE_CHECKING:
     from pytest_parity.endpoints.recording import Recorder
 
-ERROR_KINDS = ("connect", "timeout", "http", "malformed", "replay")
+# "environment": a tool of a multi-step task raised (the test's environment, not the model)
+ERROR_KINDS = ("connect", "timeout", "http", "malformed", "replay", "environment")
 _RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
 
 
@@ -99,7 +100,8 @@ class Request:
 class Response:
     text: str  # "" on error
     finish_reason: str | None  # "stop" | "length" | "tool_calls" | "content_filter" | None
-    tool_calls: tuple[Mapping[str, Any], ...] = ()  # ({"name": str, "arguments": str}, ...)
+    # ({"name": str, "arguments": str, "id": str when the server gave one}, ...)
+    tool_calls: tuple[Mapping[str, Any], ...] = ()
     usage: Mapping[str, int] = field(default_factory=dict)
     latency_s: float = 0.0
     error: str | None = None  # one line: endpoint role + URL + last error; no secrets

@@ -39,6 +39,7 @@ def default_classifier(side: Mapping[str, Any]) -> tuple[str, str]:
         prompt=side.get("prompt", ""),
         custom=side.get("custom"),
         tools=side.get("tools"),
+        facts=side.get("facts"),
     )
     return category, direction_of(category)
 
