@@ -344,3 +344,27 @@ def test_options_and_the_scorer_are_contract_errors(tmp_path: Path) -> None:
     (tmp_path / "trips.jsonl").unlink()
     with pytest.raises(ContractError, match=re.escape("tasks[0].path: file not found")):
         load_contract(contract(tmp_path, "http://x/v1", "http://x/v1"))
+
+
+def test_trajectories_reach_the_disagreement_cards_escaped(tmp_path: Path) -> None:
+    from pytest_parity.report.html.task import disagreements_html
+
+    write_items(tmp_path, [episode(k) for k in range(10)])
+
+    def sneaky(body: dict[str, Any]) -> Reply:
+        goal, called, _ = turns(body)
+        if called is None and "#0:" in goal:
+            return Reply("<script>alert(1)</script>", "tool_calls",
+                         [{"name": "<img src=x>", "arguments": "{}"}])  # fmt: skip
+        return agent()(body)
+
+    with FakeServer(answer=agent()) as old, FakeServer(answer=sneaky) as new:
+        c, tr = run(contract(tmp_path, old.base_url, new.base_url, opts="{max_steps: 3}"))
+    result = evaluate(c.tasks[0], tr, 0, 10)
+    card = next(d for d in result["disagreements"] if d["id"] == "trip-0")
+    assert card["candidate_trajectory"][0]["tool_calls"][0]["name"] == "<img src=x>"
+    assert card["baseline_trajectory"][-1]["role"] == "assistant"
+    html = disagreements_html(result)
+    assert "<script>" not in html and "<img src=x>" not in html
+    assert "&lt;img src=x&gt;" in html and "1 tool search_flights" in html
+    assert tr.records[0]["candidate"]["facts"]["unknown_tools"] == 1

@@ -351,4 +351,10 @@ def _row(r: ItemRecord, kind: str) -> dict[str, Any]:
         "baseline_finish_reason": old["finish_reason"],
         "candidate_finish_reason": new["finish_reason"],
         "reviewer_verdict": "",
+        # multi-step answers (tool use): the turns, for the side-by-side reading
+        **{
+            f"{role}_trajectory": side["trajectory"]
+            for role, side in (("baseline", old), ("candidate", new))
+            if side.get("trajectory")
+        },
     }
