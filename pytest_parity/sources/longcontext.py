@@ -57,8 +57,12 @@ OPTION_KEYS = (
     "tokenizer",
     "context_window",
     "seed",
+    "template_tokens",
 )
-TEMPLATE_MARGIN = 32  # tokens a chat template adds around one user message (over-estimated)
+# Tokens a chat template adds around one user message, reserved in the window check (the
+# contract's template_tokens overrides it): SmolLM2's template adds ~6, llama-cpp-python's
+# function-calling format 91 (measured), templates with a default system prompt up to ~100.
+TEMPLATE_MARGIN = 128
 DEFAULT_ANSWER_TOKENS = 128
 FIT_SLACK = 0.02  # an item lands within 2% (or 16 tokens) below its length
 
@@ -348,6 +352,9 @@ class LongContextSource(TaskSource):
                 if window is None
                 else v.integer(window, f"{where}.context_window", 64),
                 "seed": v.integer(raw.get("seed", 0), f"{where}.seed", 0),
+                "template_tokens": v.integer(
+                    raw.get("template_tokens", TEMPLATE_MARGIN), f"{where}.template_tokens", 0
+                ),
             }
         )
 
@@ -388,7 +395,7 @@ class LongContextSource(TaskSource):
             )
             if window is None:
                 continue
-            need = longest + self._answer_tokens(task, spec) + TEMPLATE_MARGIN
+            need = longest + self._answer_tokens(task, spec) + int(opts["template_tokens"])
             if need > window.tokens:
                 raise SourceError(
                     f"task {task.name}: length {longest:,} tokens (+ {need - longest} for the"
@@ -402,11 +409,13 @@ class LongContextSource(TaskSource):
         from pytest_parity.sources.tokens import counter_for
 
         opts = task.options
-        key = json.dumps({**dict(opts), "limit": task.limit}, sort_keys=True, default=str)
+        specs = self._specs.get(task.name, {})
+        # Items depend on the servers too (their tokenizer, their window): part of the memo key.
+        served = sorted((r, s.kind, s.base_url, s.model) for r, s in specs.items())
+        key = json.dumps([dict(opts), task.limit, served], sort_keys=True, default=str)
         got = self._prepared.get(task.name)
         if got is not None and got.key == key:
             return got
-        specs = self._specs.get(task.name, {})
         self._check_windows(task, specs)
         path = None if opts["haystack"] is None else Path(opts["haystack"])
         text = load_haystack(path, opts["text_field"])
