@@ -368,3 +368,19 @@ def test_trajectories_reach_the_disagreement_cards_escaped(tmp_path: Path) -> No
     assert "<script>" not in html and "<img src=x>" not in html
     assert "&lt;img src=x&gt;" in html and "1 tool search_flights" in html
     assert tr.records[0]["candidate"]["facts"]["unknown_tools"] == 1
+
+
+def test_the_gate_as_a_user_runs_it_with_the_report(pytester: pytest.Pytester) -> None:
+    write_items(pytester.path, [episode(k) for k in range(50)])
+    with FakeServer(answer=agent()) as old, FakeServer(answer=agent(wrong_every=5)) as new:
+        path = contract(pytester.path, old.base_url, new.base_url)
+        result = pytester.runpytest(f"--parity-contract={path}", "--parity-no-cache",
+                                    "--parity-json=out.json", "--parity-report=out.html")  # fmt: skip
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("failed") == 2 and outcomes.get("passed") == 1, result.stdout.str()
+    report = json.loads((pytester.path / "out.json").read_text())
+    checks = report["tasks"][0]["checks"]
+    assert checks["failure_modes"]["numbers"]["failed"] == ["wrong_tool"]
+    assert checks["error_direction"]["status"] == "PASS"
+    html = (pytester.path / "out.html").read_text()
+    assert "trajectory" in html and "calls cancel" in html
