@@ -86,10 +86,11 @@ def test_long_context_items_fitted_by_the_servers_tokenizer(
         meta = r["metadata"]
         assert meta["token_count"].startswith("server http://127.0.0.1")
         assert meta["length"] * 0.97 - 16 <= meta["context_tokens"] <= meta["length"]
-        # The server's own count of the chat prompt: the text plus the chat template around it
-        # (91 tokens of llama-cpp-python's function-calling format), within the reserved margin.
+        # The server's own count of the chat prompt: the text plus what the chat format adds.
+        # Measured: SmolLM2's own template adds 9 tokens (tokenized locally); llama-cpp-python's
+        # chatml-function-calling format reported +91 at 1k and +160 at 2k tokens of text.
         served = r["baseline"]["facts"]["prompt_tokens"]
-        assert 0 <= served - meta["context_tokens"] <= 128, (served, meta["context_tokens"])
+        assert meta["context_tokens"] <= served <= meta["context_tokens"] * 1.1 + 128, served
         for role in ("baseline", "candidate"):
             assert r[role]["error"] is None and r[role]["score"] is not None
     print(
