@@ -245,3 +245,15 @@ def test_a_candidate_that_degrades_past_4k_fails_that_bucket_only(tmp_path: Path
     task_b = replace(task, checks=MappingProxyType({"buckets": opts_b}))
     out = {r["name"]: r["status"] for r in BucketsCheck().evaluate(task_b, run.records, 0)}
     assert out == {"buckets:0-4k": "PASS", "buckets:4k+": "FAIL", "buckets:trend": "FAIL"}
+
+
+def test_servers_without_a_tokenizer_get_the_documented_estimate(tmp_path: Path) -> None:
+    with FakeServer() as srv:
+        opts = {"tasks": ["niah_single"], "lengths": [1000], "depths": [50]}
+        path = contract(tmp_path, opts, base=srv.base_url, cand=srv.base_url, kind="openai")
+        _, _, items = prepared(path)
+        assert srv.tokenized == 0
+    meta = items[0].metadata
+    assert meta["token_count"] == "estimate"
+    assert "no endpoint of a kind that tokenizes" in meta["token_count_note"]
+    assert meta["context_tokens"] == EstimateCounter().count(items[0].prompt)

@@ -509,19 +509,18 @@ class LongContextSource(TaskSource):
             per_unit = max(tokens / size, 0.5)
             guess = size + round((length * (1 - FIT_SLACK / 2) - tokens) / per_unit)
             size = min(max(guess, lo + 1), hi - 1)
-        best = (lo, lo_tokens) if lo > 0 else None
-        if best is None or best[0] == 0:
+        if lo == 0:
             raise SourceError(
                 f"task {task.name}: item {item_id}: the question alone exceeds {length:,} tokens"
                 " (hint: request longer lengths)"
             )
-        if best[0] >= limit and best[1] < length * (1 - 4 * FIT_SLACK):
+        if lo >= limit and lo_tokens < length * (1 - 4 * FIT_SLACK):
             raise SourceError(
                 f"task {task.name}: the haystack ({where}) is too short for length {length:,}:"
-                f" all of it makes {best[1]:,} tokens (hint: add documents, or request shorter"
+                f" all of it makes {lo_tokens:,} tokens (hint: add documents, or request shorter"
                 " lengths; the haystack is never repeated)"
             )
-        return Planned(item_id, gen, length, depth, sample, best[0], best[1])
+        return Planned(item_id, gen, length, depth, sample, lo, lo_tokens)
 
     def items(self, task: TaskSpec) -> Iterator[Item]:
         prepared = self._prepare(task)
@@ -539,6 +538,7 @@ class LongContextSource(TaskSource):
                         "depth": p.depth,
                         "context_tokens": p.tokens,
                         "token_count": prepared.counter_source,
+                        **({} if prepared.note is None else {"token_count_note": prepared.note}),
                         "references": refs,
                     }
                 ),
