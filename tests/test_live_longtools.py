@@ -2,9 +2,10 @@
 Q4_1, llama-cpp-python's server): its own tokenizer fits the items, and its function-calling
 chat format (``--chat_format chatml-function-calling``) answers the tools.
 
-Kept short on purpose (one 2k item): on 2 CPU cores with one thread per server, a prompt of 1k
-tokens takes about 27-29 s, 2k 30-44 s (F32, Q4_1) and 4k 177 s (F32), measured on this test bed;
-the 8k window SmolLM2 has would take several minutes an item. What the
+Kept short on purpose (one 2k item): on 2 CPU cores with one thread per server, one prompt of
+1k tokens took 27-29 s, 2k 30-44 s (F32, Q4_1) and 4k 177 s (F32); with other test beds sharing
+the cores, this test's 2k item took 200-220 s. The 8k window SmolLM2 has would take several
+minutes an item, so the live test stays at 2k and the window error is tested at 8k. What the
 tiny model does with tools is recorded, not required: the test pins the plumbing (every turn
 answered, facts and categories present, nothing an infrastructure error).
 
@@ -45,8 +46,7 @@ def _servers() -> Any:
     return sys.modules[name]
 
 
-@pytest.fixture(scope="module")
-def pair() -> Iterator[dict[str, str]]:
+def _serve(*extra: str) -> Iterator[dict[str, str]]:
     if importlib.util.find_spec("llama_cpp") is None:
         pytest.skip(f"llama_cpp is not installed in {sys.executable}; {SETUP_HINT}")
     servers = _servers()
@@ -54,9 +54,20 @@ def pair() -> Iterator[dict[str, str]]:
     missing = [str(f) for f in files.values() if not f.is_file()]
     if missing:
         pytest.skip(f"model files missing: {', '.join(missing)}; {SETUP_HINT}")
-    args = ["--n_ctx", str(N_CTX), "--chat_format", "chatml-function-calling"]
-    with servers.serve_many(files, extra_args=args) as urls:
+    with servers.serve_many(files, extra_args=["--n_ctx", str(N_CTX), *extra]) as urls:
         yield urls
+
+
+@pytest.fixture(scope="module")
+def pair() -> Iterator[dict[str, str]]:
+    """The pair with the model's own chat template (the long-context items)."""
+    yield from _serve()
+
+
+@pytest.fixture
+def tool_pair() -> Iterator[dict[str, str]]:
+    """The pair with llama-cpp-python's function-calling chat format (tool calls)."""
+    yield from _serve("--chat_format", "chatml-function-calling")
 
 
 def write_contract(tmp_path: Path, urls: dict[str, str], task: str) -> Path:
@@ -86,11 +97,11 @@ def test_long_context_items_fitted_by_the_servers_tokenizer(
         meta = r["metadata"]
         assert meta["token_count"].startswith("server http://127.0.0.1")
         assert meta["length"] * 0.97 - 16 <= meta["context_tokens"] <= meta["length"]
-        # The server's own count of the chat prompt: the text plus what the chat format adds.
-        # Measured: SmolLM2's own template adds 9 tokens (tokenized locally); llama-cpp-python's
-        # chatml-function-calling format reported +91 at 1k and +160 at 2k tokens of text.
+        # The server's own count of the chat prompt: the text plus what the chat template adds
+        # (SmolLM2's: 9 tokens, tokenized locally; llama-cpp-python's chatml-function-calling
+        # format reported +91 at 1k and +160 at 2k tokens of text).
         served = r["baseline"]["facts"]["prompt_tokens"]
-        assert meta["context_tokens"] <= served <= meta["context_tokens"] * 1.1 + 128, served
+        assert meta["context_tokens"] <= served <= meta["context_tokens"] + 64, served
         for role in ("baseline", "candidate"):
             assert r[role]["error"] is None and r[role]["score"] is not None
     print(
@@ -119,7 +130,7 @@ def test_a_length_beyond_the_window_is_refused_before_any_request(
 
 
 def test_tool_use_through_the_servers_function_calling_format(
-    pair: dict[str, str], tmp_path: Path
+    tool_pair: dict[str, str], tmp_path: Path
 ) -> None:
     sys.path.insert(0, str(Path(__file__).parent))  # tool_envs, imported by path
     search = {"type": "function", "function": {"name": "search_flights",
@@ -137,7 +148,7 @@ def test_tool_use_through_the_servers_function_calling_format(
         "{name: trips, source: tool-use, path: trips.jsonl, tool_use: {max_steps: 3},"
         " params: {max_tokens: 64}, min_items: 1}"
     )
-    c = load_contract(write_contract(tmp_path, pair, task))
+    c = load_contract(write_contract(tmp_path, tool_pair, task))
     started = time.monotonic()
     run = Runner(c).run(c.tasks[0])
     seconds = time.monotonic() - started
