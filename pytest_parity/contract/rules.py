@@ -564,7 +564,7 @@ def _task(v: _V, raw: Any, i: int, base: Path, d: Defaults) -> TaskSpec:
         repeats=v.integer(m.get("repeats", 1), f"{where}.repeats", 1),
         categories=_frozen(categories),
         lm_eval=_frozen(lm_eval),
-        options=options,
+        source_options=options,
     )
 
 

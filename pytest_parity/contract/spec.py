@@ -126,7 +126,7 @@ class TaskSpec:
     lm_eval: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     # the validated options of the task's source, read from the task key the source names
     # (``long_context:``, ``tool_use:``...; see TaskSource.options)
-    options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    source_options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     # check name -> its validated options, for the checks this task runs (see checks/base.py)
     checks: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
 

@@ -383,7 +383,7 @@ class LongContextSource(TaskSource):
     def _check_windows(self, task: TaskSpec, specs: Mapping[str, EndpointSpec]) -> None:
         from pytest_parity.sources.tokens import Window, window_of
 
-        opts = task.options
+        opts = task.source_options
         longest = max(opts["lengths"])
         for role, spec in specs.items():
             if spec.kind == "replay":
@@ -408,7 +408,7 @@ class LongContextSource(TaskSource):
     def _prepare(self, task: TaskSpec) -> Prepared:
         from pytest_parity.sources.tokens import counter_for
 
-        opts = task.options
+        opts = task.source_options
         specs = self._specs.get(task.name, {})
         # Items depend on the servers too (their tokenizer, their window): part of the memo key.
         served = sorted((r, s.kind, s.base_url, s.model) for r, s in specs.items())
@@ -448,7 +448,7 @@ class LongContextSource(TaskSource):
 
     @staticmethod
     def _specs_of(task: TaskSpec) -> Iterator[tuple[str, int, float | None, int]]:
-        opts = task.options
+        opts = task.source_options
         for gen_name in opts["tasks"]:
             for length in opts["lengths"]:
                 depths = opts["depths"] if gen_name in USES_DEPTH else (None,)
@@ -463,7 +463,7 @@ class LongContextSource(TaskSource):
 
     def _rng(self, task: TaskSpec, item_id: str) -> random.Random:
         # A string seed is hashed with sha512 by random: the same in every process.
-        return random.Random(f"{VERSION}/{task.options['seed']}/{item_id}")
+        return random.Random(f"{VERSION}/{task.source_options['seed']}/{item_id}")
 
     def _render(
         self, task: TaskSpec, hay: list[str], words: list[str], p: Planned | tuple[Any, ...]
@@ -549,7 +549,7 @@ class LongContextSource(TaskSource):
 
     def digest(self, task: TaskSpec) -> str | None:
         prepared = self._prepare(task)
-        opts = {k: v for k, v in task.options.items() if k != "haystack"}
+        opts = {k: v for k, v in task.source_options.items() if k != "haystack"}
         blob = {
             "version": VERSION,
             "options": opts,

@@ -78,11 +78,11 @@ class ToolUseSource(TaskSource):
             st.st_mtime_ns,
             st.st_size,
             task.limit,
-            task.options.get("environment"),
+            task.source_options.get("environment"),
         )
         got = self._memo.get(task.name)
         if got is None or got[0] != key:
-            eps = load_episodes(task.path, task.options.get("environment"))
+            eps = load_episodes(task.path, task.source_options.get("environment"))
             self._memo[task.name] = (key, eps[: task.limit] if task.limit else eps)
         return self._memo[task.name][1]
 
@@ -114,7 +114,9 @@ class ToolUseSource(TaskSource):
         self, task: TaskSpec, item: Item, ask: Ask, build: Callable[[Item, int], Request]
     ) -> Answer:
         episode = next(e for e in self._episodes(task) if e.id == item.id)
-        max_steps = episode.max_steps or int(task.options.get("max_steps", DEFAULT_MAX_STEPS))
+        max_steps = episode.max_steps or int(
+            task.source_options.get("max_steps", DEFAULT_MAX_STEPS)
+        )
         return await Conversation(episode, item, max_steps, ask, build).run()
 
 
