@@ -133,7 +133,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
     for task in contract.tasks:
         try:  # bad data stops the run before any request, like a bad contract
-            registry.sources.get(task.source).prepare(task)
+            source = registry.sources.get(task.source)
+            source.bind(task, {"baseline": contract.baseline, "candidate": contract.candidate})
+            source.prepare(task)
         except SourceError as exc:
             raise pytest.UsageError(f"{exc} (task {task.name})") from None
     session = ParitySession(config, contract)

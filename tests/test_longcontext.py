@@ -257,3 +257,15 @@ def test_servers_without_a_tokenizer_get_the_documented_estimate(tmp_path: Path)
     assert meta["token_count"] == "estimate"
     assert "no endpoint of a kind that tokenizes" in meta["token_count_note"]
     assert meta["context_tokens"] == EstimateCounter().count(items[0].prompt)
+
+
+def test_the_gate_refuses_a_length_beyond_the_window_before_it_starts(
+    pytester: pytest.Pytester,
+) -> None:
+    with FakeServer(n_ctx=2048) as srv:
+        path = contract(pytester.path, {"lengths": [4096]}, base=srv.base_url, cand=srv.base_url)
+        result = pytester.runpytest(f"--parity-contract={path}", "--parity-no-cache")
+        assert srv.received == []
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = result.stderr.str()
+    assert "length 4,096 tokens" in err and "context window of 2,048 tokens" in err
