@@ -177,7 +177,9 @@ def pytest_configure(config: pytest.Config) -> None:
     _install_redact_hook(config, contract)
     for i, task in enumerate(contract.tasks):
         try:  # bad data stops the run before any request, like a bad contract
-            registry.sources.get(task.source).prepare(task)
+            source = registry.sources.get(task.source)
+            source.bind(task, {"baseline": contract.baseline, "candidate": contract.candidate})
+            source.prepare(task)
         except SourceError as exc:
             raise pytest.UsageError(f"{exc} (task {task.name})") from None
         if ":" in task.scorer and not hasattr(config, "workerinput"):

@@ -171,6 +171,8 @@ sources: Registry[Any] = Registry(
         "golden": "pytest_parity.sources.golden:GoldenSource",
         "lm-eval": "pytest_parity.sources.lmeval.source:LmEvalSource",
         "traffic": "pytest_parity.sources.traffic.source:TrafficSource",
+        "long-context": "pytest_parity.sources.longcontext:LongContextSource",
+        "tool-use": "pytest_parity.sources.tooluse.source:ToolUseSource",
     },
     group="pytest_parity.sources",
 )

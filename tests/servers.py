@@ -8,7 +8,7 @@ gets through (tests stay deterministic in outcome while the fault order varies):
     with FakeServer(answer=lambda body: "42", faults=Faults(rate=0.2)) as srv:
         spec = make_spec(srv.base_url)
 
-Routes: POST /v1/chat/completions, /v1/completions, /v1/messages; GET /v1/models, /version,
+Routes: POST /v1/chat/completions, /v1/completions, /v1/messages, /tokenize; GET /v1/models, /version,
 /get_model_info, /get_server_info, /props, /health. ``base_url`` ends in /v1 (OpenAI kinds);
 ``root`` has no /v1 (the anthropic kind). Faults (``FAULTS``): 500, 429 (Retry-After from
 ``Faults.retry_after``, else retry-after-ms: 20), reset (connection aborted), timeout (stalls
@@ -85,6 +85,7 @@ class FakeServer:
         engine_version: str = "0.0.1-test",
         require_key: str | None = None,
         error_body: str | None = None,
+        n_ctx: int | None = None,
     ) -> None:
         self.answer = answer
         self.faults = faults or Faults()
@@ -93,6 +94,9 @@ class FakeServer:
         self.engine_version = engine_version
         self.require_key = require_key
         self.error_body = error_body  # echoed in 401 bodies (tests that secrets get scrubbed)
+        # The context window /props (n_ctx) and /v1/models (max_model_len) report; None: silent.
+        self.n_ctx = n_ctx
+        self.tokenized = 0  # POST /tokenize calls (one token per whitespace-separated word)
         self.received: list[dict[str, Any]] = []  # every completion request body, in order
         self.answered: Counter[str] = Counter()  # successful answers per path
         self.fault_log: Counter[str] = Counter()
@@ -142,6 +146,7 @@ class FakeServer:
         for path in ("/v1/models", "/version", "/get_model_info", "/get_server_info", "/props"):
             app.router.add_get(path, self._info)
         app.router.add_get("/health", self._info)
+        app.router.add_post("/tokenize", self._tokenize)
         self._runner = web.AppRunner(
             app, access_log=None, handle_signals=False, shutdown_timeout=0.1
         )
@@ -192,6 +197,7 @@ class FakeServer:
                         "object": "model",
                         "owned_by": "test",
                         "root": f"/models/{self.model}",
+                        **({} if self.n_ctx is None else {"max_model_len": self.n_ctx}),
                     }
                 ],
             }
@@ -199,11 +205,22 @@ class FakeServer:
             data = {"model_path": f"/models/{self.model}", "is_generation": True}
         elif path == "/props":
             data = {"build_info": f"b{self.engine_version}", "model_path": f"{self.model}.gguf"}
+            if self.n_ctx is not None:
+                data["default_generation_settings"] = {"n_ctx": self.n_ctx}
         elif path == "/health":
             data = {"status": "ok"}
         else:
             data = {"version": self.engine_version}
         return web.json_response(data)
+
+    async def _tokenize(self, request: web.Request) -> web.Response:
+        """llama.cpp's /tokenize ({"content"}) and vLLM's ({"prompt"}): a token per word."""
+        body = json.loads(await request.read())
+        text = body.get("content", body.get("prompt", ""))
+        with self._lock:
+            self.tokenized += 1
+        words = text.split()
+        return web.json_response({"tokens": list(range(len(words))), "count": len(words)})
 
     def _pick_fault(self, raw: bytes) -> str | None:
         f = self.faults

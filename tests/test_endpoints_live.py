@@ -90,7 +90,7 @@ def test_anthropic_messages_with_tool_calls(server: FakeServer) -> None:
     s = spec(server.root, "anthropic")
     (r,), _ = complete_all(s, [Request("t", messages=msgs)])
     assert r.finish_reason == "tool_calls"
-    assert r.tool_calls == ({"name": "wx", "arguments": '{"city": "Oslo"}'},)
+    assert r.tool_calls == ({"name": "wx", "arguments": '{"city": "Oslo"}', "id": "tu_1"},)
     assert server.received[0]["system"] == "sys"
     assert server.headers_seen[0]["anthropic-version"] == "2023-06-01"
 

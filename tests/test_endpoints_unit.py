@@ -169,7 +169,7 @@ def test_parse_anthropic_maps_stop_reasons_and_tool_use() -> None:
     out = parse_reply(KINDS["anthropic"], "chat", data)
     assert out["text"] == "Let me check. "
     assert out["finish_reason"] == "tool_calls"
-    assert out["tool_calls"] == [{"name": "wx", "arguments": '{"city": "Oslo"}'}]
+    assert out["tool_calls"] == [{"name": "wx", "arguments": '{"city": "Oslo"}', "id": "t"}]
     assert out["usage"]["total_tokens"] == 12
     for raw, norm in (
         ("end_turn", "stop"),

@@ -88,6 +88,12 @@ def _row(r: ItemRecord, kind: str) -> dict[str, Any]:
         "candidate_finish_reason": new["finish_reason"],
         **_judge_of(old, new),
         "reviewer_verdict": "",
+        # multi-step answers (tool use): the turns, for the side-by-side reading
+        **{
+            f"{role}_trajectory": side["trajectory"]
+            for role, side in (("baseline", old), ("candidate", new))
+            if side.get("trajectory")
+        },
     }
 
 

@@ -647,6 +647,12 @@ def _task(
             )
     elif "path" in m:
         path = (base / v.string(m["path"], f"{where}.path")).resolve()
+    if getattr(impl, "scores_itself", False) and "scorer" in m:
+        raise v.fail(
+            f"{where}.scorer",
+            f"the {source} source scores its own items",
+            "remove scorer (see the README's section on the source)",
+        )
     if (
         "scorer" not in m
         and not impl.runs_itself

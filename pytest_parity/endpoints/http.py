@@ -56,7 +56,8 @@ from pytest_parity.endpoints.kinds import (
 if TYPE_CHECKING:
     from pytest_parity.endpoints.recording import Recorder
 
-ERROR_KINDS = ("connect", "timeout", "http", "malformed", "replay", "too_large")
+# "environment": a tool of a multi-step task raised (the test's environment, not the model)
+ERROR_KINDS = ("connect", "timeout", "http", "malformed", "replay", "too_large", "environment")
 # Spec fields that change how a request is sent, never what is asked or who answers it.
 NOT_IN_CACHE_KEY = frozenset(
     {"timeout", "max_concurrency", "max_retries", "max_response_bytes", "recording", "api_key_env"}
@@ -107,7 +108,8 @@ class Request:
 class Response:
     text: str  # "" on error
     finish_reason: str | None  # "stop" | "length" | "tool_calls" | "content_filter" | None
-    tool_calls: tuple[Mapping[str, Any], ...] = ()  # ({"name": str, "arguments": str}, ...)
+    # ({"name": str, "arguments": str, "id": str when the server gave one}, ...)
+    tool_calls: tuple[Mapping[str, Any], ...] = ()
     usage: Mapping[str, int] = field(default_factory=dict)
     latency_s: float = 0.0
     error: str | None = None  # one line: endpoint role + URL + last error; no secrets

@@ -419,12 +419,14 @@ def parse_reply(info: KindInfo, api: str, data: Any) -> dict[str, Any]:
         for tc in calls:
             fn = tc.get("function", {}) if isinstance(tc, Mapping) else {}
             args = fn.get("arguments", "")
-            tool_calls.append(
-                {
-                    "name": str(fn.get("name", "")),
-                    "arguments": args if isinstance(args, str) else json.dumps(args),
-                }
-            )
+            call = {
+                "name": str(fn.get("name", "")),
+                "arguments": args if isinstance(args, str) else json.dumps(args),
+            }
+            # The id pairs a tool's result with its call in a multi-step conversation.
+            if isinstance(tc, Mapping) and isinstance(tc.get("id"), str) and tc["id"]:
+                call["id"] = tc["id"]
+            tool_calls.append(call)
         if isinstance(lp, Mapping) and isinstance(lp.get("content"), list):
             logprobs = [float(t["logprob"]) for t in lp["content"] if isinstance(t, Mapping)]
     else:
@@ -459,12 +461,13 @@ def _parse_anthropic(data: Mapping[str, Any]) -> dict[str, Any]:
         if block.get("type") == "text":
             texts.append(str(block.get("text", "")))
         elif block.get("type") == "tool_use":
-            tool_calls.append(
-                {
-                    "name": str(block.get("name", "")),
-                    "arguments": json.dumps(block.get("input", {})),
-                }
-            )
+            call = {
+                "name": str(block.get("name", "")),
+                "arguments": json.dumps(block.get("input", {})),
+            }
+            if isinstance(block.get("id"), str) and block["id"]:
+                call["id"] = block["id"]
+            tool_calls.append(call)
     raw_usage = data.get("usage")
     usage: dict[str, int] = {}
     if isinstance(raw_usage, Mapping):

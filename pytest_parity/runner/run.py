@@ -125,8 +125,9 @@ class Runner:
         return specs
 
     async def _run_items(self, task: TaskSpec, source: TaskSource) -> TaskRun:
-        source.prepare(task)
         specs = self.specs()
+        source.bind(task, specs)
+        source.prepare(task)
         scorer = resolve_scorer(task.scorer, task.scorer_options)
         endpoints = {role: self._open(role) for role in specs}
         # The judge (LLM-as-judge scorers): its own endpoint, role "judge", own cache entries.

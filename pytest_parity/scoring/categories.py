@@ -24,7 +24,19 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-INFRA = frozenset({"transport_error", "timeout", "judge_error"})
+# Multi-step (tool-use) episodes, read from the answer's facts (sources/tooluse), tried in this
+# order after the task's own categories: the first fact that explains a failed episode names it.
+TRAJECTORY_CATEGORIES: dict[str, str] = {
+    "loop": "a multi-step episode repeated the same tool call (same name and arguments) 3+ times",
+    "step_limit": "a multi-step episode was still calling tools when it hit the step limit",
+    "wrong_tool": "a multi-step episode called a tool that was not offered, or another tool than "
+    "the item expects at that step",
+    "invalid_arguments": "a multi-step episode sent tool arguments that are not JSON or break the "
+    "tool's parameter schema",
+    "no_final_answer": "a multi-step episode ended without a final text answer",
+}
+
+INFRA = frozenset({"transport_error", "timeout", "judge_error", "environment_error"})
 
 # name -> the rule, one line each, in the order the rules are tried (README and reports show them).
 CATEGORIES: dict[str, str] = {
@@ -33,7 +45,10 @@ CATEGORIES: dict[str, str] = {
     "timeout": "the request timed out after retries; infrastructure, never a model failure",
     "judge_error": "the judge (LLM-as-judge scorers) gave no readable verdict, or its request "
     "failed; infrastructure, never a model failure",
+    "environment_error": "a tool of a multi-step task raised: the test's environment failed, "
+    "infrastructure, never a model failure",
     "correct": "the scorer gave the answer at least 0.5",
+    **TRAJECTORY_CATEGORIES,
     "tool_call_error": "a tool call names a tool that was not offered, or its arguments are not a "
     "JSON object matching the tool's parameter schema (required keys, types, enums)",
     "empty": "no text (only whitespace) and no tool call",
@@ -64,6 +79,7 @@ _DIRECTIONS: dict[str, str] = {
     "transport_error": "X",
     "timeout": "X",
     "judge_error": "X",
+    "environment_error": "X",
 }
 
 TRUNCATION_REASONS = frozenset({"length", "max_tokens", "max_output_tokens", "model_length"})
@@ -130,6 +146,7 @@ def classify(
     custom: Mapping[str, str] | None = None,
     tools: Sequence[Mapping[str, Any]] | None = None,
     hook: Hook | None = None,
+    facts: Mapping[str, Any] | None = None,
 ) -> str:
     """The failure category of one answer (``"correct"`` when the answer is right).
 
@@ -137,6 +154,8 @@ def classify(
     a non-None result replaces the category. Infrastructure failures are decided before it.
     """
     if error is not None or error_kind is not None:
+        if error_kind == "environment":
+            return "environment_error"
         return "timeout" if error_kind == "timeout" else "transport_error"
     category = _rules(
         text=text,
@@ -147,6 +166,7 @@ def classify(
         prompt=prompt,
         custom=custom,
         tools=tools,
+        facts=facts,
     )
     if hook is None:
         return category
@@ -196,6 +216,7 @@ def classify_side(
         prompt=side.get("prompt", ""),
         custom=side.get("custom"),
         tools=side.get("tools"),
+        facts=side.get("facts"),
         hook=hook,
     )
     override = direction(category) if direction is not None else None
@@ -212,12 +233,17 @@ def _rules(
     prompt: str,
     custom: Mapping[str, str] | None,
     tools: Sequence[Mapping[str, Any]] | None,
+    facts: Mapping[str, Any] | None = None,
 ) -> str:
     if score is not None and score >= 0.5:
         return "correct"
     for name, pattern in (custom or {}).items():
         if re.search(pattern, text):
             return name
+    if facts and facts.get("episode"):
+        found = trajectory_category(facts)
+        if found is not None:
+            return found
     if tool_calls and tool_call_problem(tool_calls, tools) is not None:
         return "tool_call_error"
     if not text.strip() and not tool_calls:
@@ -263,6 +289,21 @@ def _edges(text: str, opening_only: bool = False) -> str:
     if len(t) <= 2 * EDGE_CHARS:
         return t
     return t[:EDGE_CHARS] + "\n" + t[-EDGE_CHARS:]
+
+
+def trajectory_category(facts: Mapping[str, Any]) -> str | None:
+    """The multi-step category a failed episode's facts name (see TRAJECTORY_CATEGORIES)."""
+    if int(facts.get("max_repeats", 0) or 0) >= 3:
+        return "loop"
+    if facts.get("hit_step_limit"):
+        return "step_limit"
+    if facts.get("unknown_tools") or facts.get("off_plan_step") is not None:
+        return "wrong_tool"
+    if facts.get("invalid_arguments"):
+        return "invalid_arguments"
+    if facts.get("no_final_answer"):
+        return "no_final_answer"
+    return None
 
 
 # ----------------------------------------------------------------------------------------------

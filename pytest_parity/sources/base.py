@@ -112,6 +112,11 @@ class TaskSource:
         sampling overridden, per-segment results); read after the task ran, with its records."""
         return []
 
+    def bind(self, task: TaskSpec, endpoints: Mapping[str, EndpointSpec]) -> None:
+        """Called before ``prepare`` with the endpoints the task runs against, by role
+        (baseline, candidate, aa): a source that must ask the servers something before it
+        builds its items (their tokenizer, their context window) keeps what it needs."""
+
     def prepare(self, task: TaskSpec) -> None:
         """Check the data before any request is sent; raise :class:`SourceError`."""
 

@@ -87,12 +87,37 @@ def _side(record: Mapping[str, Any], role: str, label: str, judged: bool = False
     if side["finish_reason"] not in (None, "stop"):
         meta.append(f'<span class="pp-cat">finish: {esc(side["finish_reason"])}</span>')
     text = side["error"] if side["text"] in (None, "") and side["error"] else side["text"]
+    turns = as_list(record.get(f"{role}_trajectory", nested.get("trajectory")))
+    steps = (
+        '<span class="pp-label">trajectory</span>'
+        f'<div class="pp-pre">{clip(trajectory_text(turns))}</div>'
+        if turns
+        else ""
+    )
     return (
         f'<div><span class="pp-label">{esc(label)}</span>{"".join(meta)}'
-        f'<div class="pp-pre">{clip(text)}</div>'
+        f'<div class="pp-pre">{clip(text)}</div>{steps}'
         + (judge_rationale_html(record, role) if judged else "")
         + "</div>"
     )
+
+
+def trajectory_text(turns: list[Any]) -> str:
+    """A multi-step answer's turns as plain lines (escaped by the caller): what the model said
+    and called at each step, and what the tools answered."""
+    lines = []
+    for t in (mapping(x) for x in turns):
+        head = f"{t.get('step', '?')} {t.get('role', '?')}"
+        if t.get("role") == "assistant":
+            calls = [f"{c.get('name')}({c.get('arguments')})" for c in
+                     (mapping(c) for c in as_list(t.get("tool_calls")))]  # fmt: skip
+            said = str(t.get("text") or "").strip()
+            lines.append(f"{head}: {said}" + (f" -> calls {', '.join(calls)}" if calls else ""))
+        elif t.get("role") == "tool":
+            lines.append(f"{head} {t.get('name')}: {t.get('result')}")
+        else:
+            lines.append(f"{head}: {t.get('error', t)}")
+    return "\n".join(lines)
 
 
 def disagreements_html(task: Mapping[str, Any]) -> str:
