@@ -195,6 +195,7 @@ checks: Registry[Any] = Registry(
         "delta": "pytest_parity.checks.delta:DeltaCheck",
         "failure_modes": "pytest_parity.checks.failure_modes:FailureModesCheck",
         "error_direction": "pytest_parity.checks.error_direction:ErrorDirectionCheck",
+        "buckets": "pytest_parity.checks.buckets:BucketsCheck",
     },
     group="pytest_parity.checks",
 )

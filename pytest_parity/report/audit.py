@@ -43,7 +43,7 @@ def _tools(task: TaskSpec) -> bool:
 
 def _long_context(task: TaskSpec) -> bool:
     buckets = task.checks.get("buckets") or {}
-    return task.source == "long-context" or "context" in str(buckets.get("bucket_by", ""))
+    return task.source == "long-context" or "context" in str(buckets.get("by", ""))
 
 
 KINDS: tuple[tuple[str, str, str], ...] = (
@@ -78,7 +78,7 @@ def audit(contract: Contract) -> list[AuditLine]:
         ("calibration drift", lambda t: "calibration" in t.checks, "turn on checks: "
          "{calibration: {}} where the product uses confidence (routing, 'I don't know')"),
         ("long context", _long_context, "add source: long-context at your product's lengths, "
-         "or bucket_by: context_tokens on a task with long prompts"),
+         "or checks: {buckets: {by: context_tokens}} on a task with long prompts"),
         ("tool use", _tools, "add source: tool-use with multi-step episodes of your tools"),
     )  # fmt: skip
     for name, test, hint in modes:

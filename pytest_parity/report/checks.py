@@ -23,9 +23,22 @@ def shown(tasks: Iterable[Mapping[str, Any]]) -> list[str]:
     for t in tasks:
         checks = t.get("checks")
         if isinstance(checks, Mapping):
-            present.update(str(k) for k in checks if ":" not in str(k))
+            # a check with several tests (buckets:0-2k, buckets:trend) is one column
+            present.update(str(k).split(":", 1)[0] for k in checks)
     order = [n for n in _registered() if n in present]
     return order + sorted(present - set(order))
+
+
+def status(checks: Mapping[str, Any], name: str) -> str | None:
+    """The status of check ``name`` in a task's results: its own, or the worst of its tests
+    (``name:...``) when it makes several; None when the task did not run it."""
+    from pytest_parity.records import worst
+
+    found = checks.get(name)
+    if isinstance(found, Mapping):
+        return str(found.get("status"))
+    parts = [c.get("status") for k, c in checks.items() if str(k).startswith(name + ":")]
+    return worst(parts) if parts else None  # type: ignore[arg-type]
 
 
 def ordered(names: Iterable[str]) -> list[str]:

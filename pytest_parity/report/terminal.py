@@ -38,7 +38,7 @@ def _row(t: TaskResult, aa: bool, names: Sequence[str]) -> list[str]:
         cols.append("-" if rate is None else f"{floor['flips']} ({rate:.1%})")
     for name in names:
         c_ = t["checks"].get(name)
-        status = c_["status"] if c_ else ("ERROR" if t["error"] else "-")
+        status = shown_checks.status(t["checks"], name) or ("ERROR" if t["error"] else "-")
         cols.append("PASS*" if c_ and status == "PASS" and c_["numbers"].get("warn") else status)
     cols.append(t["verdict"])
     return cols

@@ -290,8 +290,7 @@ def summary_table(tasks: Sequence[Mapping[str, Any]]) -> str:
         name = str(t.get("task", "?"))
         checks = mapping(t.get("checks"))
         cells = "".join(
-            f"<td>{badge(mapping(checks[k]).get('status', 'SKIP')) if k in checks else ''}</td>"
-            for k in names
+            f"<td>{badge(st) if (st := registered.status(checks, k)) else ''}</td>" for k in names
         )
         safety = '<span class="pp-safety">safety</span>' if t.get("safety_critical") else ""
         rows.append(
