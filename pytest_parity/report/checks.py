@@ -38,7 +38,7 @@ def status(checks: Mapping[str, Any], name: str) -> str | None:
     if isinstance(found, Mapping):
         return str(found.get("status"))
     parts = [c.get("status") for k, c in checks.items() if str(k).startswith(name + ":")]
-    return worst(parts) if parts else None  # type: ignore[arg-type]
+    return worst(parts) if parts else None
 
 
 def ordered(names: Iterable[str]) -> list[str]:
