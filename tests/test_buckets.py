@@ -105,13 +105,13 @@ def test_a_candidate_that_degrades_past_4k_fails_there_and_nowhere_else() -> Non
 
 
 def test_an_equal_candidate_passes_every_bucket_and_the_trend() -> None:
-    records = degrading(40, [1024, 3000, 6000], fail_from=10**9, rate=0.0)
+    records = degrading(80, [1024, 3000, 6000], fail_from=10**9, rate=0.0)
     out = BucketsCheck().evaluate(with_opts(edges=[2048, 4096]), records, 0)
     assert [r["status"] for r in out] == ["PASS", "PASS", "PASS", "PASS"]
 
 
 def test_empty_buckets_skip_small_ones_stay_inconclusive_and_failed_pairs_are_left_out() -> None:
-    records = degrading(40, [1000], 10**9, 0.0) + degrading(5, [3000], 10**9, 0.0)
+    records = degrading(80, [1000], 10**9, 0.0) + degrading(5, [3000], 10**9, 0.0)
     records.append(rec(999, 3000, None, 1.0))  # the baseline's request failed
     records.append(rec(1000, None, 1.0, 1.0))  # no length
     out = {r["name"]: r for r in BucketsCheck().evaluate(with_opts(edges=[2048, 4096]), records, 0)}
@@ -130,7 +130,7 @@ def test_no_lengths_at_all_is_an_error_naming_the_field() -> None:
 
 
 def test_the_length_may_come_from_the_baseline_answers_facts() -> None:
-    records = degrading(40, [1000, 5000], fail_from=4096, rate=0.6)
+    records = degrading(80, [1000, 5000], fail_from=4096, rate=0.6)
     for r in records:
         r["baseline"]["facts"] = {"prompt_tokens": r["metadata"]["context_tokens"]}  # type: ignore[index]
         r["metadata"] = None

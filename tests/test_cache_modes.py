@@ -124,7 +124,7 @@ def contract(root: Path, old: str, new: str, n: int) -> Path:
     path.write_text(
         f'baseline:  {{kind: openai, base_url: "{old}", model: m}}\n'
         f'candidate: {{kind: openai, base_url: "{new}", model: m}}\n'
-        "tasks:\n  - {name: sums, path: golden.jsonl, scorer: numeric}\n"
+        "tasks:\n  - {name: sums, path: golden.jsonl, scorer: numeric, tolerance: 0.1}\n"
     )
     return path
 

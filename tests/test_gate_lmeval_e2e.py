@@ -72,6 +72,7 @@ def test_an_lm_eval_task_recorded_then_replayed_offline_gives_the_same_numbers(
     shutil.copytree(DATA, pytester.path / "tasks")
     task = (
         "tasks:\n  - name: arith\n    source: lm-eval\n    path: tasks\n    min_items: 5\n"
+        "    tolerance: 0.25\n"
         "    lm_eval: {task: parity_arith, metrics: [exact_match], filter: flexible}\n"
     )
     with FakeServer(adder(set())) as old, FakeServer(adder({"2 + 3"})) as new:

@@ -70,7 +70,7 @@ def test_the_real_model_judges_both_orders_and_its_aa_noise_is_measured(
         tasks:
           - name: open
             path: open.jsonl
-            max_error_rate: 0.5
+            max_error_rate: 0.2
             scorer: {{name: judge-pairwise, recheck: 0.5, criteria: "Which answer answers the question correctly and briefly?"}}
         """,
     )

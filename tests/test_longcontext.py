@@ -164,7 +164,10 @@ def test_bad_options_are_contract_errors(
 def test_a_scorer_or_another_sources_options_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ContractError, match="the long-context source scores its own items"):
         load_contract(contract(tmp_path, {}, extra=", scorer: exact"))
-    with pytest.raises(ContractError, match=re.escape("tasks[0].tool_use: only a tool-use task")):
+    with pytest.raises(
+        ContractError,
+        match=re.escape("tasks[0].tool_use: only a task with source: tool-use reads these"),
+    ):
         load_contract(contract(tmp_path, {}, extra=", tool_use: {}"))
 
 
@@ -241,7 +244,7 @@ def test_a_candidate_that_degrades_past_4k_fails_that_bucket_only(tmp_path: Path
 
     from pytest_parity.contract.rules import _V
 
-    opts_b = BucketsCheck().options({"edges": [4096]}, "w", _V("c"), {})
+    opts_b = BucketsCheck().options({"edges": [4096], "tolerance": 0.1}, "w", _V("c"), {})
     task_b = replace(task, checks=MappingProxyType({"buckets": opts_b}))
     out = {r["name"]: r["status"] for r in BucketsCheck().evaluate(task_b, run.records, 0)}
     assert out == {"buckets:0-4k": "PASS", "buckets:4k+": "FAIL", "buckets:trend": "FAIL"}

@@ -86,7 +86,7 @@ def write_contract(folder: Path, baseline: str, candidate: str) -> Path:
     path = folder / "contract.yaml"
     path.write_text(
         f"baseline:  {baseline}\ncandidate: {candidate}\n"
-        "tasks:\n  - {name: echo, path: golden.jsonl, min_items: 1}\n"
+        "tasks:\n  - {name: echo, path: golden.jsonl, min_items: 1, tolerance: 0.5}\n"
     )
     return path
 

@@ -76,7 +76,7 @@ def test_nan_is_an_error_too(pytester: pytest.Pytester, pair: tuple[str, str]) -
 
 def test_a_declared_range_rescales(pytester: pytest.Pytester, pair: tuple[str, str]) -> None:
     _contract(pytester, *pair, "{name: rubric, source: golden, path: g.jsonl,"
-              " scorer: 'my_scorers:rubric', score_range: [0, 100]}")  # fmt: skip
+              " scorer: 'my_scorers:rubric', score_range: [0, 100], tolerance: 0.2}")  # fmt: skip
     _run(pytester).assert_outcomes(passed=3)
     doc = json.loads(pytester.path.joinpath("out.json").read_text())
     assert doc["tasks"][0]["baseline_score"] == pytest.approx(0.87)

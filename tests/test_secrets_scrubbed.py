@@ -70,6 +70,7 @@ def test_an_echoed_key_is_scrubbed_from_everything_written(
         )
         result = pytester.runpytest(
             f"--parity-contract={path}",
+            "--parity-no-preflight",  # FakeServer serves any model name
             f"--parity-cache-dir={pytester.path / 'cache'}",
             f"--parity-record={pytester.path / 'old.jsonl'}",
             f"--parity-record-candidate={pytester.path / 'new.jsonl'}",
@@ -98,7 +99,7 @@ def test_an_echoed_key_is_scrubbed_from_everything_written(
         assert planted not in out
     # The answers were kept, masked where the keys were.
     disagreement = json.loads(
-        (pytester.path / "out" / "disagreements-sums.jsonl").read_text().splitlines()[0]
+        next((pytester.path / "out").rglob("disagreements-sums.jsonl")).read_text().splitlines()[0]
     )
     assert "You sent *** and *** and ***." in disagreement["candidate_output"]
     facts = json.loads((pytester.path / "parity.json").read_text())["tasks"][0]["endpoints"]
@@ -140,7 +141,11 @@ def test_showlocals_traceback_from_an_endpoint_shows_no_key(pytester: pytest.Pyt
         for k, v in env.items():
             mp.setenv(k, v)
         result = pytester.runpytest_subprocess(
-            f"--parity-contract={path}", "--parity-no-cache", "-l", "--tb=long"
+            f"--parity-contract={path}",
+            "--parity-no-cache",
+            "--parity-no-preflight",
+            "-l",
+            "--tb=long",
         )
     out = result.stdout.str() + result.stderr.str()
     assert "HttpEndpoint" in out or "__init__" in out, out[-3000:]

@@ -135,7 +135,6 @@ def test_every_cluster_with_the_same_mean_gives_the_zero_event_bound_over_cluste
         ([0.5, 0.2], [0.1, 0.2], {"method": "tango"}, "needs scores in {0, 1}"),
         ([1, 0], [0, 0], {"method": "cluster-t"}, "needs clusters="),
         ([0.5, 0.3], [0.2, 0.1], {"method": "t", "score_range": (0, 0.25)}, "outside the declared"),
-        ([0.5], [0.2], {"method": "t"}, "method 't' needs at least 2 paired items"),
         ([1.5, 2.0], [0.2, 0.1], {"method": "betting"}, "method 'betting' needs bounded scores"),
     ],
 )

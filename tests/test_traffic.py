@@ -471,15 +471,17 @@ def test_traffic_contract_needs_a_scorer_until_a_judge_is_installed(tmp_path: Pa
             {"name": "p", "source": "traffic", "path": str(path), "traffic": {"format": "openai"}}
         ],
     }
-    if "judge-pairwise" in registry.scorers:
-        task = contract_from_data(raw, tmp_path / "c.yaml").tasks[0]
-        assert task.scorer == "judge-pairwise"
-    else:
-        with pytest.raises(ContractError, match=r"tasks\[0\]\.scorer: required: the traffic"):
-            contract_from_data(raw, tmp_path / "c.yaml")
+    # the default scorer is the pairwise judge: it needs a judge endpoint
+    with pytest.raises(ContractError, match=r"tasks\[0\]\.scorer: judge-pairwise needs a judge"):
+        contract_from_data(raw, tmp_path / "c.yaml")
+    raw["judge"] = {"kind": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "j"}
+    task = contract_from_data(raw, tmp_path / "c.yaml").tasks[0]
+    assert task.scorer == "judge-pairwise"
     raw["tasks"][0]["lm_eval"] = {"task": "x"}  # another source's key
     raw["tasks"][0]["scorer"] = "exact"
-    with pytest.raises(ContractError, match=r"tasks\[0\]\.lm_eval: only an lm-eval task"):
+    with pytest.raises(
+        ContractError, match=r"tasks\[0\]\.lm_eval: only a task with source: lm-eval"
+    ):
         contract_from_data(raw, tmp_path / "c.yaml")
 
 

@@ -93,7 +93,9 @@ def gate(
             {task}
         """,
     )
-    result = pytester.runpytest(f"--parity-contract={path}", "--parity-json=out.json", *args)
+    result = pytester.runpytest(
+        f"--parity-contract={path}", "--parity-json=out.json", "--parity-no-preflight", *args
+    )
     out = pytester.path / "out.json"
     return result, json.loads(out.read_text()) if out.exists() else {}
 
@@ -159,7 +161,7 @@ def test_live_pair_with_redaction_override_and_split_segments(
         "--parity-report=report.html",
         "--parity-markdown=summary.md",
         "-v",
-        task="min_items: 10",
+        task="min_items: 10\n            tolerance: 0.2",
     )
     assert result.ret == 0, result.stdout.str()
     assert [t["task"] for t in report["tasks"]] == ["prod.billing", "prod.search", "prod.support"]

@@ -16,7 +16,7 @@ def write_contract(root: Path, old: str, new: str, n: int, tasks: int) -> Path:
     ]
     (root / "golden.jsonl").write_text("\n".join(lines) + "\n")
     rows = "\n".join(
-        f"  - {{name: t{k}, source: golden, path: golden.jsonl, scorer: numeric}}"
+        f"  - {{name: t{k}, source: golden, path: golden.jsonl, scorer: numeric, tolerance: 0.1}}"
         for k in range(tasks)
     )
     path = root / "contract.yaml"
