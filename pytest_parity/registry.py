@@ -173,6 +173,8 @@ checks: Registry[Any] = Registry(
         "delta": "pytest_parity.checks.delta:DeltaCheck",
         "failure_modes": "pytest_parity.checks.failure_modes:FailureModesCheck",
         "error_direction": "pytest_parity.checks.error_direction:ErrorDirectionCheck",
+        "calibration": "pytest_parity.checks.calibration:CalibrationCheck",
+        "tone": "pytest_parity.checks.tone:ToneCheck",
     },
     group="pytest_parity.checks",
 )

@@ -156,9 +156,7 @@ class Response:
             "attempts": int(d.get("attempts", 1)),
             "raw": d.get("raw"),
             "tokens": None if d.get("tokens") is None else tuple(d["tokens"]),
-            "top_logprobs": (
-                None if d.get("top_logprobs") is None else tuple(d["top_logprobs"])
-            ),
+            "top_logprobs": (None if d.get("top_logprobs") is None else tuple(d["top_logprobs"])),
         }
         values.update(override)
         return cls(**values)
