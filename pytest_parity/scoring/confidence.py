@@ -12,7 +12,8 @@
   - free text (``mode: span``): ``exp(mean token logprob)`` of the whole answer (the geometric
     mean token probability, comparable across lengths), or with ``span: total`` ``exp(sum)``
     (the probability of the whole answer, which falls with length).
-* ``verbalized``: a number the answer states, ``confidence: 0.8`` or ``confidence: 80%``.
+* ``verbalized``: the last number the answer states as its confidence, ``confidence: 0.8``,
+  ``confidence: 80%`` or ``confidence 80`` (a whole number above 1 read as a percentage).
 * ``package.module:function``: ``function(response, item) -> float | None`` in [0, 1].
 
 :func:`confidence` returns ``(value, problem)``: a value in [0, 1], or None with a one-line
@@ -57,7 +58,12 @@ def verbalized(text: str) -> float | None:
         return None
     number, percent = found[-1]
     value = float(number)
-    if percent or value > 1.0:
+    if percent:
+        value /= 100.0
+    elif value > 1.0:
+        # "confidence 90" is a percentage; "confidence: 1.7" is no confidence at all.
+        if not number.isdigit():
+            return None
         value /= 100.0
     return value if 0.0 <= value <= 1.0 else None
 
