@@ -56,9 +56,7 @@ def main() -> None:
             )
     with (DATA / "support_16.jsonl").open("w") as out:
         for i, q in enumerate(SUPPORT):
-            out.write(
-                json.dumps({"id": f"support-{i:02d}", "prompt": q, "reference": "."}) + "\n"
-            )
+            out.write(json.dumps({"id": f"support-{i:02d}", "prompt": q, "reference": "."}) + "\n")
 
 
 if __name__ == "__main__":
