@@ -237,3 +237,57 @@ def test_a_server_without_logprobs_is_an_error_naming_it(
     assert "candidate endpoint" in reason and new.base_url in reason
     assert "top_logprobs: 5" in reason and "logprobs: true" in reason
     assert tasks["mc"]["verdict"] == "ERROR"
+
+
+RUBRIC = '''
+def thorough(response, reference):
+    """A stand-in tone rubric: how complete the answer reads, 0-1 (30 words or more: 1)."""
+    return min(1.0, len(response.split()) / 30)
+'''
+
+
+def test_a_rubric_scorer_scores_both_answers(
+    pytester: pytest.Pytester, servers: Callable[..., FakeServer]
+) -> None:
+    pytester.makepyfile(rubric_mod=RUBRIC)
+    pytester.syspathinsert()
+    old, new = servers(warm), servers(curt)
+    task = TONE_TASK.replace(
+        "checks: {tone: {}}", "checks: {tone: {rubric_scorer: rubric_mod:thorough}}"
+    )
+    tone = _run(pytester, old.base_url, new.base_url, task)["support"]["checks"]["tone"]
+    nums = tone["numbers"]
+    assert nums["rubric_scorer"] == "rubric_mod:thorough"
+    assert nums["rubric_status"] == "FAIL" and nums["rubric_delta"] < -0.2
+    assert sum(nums["rubric_hist_baseline"]) == sum(nums["rubric_hist_candidate"]) == N_TONE
+    html = (pytester.path / "out.html").read_text()
+    assert "Tone rubric distribution" in html
+
+
+@pytest.mark.parametrize(
+    ("checks", "message"),
+    [
+        (
+            "{calibration: {brier_tol: 0.1}}",
+            "tasks[0].checks.calibration.brier_tol: unknown option",
+        ),
+        ("{calibration: {confidence: guess}}", "unknown confidence method 'guess'"),
+        ("{tone: {markers: [smiles]}}", "tasks[0].checks.tone.markers"),
+        ("{tone: {rubric_scorer: nope}}", "unknown scorer 'nope'"),
+    ],
+)
+def test_bad_options_are_one_line(pytester: pytest.Pytester, checks: str, message: str) -> None:
+    pytester.path.joinpath("g.jsonl").write_text('{"id": "1", "prompt": "p", "reference": "r"}\n')
+    pytester.makefile(
+        ".yaml",
+        contract=f"""
+        baseline:  {{kind: openai, base_url: "http://127.0.0.1:9/v1", model: m}}
+        candidate: {{kind: openai, base_url: "http://127.0.0.1:9/v1", model: m}}
+        tasks:
+          - {{name: qa, source: golden, path: g.jsonl, checks: {checks}}}
+        """,
+    )
+    result = pytester.runpytest("--parity-contract=contract.yaml", "-p", "no:cacheprovider")
+    assert result.ret == 4
+    err = result.stderr.str()
+    assert message in err and "Traceback" not in err
