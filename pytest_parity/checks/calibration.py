@@ -194,7 +194,7 @@ def check_calibration(
         why = "; ".join(f"{k}: {v}" for k, v in problems.items()) or "no item answered by both"
         return check(
             "calibration",
-            "ERROR" if scored else "INCONCLUSIVE",
+            "INCONCLUSIVE",
             [
                 f"only {n} item(s) with a confidence on both stacks out of {scored} scored"
                 f" ({why}); calibration cannot be compared"
