@@ -294,3 +294,41 @@ def test_top_logprobs_survive_the_cache_and_a_recording(tmp_path: Path) -> None:
     assert option_probability(replayed, "AB")[0] == pytest.approx(
         math.exp(-0.2) / (math.exp(-0.2) + math.exp(-1.8))
     )
+
+
+def test_report_sections_escape_everything() -> None:
+    from pytest_parity.report.html.drift import calibration_html, tone_html
+
+    evil = "<script>alert(1)</script>"
+    cal_html = calibration_html(
+        {
+            "numbers": {
+                "confidence_method": evil,
+                "n_paired": 3,
+                "brier_baseline": 0.1,
+                "brier_candidate": 0.2,
+                "brier_delta": 0.1,
+                "brier_ci_low": 0.05,
+                "brier_ci_high": 0.15,
+                "brier_tolerance": 0.01,
+                "reliability_baseline": [{"n": 3, "confidence": 0.7, "accuracy": 0.6}],
+                "reliability_candidate": [{"n": 3, "confidence": 0.9, "accuracy": 0.6}],
+            }
+        }
+    )
+    tone = tone_html(
+        {
+            "numbers": {
+                "length_unit": evil,
+                "length_ratio": 0.7,
+                "markers": {evil: {"baseline": 0.5, "candidate": 0.1, "status": evil}},
+                "length_hist_edges": [0, 1, 2],
+                "length_hist_baseline": [1, 2],
+                "length_hist_candidate": [2, 1],
+            }
+        }
+    )
+    for html in (cal_html, tone):
+        assert "<script>" not in html and "&lt;script&gt;" in html
+    assert cal_html.count("<circle") == 2 and "Reliability diagram" in cal_html
+    assert tone.count("<rect") >= 4 + 2  # four bars and the legend
