@@ -1,8 +1,10 @@
-"""Calibration and tone on the real llama.cpp pair (SmolLM2 F32 against Q2_K): confidence from the
+"""Calibration and tone on the real llama.cpp pair (SmolLM2 F32 against Q4_1): confidence from the
 chat API's top_logprobs, the same way on both stacks, and the length ratio of open-ended answers.
 
 A reduced copy of example_suite/live/calibration.yaml (24 multiple-choice items, 4 support
-questions with short answers) keeps this to well under a minute on an idle 2-core machine. What
+questions with short answers) keeps this to about a minute on an idle 2-core machine. Q4_1, not
+Q2_K: Q2_K stops naming an option at all on these questions (calibration then has nothing to
+compare and says INCONCLUSIVE; see the README), Q4_1 keeps answering A or B. What
 the quantisation does to calibration is measured, not assumed: the test checks that the numbers
 exist, are computed from real logprobs and are consistent, not which way they go (the README
 states the measured values on the full sets).
@@ -47,7 +49,7 @@ def pair() -> Iterator[dict[str, str]]:
     if importlib.util.find_spec("llama_cpp") is None:
         pytest.skip(f"llama_cpp is not installed in {sys.executable}; {SETUP_HINT}")
     servers = _servers()
-    files = {p: servers.model_file(p) for p in ("F32", "Q2_K")}
+    files = {p: servers.model_file(p) for p in ("F32", "Q4_1")}
     missing = [str(f) for f in files.values() if not f.is_file()]
     if missing:
         pytest.skip(f"model files missing: {', '.join(missing)}; {SETUP_HINT}")
@@ -59,7 +61,7 @@ def test_logprob_confidence_and_length_ratio_on_the_real_pair(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, pair: dict[str, str]
 ) -> None:
     monkeypatch.setenv("PARITY_LIVE_BASELINE_URL", pair["F32"])
-    monkeypatch.setenv("PARITY_LIVE_CANDIDATE_URL", pair["Q2_K"])
+    monkeypatch.setenv("PARITY_LIVE_CANDIDATE_URL", pair["Q4_1"])
     spec = yaml.safe_load((LIVE / "calibration.yaml").read_text())
     for task in spec["tasks"]:
         task["path"] = str((LIVE / task["path"]).resolve())
