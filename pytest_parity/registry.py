@@ -196,6 +196,8 @@ checks: Registry[Any] = Registry(
         "failure_modes": "pytest_parity.checks.failure_modes:FailureModesCheck",
         "error_direction": "pytest_parity.checks.error_direction:ErrorDirectionCheck",
         "buckets": "pytest_parity.checks.buckets:BucketsCheck",
+        "calibration": "pytest_parity.checks.calibration:CalibrationCheck",
+        "tone": "pytest_parity.checks.tone:ToneCheck",
     },
     group="pytest_parity.checks",
 )

@@ -46,6 +46,9 @@ class Reply:
     text: str = ""
     finish_reason: str = "stop"
     tool_calls: list[dict[str, Any]] = field(default_factory=list)  # [{"name":, "arguments":}]
+    # Token logprobs, in the chat API's shape: [{"token", "logprob", "top_logprobs": [{"token",
+    # "logprob"}]}]; sent (converted for /v1/completions) when the request asks for logprobs.
+    logprobs: list[dict[str, Any]] | None = None
 
 
 @dataclass
@@ -86,8 +89,10 @@ class FakeServer:
         require_key: str | None = None,
         error_body: str | None = None,
         n_ctx: int | None = None,
+        logprobs: bool = True,
     ) -> None:
         self.answer = answer
+        self.logprobs = logprobs  # False: a server that ignores the logprobs parameter
         self.faults = faults or Faults()
         self.latency_s = latency_s
         self.model = model
@@ -289,7 +294,7 @@ class FakeServer:
     def _render(self, path: str, body: dict[str, Any], reply: Reply) -> dict[str, Any]:
         n_out = len(reply.text.split())
         usage = {"prompt_tokens": 7, "completion_tokens": n_out, "total_tokens": 7 + n_out}
-        want_lp = bool(body.get("logprobs"))
+        want_lp = bool(body.get("logprobs")) and self.logprobs
         if path == "/v1/messages":
             blocks: list[dict[str, Any]] = [{"type": "text", "text": reply.text}]
             for tc in reply.tool_calls:
@@ -321,13 +326,24 @@ class FakeServer:
                     for i, tc in enumerate(reply.tool_calls)
                 ]
             choice["message"] = message
-            if want_lp:
+            if want_lp and reply.logprobs is not None:
+                choice["logprobs"] = {"content": reply.logprobs}
+            elif want_lp:
                 choice["logprobs"] = {
                     "content": [{"token": w, "logprob": -0.5, "top_logprobs": []} for w in words]
                 }
         else:
             choice["text"] = reply.text
-            if want_lp:
+            if want_lp and reply.logprobs is not None:
+                choice["logprobs"] = {
+                    "tokens": [t["token"] for t in reply.logprobs],
+                    "token_logprobs": [t["logprob"] for t in reply.logprobs],
+                    "top_logprobs": [
+                        {a["token"]: a["logprob"] for a in t.get("top_logprobs") or ()}
+                        for t in reply.logprobs
+                    ],
+                }
+            elif want_lp:
                 choice["logprobs"] = {"tokens": words, "token_logprobs": [-0.25 for _ in words]}
         return {
             "id": "cmpl-1",

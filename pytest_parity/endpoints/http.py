@@ -119,6 +119,10 @@ class Response:
     model: str | None = None
     attempts: int = 1
     raw: Mapping[str, Any] | None = None  # the reply's JSON, for requests sent as a ``body``
+    # With ``logprobs``: each token's text, and its ``top_logprobs`` alternatives (token ->
+    # logprob) when the request asked for them; what confidence from logprobs is computed from.
+    tokens: tuple[str, ...] | None = None
+    top_logprobs: tuple[Mapping[str, float], ...] | None = None
 
     @property
     def ok(self) -> bool:
@@ -138,6 +142,12 @@ class Response:
             "model": self.model,
             "attempts": self.attempts,
             **({} if self.raw is None else {"raw": self.raw}),
+            **({} if self.tokens is None else {"tokens": list(self.tokens)}),
+            **(
+                {}
+                if self.top_logprobs is None
+                else {"top_logprobs": [dict(t) for t in self.top_logprobs]}
+            ),
         }
 
     @classmethod
@@ -155,6 +165,8 @@ class Response:
             "model": d.get("model"),
             "attempts": int(d.get("attempts", 1)),
             "raw": d.get("raw"),
+            "tokens": None if d.get("tokens") is None else tuple(d["tokens"]),
+            "top_logprobs": (None if d.get("top_logprobs") is None else tuple(d["top_logprobs"])),
         }
         values.update(override)
         return cls(**values)
@@ -694,6 +706,12 @@ class HttpEndpoint(Endpoint):
                     usage=parsed["usage"],
                     latency_s=latency,
                     logprobs=None if parsed["logprobs"] is None else tuple(parsed["logprobs"]),
+                    tokens=None if parsed.get("tokens") is None else tuple(parsed["tokens"]),
+                    top_logprobs=(
+                        None
+                        if parsed.get("top_logprobs") is None
+                        else tuple(parsed["top_logprobs"])
+                    ),
                     model=parsed["model"],
                     attempts=n,
                     raw=data if keep_raw else None,

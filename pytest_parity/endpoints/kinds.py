@@ -407,6 +407,8 @@ def parse_reply(info: KindInfo, api: str, data: Any) -> dict[str, Any]:
         raise MalformedReply("choices[0] is not an object")
     tool_calls: list[dict[str, str]] = []
     logprobs: list[float] | None = None
+    tokens: list[str] | None = None
+    tops: list[dict[str, float]] | None = None
     lp = choice.get("logprobs")
     if api == "chat":
         msg = choice.get("message")
@@ -428,11 +430,11 @@ def parse_reply(info: KindInfo, api: str, data: Any) -> dict[str, Any]:
                 call["id"] = tc["id"]
             tool_calls.append(call)
         if isinstance(lp, Mapping) and isinstance(lp.get("content"), list):
-            logprobs = [float(t["logprob"]) for t in lp["content"] if isinstance(t, Mapping)]
+            logprobs, tokens, tops = _chat_logprobs(lp["content"])
     else:
         text = choice.get("text")
         if isinstance(lp, Mapping) and isinstance(lp.get("token_logprobs"), list):
-            logprobs = [float(x) for x in lp["token_logprobs"] if x is not None]
+            logprobs, tokens, tops = _completion_logprobs(lp)
     if not isinstance(text, str):
         raise MalformedReply("choices[0] has no text")
     return {
@@ -441,8 +443,70 @@ def parse_reply(info: KindInfo, api: str, data: Any) -> dict[str, Any]:
         "tool_calls": tool_calls,
         "usage": _usage(data.get("usage")),
         "logprobs": logprobs,
+        "tokens": tokens,
+        "top_logprobs": tops,
         "model": data.get("model") if isinstance(data.get("model"), str) else None,
     }
+
+
+def _logprob(x: Any) -> float | None:
+    if isinstance(x, bool) or not isinstance(x, int | float):
+        return None
+    return max(float(x), -1e4)  # -inf (a token the server ruled out) stays a finite JSON number
+
+
+def _chat_logprobs(
+    content: list[Any],
+) -> tuple[list[float], list[str], list[dict[str, float]] | None]:
+    """The chat API's ``logprobs.content``: ``[{token, logprob, top_logprobs: [{token,
+    logprob}]}]`` (OpenAI, vLLM, SGLang, TensorRT-LLM, llama.cpp all use this shape)."""
+    logprobs: list[float] = []
+    tokens: list[str] = []
+    tops: list[dict[str, float]] = []
+    any_top = False
+    for t in content:
+        if not isinstance(t, Mapping):
+            continue
+        lp = _logprob(t.get("logprob"))
+        if lp is None:
+            continue
+        logprobs.append(lp)
+        tokens.append(str(t.get("token", "")))
+        top: dict[str, float] = {}
+        for alt in t.get("top_logprobs") or ():
+            if isinstance(alt, Mapping) and (a := _logprob(alt.get("logprob"))) is not None:
+                top.setdefault(str(alt.get("token", "")), a)
+        any_top = any_top or bool(top)
+        tops.append(top)
+    return logprobs, tokens, tops if any_top else None
+
+
+def _completion_logprobs(
+    lp: Mapping[str, Any],
+) -> tuple[list[float], list[str], list[dict[str, float]] | None]:
+    """The completions API's ``logprobs``: parallel ``tokens``, ``token_logprobs`` and
+    ``top_logprobs`` (a list of ``{token: logprob}``; null entries for an echoed first token)."""
+    raw_tokens = lp.get("tokens") if isinstance(lp.get("tokens"), list) else None
+    raw_tops = lp.get("top_logprobs") if isinstance(lp.get("top_logprobs"), list) else None
+    logprobs: list[float] = []
+    tokens: list[str] = []
+    tops: list[dict[str, float]] = []
+    any_top = False
+    for i, x in enumerate(lp["token_logprobs"]):
+        v = _logprob(x)
+        if v is None:
+            continue
+        logprobs.append(v)
+        tokens.append(str(raw_tokens[i]) if raw_tokens is not None and i < len(raw_tokens) else "")
+        top: dict[str, float] = {}
+        entry = raw_tops[i] if raw_tops is not None and i < len(raw_tops) else None
+        if isinstance(entry, Mapping):
+            for tok, a in entry.items():
+                if (av := _logprob(a)) is not None:
+                    top[str(tok)] = av
+        any_top = any_top or bool(top)
+        tops.append(top)
+    return logprobs, tokens, tops if any_top else None
 
 
 def _parse_anthropic(data: Mapping[str, Any]) -> dict[str, Any]:

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 # (category, direction) of one side's answer; the plugin wires the pytest_parity_classify hook in.
 Classifier = Callable[[Mapping[str, Any]], "tuple[str, str]"]
 DIRECTIONS = ("C", "A", "W", "X")
+MAX_LOGPROBS = 256  # token logprobs kept per answer in the records (the cache keeps them all)
 SIDES = ("baseline", "candidate")
 
 __all__ = ["Classifier", "ItemPipeline", "PipelineResult"]
@@ -159,6 +160,8 @@ class ItemPipeline:
             role: self._side(role, item, answers[role], scores[role], judged.get(role))
             for role in SIDES
         }
+        if "tone" in self.task.checks and self.task.checks["tone"].get("rubric_scorer"):
+            await self._rubric(item, answers, sides)
         old, new = sides["baseline"], sides["candidate"]
         if (
             old["error"] is None
@@ -373,6 +376,8 @@ class ItemPipeline:
             "facts": facts or None,
             "trajectory": [dict(t) for t in answer.trajectory] or None,
         }
+        if "calibration" in self.task.checks and error is None:
+            rec["facts"] = {**(rec["facts"] or {}), **self._confidence(item, response)}
         tools = self._tools(item)
         ctx = {
             "side": role,
@@ -398,6 +403,63 @@ class ItemPipeline:
         rec["category"] = category
         rec["direction"] = direction if direction in DIRECTIONS else "W"  # type: ignore[typeddict-item]
         return rec
+
+    def _confidence(self, item: Item, response: Response) -> dict[str, Any]:
+        """The answer's confidence for the calibration check, with the method and the answer's
+        token logprobs (so a report shows what it was computed from), or the problem."""
+        from pytest_parity.scoring.confidence import confidence
+
+        opts = self.task.checks["calibration"]
+        try:
+            value, problem = confidence(
+                response,
+                item,
+                opts,
+                multiple_choice=self.task.scorer == "choice",
+                letters=str(self.task.scorer_options.get("letters", "ABCD")),
+            )
+        except Exception as exc:  # a custom hook's bug is the task's error, not a crash
+            raise TaskRunError(
+                f"task {self.task.name}: item {item.id}: confidence hook failed: {exc}"
+            ) from None
+        facts: dict[str, Any] = {"confidence_method": str(opts.get("confidence", "logprobs"))}
+        if value is None:
+            facts["confidence_problem"] = problem
+        else:
+            facts["confidence"] = value
+        if response.logprobs is not None:
+            facts["logprobs"] = [round(x, 4) for x in response.logprobs[:MAX_LOGPROBS]]
+        return facts
+
+    async def _rubric(
+        self, item: Item, answers: dict[str, Answer], sides: dict[str, SideRecord]
+    ) -> None:
+        """The tone check's rubric scorer on both answers (``facts["tone_rubric"]``)."""
+        from pytest_parity.scoring.resolve import resolve_scorer
+
+        opts = self.task.checks["tone"]
+        bound = resolve_scorer(str(opts["rubric_scorer"]), opts.get("rubric_options") or {})
+        base, cand = answers["baseline"].response, answers["candidate"].response
+        if base.error or cand.error:
+            return
+        got: dict[str, Score] = {}
+        try:
+            if bound.kind == "paired":
+                ctx = PairContext(self.task, item, base, cand, bound.options, self.judge)
+                got["baseline"], got["candidate"] = await bound.pair(ctx)
+            for role, resp in (("baseline", base), ("candidate", cand)):
+                if bound.kind == "sync":
+                    got[role] = bound.text(resp.text, item.reference)
+                elif bound.kind == "async":
+                    ctx1 = ScoreContext(self.task, item, role, resp, bound.options, self.judge)
+                    got[role] = await bound.one(ctx1)
+        except ScorerError as exc:
+            raise TaskRunError(
+                f"task {self.task.name}: item {item.id}: tone rubric: {exc}"
+            ) from None
+        for role in SIDES:
+            value = float(got[role].value)
+            sides[role]["facts"] = {**(sides[role]["facts"] or {}), "tone_rubric": value}
 
     def _tools(self, item: Item) -> list[Any] | None:
         tools = self.task.params.get("tools")

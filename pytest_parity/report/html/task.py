@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pytest_parity.report import checks as registered
+from pytest_parity.report.html.drift import calibration_html, tone_html
 from pytest_parity.report.html.judge import judge_html, judge_rationale_html
 from pytest_parity.report.html.sections import (
     DIRECTIONS,
@@ -29,7 +30,9 @@ from pytest_parity.report.html.svg import delta_numbers, esc, forest_svg, number
 
 # The checks whose numbers have tables of their own below; any other check (one registered by a
 # conftest.py or a plugin) gets a generic table of its numbers.
-OWN_TABLES = frozenset({"delta", "failure_modes", "error_direction"})
+OWN_TABLES = frozenset({"delta", "failure_modes", "error_direction", "calibration", "tone"})
+# Checks whose section is drawn by a function of their own (tables and inline SVG).
+OWN_SECTIONS = {"calibration": calibration_html, "tone": tone_html}
 
 # Long answers are cut so one runaway generation cannot turn the report into a book.
 MAX_TEXT = 4000
@@ -184,7 +187,10 @@ def task_html(
     ]
     for c in checks_of(task):
         check = str(c["name"])
-        if check.split(":", 1)[0] not in OWN_TABLES:
+        kind = check.split(":", 1)[0]
+        if kind in OWN_SECTIONS:
+            tables.append((registered.title(check), OWN_SECTIONS[kind](c)))
+        elif kind not in OWN_TABLES:
             tables.append((registered.title(check), generic_table(c)))
     grid = "".join(f"<div><{h2}>{esc(t)}</{h2}>{body}</div>" for t, body in tables if body)
     return (
