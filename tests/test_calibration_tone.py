@@ -147,6 +147,7 @@ def _run(pytester: pytest.Pytester, old: str, new: str, tasks: str) -> dict[str,
     pytester.runpytest(
         "--parity-contract=contract.yaml",
         "--parity-no-cache",
+        "--parity-no-preflight",  # the scripted stacks answer under any model name
         "--parity-json=out.json",
         "--parity-report=out.html",
         "-p",
@@ -161,14 +162,17 @@ MC_TASK = """\
             source: golden
             path: mc.jsonl
             scorer: choice
+            tolerance: 0.1  # a few hundred items: valid intervals at this n are a few points wide
             params: {logprobs: true, top_logprobs: 5, max_tokens: 4}
-            checks: {calibration: {confidence_threshold: 0.9}}
+            checks: {calibration: {confidence_threshold: 0.9, brier_tolerance: 0.05,
+                                   aurc_tolerance: 0.1}}
 """
 TONE_TASK = """\
           - name: support
             source: golden
             path: support.jsonl
             scorer: contains
+            tolerance: 0.1
             checks: {tone: {}}
 """
 
@@ -287,7 +291,9 @@ def test_bad_options_are_one_line(pytester: pytest.Pytester, checks: str, messag
           - {{name: qa, source: golden, path: g.jsonl, checks: {checks}}}
         """,
     )
-    result = pytester.runpytest("--parity-contract=contract.yaml", "-p", "no:cacheprovider")
+    result = pytester.runpytest(
+        "--parity-contract=contract.yaml", "--parity-no-preflight", "-p", "no:cacheprovider"
+    )
     assert result.ret == 4
     err = result.stderr.str()
     assert message in err and "Traceback" not in err
