@@ -218,7 +218,9 @@ def summarize(
         )
     if overall == "PASS":
         n = len(tasks)
-        reasons.append(f"all {n} task{'s' if n != 1 else ''} passed every check")
+        reasons.append(
+            "the task passed every check" if n == 1 else f"all {n} tasks passed every check"
+        )
     powers = [
         float(t["checks"]["delta"]["numbers"]["power"])
         for t in tasks
