@@ -163,7 +163,7 @@ def test_resume_reuses_only_an_unfinished_run_and_reuse_is_explicit(
     n = 40
     # The candidate is slow: the baseline has answered a window of items before the
     # candidate's first refusal stops the task.
-    with FakeServer() as old, FakeServer(latency_s=0.3) as new:
+    with FakeServer() as old, FakeServer(latency_s=1.0) as new:
         path = contract(pytester.path, old.base_url, new.base_url, n)
         new.require_key = "nobody-has-it"  # the candidate refuses every request: task ERROR
         first, doc = gate(pytester, path, *workers)
