@@ -9,19 +9,13 @@ the judge is good. Needs `bash example_suite/live/setup_testbed.sh`; skips other
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from collections.abc import Iterator
-from pathlib import Path
-from types import ModuleType
 
+import livebed
 import pytest
 
 pytestmark = [pytest.mark.live_model, pytest.mark.slow]
 
-LIVE = Path(__file__).resolve().parent.parent / "example_suite" / "live"
-SETUP_HINT = "run: PYTHON=.venv/bin/python bash example_suite/live/setup_testbed.sh"
 PROMPTS = [
     "Name one fruit that is yellow.",
     "Say hello in French.",
@@ -30,29 +24,7 @@ PROMPTS = [
 ]
 
 
-def _servers() -> ModuleType:
-    name = "parity_live_servers"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, LIVE / "servers.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def urls() -> Iterator[dict[str, str]]:
-    if importlib.util.find_spec("llama_cpp") is None:
-        pytest.skip(f"llama_cpp is not installed in {sys.executable}; {SETUP_HINT}")
-    servers = _servers()
-    files = {p: servers.model_file(p) for p in ("F32", "Q4_1")}
-    missing = [str(f) for f in files.values() if not f.is_file()]
-    if missing:
-        pytest.skip(f"model files missing: {', '.join(missing)}; {SETUP_HINT}")
-    with servers.serve_many(files) as got:
-        yield got
+urls = livebed.pair_fixture("F32", "Q4_1")
 
 
 def test_the_real_model_judges_both_orders_and_its_aa_noise_is_measured(

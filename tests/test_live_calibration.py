@@ -14,14 +14,11 @@ Needs `bash example_suite/live/setup_testbed.sh` first; skips (with the command 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
+import livebed
 import pytest
 import yaml
 
@@ -29,32 +26,9 @@ pytestmark = pytest.mark.live_model
 
 ROOT = Path(__file__).resolve().parent.parent
 LIVE = ROOT / "example_suite" / "live"
-SETUP_HINT = "run: PYTHON=.venv/bin/python bash example_suite/live/setup_testbed.sh"
 
 
-def _servers() -> Any:
-    name = "parity_live_servers"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, LIVE / "servers.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def pair() -> Iterator[dict[str, str]]:
-    if importlib.util.find_spec("llama_cpp") is None:
-        pytest.skip(f"llama_cpp is not installed in {sys.executable}; {SETUP_HINT}")
-    servers = _servers()
-    files = {p: servers.model_file(p) for p in ("F32", "Q4_1")}
-    missing = [str(f) for f in files.values() if not f.is_file()]
-    if missing:
-        pytest.skip(f"model files missing: {', '.join(missing)}; {SETUP_HINT}")
-    with servers.serve_many(files) as urls:
-        yield urls
+pair = livebed.pair_fixture("F32", "Q4_1")
 
 
 def test_logprob_confidence_and_length_ratio_on_the_real_pair(

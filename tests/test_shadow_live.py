@@ -7,12 +7,9 @@ finish reasons. Needs `bash example_suite/live/setup_testbed.sh`; skips with tha
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
+import livebed
 import pytest
 from shadow_servers import ProxyProcess, write_contract
 
@@ -20,34 +17,10 @@ from pytest_parity.shadow import open_store
 
 pytestmark = pytest.mark.live_model
 
-ROOT = Path(__file__).resolve().parent.parent
-SETUP_HINT = "run: PYTHON=.venv/bin/python bash example_suite/live/setup_testbed.sh"
 QUESTIONS = ["What is the capital of France?", "Name a primary colour.", "What is 2 + 2?"]
 
 
-def _servers() -> ModuleType:
-    name = "parity_live_servers"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "example_suite/live/servers.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def pair() -> Iterator[dict[str, str]]:
-    if importlib.util.find_spec("llama_cpp") is None:
-        pytest.skip(f"llama_cpp is not installed in {sys.executable}; {SETUP_HINT}")
-    servers = _servers()
-    files = {p: servers.model_file(p) for p in ("F32", "Q2_K")}
-    missing = [str(f) for f in files.values() if not f.is_file()]
-    if missing:
-        pytest.skip(f"model files missing: {', '.join(missing)}; {SETUP_HINT}")
-    with servers.serve_many(files) as urls:
-        yield urls
+pair = livebed.pair_fixture("F32", "Q2_K")
 
 
 def test_llama_pair_through_the_proxy(pair: dict[str, str], tmp_path: Path) -> None:
