@@ -45,6 +45,7 @@ import json
 import logging
 import sqlite3
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -149,22 +150,26 @@ def record_values(rec: Mapping[str, Any]) -> tuple[Any, ...]:
     return tuple(out)
 
 
-class Store:
-    """The common API of both back ends."""
+class Store(ABC):
+    """The common API of both back ends (sqlite, PostgreSQL)."""
 
     placeholder = "?"
 
+    @abstractmethod
     def write(self, rows: list[tuple[Any, ...]]) -> None:
-        raise NotImplementedError
+        """Store a batch of pair rows in one transaction."""
 
+    @abstractmethod
     def enforce_retention(self, days: float | None, rows: int | None) -> int:
-        raise NotImplementedError
+        """Delete pairs older than ``days`` or beyond the newest ``rows``; returns how many."""
 
+    @abstractmethod
     def _query(self, sql: str, args: tuple[Any, ...], *, stream: bool = False) -> Iterator[Any]:
-        raise NotImplementedError
+        """Rows of one SELECT (streamed with a server-side cursor where the back end has one)."""
 
+    @abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        """Flush and release the connection."""
 
     def _where(
         self, since: float | None, until: float | None, segment: str | None
