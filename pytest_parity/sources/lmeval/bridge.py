@@ -17,14 +17,13 @@ import asyncio
 import concurrent.futures
 import functools
 import importlib.util
-import os
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_parity.contract.spec import ContractError, EndpointSpec, TaskSpec, thaw
+from pytest_parity.contract.spec import ContractError, EndpointSpec, TaskSpec
 from pytest_parity.endpoints.progress import answer_counts
 from pytest_parity.records import ItemRecord
 from pytest_parity.sources.base import RunContext, SourceError
@@ -413,13 +412,16 @@ def _check_loglik_setup(
 
 
 def _server_tokenization(task: TaskSpec, ep: EndpointSpec) -> dict[str, Any]:
-    headers = dict(thaw(ep.headers))
-    key = os.environ.get(ep.api_key_env, "") if ep.api_key_env else ""
-    if key:
-        headers["Authorization"] = f"Bearer {key}"
+    from pytest_parity.sources.lmeval.models import tokenizer_headers
+
+    headers, secret = tokenizer_headers(ep)
     try:
         tok = server_tokenizer(
-            ep.kind, ep.base_url, timeout=ep.timeout, headers=headers, auth_token=key or None
+            ep.kind,
+            ep.base_url,
+            timeout=ep.timeout,
+            headers=headers,
+            auth_token=None if secret is None else secret.reveal(),
         )
         return fingerprint(tok)
     except Exception as exc:

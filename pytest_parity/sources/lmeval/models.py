@@ -24,13 +24,15 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_parity.contract.spec import EndpointSpec, thaw
 from pytest_parity.sources.lmeval.tokenizer import LlamaCppTokenizer, uses_llama_cpp_tokenizer
 from pytest_parity.sources.lmeval.transport import EndpointBridge
+
+if TYPE_CHECKING:
+    from pytest_parity.secrets import Secret
 
 # The benchmark defines answer length and stop strings; the endpoint's own values would change it.
 BENCHMARK_OWNED = frozenset({"max_tokens", "max_completion_tokens", "stop", "n", "logprobs"})
@@ -267,13 +269,16 @@ def _model_class(api: str) -> Any:
     return _CLASSES[api]
 
 
-def tokenizer_headers(endpoint: EndpointSpec) -> tuple[dict[str, str], str]:
-    """Headers (with the key from ``api_key_env``) for a server's tokenizer routes, and the key."""
-    headers = dict(thaw(endpoint.headers))
-    key = os.environ.get(endpoint.api_key_env, "") if endpoint.api_key_env else ""
-    if key:
-        headers["Authorization"] = f"Bearer {key}"
-    return headers, key
+def tokenizer_headers(endpoint: EndpointSpec) -> tuple[dict[str, str], Secret | None]:
+    """Headers (with the key from ``api_key_env``) for a server's tokenizer routes, and the key
+    as a :class:`Secret` (masked in every repr, so a ``-l`` traceback never shows it)."""
+    from pytest_parity.secrets import MaskedHeaders, read_secret
+
+    headers = MaskedHeaders(thaw(endpoint.headers))
+    secret = read_secret(endpoint.api_key_env)
+    if secret is not None:
+        headers["Authorization"] = f"Bearer {secret.reveal()}"
+    return headers, secret
 
 
 def build_model(
@@ -295,7 +300,7 @@ def build_model(
     """
     params = {**thaw(endpoint.params), **thaw(task_params or {})}
     tok_ep = tokenizer_from or endpoint
-    headers, key = tokenizer_headers(tok_ep)
+    headers, secret = tokenizer_headers(tok_ep)
     generate = output_type == "generate_until"
     tok = opts.get("tokenizer")
     kwargs: dict[str, Any] = {
@@ -316,7 +321,10 @@ def build_model(
     if generate or tok is None or llama_tok:
         kwargs.update(tokenizer_backend=None, tokenized_requests=False)
     elif tok == "remote":
-        kwargs.update(tokenizer_backend="remote", auth_token=key or None)
+        # lm-eval's remote tokenizer takes the key as a plain string: revealed only here
+        kwargs.update(
+            tokenizer_backend="remote", auth_token=None if secret is None else secret.reveal()
+        )
     else:
         kwargs.update(tokenizer_backend="huggingface", tokenizer=tok)
     if not generate:
