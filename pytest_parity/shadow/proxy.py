@@ -250,6 +250,7 @@ class ShadowProxy:
                 }
             }
             return web.json_response(msg, status=status)
+        complete = False  # the whole answer reached the client (then a late disconnect is no error)
         try:
             side.status = up.status
             out_headers: CIMultiDict[str] = CIMultiDict()
@@ -293,16 +294,21 @@ class ShadowProxy:
                 if capture and size < MAX_CAPTURE:
                     chunks.append(chunk)
                     size += len(chunk)
-            await resp.write_eof()
+            # The whole answer was read from the stack and written to the client: record it
+            # before the end of the response, which a client that has read its last event
+            # (the openai SDK after [DONE]) may no longer wait for.
             side.latency = time.perf_counter() - t0
             if not side.streamed:
                 side.ttft = None
             side.body = b"".join(chunks)
             side.error = error_category(up.status, None)
+            complete = True
+            await resp.write_eof()
             return resp
         except Exception as exc:  # the client went away, or the stack broke off mid-answer
-            side.error = "disconnect"
-            side.latency = time.perf_counter() - t0
+            if not complete:
+                side.error = "disconnect"
+                side.latency = time.perf_counter() - t0
             log.debug("parity-shadow: answer broken off: %r", exc)
             raise
         finally:
