@@ -11,14 +11,11 @@ Needs `bash example_suite/live/setup_testbed.sh` first; skips (with the command 
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+import livebed
 import pytest
 import yaml
 
@@ -27,7 +24,6 @@ pytestmark = pytest.mark.live_model
 ROOT = Path(__file__).resolve().parent.parent
 LIVE = ROOT / "example_suite" / "live"
 RECORDED = ROOT / "example_suite" / "recorded"
-SETUP_HINT = "run: PYTHON=.venv/bin/python bash example_suite/live/setup_testbed.sh"
 
 # Tasks kept in the reduced copies and their item limits (None: every item). which_is_heavier
 # stays whole: its first 50 items hold no Q4_1 flip, and zero flips in a handful of items would
@@ -37,32 +33,9 @@ LIMITS: dict[str, int | None] = {"which_is_heavier": None, "born_first": 40}
 RUN_FACTS = frozenset({"started", "finished", "endpoints", "contract", "latency_s"})
 
 
-def _load_servers() -> ModuleType:
-    # example_suite is not a package, and tests/servers.py already owns the name "servers".
-    name = "parity_live_servers"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, LIVE / "servers.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-servers = _load_servers()
-
-
-@pytest.fixture(scope="module")
-def testbed() -> Iterator[dict[str, str]]:
-    if importlib.util.find_spec("llama_cpp") is None:
-        pytest.skip(f"llama_cpp is not installed in {sys.executable}; {SETUP_HINT}")
-    files = {p: servers.model_file(p) for p in ("F32", "Q4_1", "Q2_K")}
-    missing = [str(f) for f in files.values() if not f.is_file()]
-    if missing:
-        pytest.skip(f"model files missing: {', '.join(missing)}; {SETUP_HINT}")
-    with servers.serve_many(files) as urls:
-        yield urls
+# example_suite is not a package, and tests/servers.py already owns the name "servers".
+servers = livebed.servers()
+testbed = livebed.pair_fixture("F32", "Q4_1", "Q2_K")
 
 
 def reduced(contract: Path, dest: Path) -> Path:
