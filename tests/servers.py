@@ -256,14 +256,14 @@ class FakeServer:
         with self._lock:
             self.received.append(body)
             self.headers_seen.append(dict(request.headers))
+        if self.latency_s:  # a slow stack is slow to refuse, too
+            await asyncio.sleep(self.latency_s)
         if self.require_key is not None:
             given = request.headers.get("authorization", "").removeprefix("Bearer ")
             given = given or request.headers.get("x-api-key", "")
             if given != self.require_key:
                 msg = self.error_body if self.error_body is not None else "bad key"
                 return web.json_response({"error": {"message": msg}}, status=401)
-        if self.latency_s:
-            await asyncio.sleep(self.latency_s)
         fault = self._pick_fault(raw)
         if fault == "500":
             return web.json_response({"error": "boom"}, status=500)

@@ -202,7 +202,11 @@ class ShadowProxy:
             resp = await self._forward(request, body, headers, side, t0, capture=proto is not None)
         except BaseException:
             if proto is not None:
-                self._observe("serving", self.cfg.serving_name, segment, side, None)
+                # A client that went away after its whole answer (side.error is None) still
+                # counts that answer, tokens and all.
+                done = side.error is None and side.latency is not None
+                ans = side.read(proto, text=pair is not None) if done else None
+                self._observe("serving", self.cfg.serving_name, segment, side, ans)
                 if pair is not None:
                     pair.serving = side
                     self._settle(pair)
@@ -305,7 +309,7 @@ class ShadowProxy:
             complete = True
             await resp.write_eof()
             return resp
-        except Exception as exc:  # the client went away, or the stack broke off mid-answer
+        except BaseException as exc:  # the client went away (or cancelled), or the stack broke off
             if not complete:
                 side.error = "disconnect"
                 side.latency = time.perf_counter() - t0
