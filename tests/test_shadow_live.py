@@ -13,7 +13,7 @@ import livebed
 import pytest
 from shadow_servers import ProxyProcess, write_contract
 
-from pytest_parity.shadow import open_store
+from pytest_parity.store import open_store
 
 pytestmark = pytest.mark.live_model
 

@@ -21,7 +21,7 @@ import httpx
 import pytest
 from shadow_servers import ROOT, ProxyProcess, ServerProcess, StreamServer, write_contract
 
-from pytest_parity.shadow import open_store
+from pytest_parity.store import open_store
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hello there"}]}
 

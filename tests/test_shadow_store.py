@@ -20,8 +20,8 @@ import httpx
 import pytest
 from shadow_servers import ProxyProcess, StreamServer, write_contract
 
-from pytest_parity.shadow.store import COLUMN_NAMES, SqliteStore, open_store
 from pytest_parity.shadow.writer import StoreWriter
+from pytest_parity.store.pairs import COLUMN_NAMES, SqliteStore, open_store
 
 PG_HINT = "install it: apt-get install postgresql (as .ci/run does)"
 

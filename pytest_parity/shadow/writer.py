@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from pytest_parity.shadow.store import Store, open_store, record_values
+from pytest_parity.store.pairs import Store, open_store, record_values
 
 log = logging.getLogger("pytest_parity.shadow")
 
