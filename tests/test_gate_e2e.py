@@ -312,10 +312,10 @@ def test_recorded_baseline_gates_a_candidate_after_the_old_stack_is_gone(
 def test_progress_lines_on_long_tasks_and_silence_under_q(
     pytester: pytest.Pytester, stacks: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pytest_parity import plugin
+    from pytest_parity.session import progress
 
-    monkeypatch.setattr(plugin, "PROGRESS_AFTER_S", 0.0)
-    monkeypatch.setattr(plugin, "PROGRESS_EVERY_S", 0.0)
+    monkeypatch.setattr(progress, "PROGRESS_AFTER_S", 0.0)
+    monkeypatch.setattr(progress, "PROGRESS_EVERY_S", 0.0)
     old, new = stacks(right, right)
     path = contract(pytester, old, new, 40)
     loud = pytester.runpytest(f"--parity-contract={path}", "--parity-no-cache")
