@@ -567,3 +567,23 @@ def test_measured_detection_of_a_tenfold_refusal_rate() -> None:
     assert detected >= 0.7, detected
     false_alarm = simulate_detection(1000, 0.01, 0.01, trials=60, seed=12)
     assert false_alarm <= 0.05, false_alarm
+
+
+def test_the_alarm_p_is_the_failing_categorys_not_a_smaller_one_that_did_not_fail() -> None:
+    # refusals grew significantly (p = 2^-12) yet within the margin and the ratio ('ok'); abstain
+    # grew 2 -> 8 and fails by the ratio with Holm p .0156: the run's Holm must read .0156,
+    # or across 40 alarms this FAIL would 'hold' (40 x .00049 = .02) on the refusals' evidence
+    recs = records(
+        (100, "refusal", "refusal"),
+        (12, "correct", "refusal"),
+        (2, "abstain", "abstain"),
+        (6, "correct", "abstain"),
+        (880, "correct", "correct"),
+    )
+    result = check_failure_modes(recs, TASK)
+    table = result["numbers"]["categories"]
+    assert result["status"] == "FAIL"
+    assert result["numbers"]["failed"] == ["abstain"]
+    assert table["refusal"]["status"] == "ok"
+    assert table["refusal"]["p_holm"] < table["abstain"]["p_holm"]
+    assert result["numbers"]["p_alarm"] == pytest.approx(table["abstain"]["p_holm"])
