@@ -699,3 +699,20 @@ def test_the_contract_description_is_in_every_report(schema: dict[str, Any]) -> 
     assert "fp16 -&gt; fp8 &lt;b&gt;KV cache&lt;/b&gt;" in header
     del run["contract"]["description"]
     assert "KV cache" not in report.to_html(run) + report.to_markdown(run)
+
+
+def test_the_pass_probability_says_it_covers_the_delta_checks_only() -> None:
+    # issue 11 item 3: the figure is the product of the delta checks' powers; every place that
+    # shows it says the failure-mode and direction checks are not in it
+    from pytest_parity.report.terminal import verdict_lines
+
+    run = make_run()
+    shown = {
+        "terminal": " ".join(verdict_lines(run)),
+        "markdown": report.to_markdown(run),
+        "html": html.unescape(report.to_html(run)),
+    }
+    for where, text in shown.items():
+        assert "41%" in text, where
+        assert "delta check" in text and "direction checks" in text, where
+        assert "checks not included" in text or "checks are not in this figure" in text, where

@@ -200,7 +200,12 @@ def to_markdown(run: RunResult) -> str:
         "",
         f"<sub>contract {_md(contract.get('path', '?'))} · digest {_md(digest)} · "
         f"pytest-parity {_md(run.get('tool_version', '?'))} · {_md(run.get('finished', ''))}"
-        + (f" · chance an equal migration passes all tasks: {pp:.0%}" if pp is not None else "")
+        + (
+            f" · chance an equal migration passes every delta check: {pp:.0%}"
+            " (failure-mode and direction checks not included)"
+            if pp is not None
+            else ""
+        )
         + "</sub>",
         "",
     ]

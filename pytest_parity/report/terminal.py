@@ -97,8 +97,8 @@ def verdict_lines(run: RunResult, disagreement_files: Sequence[str] = ()) -> lis
     pp = run["pass_probability"]
     if pp is not None and len(run["tasks"]) > 1:
         lines.append(
-            f"chance that a migration with no real change passes every task at these item counts:"
-            f" {pp:.0%}"
+            f"chance that a migration with no real change passes every task's delta check at these"
+            f" item counts: {pp:.0%} (the failure-mode and direction checks are not in this figure)"
         )
     lines.append(f"OVERALL: {run['overall']}")
     lines.extend(f"  {r}" for r in run["overall_reasons"])

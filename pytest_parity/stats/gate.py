@@ -188,7 +188,8 @@ def noninferiority(
             )
     reasons.append(
         f"minimum detectable effect at n={n:,}: {100 * mde:.2f} pts; an equal candidate "
-        f"passes with probability {power_eq:.0%} ({how})"
+        f"passes this check with probability {power_eq:.0%} ({how}; the failure-mode and"
+        " direction checks are not in this figure)"
     )
     if iv.clusters is not None and iv.method.startswith("cluster") and iv.clusters < 30:
         reasons.append(f"only {iv.clusters} clusters: cluster-robust intervals need about 30+")

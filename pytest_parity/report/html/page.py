@@ -235,7 +235,8 @@ def page(run: RunResult) -> str:
     if pp is not None:
         cards += (
             f'<div class="pp-card"><b>{pp:.0%}</b><span>chance an equal migration '
-            "passes every task at these item counts</span></div>"
+            "passes every task's delta check at these item counts (failure-mode and direction"
+            " checks not included)</span></div>"
         )
     legend = (
         '<p class="pp-legend">dot: delta, candidate \u2212 baseline, in points; bar: interval;'
