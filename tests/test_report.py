@@ -716,3 +716,20 @@ def test_the_pass_probability_says_it_covers_the_delta_checks_only() -> None:
         assert "41%" in text, where
         assert "delta check" in text and "direction checks" in text, where
         assert "checks not included" in text or "checks are not in this figure" in text, where
+
+
+def test_the_reports_say_how_many_answers_came_from_the_cache() -> None:
+    # issue 12 item 2: not only the terminal and the JSON: the HTML and Markdown reports too
+    run = make_run()
+    run["cache"] = {
+        "mode": "reuse",
+        "baseline": {"answers": 200, "from_cache": 200},
+        "candidate": {"answers": 200, "from_cache": 13},
+    }
+    line = "answers from the response cache (reuse): baseline 200/200, candidate 13/200"
+    assert line in html.unescape(report.to_html(run))
+    assert line in report.to_markdown(run)
+    run["cache"] = {"mode": "off"}
+    assert "response cache off" in report.to_markdown(run)
+    run["cache"] = {"mode": "reuse", "baseline": "damaged"}  # never a crash
+    assert "response cache (reuse): none" in report.to_markdown(run)

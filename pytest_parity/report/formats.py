@@ -120,6 +120,23 @@ def _md(text: object) -> str:
     return esc(" ".join(s.split()))
 
 
+def cache_text(run: Mapping[str, Any]) -> str | None:
+    """How many answers per stack came from the response cache, in which mode; None when the
+    run carries no counts (an older or hand-made result)."""
+    cache = run.get("cache")
+    if not isinstance(cache, Mapping):
+        return None
+    mode = str(cache.get("mode", "?"))
+    if mode == "off":
+        return "response cache off: every answer was asked for"
+    parts = [
+        f"{role} {c.get('from_cache', '?')}/{c.get('answers', '?')}"
+        for role, c in cache.items()
+        if role != "mode" and isinstance(c, Mapping)
+    ]
+    return f"answers from the response cache ({mode}): {', '.join(parts) or 'none'}"
+
+
 def endpoint_name(contract: Mapping[str, Any], role: str) -> str:
     ep = contract.get(role)
     if not isinstance(ep, Mapping):
@@ -196,6 +213,9 @@ def to_markdown(run: RunResult) -> str:
             lines.append("")
     pp = number(run, "pass_probability")
     digest = str(contract.get("digest", ""))[:12]
+    cached = cache_text(run)
+    if cached is not None:
+        lines += ["", _md(cached)]
     lines += [
         "",
         f"<sub>contract {_md(contract.get('path', '?'))} · digest {_md(digest)} · "

@@ -17,6 +17,7 @@ from pytest_parity.report.formats import (
     FORMAT,
     HEADLINES,
     ICONS,
+    cache_text,
     endpoint_name,
     plain,
     safe_url,
@@ -161,6 +162,9 @@ def _provenance_html(run: RunResult) -> str:
         ("contract sha256", contract.get("digest", "?")),
         ("report schema", f"{FORMAT} v{run.get('schema_version', '?')}"),
     ]
+    cached = cache_text(run)
+    if cached is not None:
+        rows.append(("response cache", cached))
     head = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
     tasks = [t for t in as_list(run.get("tasks")) if isinstance(t, Mapping)]
     task_rows = []
