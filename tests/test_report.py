@@ -733,3 +733,16 @@ def test_the_reports_say_how_many_answers_came_from_the_cache() -> None:
     assert "response cache off" in report.to_markdown(run)
     run["cache"] = {"mode": "reuse", "baseline": "damaged"}  # never a crash
     assert "response cache (reuse): none" in report.to_markdown(run)
+
+
+def test_a_task_judged_on_fewer_items_says_so_on_its_terminal_row() -> None:
+    # issue 12 item 3: 900 of 1,000 items paired (100 failed requests left out): "900/1000"
+    from pytest_parity.report.terminal import verdict_lines
+
+    run = make_run()
+    task = run["tasks"][0]
+    full = next(line for line in verdict_lines(run) if line.startswith(task["task"]))
+    assert f" {task['n_paired']} " in full and "/" + str(task["n_items"]) not in full
+    task["n_items"], task["n_paired"] = 1000, 900
+    short = next(line for line in verdict_lines(run) if line.startswith(task["task"]))
+    assert " 900/1000 " in short

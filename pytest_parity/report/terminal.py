@@ -29,7 +29,10 @@ def _row(t: TaskResult, aa: bool, names: Sequence[str]) -> list[str]:
         delta,
         ci,
         f"{t['tolerance'] * 100:.2f}",
-        str(t["n_paired"]),
+        # a verdict on fewer items than the task holds says so on its own row: "900/1000"
+        f"{t['n_paired']}/{t['n_items']}"
+        if 0 < t["n_paired"] < t["n_items"] and not t["error"]
+        else str(t["n_paired"]),
         flips,
     ]
     if aa:
