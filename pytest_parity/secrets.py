@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -65,6 +65,34 @@ class MaskedHeaders(dict[str, str]):
         return repr({k: MASK if is_secret_header(k) else v for k, v in self.items()})
 
     __str__ = __repr__
+
+
+class FrozenHeaders(Mapping[str, str]):
+    """An endpoint spec's configured headers: read-only, and their ``repr`` masks the values of
+    secret headers, so a traceback shown with ``pytest -l`` that holds the spec (or its headers)
+    prints ``'***'`` where a ``${VAR}``-expanded token would be."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Mapping[str, str] | None = None) -> None:
+        self._items = dict(items or {})
+
+    def __getitem__(self, key: str) -> str:
+        return self._items[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return f"FrozenHeaders({MaskedHeaders(self._items)!r})"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> Any:
+        raise TypeError("configured headers are not pickled (they may hold a secret in clear)")
 
 
 def read_secret(env: str | None) -> Secret | None:

@@ -125,7 +125,8 @@ def test_showlocals_traceback_from_an_endpoint_shows_no_key(pytester: pytest.Pyt
         ".yaml",
         contract="""
         baseline:  {kind: openai, base_url: "https://old.invalid/v1", model: m, api_key_env: OLD_KEY}
-        candidate: {kind: openai, base_url: "https://new.invalid/v1", model: m, api_key_env: OLD_KEY}
+        candidate: {kind: openai, base_url: "https://new.invalid/v1", model: m, api_key_env: OLD_KEY,
+                    headers: {X-Team-Token: "${STACK_TOKEN}"}}
         tasks:
           - {name: sums, path: golden.jsonl, scorer: numeric}
         """,
@@ -134,6 +135,7 @@ def test_showlocals_traceback_from_an_endpoint_shows_no_key(pytester: pytest.Pyt
     # context), after the key was read: the traceback runs through the frame holding it.
     env = {
         "OLD_KEY": KEY_OLD,
+        "STACK_TOKEN": TOKEN,  # a credential header: the frames hold the specs and their headers
         "SSL_CERT_FILE": str(pytester.path / "missing.pem"),
         "PYTHONPATH": str(Path(__file__).resolve().parent.parent),  # this checkout's plugin
     }
@@ -151,4 +153,38 @@ def test_showlocals_traceback_from_an_endpoint_shows_no_key(pytester: pytest.Pyt
     assert "HttpEndpoint" in out or "__init__" in out, out[-3000:]
     assert re.search(r"key +=  ?Secret\('\*\*\*'\)", out), out[-3000:]
     assert KEY_OLD not in out
+    assert "specs" in out and "X-Team-Token': '***'" in out, out[-3000:]  # the spec repr masks it
+    assert TOKEN not in out
     assert result.ret != 0
+
+
+def test_configured_headers_are_read_only_and_masked_in_every_repr(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A ${VAR}-expanded credential header lives in the EndpointSpec: `pytest -l` printed the
+    # spec (a frame's `specs` local) with the token in clear before FrozenHeaders.
+    from pytest_parity.contract.spec import load_contract, thaw
+
+    monkeypatch.setenv("STACK_TOKEN", TOKEN)
+    golden(tmp_path, 1)
+    path = tmp_path / "contract.yaml"
+    path.write_text(
+        'baseline:  {kind: openai, base_url: "http://127.0.0.1:9/v1", model: m,'
+        ' headers: {X-Team-Token: "${STACK_TOKEN}", X-Variant: blue}}\n'
+        'candidate: {kind: openai, base_url: "http://127.0.0.1:9/v1", model: m}\n'
+        "tasks:\n  - {name: t, path: golden.jsonl}\n"
+    )
+    contract = load_contract(path)
+    spec = contract.baseline
+    for shown in (repr(spec), str(spec.headers), repr(contract)):
+        assert TOKEN not in shown
+    assert "'X-Variant': 'blue'" in repr(spec)
+    assert spec.headers["X-Team-Token"] == TOKEN  # what is sent is the value itself
+    assert thaw(spec.headers) == {"X-Team-Token": TOKEN, "X-Variant": "blue"}
+    assert spec == load_contract(path).baseline
+    with pytest.raises(TypeError):
+        spec.headers["X-Variant"] = "red"  # type: ignore[index]
+    with pytest.raises(TypeError):
+        import pickle
+
+        pickle.dumps(spec.headers)

@@ -32,6 +32,7 @@ from pytest_parity.contract.spec import (
     _did_you_mean,
     _frozen,
 )
+from pytest_parity.secrets import FrozenHeaders
 
 # ----------------------------------------------------------------------------------------------
 # validation helpers
@@ -396,7 +397,7 @@ def _endpoint(v: _V, raw: Any, role: str, base: Path, defaults: Defaults) -> End
         timeout=timeout,
         max_concurrency=conc,
         max_retries=retries,
-        headers=_frozen(headers),
+        headers=FrozenHeaders(headers),
         recording=recording,
         max_response_bytes=cap,
     )

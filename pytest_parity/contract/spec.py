@@ -16,6 +16,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from pytest_parity.secrets import FrozenHeaders
+
 CONTRACT_VERSION = 1
 APIS = ("chat", "completions")
 INCONCLUSIVE_POLICIES = ("fail", "warn")
@@ -69,7 +71,8 @@ class EndpointSpec:
     timeout: float = 120.0
     max_concurrency: int = 8
     max_retries: int = 4
-    headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # read-only, repr masks credential values (a -l traceback holding the spec shows ***)
+    headers: Mapping[str, str] = field(default_factory=FrozenHeaders)
     recording: Path | None = None
     max_response_bytes: int = 16 * 1024 * 1024  # an answer's cap, after decompression
 

@@ -30,6 +30,8 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from pytest_parity.secrets import MaskedHeaders, Secret
+
 if TYPE_CHECKING:
     import httpx
 
@@ -93,13 +95,14 @@ async def _check(
     facts.update({"path": urlsplit(url).path, "reachable": False, "status": None})
     facts["latency_s"] = None
     env = spec.api_key_env
-    key = os.environ.get(env) if env else None
+    # A Secret from the start: a -l traceback through these frames shows Secret('***')
+    key = Secret(os.environ.get(env) or "") if env else None
     if env and not key:
         return facts, (
             f"{role}.api_key_env: environment variable {env} is not set"
             f" (hint: export {env}=<the key>, {SKIP_HINT})"
         )
-    if key is not None and not _HEADER_SAFE.match(key):
+    if key is not None and not _HEADER_SAFE.match(key.reveal()):
         return facts, (
             f"{role}.api_key_env: the key in {env} has a space, newline or non-ASCII character"
             " that no HTTP header can carry (hint: strip the trailing newline of the file it"
@@ -111,7 +114,7 @@ async def _check(
     except Exception as exc:  # connection refused, DNS, TLS, timeout: the stack is not there
         detail = _describe(exc)
         if key:
-            detail = detail.replace(key, "***")
+            detail = detail.replace(key.reveal(), "***")
         return facts, (
             f"{role} endpoint {_public_url(spec.base_url)} is not reachable: GET {shown}: {detail}"
             f" (hint: is the server running and base_url right? {SKIP_HINT})"
@@ -160,7 +163,7 @@ async def _check(
 async def _get(
     spec: EndpointSpec,
     url: str,
-    key: str | None,
+    key: Secret | None,
     timeout: float,
     transport: httpx.AsyncBaseTransport | None,
 ) -> tuple[int, bytes, float]:
@@ -168,13 +171,14 @@ async def _get(
 
     from pytest_parity.endpoints.http import _ssl_context, anthropic_headers, env_proxy
     from pytest_parity.endpoints.kinds import KINDS
-    from pytest_parity.secrets import Secret
 
-    headers = {"accept": "application/json", "user-agent": "pytest-parity", **spec.headers}
+    headers = MaskedHeaders(
+        {"accept": "application/json", "user-agent": "pytest-parity", **spec.headers}
+    )
     if KINDS[spec.kind].protocol == "anthropic":
-        headers.update(anthropic_headers(None if key is None else Secret(key)))
+        headers.update(anthropic_headers(key))
     elif key:
-        headers["authorization"] = f"Bearer {key}"
+        headers["authorization"] = f"Bearer {key.reveal()}"
     async with httpx.AsyncClient(
         transport=transport,
         timeout=timeout,

@@ -32,6 +32,7 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
+from pytest_parity.secrets import MaskedHeaders, read_secret
 from pytest_parity.shadow.answers import Answer, finish_label, protocol_of
 from pytest_parity.shadow.config import ShadowConfig
 from pytest_parity.shadow.metrics import CONTENT_TYPE, Metrics
@@ -107,13 +108,14 @@ class ShadowProxy:
 
     @staticmethod
     def _own_headers(ep: Any) -> dict[str, str]:
-        h = dict(ep.headers)
-        key = os.environ.get(ep.api_key_env) if ep.api_key_env else None
+        # masked repr and the key a Secret, as the plugin's endpoints hold them
+        h = MaskedHeaders(ep.headers)
+        key = read_secret(ep.api_key_env)
         if key:
             if ep.kind == "anthropic":
-                h["x-api-key"] = key
+                h["x-api-key"] = key.reveal()
             else:
-                h["Authorization"] = f"Bearer {key}"
+                h["Authorization"] = f"Bearer {key.reveal()}"
         return h
 
     # -- lifecycle ------------------------------------------------------------------------

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -70,10 +69,13 @@ def _root(base_url: str) -> str:
 
 
 def _headers(spec: EndpointSpec) -> dict[str, str]:
-    headers = {"Content-Type": "application/json", **dict(spec.headers)}
-    key = os.environ.get(spec.api_key_env) if spec.api_key_env else None
+    from pytest_parity.secrets import MaskedHeaders, read_secret
+
+    # masked repr, the key a Secret: a -l traceback through the tokenizer calls shows ***
+    headers = MaskedHeaders({"Content-Type": "application/json", **dict(spec.headers)})
+    key = read_secret(spec.api_key_env)
     if key:
-        headers["Authorization"] = f"Bearer {key}"
+        headers["Authorization"] = f"Bearer {key.reveal()}"
     return headers
 
 
