@@ -571,6 +571,16 @@ class HttpEndpoint(Endpoint):
         self._timeouts = {"connect": t, "read": t, "write": t, "pool": t}
         self._down_streak = 0  # requests in a row that failed to connect or timed out
         self._probing = False
+        # Time with an attempt in flight since the server last replied (any status), and the
+        # attempts that timed out since: a server that answers nothing for (1 + max_retries) x
+        # timeout of asking is stalled, however the attempts queue behind the endpoint's
+        # concurrency (at max_concurrency 1 behind a window of 16 items, counting whole
+        # requests took 16 x (1 + max_retries) x timeout). Idle time never counts: a batch
+        # that starts after a pause is not "quiet" for the pause.
+        self._quiet_s = 0.0
+        self._in_flight = 0
+        self._busy_since = 0.0
+        self._quiet_timeouts = 0
         self._last_down, self._last_kind = "", "connect"
 
     def __repr__(self) -> str:
@@ -648,6 +658,11 @@ class HttpEndpoint(Endpoint):
             )
         content = json.dumps(body, ensure_ascii=False).encode("utf-8")
         keep_raw = request.body is not None
+        if self.stalled:
+            return failure(
+                self._scrub(f"{self.spec.role} endpoint {self.url}: not sent: {self.stalled}"),
+                "timeout",
+            )
         if self._down_streak < self._retry.breaker:
             return await self._attempts(content, 1 + self.spec.max_retries, keep_raw)
         # The endpoint is down: one request at a time probes it with a single attempt, the
@@ -674,18 +689,32 @@ class HttpEndpoint(Endpoint):
                 await asyncio.sleep(self._retry.delay(n - 2, retry_after, self._rng))
             retry_after = None
             async with self._sem:
+                if self.stalled:  # found while this attempt waited: not worth its timeout
+                    kind, last = "timeout", self.stalled
+                    break
                 t0 = time.perf_counter()
+                if self._in_flight == 0:
+                    self._busy_since = t0
+                self._in_flight += 1
                 try:
                     status, headers, raw = await self._send(
                         "POST", self._post_url, content, self.spec.timeout
                     )
                 except ResponseTooLarge as exc:
                     # The same question gets the same answer: asking again would not help.
+                    self._heard()
                     kind, last = "too_large", f"{exc} (hint: raise max_response_bytes)"
                     break
                 except Exception as exc:
                     kind, last = self._classify(exc)
+                    if kind == "timeout":
+                        self._timed_out()
                     continue
+                finally:
+                    self._in_flight -= 1
+                    if self._in_flight == 0:
+                        self._quiet_s += time.perf_counter() - self._busy_since
+            self._heard()
             latency = time.perf_counter() - t0
             if status == 200:
                 try:
@@ -734,6 +763,24 @@ class HttpEndpoint(Endpoint):
                 )
         error = f"{self.spec.role} endpoint {self.url}: failed after {n} attempt(s): {last}"
         return failure(self._scrub(error), kind, time.perf_counter() - started, n)
+
+    def _heard(self) -> None:
+        """The server answered (any status, even a malformed body): it is not stalled."""
+        self._quiet_s = 0.0
+        self._busy_since = time.perf_counter()
+        self._quiet_timeouts = 0
+
+    def _timed_out(self) -> None:
+        """One more attempt timed out: stalled once nothing was heard for the bound of asking."""
+        self._quiet_timeouts += 1
+        attempts = 1 + self.spec.max_retries
+        bound = attempts * self.spec.timeout
+        quiet = self._quiet_s + (time.perf_counter() - self._busy_since if self._in_flight else 0)
+        if self.stalled is None and self._quiet_timeouts >= attempts and quiet >= bound * 0.99:
+            self.stalled = (
+                f"stalled: no answer for {quiet:.0f}s ((1 + max_retries) x timeout ="
+                f" {bound:g}s) while {self._quiet_timeouts} attempts in a row timed out"
+            )
 
     def _classify(self, exc: BaseException) -> tuple[str, str]:
         cause = exc.__cause__
