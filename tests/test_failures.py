@@ -587,3 +587,21 @@ def test_the_alarm_p_is_the_failing_categorys_not_a_smaller_one_that_did_not_fai
     assert table["refusal"]["status"] == "ok"
     assert table["refusal"]["p_holm"] < table["abstain"]["p_holm"]
     assert result["numbers"]["p_alarm"] == pytest.approx(table["abstain"]["p_holm"])
+
+
+def test_a_huge_answer_is_shown_by_its_head_and_tail_not_copied_whole() -> None:
+    # 20 answers of 15 MB (under the 16 MiB cap) made a 315 MB parity.json and disagreement
+    # file: a sampled row shows 64,000 characters of each text, head and tail, and says so
+    from pytest_parity.checks.disagreements import SHOWN_CHARS
+
+    huge = "BEGIN " + "x" * 15_000_000 + " END"
+    recs = [rec(0, side("correct", text=huge), side("wrong_answer", text="short"))]
+    recs[0]["prompt"] = huge
+    (row,), total = sample_disagreements(recs, 10, seed=1)
+    assert total == 1
+    for key in ("prompt", "baseline_output"):
+        assert len(row[key]) < SHOWN_CHARS + 100
+        assert row[key].startswith("BEGIN ") and row[key].endswith(" END")
+        assert f"[... {len(huge) - SHOWN_CHARS:,} characters not shown ...]" in row[key]
+    assert row["candidate_output"] == "short"  # short texts are shown whole
+    assert recs[0]["baseline"]["text"] == huge  # the record itself keeps the whole answer

@@ -10,6 +10,21 @@ from pytest_parity.checks.pairs import infra
 from pytest_parity.records import CheckResult, ItemRecord, SideRecord
 
 KINDS = ("regression", "category_change", "improvement")
+# What a sampled row shows of a prompt or an answer: its head and tail, so an answer just under
+# max_response_bytes (16 MiB) is not copied whole into the JSON, the HTML report and the
+# disagreement file (20 such answers made a 315 MB parity.json); the cache and recordings keep
+# the whole text.
+SHOWN_CHARS = 64_000
+
+
+def shown(text: str | None) -> str | None:
+    """``text`` as a reviewer reads it: whole up to SHOWN_CHARS, else head and tail around a
+    note of what was left out."""
+    if text is None or len(text) <= SHOWN_CHARS:
+        return text
+    half = SHOWN_CHARS // 2
+    left = len(text) - 2 * half
+    return f"{text[:half]}\n[... {left:,} characters not shown ...]\n{text[-half:]}"
 
 
 def disagreement_kind(record: ItemRecord) -> str | None:
@@ -76,10 +91,10 @@ def _row(r: ItemRecord, kind: str) -> dict[str, Any]:
     return {
         "id": r["id"],
         "kind": kind,
-        "prompt": r["prompt"],
+        "prompt": shown(r["prompt"]),
         "reference": r["reference"],
-        "baseline_output": old["text"],
-        "candidate_output": new["text"],
+        "baseline_output": shown(old["text"]),
+        "candidate_output": shown(new["text"]),
         "baseline_category": old["category"],
         "candidate_category": new["category"],
         "baseline_score": old["score"],
