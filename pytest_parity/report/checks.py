@@ -32,12 +32,19 @@ def shown(tasks: Iterable[Mapping[str, Any]]) -> list[str]:
 def status(checks: Mapping[str, Any], name: str) -> str | None:
     """The status of check ``name`` in a task's results: its own, or the worst of its tests
     (``name:...``) when it makes several; None when the task did not run it."""
-    from pytest_parity.records import worst
+    from pytest_parity.records import Status, worst
 
     found = checks.get(name)
     if isinstance(found, Mapping):
         return str(found.get("status"))
-    parts = [c.get("status") for k, c in checks.items() if str(k).startswith(name + ":")]
+    # A damaged result (a test that is not a mapping, a status that is no status) never
+    # crashes a report: only the statuses worst() knows take part.
+    known: dict[Any, Status] = {s: s for s in ("PASS", "SKIP", "INCONCLUSIVE", "FAIL", "ERROR")}
+    parts = [
+        known[c.get("status")]
+        for k, c in checks.items()
+        if str(k).startswith(name + ":") and isinstance(c, Mapping) and c.get("status") in known
+    ]
     return worst(parts) if parts else None
 
 
