@@ -180,6 +180,7 @@ def _install_redact_hook(config: pytest.Config, contract: Contract) -> None:
 def _prepare_tasks(config: pytest.Config, contract: Contract) -> None:
     """Bad data or a scorer that cannot be imported stops the run before any request."""
     from pytest_parity import registry
+    from pytest_parity.contract.spec import one_line
     from pytest_parity.sources.base import SourceError
 
     for i, task in enumerate(contract.tasks):
@@ -188,7 +189,7 @@ def _prepare_tasks(config: pytest.Config, contract: Contract) -> None:
             source.bind(task, {"baseline": contract.baseline, "candidate": contract.candidate})
             source.prepare(task)
         except SourceError as exc:
-            raise pytest.UsageError(f"{exc} (task {task.name})") from None
+            raise pytest.UsageError(one_line(f"{exc} (task {task.name})")) from None
         if ":" in task.scorer and not hasattr(config, "workerinput"):
             # xdist's controller checks it: workers set up their import path only after
             # configuring.
@@ -198,7 +199,9 @@ def _prepare_tasks(config: pytest.Config, contract: Contract) -> None:
             try:
                 check_scorer(task.scorer, task.scorer_options)
             except ScorerError as exc:
-                raise pytest.UsageError(f"{contract.path}: tasks[{i}].scorer: {exc}") from None
+                raise pytest.UsageError(
+                    one_line(f"{contract.path}: tasks[{i}].scorer: {exc}")
+                ) from None
 
 
 def _preflight(config: pytest.Config, contract: Contract) -> dict[str, Any] | None:
@@ -207,12 +210,13 @@ def _preflight(config: pytest.Config, contract: Contract) -> dict[str, Any] | No
         return None  # the xdist controller checked them; --collect-only and --help send nothing
     if _option(config, "no-preflight"):
         return None
+    from pytest_parity.contract.spec import one_line
     from pytest_parity.endpoints.preflight import PreflightError, run_preflight
 
     try:
         return run_preflight(contract)
     except PreflightError as exc:
-        raise pytest.UsageError(str(exc)) from None
+        raise pytest.UsageError(one_line(str(exc))) from None
 
 
 def _register(config: pytest.Config, session: ParitySession) -> None:

@@ -129,6 +129,66 @@ CORPUS: dict[str, tuple[str | bytes, bytes, str]] = {
         GOOD_GOLDEN,
         "baseline.params.tools[0]: expected a tool definition (a mapping), got 1",
     ),
+    # found by a 650-case fuzz corpus (audit of issue 12): INTERNALERROR, a second line or a
+    # run-time error before these
+    "path-with-nul": (
+        MINIMAL.replace("path: golden.jsonl", 'path: "golden\\0.jsonl"'),
+        GOOD_GOLDEN,
+        "a NUL character (\\0) in a value",
+    ),
+    "path-with-newline": (
+        MINIMAL.replace("path: golden.jsonl", 'path: "gold\\nen.jsonl"'),
+        GOOD_GOLDEN,
+        "tasks[0].path: file not found: ",  # and the newline shown as \n, on the one line
+    ),
+    "int-of-5000-digits": (MINIMAL + "x-n: " + "9" * 5000 + "\n", GOOD_GOLDEN, "5,000 digits"),
+    "date-out-of-range": (
+        MINIMAL + "x-when: 2021-02-30\n",
+        GOOD_GOLDEN,
+        "a value YAML cannot read: day is out of range for month",
+    ),
+    "params-zero": (
+        MINIMAL.replace("model: m}\ncandidate", "model: m, params: 0}\ncandidate"),
+        GOOD_GOLDEN,
+        "baseline.params: expected a mapping, got 0",
+    ),
+    "headers-empty-string": (
+        MINIMAL.replace("model: m}\ncandidate", 'model: m, headers: ""}\ncandidate'),
+        GOOD_GOLDEN,
+        "baseline.headers: expected a mapping",
+    ),
+    "max-response-bytes-10**30": (
+        MINIMAL.replace(
+            "model: m}\ncandidate", f"model: m, max_response_bytes: {10**30}}}\ncandidate"
+        ),
+        GOOD_GOLDEN,
+        "baseline.max_response_bytes: expected a whole number in 1024-4,294,967,296",
+    ),
+    "min-items-10**30": (
+        MINIMAL.replace("scorer: numeric}", f"scorer: numeric, min_items: {10**30}}}"),
+        GOOD_GOLDEN,
+        "tasks[0].min_items: expected a whole number in 1-100,000,000",
+    ),
+    "unterminated-env-reference": (
+        MINIMAL.replace("model: m}\ncandidate", 'model: "${MODEL"}\ncandidate'),
+        GOOD_GOLDEN,
+        "baseline.model: '${MODEL' has a '${' that is not a ${NAME} reference",
+    ),
+    "golden-number-of-5000-digits": (
+        MINIMAL,
+        b'{"id": "q1", "prompt": "p", "reference": ' + b"9" * 5000 + b"}\n",
+        "golden.jsonl:1: not valid JSON here: Exceeds the limit (4300 digits)",
+    ),
+    "golden-lone-surrogate": (
+        MINIMAL,
+        b'{"id": "q1", "prompt": "a \\ud800 b"}\n',
+        "golden.jsonl:1: a lone surrogate escape",
+    ),
+    "golden-cluster-key-newline": (
+        MINIMAL.replace("scorer: numeric}", 'scorer: numeric, cluster_key: "a\\nb"}'),
+        GOOD_GOLDEN,
+        "metadata.a\\nb",
+    ),
 }
 
 

@@ -45,7 +45,7 @@ class FailureModesCheck(Check):
             raise v.fail(f"{where}.{unknown[0]}", "unknown option", "known: min_count, ratio")
         out: dict[str, Any] = {}
         if "min_count" in raw:
-            out["min_count"] = v.integer(raw["min_count"], f"{where}.min_count", 1)
+            out["min_count"] = v.integer(raw["min_count"], f"{where}.min_count", 1, hi=10**8)
         if "ratio" in raw:
             out["ratio"] = v.number(raw["ratio"], f"{where}.ratio", 1, 1e6)
         return MappingProxyType(out)

@@ -57,6 +57,10 @@ class _V:
                 raise self.fail(where, f"keys must be strings, got {_show(k)}")
         return value
 
+    def optional_mapping(self, value: Any, where: str) -> Mapping[str, Any]:
+        """A mapping that may be left out or empty (null); 0, "" or a list are still errors."""
+        return {} if value is None else self.mapping(value, where)
+
     def keys(self, value: Mapping[str, Any], where: str, allowed: tuple[str, ...]) -> None:
         for k in value:
             if k not in allowed:
@@ -179,6 +183,10 @@ DEFAULT_KEYS = (*Defaults.__dataclass_fields__, "confidence")
 # Failed requests are not missing at random (a stack that times out on long prompts fails exactly
 # the hard items): past this share the paired verdict would describe another golden set.
 MAX_ERROR_RATE = 0.2
+# Counts of items beyond any golden set (the planning functions stop at the same bound), and the
+# largest answer an endpoint may be allowed (it is held in memory): absurd values are errors.
+MAX_ITEMS = 100_000_000
+MAX_RESPONSE_BYTES = 1 << 32
 TASK_KEYS = (
     "name",
     "source",
@@ -250,7 +258,15 @@ def _interpolate(v: _V, value: Any, where: str) -> Any:
             return m.group(2)
         return got
 
-    return _ENV_REF.sub(sub, value)
+    out = _ENV_REF.sub(sub, value)
+    if "${" in _ENV_REF.sub("", value):
+        # "${" that no ${NAME} or ${NAME:-default} consumed: a typo, never a literal
+        raise v.fail(
+            where,
+            f"{value!r} has a '${{' that is not a ${{NAME}} reference",
+            "write ${NAME} or ${NAME:-default} (NAME: letters, digits, underscores)",
+        )
+    return out
 
 
 def _endpoint(v: _V, raw: Any, role: str, base: Path, defaults: Defaults) -> EndpointSpec:
@@ -322,7 +338,7 @@ def _endpoint(v: _V, raw: Any, role: str, base: Path, defaults: Defaults) -> End
                 "expected the NAME of an environment variable, not a key",
                 "write e.g. api_key_env: OPENAI_API_KEY and export the key in that variable",
             )
-    params_raw = dict(v.mapping(m.get("params", {}) or {}, f"{role}.params"))
+    params_raw = dict(v.optional_mapping(m.get("params"), f"{role}.params"))
     _check_params(v, params_raw, f"{role}.params", kind)
     params: dict[str, Any] = {"temperature": 0.0}
     if kind != "anthropic":
@@ -347,8 +363,13 @@ def _endpoint(v: _V, raw: Any, role: str, base: Path, defaults: Defaults) -> End
         hi=MAX_RETRIES,
         hint=f"0 to {MAX_RETRIES} (each retry waits up to 20 s)",
     )
-    cap = v.integer(m.get("max_response_bytes", 16 << 20), f"{role}.max_response_bytes", 1024)
-    headers = dict(v.mapping(m.get("headers", {}) or {}, f"{role}.headers"))
+    cap = v.integer(
+        m.get("max_response_bytes", 16 << 20),
+        f"{role}.max_response_bytes",
+        1024,
+        hi=MAX_RESPONSE_BYTES,
+    )
+    headers = dict(v.optional_mapping(m.get("headers"), f"{role}.headers"))
     for hk, hv in headers.items():
         if hk.lower() in SECRET_HEADERS:
             raise v.fail(
@@ -557,7 +578,7 @@ def _defaults(v: _V, raw: Any) -> Defaults:
         ),
         alpha=_alpha(v, m, "defaults", d.alpha),
         seed=v.integer(m.get("seed", d.seed), "defaults.seed", 0, SEED_HINT, hi=MAX_SEED),
-        min_items=v.integer(m.get("min_items", d.min_items), "defaults.min_items", 1),
+        min_items=v.integer(m.get("min_items", d.min_items), "defaults.min_items", 1, hi=MAX_ITEMS),
         inconclusive=v.choice(
             m.get("inconclusive", d.inconclusive), "defaults.inconclusive", INCONCLUSIVE_POLICIES
         ),
@@ -577,15 +598,18 @@ def _defaults(v: _V, raw: Any) -> Defaults:
             DIRECTION_POLICIES,
         ),
         failure_min_count=v.integer(
-            m.get("failure_min_count", d.failure_min_count), "defaults.failure_min_count", 1
+            m.get("failure_min_count", d.failure_min_count),
+            "defaults.failure_min_count",
+            1,
+            hi=MAX_ITEMS,
         ),
         disagreements=v.integer(
-            m.get("disagreements", d.disagreements), "defaults.disagreements", 0
+            m.get("disagreements", d.disagreements), "defaults.disagreements", 0, hi=MAX_ITEMS
         ),
         failure_ratio=v.number(
             m.get("failure_ratio", d.failure_ratio), "defaults.failure_ratio", 1, 1e6
         ),
-        checks=_frozen(dict(v.mapping(m.get("checks", {}) or {}, "defaults.checks"))),
+        checks=_frozen(dict(v.optional_mapping(m.get("checks"), "defaults.checks"))),
     )
 
 
@@ -668,7 +692,7 @@ def _task(
         )
     scorer_raw = m.get("scorer", impl.default_scorer)
     scorer_options: dict[str, Any] = dict(
-        v.mapping(m.get("scorer_options", {}) or {}, f"{where}.scorer_options")
+        v.optional_mapping(m.get("scorer_options"), f"{where}.scorer_options")
     )
     if isinstance(scorer_raw, Mapping):
         sm = dict(scorer_raw)
@@ -695,7 +719,7 @@ def _task(
             "a safety-critical task always fails when inconclusive",
             "remove inconclusive, or set safety_critical: false",
         )
-    params = dict(v.mapping(m.get("params", {}) or {}, f"{where}.params"))
+    params = dict(v.optional_mapping(m.get("params"), f"{where}.params"))
     for kind in dict.fromkeys(kinds):  # sent to both stacks: each kind must accept them
         _check_params(v, params, f"{where}.params", kind)
     template = m.get("template")
@@ -705,7 +729,7 @@ def _task(
             raise v.fail(
                 f"{where}.template", "does not contain {prompt}", "e.g. 'Q: {prompt}\\nA:'"
             )
-    categories = dict(v.mapping(m.get("categories", {}) or {}, f"{where}.categories"))
+    categories = dict(v.optional_mapping(m.get("categories"), f"{where}.categories"))
     for cname, pattern in categories.items():
         v.string(pattern, f"{where}.categories.{cname}", "a regular expression")
         try:
@@ -724,7 +748,7 @@ def _task(
     own = impl.options_key
     if own is not None and own not in m and impl.options_required:
         raise v.fail(f"{where}.{own}", "required but missing", f"write {own}: {{...}}")
-    raw_options = v.mapping(m.get(own, {}) or {}, f"{where}.{own}") if own else {}
+    raw_options = v.optional_mapping(m.get(own), f"{where}.{own}") if own else {}
     source_options = impl.options(raw_options, f"{where}.{own}" if own else where, v, base)
     limit = m.get("limit")
     return TaskSpec(
@@ -736,7 +760,7 @@ def _task(
         tolerance=tolerance,
         safety_critical=safety,
         alpha=_alpha(v, m, where, d.alpha),
-        min_items=v.integer(m.get("min_items", d.min_items), f"{where}.min_items", 1),
+        min_items=v.integer(m.get("min_items", d.min_items), f"{where}.min_items", 1, hi=MAX_ITEMS),
         inconclusive=inconclusive,
         max_error_rate=v.number(
             m.get("max_error_rate", d.max_error_rate),
@@ -755,12 +779,15 @@ def _task(
         failure_min_count=1
         if safety
         else v.integer(
-            m.get("failure_min_count", d.failure_min_count), f"{where}.failure_min_count", 1
+            m.get("failure_min_count", d.failure_min_count),
+            f"{where}.failure_min_count",
+            1,
+            hi=MAX_ITEMS,
         ),
         params=_frozen(params),
         system=None if m.get("system") is None else v.string(m["system"], f"{where}.system"),
         template=template,
-        limit=None if limit is None else v.integer(limit, f"{where}.limit", 1),
+        limit=None if limit is None else v.integer(limit, f"{where}.limit", 1, hi=MAX_ITEMS),
         cluster_key=None
         if m.get("cluster_key") is None
         else v.string(m["cluster_key"], f"{where}.cluster_key"),
@@ -785,7 +812,7 @@ def _task(
 def _checks(v: _V, m: Mapping[str, Any], where: str, d: Defaults) -> Mapping[str, Any]:
     """The checks a task runs and their options: ``checks: {name: true | false | {...}}`` on the
     task over ``defaults.checks``, over each check's own default (see checks/base.py)."""
-    given = dict(v.mapping(m.get("checks", {}) or {}, f"{where}.checks"))
+    given = dict(v.optional_mapping(m.get("checks"), f"{where}.checks"))
     raw = {**d.checks, **given}
     for name in raw:
         if name not in registry.checks:

@@ -25,6 +25,15 @@ DIRECTION_POLICIES = ("preserve", "ignore")
 NAME_RE = re.compile(r"^[A-Za-z0-9_.:-]+$")
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def one_line(message: str) -> str:
+    """A message on one line: a newline or another control character it quotes from the user's
+    files (a path, a key, a metadata field) is shown escaped, as ``\\n``."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], message)
+
+
 class ContractError(ValueError):
     """A contract that cannot be used; ``str()`` is the one-line message shown to the user."""
 
@@ -36,7 +45,7 @@ class ContractError(ValueError):
         msg = f"{file}: {where}: {problem}" if where else f"{file}: {problem}"
         if hint:
             msg += f" (hint: {hint})"
-        super().__init__(msg)
+        super().__init__(one_line(msg))
 
 
 def _frozen(value: Any) -> Any:
@@ -253,6 +262,13 @@ def read_contract_yaml(path: str | Path, option: str = "--parity-contract") -> t
             f"nested deeper than {MAX_YAML_DEPTH} levels",
             "a contract is a few levels of mappings and lists: flatten it",
         ) from None
+    except ContractError:
+        raise
+    except (ValueError, TypeError, OverflowError) as exc:
+        # a value YAML's constructors cannot build (e.g. a timestamp out of range): one line
+        raise ContractError(
+            file, "", f"a value YAML cannot read: {str(exc).splitlines()[0]}", "write it plainly"
+        ) from None
     finally:
         if loader is not None:
             loader.dispose()
@@ -328,9 +344,28 @@ def _check_yaml_size(file: str, root: Any) -> None:
             continue
         if nid in on_path:
             raise fail(node, "a recursive alias (a value that contains itself)", "remove it")
+        if isinstance(node, yaml.ScalarNode):
+            _check_scalar(node, fail)
         on_path.add(nid)
         stack.append((node, True))
         stack.extend((k, False) for k in children(node) if id(k) not in size)
+
+
+MAX_INT_DIGITS = 100  # far beyond any bound a contract checks; Python refuses 4,300+ digits
+
+
+def _check_scalar(node: Any, fail: Any) -> None:
+    """A NUL written as an escape ("\\0") reaches paths and headers as no file name or header
+    can hold it; an integer of thousands of digits stops YAML itself: both one line here."""
+    value = str(node.value)
+    if "\x00" in value:
+        raise fail(node, "a NUL character (\\0) in a value", "remove it")
+    if node.tag == "tag:yaml.org,2002:int" and len(value) > MAX_INT_DIGITS:
+        raise fail(
+            node,
+            f"a number of {len(value):,} digits",
+            "write a number of the size the setting takes",
+        )
 
 
 class _DuplicateKey(Exception):

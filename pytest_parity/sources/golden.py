@@ -73,6 +73,14 @@ def load_golden(
     return items
 
 
+def _has_lone_surrogate(value: Any) -> bool:
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def _parse_line(path: Path, lineno: int, line: str, cluster_key: str | None) -> Item:
     where = f"{path}:{lineno}"
     too_deep = (
@@ -85,6 +93,17 @@ def _parse_line(path: Path, lineno: int, line: str, cluster_key: str | None) -> 
         raise GoldenError(f"{where}: not valid JSON: {exc.msg} at column {exc.colno}") from None
     except RecursionError:
         raise GoldenError(too_deep) from None
+    except ValueError as exc:  # e.g. an integer of 4,300+ digits, which Python refuses to read
+        problem = str(exc).split(";")[0].strip()
+        raise GoldenError(
+            f"{where}: not valid JSON here: {problem} (hint: write such a number as a string)"
+        ) from None
+    if ("\\ud" in line or "\\uD" in line) and _has_lone_surrogate(obj):
+        # JSON can escape half of a UTF-16 pair; no request or report can carry it as text
+        raise GoldenError(
+            f"{where}: a lone surrogate escape (\\ud800-\\udfff) is not text"
+            " (hint: write the character itself, or both halves of its pair)"
+        )
     # Only a line with that many brackets can nest that deep: most lines skip the walk.
     if line.count("[") + line.count("{") > MAX_DEPTH and _depth(obj) > MAX_DEPTH:
         raise GoldenError(too_deep)
