@@ -135,7 +135,7 @@ def test_showlocals_traceback_from_an_endpoint_shows_no_key(pytester: pytest.Pyt
     env = {
         "OLD_KEY": KEY_OLD,
         "SSL_CERT_FILE": str(pytester.path / "missing.pem"),
-        "PYTHONPATH": str(Path(__file__).resolve().parent.parent),  # this checkout's plugin
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),  # this checkout's plugin
     }
     with pytest.MonkeyPatch.context() as mp:
         for k, v in env.items():

@@ -38,7 +38,7 @@ def test_task_seed_is_pinned_crc32_and_differs_per_task_and_run() -> None:
 
 def test_task_seed_is_the_same_in_a_process_with_another_hash_seed() -> None:
     code = "from pytest_parity.stats.intervals import task_seed; print(task_seed(7, 'gsm8k'))"
-    env = {"PYTHONHASHSEED": "123", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {"PYTHONHASHSEED": "123", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert int(out.stdout) == S.task_seed(7, "gsm8k")

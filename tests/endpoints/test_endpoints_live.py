@@ -1,4 +1,4 @@
-"""Endpoint layer against a real HTTP server on 127.0.0.1 (tests/servers.py), default transport."""
+"""Endpoint layer against a real HTTP server on 127.0.0.1 (tests/support/servers.py), default transport."""
 
 from __future__ import annotations
 

@@ -2,33 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from html.parser import HTMLParser
-from pathlib import Path
 from typing import Any
 
 import pytest
+from run_builders import HOSTILE, make_run
 
 from pytest_parity.report.pytest_html import COLUMNS, ParityHtmlHooks, row_cells, task_extras
-
-
-def _fixture_module() -> Any:
-    # Loaded by path so the shared run builder works under any --import-mode.
-    path = Path(__file__).with_name("test_report.py")
-    name = "_parity_report_fixture"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-make_run = _fixture_module().make_run
-HOSTILE = _fixture_module().HOSTILE
 
 
 class _Tags(HTMLParser):

@@ -34,8 +34,8 @@ from pytest_parity.sources.lmeval.tokenizer import (
 )
 from pytest_parity.sources.lmeval.transport import standalone_bridge
 
-DATA = Path(__file__).parent / "data" / "lmeval"
-ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parents[1] / "data" / "lmeval"
+ROOT = Path(__file__).resolve().parents[2]
 BOS = 1
 
 

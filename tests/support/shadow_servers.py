@@ -1,7 +1,7 @@
 """A small OpenAI-compatible server that streams, for the shadow proxy's tests and bench.
 
 In a thread of the test process (``with StreamServer(name="old") as s: s.base_url``) or as its own
-process (``python tests/shadow_servers.py --name new`` prints ``PORT <n>`` once it listens, so a
+process (``python tests/support/shadow_servers.py --name new`` prints ``PORT <n>`` once it listens, so a
 test can ``kill -9`` it). Answers: chat completions and completions, as JSON or, with
 ``"stream": true``, as SSE chunks (one word each, ``chunk_delay`` apart, usage in the last chunk
 when ``stream_options.include_usage``); any other path answers JSON describing the request, with
@@ -240,7 +240,7 @@ if __name__ == "__main__":
 
 # -- the proxy as a user runs it: its own process ---------------------------------------------
 
-ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
 
 
 def write_contract(

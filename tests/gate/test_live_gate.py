@@ -21,7 +21,7 @@ import yaml
 
 pytestmark = pytest.mark.live_model
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LIVE = ROOT / "example_suite" / "live"
 RECORDED = ROOT / "example_suite" / "recorded"
 
@@ -33,7 +33,7 @@ LIMITS: dict[str, int | None] = {"which_is_heavier": None, "born_first": 40}
 RUN_FACTS = frozenset({"started", "finished", "endpoints", "contract", "latency_s"})
 
 
-# example_suite is not a package, and tests/servers.py already owns the name "servers".
+# example_suite is not a package, and tests/support/servers.py already owns the name "servers".
 servers = livebed.servers()
 testbed = livebed.pair_fixture("F32", "Q4_1", "Q2_K")
 

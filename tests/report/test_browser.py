@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_report import make_run
+from run_builders import make_run
 
 from pytest_parity import report
 

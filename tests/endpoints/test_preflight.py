@@ -206,7 +206,7 @@ def test_a_replay_baseline_needs_no_preflight(tmp_path: Path, good: FakeServer) 
 def test_a_healthy_pair_runs_and_the_preflight_is_in_the_json_report(
     pytester: pytest.Pytester, good: FakeServer
 ) -> None:
-    from test_report import validate
+    from run_builders import validate
 
     from pytest_parity.report import SCHEMA_PATH
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from servers import FakeServer
 
-DATA = Path(__file__).parent / "data" / "lmeval"
+DATA = Path(__file__).resolve().parents[1] / "data" / "lmeval"
 SUM = re.compile(r"What is (\d+) \+ (\d+)\?")
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-LIVE = Path(__file__).resolve().parent.parent / "example_suite" / "live"
+LIVE = Path(__file__).resolve().parents[2] / "example_suite" / "live"
 SETUP_HINT = "run: PYTHON=.venv/bin/python bash example_suite/live/setup_testbed.sh"
 
 

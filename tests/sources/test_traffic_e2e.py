@@ -1,5 +1,5 @@
 """Production replay as a user runs it: pytester gates of captured traffic against real local
-HTTP servers (tests/servers.py), with a paired scorer standing in for the pairwise judge (no
+HTTP servers (tests/support/servers.py), with a paired scorer standing in for the pairwise judge (no
 reference: the scorer's preference and the failure categories carry the verdict)."""
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ import yaml
 
 pytestmark = pytest.mark.live_model
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LIVE = ROOT / "example_suite" / "live"
 
 

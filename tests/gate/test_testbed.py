@@ -20,7 +20,7 @@ import pytest
 
 pytestmark = pytest.mark.live_model
 
-LIVE_DIR = Path(__file__).resolve().parent.parent / "example_suite" / "live"
+LIVE_DIR = Path(__file__).resolve().parents[2] / "example_suite" / "live"
 SETUP_HINT = "run: PYTHON=.venv/bin/python bash example_suite/live/setup_testbed.sh"
 
 

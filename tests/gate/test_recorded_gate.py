@@ -4,7 +4,7 @@ example_suite/recorded/ holds the F32, Q4_1 and Q2_K answers of SmolLM2-135M-Ins
 contracts' items (example_suite/live/{precision,aggressive}.yaml). Replayed, the gate must say
 exactly what it said live (pinned below from the live runs of 2026-11-26): F32 -> Q4_1 is
 INCONCLUSIVE at the default 1.5 points with the items needed, F32 -> Q2_K FAILs with new
-'truncated' answers. tests/test_live_gate.py checks the same against the running servers.
+'truncated' answers. tests/gate/test_live_gate.py checks the same against the running servers.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pytest
 
 from pytest_parity import load_contract
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RECORDED = ROOT / "example_suite" / "recorded"
 LIVE = ROOT / "example_suite" / "live"
 

@@ -20,7 +20,7 @@ from pytest_parity.contract.spec import EndpointSpec
 from pytest_parity.endpoints.cache import CacheError, ResponseCache
 from pytest_parity.endpoints.http import Request, Response, RetryPolicy, open_endpoint
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FAST = RetryPolicy(base_s=0.01, cap_s=0.05)
 
 

@@ -29,7 +29,7 @@ from pytest_parity.runner import Runner, TaskRunError
 
 pytestmark = [pytest.mark.live_model, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LIVE = ROOT / "example_suite" / "live"
 SETUP_HINT = "run: PYTHON=.venv/bin/python bash example_suite/live/setup_testbed.sh"
 N_CTX = 4096
@@ -132,7 +132,7 @@ def test_a_length_beyond_the_window_is_refused_before_any_request(
 def test_tool_use_through_the_servers_function_calling_format(
     tool_pair: dict[str, str], tmp_path: Path
 ) -> None:
-    sys.path.insert(0, str(Path(__file__).parent))  # tool_envs, imported by path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))  # tool_envs, by path
     search = {"type": "function", "function": {"name": "search_flights",
               "description": "Find flights between two cities", "parameters": {"type": "object",
               "properties": {"origin": {"type": "string"}, "destination": {"type": "string"}},

@@ -6,7 +6,7 @@ The design (40 items, no references), so every expected number below can be coun
 * baseline: ``Answer <i>: quality=3.`` for every item; asked a second time (the A/A pass), items
   q30-q35 get a longer answer of the same quality;
 * candidate: quality 4 on q0-q9, 2 on q10-q14, 3 elsewhere; q36-q39 same quality but longer;
-* judge (tests/judge_script.py): higher quality wins, equal quality -> longer wins (a length
+* judge (tests/support/judge_script.py): higher quality wins, equal quality -> longer wins (a length
   bias), else tie; always "A" on q0, q1, q2, q10, q15-q18 (an injected position bias); a tie on
   the second look at the same prompt for q3, q4 (an injected inconsistency).
 """
@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 from judge_script import ScriptedJudge
+from run_builders import validate
 from servers import FakeServer, closed_port
-from test_report import validate
 
 from pytest_parity.report import SCHEMA_PATH
 

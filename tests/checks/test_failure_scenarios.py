@@ -289,7 +289,7 @@ def test_tool_calls_outside_the_offered_schema_are_a_new_failure_category(gate: 
     assert "new failure category 'tool_call_error'" in result.stdout.str()
 
 
-LIVE_DIR = Path(__file__).resolve().parent.parent / "example_suite" / "live"
+LIVE_DIR = Path(__file__).resolve().parents[2] / "example_suite" / "live"
 SETUP_HINT = "run: PYTHON=.venv/bin/python bash example_suite/live/setup_testbed.sh"
 LIVE_ITEMS = [
     *[

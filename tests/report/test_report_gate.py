@@ -15,12 +15,12 @@ import pytest
 from servers import FakeServer
 
 QUESTION = re.compile(r"What is (\d+) \+ (\d+)\?")
-SCHEMA = Path(__file__).resolve().parent.parent / "pytest_parity" / "report" / "schema.json"
+SCHEMA = Path(__file__).resolve().parents[2] / "pytest_parity" / "report" / "schema.json"
 EVIL = "<img src=x onerror=\"document.title='PWNED'\"></td>"
 
 
 def _validate() -> Any:
-    from test_report import validate
+    from run_builders import validate
 
     return validate
 

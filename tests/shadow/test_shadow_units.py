@@ -14,7 +14,7 @@ from pytest_parity.shadow.answers import finish_label, parse_answer, protocol_of
 from pytest_parity.shadow.config import load_shadow_config
 from pytest_parity.shadow.metrics import Metrics
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _sse(*events: object) -> bytes:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_lmeval import DATA, TokServer, knows_sums, make
+from lmeval_fakes import DATA, TokServer, knows_sums, make
 
 from pytest_parity.contract.spec import ContractError, contract_from_data
 from pytest_parity.sources.lmeval.bridge import LmEvalError, run_lmeval_task
