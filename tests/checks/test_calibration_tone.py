@@ -12,7 +12,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -91,17 +91,8 @@ def curt(body: dict[str, Any]) -> str:
 
 
 @pytest.fixture
-def servers() -> Iterator[Callable[..., FakeServer]]:
-    started: list[FakeServer] = []
-
-    def start(answer: Callable[[dict[str, Any]], str | Reply], **kw: Any) -> FakeServer:
-        srv = FakeServer(answer=answer, **kw).start()
-        started.append(srv)
-        return srv
-
-    yield start
-    for srv in started:
-        srv.stop()
+def servers(fake_servers: Callable[..., FakeServer]) -> Callable[..., FakeServer]:
+    return fake_servers
 
 
 def _mc_data(path: Path) -> None:

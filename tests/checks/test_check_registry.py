@@ -7,7 +7,7 @@ touched to add one.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import pytest
 from servers import FakeServer
@@ -39,12 +39,10 @@ registry.checks.register("length", LengthCheck, replace=True)
 
 
 @pytest.fixture
-def pair() -> Iterator[tuple[str, str]]:
-    a = FakeServer(answer=lambda body: "4").start()
-    b = FakeServer(answer=lambda body: "4, and here is a much longer explanation of it").start()
-    yield a.base_url, b.base_url
-    a.stop()
-    b.stop()
+def pair(fake_stacks: Callable[..., tuple[FakeServer, FakeServer]]) -> tuple[str, str]:
+    longer = "4, and here is a much longer explanation of it"
+    a, b = fake_stacks(lambda body: "4", lambda body: longer)
+    return a.base_url, b.base_url
 
 
 def test_a_conftest_check_runs_everywhere(pytester: pytest.Pytester, pair: tuple[str, str]) -> None:

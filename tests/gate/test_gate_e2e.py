@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,17 +47,14 @@ def wrong_on(share_pct: int, salt: str = "") -> Callable[[dict[str, Any]], str]:
 
 
 @pytest.fixture
-def stacks() -> Iterator[Callable[..., tuple[str, str]]]:
-    started: list[FakeServer] = []
-
+def stacks(
+    fake_stacks: Callable[..., tuple[FakeServer, FakeServer]],
+) -> Callable[..., tuple[str, str]]:
     def start(old: Callable[..., Any], new: Callable[..., Any]) -> tuple[str, str]:
-        a, b = FakeServer(answer=old).start(), FakeServer(answer=new).start()
-        started.extend([a, b])
+        a, b = fake_stacks(old, new)
         return a.base_url, b.base_url
 
-    yield start
-    for s in started:
-        s.stop()
+    return start
 
 
 def contract(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import pytest
 from servers import FakeServer, Reply
@@ -21,12 +21,9 @@ def nan(text, reference, **opts):
 
 
 @pytest.fixture
-def pair() -> Iterator[tuple[str, str]]:
-    a = FakeServer(answer=lambda body: "a good answer").start()
-    b = FakeServer(answer=lambda body: "a good answer").start()
-    yield a.base_url, b.base_url
-    a.stop()
-    b.stop()
+def pair(fake_stacks: Callable[..., tuple[FakeServer, FakeServer]]) -> tuple[str, str]:
+    a, b = fake_stacks(lambda body: "a good answer", lambda body: "a good answer")
+    return a.base_url, b.base_url
 
 
 def _contract(pytester: pytest.Pytester, old: str, new: str, task: str) -> None:

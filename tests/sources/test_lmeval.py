@@ -38,17 +38,8 @@ ARITH = {"task": "parity_arith", "include_path": "."}
 
 
 @pytest.fixture
-def servers() -> Iterator[Callable[..., FakeServer]]:
-    started: list[FakeServer] = []
-
-    def start(answer: Callable[[dict[str, Any]], str], **kw: Any) -> FakeServer:
-        srv = FakeServer(answer, **kw).start()
-        started.append(srv)
-        return srv
-
-    yield start
-    for srv in started:
-        srv.stop()
+def servers(fake_servers: Callable[..., FakeServer]) -> Callable[..., FakeServer]:
+    return fake_servers
 
 
 # ----------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import pytest
 from servers import FakeServer
@@ -56,16 +56,14 @@ registry.sources.register("csv", CsvSource, replace=True)
 
 
 @pytest.fixture
-def pair() -> Iterator[tuple[FakeServer, FakeServer]]:
+def pair(
+    fake_stacks: Callable[..., tuple[FakeServer, FakeServer]],
+) -> tuple[FakeServer, FakeServer]:
     def wrong_on_odd(body: dict[str, object]) -> str:
         text = json.dumps(body)
         return "no idea" if any(f"q{i} " in text for i in range(1, 200, 2)) else "the answer"
 
-    a = FakeServer(answer=lambda body: "the answer").start()
-    b = FakeServer(answer=wrong_on_odd).start()
-    yield a, b
-    a.stop()
-    b.stop()
+    return fake_stacks(lambda body: "the answer", wrong_on_odd)
 
 
 def _contract(old: str, new: str, options: str) -> str:

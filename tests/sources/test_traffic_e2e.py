@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -56,17 +56,8 @@ def wrong_on(share_pct: int) -> Callable[[dict[str, Any]], str]:
 
 
 @pytest.fixture
-def server() -> Iterator[Callable[..., FakeServer]]:
-    started: list[FakeServer] = []
-
-    def start(answer: Callable[..., Any]) -> FakeServer:
-        s = FakeServer(answer=answer).start()
-        started.append(s)
-        return s
-
-    yield start
-    for s in started:
-        s.stop()
+def server(fake_servers: Callable[..., FakeServer]) -> Callable[..., FakeServer]:
+    return fake_servers
 
 
 def gate(

@@ -14,7 +14,7 @@ import re
 import threading
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -88,17 +88,10 @@ tasks:
 
 
 @pytest.fixture
-def stacks() -> Iterator[Callable[[Answer, Answer], tuple[FakeServer, FakeServer]]]:
-    started: list[FakeServer] = []
-
-    def start(old: Answer, new: Answer) -> tuple[FakeServer, FakeServer]:
-        pair = FakeServer(answer=old).start(), FakeServer(answer=new).start()
-        started.extend(pair)
-        return pair
-
-    yield start
-    for s in started:
-        s.stop()
+def stacks(
+    fake_stacks: Callable[..., tuple[FakeServer, FakeServer]],
+) -> Callable[[Answer, Answer], tuple[FakeServer, FakeServer]]:
+    return fake_stacks
 
 
 def run_gate(pytester: pytest.Pytester, contract: Path, *extra: str) -> tuple[Any, dict[str, Any]]:
