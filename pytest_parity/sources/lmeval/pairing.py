@@ -44,7 +44,7 @@ def readable_prompt(ctx: Any) -> str:
     return str(text)
 
 
-def default_classify(view: Mapping[str, Any]) -> tuple[str, str]:
+def classify_by_score(view: Mapping[str, Any]) -> tuple[str, str]:
     if view.get("error"):
         return "request_error", "X"
     score = view.get("score")
@@ -211,7 +211,7 @@ def pair_runs(
     ``classify`` sees the same view of a side as the golden runner gives it (``custom`` is the
     task's own category patterns); lm-eval tasks have no tool calls.
     """
-    classify = classify or default_classify
+    classify = classify or classify_by_score
     b_samples, b_ex = baseline
     c_samples, c_ex = candidate
     filters, metrics = _choose(b_samples, opts, error)
