@@ -54,6 +54,14 @@ def evaluate(task: TaskSpec, run: TaskRun, seed: int, disagreements: int) -> Tas
     checks: list[CheckResult] = []
     for c in enabled(task):
         checks.extend(c.run(task, run, ctx))
+    if run.early_stop is not None:
+        result["early_stop"] = dict(run.early_stop)
+        if run.early_stop["asked"] < run.early_stop["available"]:
+            from pytest_parity.checks.earlystop import asked_note
+
+            for result_ in checks:
+                if not result_["name"].startswith("delta"):
+                    result_["reasons"].append(asked_note(run.early_stop))
     result["checks"] = {c["name"]: c for c in checks}
     result["verdict"] = worst([c["status"] for c in checks])
     from pytest_parity import stats
@@ -210,7 +218,7 @@ def summarize(
     reasons = [*errors, *held, *not_held, *open_]
     if missing:
         reasons.append(f"not run: {', '.join(missing)} (every task must pass for an overall PASS)")
-    short = [t["task"] for t in tasks if t["n_paired"] < t["n_items"] and not t["error"]]
+    short = [t["task"] for t in tasks if t["n_paired"] < _asked(t) and not t["error"]]
     if short:
         reasons.append(
             "verdicts on fewer items than the task holds (failed requests left out): "
@@ -238,6 +246,12 @@ def summarize(
         "finished": now(),
         "tool_version": version,
     }
+
+
+def _asked(t: TaskResult) -> int:
+    """Items the task asked: all of them, or those asked before an early stop."""
+    es = t.get("early_stop")
+    return int(es["asked"]) if es else t["n_items"]
 
 
 def _first(c: CheckResult) -> str:

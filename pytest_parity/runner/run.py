@@ -145,7 +145,14 @@ class Runner:
                 total=source.count(task),
                 judge=judge,
             )
-            out = await pipeline.run(source.items(task))
+            early_stop = None
+            if task.early_stop is not None:
+                from pytest_parity.runner.earlystop import run_in_batches
+
+                seed = self.contract.defaults.seed
+                out, early_stop = await run_in_batches(pipeline, source.items(task), task, seed)
+            else:
+                out = await pipeline.run(source.items(task))
             described = {}
             for role, ep in endpoints.items():
                 if getattr(ep, "stalled", None):  # probing it would cost another timeout
@@ -175,4 +182,5 @@ class Runner:
             aborted=out.aborted,
             aa_scores=out.aa_scores,
             answers=answer_counts(endpoints),  # the endpoints' counters, read once they are done
+            early_stop=early_stop,
         )

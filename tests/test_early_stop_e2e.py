@@ -1,0 +1,125 @@
+"""Early stopping end to end: pytester runs against real local servers, requests counted there."""
+
+from __future__ import annotations
+
+import json
+import re
+import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from servers import FakeServer
+
+QUESTION = re.compile(r"What is (\d+) \+ (\d+)\?")
+
+
+def golden(n: int) -> str:
+    rows = (
+        {"id": f"q{i}", "prompt": f"What is {i} + {i * 7 % 13}?", "reference": str(i + i * 7 % 13)}
+        for i in range(n)
+    )
+    return "\n".join(json.dumps(r) for r in rows) + "\n"
+
+
+def right(body: dict[str, Any]) -> str:
+    m = QUESTION.search(body["messages"][-1]["content"])
+    assert m is not None
+    return f"The answer is {int(m.group(1)) + int(m.group(2))}."
+
+
+def wrong_on(share_pct: int) -> Callable[[dict[str, Any]], str]:
+    def answer(body: dict[str, Any]) -> str:
+        prompt = body["messages"][-1]["content"]
+        if zlib.crc32(prompt.encode()) % 100 < share_pct:
+            return "The answer is 1000000."
+        return right(body)
+
+    return answer
+
+
+@pytest.fixture
+def stacks() -> Iterator[Callable[..., tuple[FakeServer, FakeServer]]]:
+    started: list[FakeServer] = []
+
+    def start(old: Any, new: Any) -> tuple[FakeServer, FakeServer]:
+        a, b = FakeServer(answer=old).start(), FakeServer(answer=new).start()
+        started.extend([a, b])
+        return a, b
+
+    yield start
+    for s in started:
+        s.stop()
+
+
+def write_contract(
+    pytester: pytest.Pytester, old: FakeServer, new: FakeServer, n: int, early: str
+) -> Path:
+    pytester.path.joinpath("golden.jsonl").write_text(golden(n))
+    return pytester.makefile(
+        ".yaml",
+        contract=f"""
+        baseline:  {{kind: openai, base_url: "{old.base_url}", model: m}}
+        candidate: {{kind: openai, base_url: "{new.base_url}", model: m}}
+        tasks:
+          - {{name: arithmetic, source: golden, path: golden.jsonl, scorer: numeric,
+              early_stop: {early}}}
+        """,
+    )
+
+
+def completions(server: FakeServer) -> int:
+    return sum(1 for body in server.received if "messages" in body or "prompt" in body)
+
+
+def run_json(pytester: pytest.Pytester) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((pytester.path / "out.json").read_text())
+    return data
+
+
+def test_a_clear_regression_stops_within_the_first_batches(
+    pytester: pytest.Pytester, stacks: Any
+) -> None:
+    old, new = stacks(right, wrong_on(30))
+    path = write_contract(pytester, old, new, 2000, "{batch: 50}")
+    result = pytester.runpytest(
+        f"--parity-contract={path}",
+        "--parity-no-cache",
+        "--parity-no-preflight",
+        "--parity-json=out.json",
+    )
+    assert result.ret == 1
+    task = run_json(pytester)["tasks"][0]
+    es = task["early_stop"]
+    assert es["decision"] == "FAIL" and es["stopped"]
+    assert es["asked"] <= 150, es  # within the first three batches of 50
+    # Counted at the servers: exactly the items asked, nothing of a later batch ever sent.
+    assert completions(old) == completions(new) == es["asked"]
+    assert task["checks"]["delta"]["status"] == "FAIL"
+    assert es["ci_high"] < -0.015
+    out = result.stdout.str()
+    assert f"early stop: FAIL, stopped early after {es['asked']} of 2,000 items" in out
+    note = f"on the {es['asked']} of 2,000 items asked before the early stop"
+    assert note in " ".join(task["checks"]["failure_modes"]["reasons"])
+    assert note in " ".join(task["checks"]["error_direction"]["reasons"])
+
+
+def test_an_identical_candidate_stops_as_pass_before_the_end(
+    pytester: pytest.Pytester, stacks: Any
+) -> None:
+    old, new = stacks(right, right)
+    path = write_contract(pytester, old, new, 1500, "true")
+    result = pytester.runpytest(
+        f"--parity-contract={path}",
+        "--parity-no-cache",
+        "--parity-no-preflight",
+        "--parity-json=out.json",
+    )
+    assert result.ret == 0, result.stdout.str()
+    es = run_json(pytester)["tasks"][0]["early_stop"]
+    assert es["decision"] == "PASS" and es["stopped"]
+    assert es["asked"] < 1500 and es["asked"] % 50 == 0
+    assert completions(old) == completions(new) == es["asked"]
+    assert es["ci_low"] > -0.015
+    assert "OVERALL: PASS" in result.stdout.str()
