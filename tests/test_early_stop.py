@@ -11,11 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy.stats import t as student_t
 
-from pytest_parity import stats
 from pytest_parity.contract.spec import ContractError, EarlyStopSpec, contract_from_data
-from pytest_parity.stats.sequential import SequentialTest, simulate, split_alpha
+from pytest_parity.stats.sequential import SequentialTest, simulate, simulate_gate, split_alpha
 
 TOL, ALPHA = 0.015, 0.05
 STREAMS = 2000
@@ -36,24 +34,11 @@ def graded_d(rng: np.random.Generator, shape: tuple[int, int], delta: float):
 
 def gate_binary(d: np.ndarray, batch: int) -> tuple[np.ndarray, np.ndarray]:
     """+1 PASS / -1 FAIL / 0 INCONCLUSIVE of the early-stopping gate, and the items asked."""
-    a_seq, a_fix = split_alpha(ALPHA, 0.5)
-    decision, asked = simulate(d, TOL, a_seq, batch)
-    n = d.shape[1]
-    b, c = (d == -1).sum(axis=1), (d == 1).sum(axis=1)
-    z = stats.tango_z_array(-TOL, b, c, n)
-    crit = float(student_t.ppf(1 - a_fix, 10**9))
-    fixed = np.where(z > crit, 1, np.where(z < -crit, -1, 0))
-    return np.where(decision != 0, decision, fixed), asked
+    return simulate_gate(d, TOL, ALPHA, share=0.5, batch=batch, binary=True)
 
 
 def gate_t(d: np.ndarray, batch: int) -> tuple[np.ndarray, np.ndarray]:
-    a_seq, a_fix = split_alpha(ALPHA, 0.5)
-    decision, asked = simulate(d, TOL, a_seq, batch)
-    n = d.shape[1]
-    mean, se = d.mean(axis=1), d.std(axis=1, ddof=1) / np.sqrt(n)
-    q = float(student_t.ppf(1 - a_fix, n - 1))
-    fixed = np.where(mean - q * se > -TOL, 1, np.where(mean + q * se < -TOL, -1, 0))
-    return np.where(decision != 0, decision, fixed), asked
+    return simulate_gate(d, TOL, ALPHA, share=0.5, batch=batch, binary=False)
 
 
 @pytest.mark.parametrize("psi", [0.03, 0.10])
@@ -62,7 +47,7 @@ def test_binary_false_pass_at_minus_tolerance_and_false_fail_at_zero(psi: float)
     verdict, _ = gate_binary(binary_d(rng, (STREAMS, 1000), psi, -TOL), batch=10)
     false_pass = float((verdict == 1).mean())
     assert false_pass <= ALPHA + SLACK, false_pass
-    verdict, asked = gate_binary(binary_d(rng, (STREAMS, 1000), psi, 0.0), batch=10)
+    verdict, _ = gate_binary(binary_d(rng, (STREAMS, 1000), psi, 0.0), batch=10)
     false_fail = float((verdict == -1).mean())
     assert false_fail <= ALPHA + SLACK, false_fail
 

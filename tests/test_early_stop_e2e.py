@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 from servers import FakeServer
 
+from pytest_parity.report import SCHEMA_PATH
+
 QUESTION = re.compile(r"What is (\d+) \+ (\d+)\?")
 
 
@@ -115,6 +117,8 @@ def test_an_identical_candidate_stops_as_pass_before_the_end(
         "--parity-no-cache",
         "--parity-no-preflight",
         "--parity-json=out.json",
+        "--parity-markdown=summary.md",
+        "--parity-report=report.html",
     )
     assert result.ret == 0, result.stdout.str()
     es = run_json(pytester)["tasks"][0]["early_stop"]
@@ -123,3 +127,26 @@ def test_an_identical_candidate_stops_as_pass_before_the_end(
     assert completions(old) == completions(new) == es["asked"]
     assert es["ci_low"] > -0.015
     assert "OVERALL: PASS" in result.stdout.str()
+
+    out = result.stdout.str()
+    line = f"early stop: PASS, stopped early after {es['asked']:,} of 1,500 items"
+    assert f"arithmetic: {line}" in out  # shown although the task passed
+    assert line in (pytester.path / "summary.md").read_text()
+    assert line in (pytester.path / "report.html").read_text()
+    schema = json.loads(SCHEMA_PATH.read_text())["$defs"]["task"]["properties"]["early_stop"]
+    assert set(schema["required"]) <= set(es)
+
+
+def test_cached_answers_stop_at_the_same_look(pytester: pytest.Pytester, stacks: Any) -> None:
+    old, new = stacks(right, wrong_on(30))
+    path = write_contract(pytester, old, new, 1000, "{batch: 40}")
+    args = [f"--parity-contract={path}", "--parity-no-preflight", "--parity-json=out.json"]
+    first = pytester.runpytest(*args)
+    assert first.ret == 1
+    es = run_json(pytester)["tasks"][0]["early_stop"]
+    sent = completions(old)
+    assert sent == completions(new) == es["asked"] < 1000
+    again = pytester.runpytest(*args, "--parity-cache=reuse")
+    assert again.ret == 1
+    assert run_json(pytester)["tasks"][0]["early_stop"] == es  # same order, same stop
+    assert completions(old) == sent and completions(new) == sent  # nothing asked again

@@ -185,6 +185,16 @@ def to_markdown(run: RunResult) -> str:
     ]
     if notes:
         lines += ["", "### Notes", "", *notes]
+    stopped = [t for t in tasks if isinstance(t.get("early_stop"), Mapping)]
+    if stopped:
+        from pytest_parity.checks.earlystop import early_stop_line
+
+        lines += ["", "### Early stopping", ""]
+        lines += [
+            f"- **{_md(t.get('task', '?'))}**: "
+            + _md(early_stop_line(dict(t["early_stop"]), float(t.get("tolerance") or 0.0)))
+            for t in stopped
+        ]
     judged = [t for t in tasks if isinstance(t.get("judge"), Mapping)]
     if judged:
         from pytest_parity.report.judge import judge_facts

@@ -205,3 +205,47 @@ def simulate(
     first = np.minimum(first_up, first_dn)
     stopped = np.where(decision != 0, looks[np.minimum(first, looks.size - 1)] + 1, n)
     return decision, stopped.astype(np.int64)
+
+
+def simulate_fixed(
+    d: ArrayLike, tolerance: float, alpha: float, *, binary: bool
+) -> NDArray[np.int8]:
+    """The fixed-n verdict on every stream: +1 PASS, -1 FAIL, 0 INCONCLUSIVE at one-sided alpha.
+
+    Binary d in {-1, 0, 1}: Tango's score test at -tolerance (what the gate uses); otherwise the
+    paired t interval (the gate's choice for n >= 500 near-symmetric differences).
+    """
+    from statistics import NormalDist
+
+    from scipy.stats import t as student_t
+
+    from pytest_parity.stats.binary import tango_z_array
+
+    arr = np.asarray(d, dtype=np.float64)
+    n = arr.shape[1]
+    if binary:
+        b, c = (arr == -1).sum(axis=1), (arr == 1).sum(axis=1)
+        z = tango_z_array(-tolerance, b, c, n)
+        crit = NormalDist().inv_cdf(1 - alpha)
+        return np.where(z > crit, 1, np.where(z < -crit, -1, 0)).astype(np.int8)
+    mean, se = arr.mean(axis=1), arr.std(axis=1, ddof=1) / math.sqrt(n)
+    q = float(student_t.ppf(1 - alpha, n - 1))
+    lo, hi = mean - q * se, mean + q * se
+    return np.where(lo > -tolerance, 1, np.where(hi < -tolerance, -1, 0)).astype(np.int8)
+
+
+def simulate_gate(
+    d: ArrayLike,
+    tolerance: float,
+    alpha: float,
+    *,
+    share: float = DEFAULT_ALPHA_SHARE,
+    batch: int = DEFAULT_BATCH,
+    binary: bool,
+) -> tuple[NDArray[np.int8], NDArray[np.int64]]:
+    """The whole early-stopping gate on every stream: the looks at a_seq, else the fixed-n
+    verdict at a_fix (see the module docstring). Returns (verdict, items asked)."""
+    a_seq, a_fix = split_alpha(alpha, share)
+    decision, asked = simulate(d, tolerance, a_seq, batch)
+    fixed = simulate_fixed(d, tolerance, a_fix, binary=binary)
+    return np.where(decision != 0, decision, fixed).astype(np.int8), asked
