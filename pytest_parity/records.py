@@ -115,6 +115,7 @@ class RunResult(TypedDict):
     finished: str
     tool_version: str
     cache: NotRequired[dict[str, Any]]  # the run's totals of the tasks' ``cache``
+    audit: NotRequired[list[str]]  # the coverage audit (report/audit.py): a head line, then items
 
 
 @dataclass

@@ -133,6 +133,13 @@ def test_an_identical_candidate_stops_as_pass_before_the_end(
     assert f"arithmetic: {line}" in out  # shown although the task passed
     assert line in (pytester.path / "summary.md").read_text()
     assert line in (pytester.path / "report.html").read_text()
+    # The coverage audit is part of every report.
+    audit = run_json(pytester)["audit"]
+    assert audit[0].startswith("coverage audit of contract.yaml: 7 of 8")
+    assert "kind of eval: live shadow traffic: MISSING" in "\n".join(audit)
+    assert "kind of eval: live shadow traffic: MISSING" in out
+    assert "### Coverage audit" in (pytester.path / "summary.md").read_text()
+    assert "Coverage audit</h2>" in (pytester.path / "report.html").read_text()
     schema = json.loads(SCHEMA_PATH.read_text())["$defs"]["task"]["properties"]["early_stop"]
     assert set(schema["required"]) <= set(es)
 

@@ -48,7 +48,8 @@ class TaskPlan:
     observed: Observed
     needed: dict[str, int | None]  # "80%" / "90%" -> items needed (None: beyond any set)
     has_them: dict[str, bool | None]  # whether the golden set holds that many (None: unknown)
-    requests: int | None  # requests of a run over the items it needs for 80% (both stacks)
+    items: int | None  # items such a run asks: those needed for 80%, at most what the task holds
+    requests: int | None  # requests of a run over them (both stacks, every repeat)
     wall_s: float | None  # that run's wall time at the endpoints' concurrency
     pass_chance: float | None  # chance the task passes at its available items if nothing changed
     notes: list[str]
@@ -96,13 +97,28 @@ def plan_task(
         chance = stats.pass_probability(
             seen.available, spread, task.tolerance, task.alpha, binary=seen.binary
         )
+    if seen.delta < -task.tolerance:
+        notes.append(
+            f"the observed delta {100 * seen.delta:+.2f} pts is beyond the tolerance: these"
+            " counts are for stacks that are truly equal, this pair looks like a regression"
+        )
     if task.early_stop is not None:
         notes.append(
             "early_stop is on: a clear-cut task stops before these counts; one that runs to the"
             f" end decides at alpha {task.alpha * (1 - task.early_stop.alpha_share):g}"
         )
     return TaskPlan(
-        task.name, task.tolerance, task.alpha, seen, needed, has, requests, wall, chance, notes
+        task.name,
+        task.tolerance,
+        task.alpha,
+        seen,
+        needed,
+        has,
+        n_run,
+        requests,
+        wall,
+        chance,
+        notes,
     )
 
 
@@ -149,9 +165,11 @@ def plan_lines(contract: Contract, plans: Sequence[TaskPlan]) -> list[str]:
             )
             count = "more than 100 million" if need is None else f"{need:,}"
             lines.append(f"  {key} power: {count} items ({verdict}; it holds {held})")
-        if p.requests is not None:
+        if p.requests is not None and p.items is not None:
+            full = o.available is not None and p.items >= o.available
+            over = f"all {p.items:,} items" if full else f"{p.items:,} items"
             lines.append(
-                f"  a run over them: {p.requests:,} requests, about {_time(p.wall_s)} at the"
+                f"  a run over {over}: {p.requests:,} requests, about {_time(p.wall_s)} at the"
                 " endpoints' concurrency"
             )
         if p.pass_chance is not None:

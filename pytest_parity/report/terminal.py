@@ -111,4 +111,8 @@ def verdict_lines(run: RunResult, disagreement_files: Sequence[str] = ()) -> lis
         )
     lines.append(f"OVERALL: {run['overall']}")
     lines.extend(f"  {r}" for r in run["overall_reasons"])
+    audit = run.get("audit") or []
+    if audit:  # the head line and the gaps; --parity-audit prints what is covered too
+        lines.append(audit[0])
+        lines.extend(f"  {a}" for a in audit[1:] if "MISSING" in a or a.startswith("golden set"))
     return lines
