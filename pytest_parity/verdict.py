@@ -140,12 +140,14 @@ def judge_figures(task: TaskSpec, run: TaskRun) -> dict[str, Any] | None:
 def infrastructure_error(task: TaskSpec, run: TaskRun) -> str | None:
     if run.aborted:
         return f"task {task.name} stopped: {run.aborted}"
-    allowed = int(task.max_error_rate * run.n_items)
+    # An early-stopped task answers for the items it asked, not for those never sent.
+    asked = int(run.early_stop["asked"]) if run.early_stop else run.n_items
+    allowed = int(task.max_error_rate * asked)
     for role in ("baseline", "candidate", "judge"):
         if run.failed.get(role, 0) > allowed:
             what = "judgements" if role == "judge" else f"{role} requests"
             return (
-                f"task {task.name}: {run.failed[role]} of {run.n_items} {what} failed"
+                f"task {task.name}: {run.failed[role]} of {asked} {what} failed"
                 f" (allowed {allowed}); last error: {run.last_error[role]}"
             )
     if not run.records:

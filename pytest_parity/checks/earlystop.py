@@ -6,6 +6,11 @@ anytime p-value as the FAIL alarm's p. A task that ran to the end undecided gets
 verdict at the rest of alpha (a_fix = alpha - a_seq, stats/sequential.py), so the whole
 procedure keeps its false PASS at -tolerance at most alpha; its items-needed figure is at a_fix.
 The other checks run on the items that were asked and say so.
+
+The FAIL alarm's p (``p_alarm``, adjusted by Holm across the run at alpha) is the anytime
+p-value divided by alpha_share when the sequence decided, the fixed-n p divided by
+(1 - alpha_share) when it did not: a weighted Bonferroni split of the same alpha, so the alarm's
+p stays valid and a FAIL of either part comes out below alpha.
 """
 
 from __future__ import annotations
@@ -66,7 +71,13 @@ def sequential_delta(task: TaskSpec, run: TaskRun, seed: int) -> CheckResult:
     numbers = dict(fixed["numbers"])
     numbers["early_stop"] = dict(es)
     line = early_stop_line(es, task.tolerance)
+    share = float(es["alpha_share"])
     if decided is None:
+        # Holm reads p_alarm at alpha: the fallback's p weighted by its share of alpha (and the
+        # looks' by theirs, below), so P(p_alarm <= u) <= share u + (1 - share) u = u.
+        p_fixed = fixed["numbers"].get("p_alarm")
+        if p_fixed is not None:
+            numbers["p_alarm"] = min(1.0, float(p_fixed) / (1.0 - share))
         reasons = [
             *fixed["reasons"][:1],
             line + f" (alpha {task.alpha:g} = {es['alpha_seq']:g} on the looks + the rest)",
@@ -74,7 +85,7 @@ def sequential_delta(task: TaskSpec, run: TaskRun, seed: int) -> CheckResult:
         ]
         return {"name": "delta", "status": fixed["status"], "reasons": reasons, "numbers": numbers}
     status: Status = "PASS" if decided == "PASS" else "FAIL"
-    numbers["p_alarm"] = float(es["p_fail"])
+    numbers["p_alarm"] = min(1.0, float(es["p_fail"]) / share)
     numbers["items_needed"] = None
     numbers["ci_low"], numbers["ci_high"] = float(es["ci_low"]), float(es["ci_high"])
     numbers["sequence_confidence"] = float(es["confidence"])
