@@ -157,3 +157,38 @@ def test_cached_answers_stop_at_the_same_look(pytester: pytest.Pytester, stacks:
     assert again.ret == 1
     assert run_json(pytester)["tasks"][0]["early_stop"] == es  # same order, same stop
     assert completions(old) == sent and completions(new) == sent  # nothing asked again
+
+
+def salted(share_pct: int, salt: str) -> Callable[[dict[str, Any]], str]:
+    def answer(body: dict[str, Any]) -> str:
+        prompt = body["messages"][-1]["content"]
+        if zlib.crc32((salt + prompt).encode()) % 100 < share_pct:
+            return "The answer is 1000000."
+        return right(body)
+
+    return answer
+
+
+def test_an_undecided_task_falls_back_to_the_fixed_n_verdict(
+    pytester: pytest.Pytester, stacks: Any
+) -> None:
+    old, new = stacks(salted(5, "a"), salted(5, "b"))
+    path = write_contract(pytester, old, new, 200, "{batch: 50}")
+    result = pytester.runpytest(
+        f"--parity-contract={path}",
+        "--parity-no-cache",
+        "--parity-no-preflight",
+        "--parity-json=out.json",
+    )
+    assert result.ret == 1
+    task = run_json(pytester)["tasks"][0]
+    es = task["early_stop"]
+    assert es["decision"] is None and not es["stopped"]
+    assert es["asked"] == 200 == completions(old) == completions(new)  # every item asked
+    delta = task["checks"]["delta"]
+    assert delta["status"] == "INCONCLUSIVE"
+    text = " ".join(delta["reasons"])
+    assert "early stop: not decided after 200 of 200 items (4 looks of 50)" in text
+    assert "the fixed-n verdict at alpha 0.025 decides" in text
+    assert "items in total" in text and "would settle it" in text  # its items-needed figure
+    assert delta["numbers"]["confidence"] == pytest.approx(0.95)  # 1 - 2 a_fix

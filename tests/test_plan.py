@@ -149,3 +149,25 @@ def test_items_needed_reach_their_power_in_simulation(psi: float) -> None:
         assert abs(got - power) < 0.03, (psi, power, n, got)
         short = simulate_fixed(d[:, : int(0.7 * n)], TOL, ALPHA, binary=True)
         assert float((short == 1).mean()) < power - 0.05  # fewer items would not do
+
+
+def test_the_pilot_answers_are_reused_by_the_run(pytester: pytest.Pytester, stacks: Any) -> None:
+    """The pilot asks the first items of early stopping's seeded order, into the cache."""
+    old, new = stacks(right, wrong_on(30))
+    contract(pytester, old, new, 1000)
+    path = pytester.path / "contract.yaml"
+    path.write_text(
+        path.read_text().replace("scorer: numeric}", "scorer: numeric, early_stop: true}")
+    )
+    plan = pytester.runpytest(
+        "--parity-contract=contract.yaml", "--parity-plan", "--parity-plan-pilot=100"
+    )
+    assert plan.ret == 0, plan.stdout.str()
+    assert asked(old) == asked(new) == 100
+    run = pytester.runpytest(
+        "--parity-contract=contract.yaml", "--parity-no-preflight", "--parity-json=out.json"
+    )
+    assert run.ret == 1
+    es = json.loads((pytester.path / "out.json").read_text())["tasks"][0]["early_stop"]
+    assert es["decision"] == "FAIL"
+    assert asked(old) == 100 + max(es["asked"] - 100, 0)  # none of the pilot's items again
