@@ -137,7 +137,7 @@ def test_an_identical_candidate_stops_as_pass_before_the_end(
     audit = run_json(pytester)["audit"]
     assert audit[0].startswith("coverage audit of contract.yaml: 7 of 8")
     assert "kind of eval: live shadow traffic: MISSING" in "\n".join(audit)
-    assert "kind of eval: live shadow traffic: MISSING" in out
+    assert "not covered: standard benchmarks, production replay, live shadow traffic," in out
     assert "### Coverage audit" in (pytester.path / "summary.md").read_text()
     assert "Coverage audit</h2>" in (pytester.path / "report.html").read_text()
     schema = json.loads(SCHEMA_PATH.read_text())["$defs"]["task"]["properties"]["early_stop"]

@@ -112,7 +112,11 @@ def verdict_lines(run: RunResult, disagreement_files: Sequence[str] = ()) -> lis
     lines.append(f"OVERALL: {run['overall']}")
     lines.extend(f"  {r}" for r in run["overall_reasons"])
     audit = run.get("audit") or []
-    if audit:  # the head line and the gaps; --parity-audit prints what is covered too
-        lines.append(audit[0])
-        lines.extend(f"  {a}" for a in audit[1:] if "MISSING" in a or a.startswith("golden set"))
+    if audit:  # the head line and the gaps by name; --parity-audit prints the hints
+        gaps = [a.split(": ")[1] for a in audit[1:] if ": MISSING" in a]
+        warned = sorted({a.split(":")[0] for a in audit[1:] if a.startswith("golden set")})
+        tail = f": {', '.join(gaps)}" if gaps else ""
+        if warned:
+            tail += f"; {', '.join(warned)} flagged"
+        lines.append(audit[0] + tail + (" (--parity-audit for the hints)" if tail else ""))
     return lines
