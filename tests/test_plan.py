@@ -171,3 +171,16 @@ def test_the_pilot_answers_are_reused_by_the_run(pytester: pytest.Pytester, stac
     es = json.loads((pytester.path / "out.json").read_text())["tasks"][0]["early_stop"]
     assert es["decision"] == "FAIL"
     assert asked(old) == 100 + max(es["asked"] - 100, 0)  # none of the pilot's items again
+
+
+def test_continuous_items_needed_reach_their_power_in_simulation() -> None:
+    """Graded scores: the normal-approximation plan against 2,000 seeded runs of the t gate."""
+    rng = np.random.default_rng(8)
+    values = np.array([-0.5, -0.25, 0.0, 0.25, 0.5])
+    p = np.array([0.02, 0.04, 0.88, 0.04, 0.02])
+    m2 = float(p @ values**2)
+    for power in (0.8, 0.9):
+        n = stats.items_needed(m2, TOL, ALPHA, power, binary=False)
+        d = values[rng.choice(5, size=(2000, n), p=p)]
+        got = float((simulate_fixed(d, TOL, ALPHA, binary=False) == 1).mean())
+        assert abs(got - power) < 0.03, (power, n, got)
