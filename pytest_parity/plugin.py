@@ -280,6 +280,12 @@ def pytest_configure(config: pytest.Config) -> None:
         from pytest_parity.session.options import out_path
         from pytest_parity.session.plan import run_plan
 
+        if plan != "-" and not str(plan).endswith(".json"):
+            # ``--parity-plan tests/`` would otherwise take the test path for the plan's file.
+            raise pytest.UsageError(
+                f"--parity-plan={plan}: the plan is written as JSON to a .json file (hint:"
+                " --parity-plan=plan.json, or put test paths before --parity-plan)"
+            )
         target = None if plan == "-" else out_path(config, str(plan))
         print("\n".join(run_plan(config, contract, target)))
         pytest.exit("parity plan done: nothing was gated", returncode=0)

@@ -184,3 +184,12 @@ def test_continuous_items_needed_reach_their_power_in_simulation() -> None:
         d = values[rng.choice(5, size=(2000, n), p=p)]
         got = float((simulate_fixed(d, TOL, ALPHA, binary=False) == 1).mean())
         assert abs(got - power) < 0.03, (power, n, got)
+
+
+def test_a_plan_path_must_be_a_json_file(pytester: pytest.Pytester, stacks: Any) -> None:
+    old, new = stacks(right, right)
+    contract(pytester, old, new, 50)
+    result = pytester.runpytest("--parity-contract=contract.yaml", "--parity-plan", "tests")
+    assert result.ret == 4
+    assert "--parity-plan=tests: the plan is written as JSON to a .json file" in result.stderr.str()
+    assert asked(old) == asked(new) == 0
