@@ -229,6 +229,10 @@ def _preflight(config: pytest.Config, contract: Contract) -> dict[str, Any] | No
         return None  # the xdist controller checked them; --collect-only and --help send nothing
     if _option(config, "no-preflight"):
         return None
+    from pytest_parity import registry
+
+    if not any(registry.sources.get(t.source).sends_requests for t in contract.tasks):
+        return None  # every task's answers are stored (source: shadow): no stack is asked
     from pytest_parity.endpoints.preflight import PreflightError, run_preflight
 
     try:

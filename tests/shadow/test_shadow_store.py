@@ -161,7 +161,7 @@ def _reset(url: str) -> None:
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as c:
-        c.execute("DROP TABLE IF EXISTS shadow_pairs, shadow_meta")
+        c.execute("DROP TABLE IF EXISTS shadow_pairs, shadow_meta, shadow_monitor")
 
 
 def test_postgres_read_api_and_retention(postgres: str) -> None:
