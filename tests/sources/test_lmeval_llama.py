@@ -30,7 +30,7 @@ from pytest_parity.sources.lmeval.tokenizer import (
     TokenizerError,
     fingerprint,
     same_tokenizer,
-    server_root,
+    tokenizer_root,
 )
 from pytest_parity.sources.lmeval.transport import standalone_bridge
 
@@ -184,8 +184,8 @@ def make(
         ("http://h:1/proxy/v1", "http://h:1/proxy"),
     ],
 )
-def test_server_root_is_where_extras_live(url: str, root: str) -> None:
-    assert server_root(url) == root
+def test_tokenizer_root_is_where_extras_live(url: str, root: str) -> None:
+    assert tokenizer_root(url) == root
 
 
 def test_adapter_strips_the_bos_the_echo_leaves_out_and_caches(
