@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import random
 import re
 from collections.abc import Callable, Iterator
@@ -24,6 +25,7 @@ from lmeval_fakes import (
 )
 from servers import FakeServer, Faults
 
+from pytest_parity.checks.calibration import check_calibration
 from pytest_parity.contract.spec import ContractError
 from pytest_parity.sources.lmeval import tasks as lmeval_tasks
 from pytest_parity.sources.lmeval.bridge import (
@@ -32,7 +34,7 @@ from pytest_parity.sources.lmeval.bridge import (
     run_lmeval_task,
     validate_lm_eval_options,
 )
-from pytest_parity.sources.lmeval.pairing import pair_runs
+from pytest_parity.sources.lmeval.pairing import option_confidence, pair_runs
 
 ARITH = {"task": "parity_arith", "include_path": "."}
 
@@ -385,6 +387,35 @@ def test_multiple_choice_task_scores_by_loglikelihood_through_the_server_tokeniz
     )
     assert all(it["baseline"]["score"] == 1.0 for it in items)
     assert items[0]["baseline"]["latency_s"] > 0
+
+
+def test_multiple_choice_confidence_is_the_chosen_options_share_of_the_loglikelihoods() -> None:
+    two = {**_sample(0), "arguments": [("ctx", " a"), ("ctx", " b")]}
+    two["resps"] = [[(math.log(0.6), False)], [(math.log(0.2), True)]]
+    facts = _pair([two], [two])["acc"][0]["baseline"]["facts"]
+    assert facts["confidence_method"] == "loglikelihood"
+    assert facts["confidence"] == pytest.approx(0.75)  # 0.6 / (0.6 + 0.2)
+    assert option_confidence([-1000.0, -1001.0], 0)["confidence"] == pytest.approx(
+        1 / (1 + math.exp(-1))
+    )  # no underflow far from zero
+
+
+def test_calibration_check_reads_lm_eval_loglikelihoods_directly(
+    tok_servers: Callable[..., TokServer],
+) -> None:
+    rows = [json.loads(line) for line in (DATA / "data" / "choice.jsonl").read_text().splitlines()]
+    base, cand = tok_servers(knows_sums()), tok_servers(knows_sums(rows[4]["question"]))
+    task, b, c = make(base, cand, CHOICE)
+    items = run_lmeval_task(task, b, c, cache_dir=None, seed=0)["acc"]
+    for it in items:
+        for side in ("baseline", "candidate"):
+            f = it[side]["facts"]
+            assert f["confidence_method"] == "loglikelihood" and 0.25 <= f["confidence"] <= 1
+    result = check_calibration(task, items, {}, 0)
+    assert result["status"] != "ERROR", result["reasons"]
+    nums = result["numbers"]
+    assert nums["confidence_method"] == "loglikelihood" and nums["n_paired"] == len(items)
+    assert nums["accuracy_candidate"] == pytest.approx(0.9)
 
 
 def test_multiple_choice_needs_one_tokenizer_on_both_stacks(
