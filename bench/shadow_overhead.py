@@ -14,8 +14,8 @@ proxy using N us per request keeps N/20 % of one core busy). The load average is
 on a machine busy with other work the latency overhead measures the scheduler, not the proxy.
 
 Goal (shadow issue): overhead < 1 ms p50 and < 5 ms p99 at 500 req/s on this machine. The serving
-and shadow stacks are tests/shadow_servers.py (aiohttp) in processes of their own, the proxy and
-the load generator (raw aiohttp client) in theirs: four processes share the machine's cores.
+and shadow stacks are tests/support/shadow_servers.py (aiohttp) in processes of their own, the
+proxy and the load generator (raw aiohttp client) in theirs: four processes share the cores.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVER = ROOT / "tests" / "shadow_servers.py"
+SERVER = ROOT / "tests" / "support" / "shadow_servers.py"
 WORDS = " ".join(f"w{i}" for i in range(14))  # 16 chunks with the server's "name says:" prefix
 
 

@@ -114,6 +114,28 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="print which kinds of eval and failure modes the contract covers, then stop",
     )
     add(
+        "plan",
+        "print the pre-migration plan (and write it as JSON to the path given)",
+        metavar="PATH",
+        nargs="?",
+        const="-",
+        help="print per task the flip rate, the items needed for 80%% / 90%% power, the requests"
+        " and wall time they cost, the chance the contract passes if nothing changed, and the"
+        " coverage audit; with PATH also write it as JSON. Nothing is gated",
+    )
+    add(
+        "plan-pilot",
+        metavar="N",
+        type=int,
+        help="items of each task the plan's pilot asks of both stacks (default 100)",
+    )
+    add(
+        "plan-from",
+        metavar="PATH",
+        help="plan from an A/A recording (a --parity-record file, against the baseline asked"
+        " again) or from a previous run's --parity-json file (nothing sent)",
+    )
+    add(
         "aa",
         "A/A noise floor: 'rerun' or a recording of an earlier baseline pass",
         metavar="rerun|PATH",
@@ -210,7 +232,11 @@ def _preflight(config: pytest.Config, contract: Contract) -> dict[str, Any] | No
         return None  # the xdist controller checked them; --collect-only and --help send nothing
     if _option(config, "no-preflight"):
         return None
+    from pytest_parity import registry
     from pytest_parity.contract.spec import one_line
+
+    if not any(registry.sources.get(t.source).sends_requests for t in contract.tasks):
+        return None  # every task's answers are stored (source: shadow): no stack is asked
     from pytest_parity.endpoints.preflight import PreflightError, run_preflight
 
     try:
@@ -257,6 +283,20 @@ def pytest_configure(config: pytest.Config) -> None:
 
         print("\n".join(audit_lines(contract)))
         pytest.exit("parity audit done: nothing was sent", returncode=0)
+    plan = _option(config, "plan")
+    if plan and not hasattr(config, "workerinput"):
+        from pytest_parity.session.options import out_path
+        from pytest_parity.session.plan import run_plan
+
+        if plan != "-" and not str(plan).endswith(".json"):
+            # ``--parity-plan tests/`` would otherwise take the test path for the plan's file.
+            raise pytest.UsageError(
+                f"--parity-plan={plan}: the plan is written as JSON to a .json file (hint:"
+                " --parity-plan=plan.json, or put test paths before --parity-plan)"
+            )
+        target = None if plan == "-" else out_path(config, str(plan))
+        print("\n".join(run_plan(config, contract, target)))
+        pytest.exit("parity plan done: nothing was gated", returncode=0)
     preflight = _preflight(config, contract)  # before the session starts recordings afresh
     from pytest_parity.session import ParitySession
 

@@ -85,6 +85,8 @@ class TaskResult(TypedDict):
     # LLM-as-judge figures (scoring/judge/summary.py): position bias, ties, consistency, A/A
     # false differences, human agreement, length bias, judge model and prompt digest; else None
     judge: dict[str, Any] | None
+    # tasks with early_stop: the run's early_stop record (runner/earlystop.py) as it ended
+    early_stop: NotRequired[dict[str, Any] | None]
 
 
 def worst(statuses: list[Status]) -> Status:
@@ -113,6 +115,7 @@ class RunResult(TypedDict):
     finished: str
     tool_version: str
     cache: NotRequired[dict[str, Any]]  # the run's totals of the tasks' ``cache``
+    audit: NotRequired[list[str]]  # the coverage audit (report/audit.py): a head line, then items
 
 
 @dataclass
@@ -134,3 +137,6 @@ class TaskRun:
     notes: list[str] = field(default_factory=list)  # the source's one-line facts (reports)
     # per stack: {"answers": requests answered, "from_cache": of them, answered by the cache}
     answers: dict[str, dict[str, int]] = field(default_factory=dict)
+    # early_stop: tasks only (runner/earlystop.py): items available and asked, looks, the
+    # decision of the confidence sequence and its bounds when it stopped; None otherwise
+    early_stop: dict[str, Any] | None = None

@@ -173,6 +173,7 @@ sources: Registry[Any] = Registry(
         "traffic": "pytest_parity.sources.traffic.source:TrafficSource",
         "long-context": "pytest_parity.sources.longcontext:LongContextSource",
         "tool-use": "pytest_parity.sources.tooluse.source:ToolUseSource",
+        "shadow": "pytest_parity.sources.shadow:ShadowSource",
     },
     group="pytest_parity.sources",
 )
@@ -198,6 +199,7 @@ checks: Registry[Any] = Registry(
         "buckets": "pytest_parity.checks.buckets:BucketsCheck",
         "calibration": "pytest_parity.checks.calibration:CalibrationCheck",
         "tone": "pytest_parity.checks.tone:ToneCheck",
+        "latency": "pytest_parity.checks.latency:LatencyCheck",
     },
     group="pytest_parity.checks",
 )

@@ -54,6 +54,14 @@ def evaluate(task: TaskSpec, run: TaskRun, seed: int, disagreements: int) -> Tas
     checks: list[CheckResult] = []
     for c in enabled(task):
         checks.extend(c.run(task, run, ctx))
+    if run.early_stop is not None:
+        result["early_stop"] = dict(run.early_stop)
+        if run.early_stop["asked"] < run.early_stop["available"]:
+            from pytest_parity.checks.earlystop import asked_note
+
+            for result_ in checks:
+                if not result_["name"].startswith("delta"):
+                    result_["reasons"].append(asked_note(run.early_stop))
     result["checks"] = {c["name"]: c for c in checks}
     result["verdict"] = worst([c["status"] for c in checks])
     from pytest_parity import stats
@@ -132,12 +140,14 @@ def judge_figures(task: TaskSpec, run: TaskRun) -> dict[str, Any] | None:
 def infrastructure_error(task: TaskSpec, run: TaskRun) -> str | None:
     if run.aborted:
         return f"task {task.name} stopped: {run.aborted}"
-    allowed = int(task.max_error_rate * run.n_items)
+    # An early-stopped task answers for the items it asked, not for those never sent.
+    asked = int(run.early_stop["asked"]) if run.early_stop else run.n_items
+    allowed = int(task.max_error_rate * asked)
     for role in ("baseline", "candidate", "judge"):
         if run.failed.get(role, 0) > allowed:
             what = "judgements" if role == "judge" else f"{role} requests"
             return (
-                f"task {task.name}: {run.failed[role]} of {run.n_items} {what} failed"
+                f"task {task.name}: {run.failed[role]} of {asked} {what} failed"
                 f" (allowed {allowed}); last error: {run.last_error[role]}"
             )
     if not run.records:
@@ -210,7 +220,7 @@ def summarize(
     reasons = [*errors, *held, *not_held, *open_]
     if missing:
         reasons.append(f"not run: {', '.join(missing)} (every task must pass for an overall PASS)")
-    short = [t["task"] for t in tasks if t["n_paired"] < t["n_items"] and not t["error"]]
+    short = [t["task"] for t in tasks if t["n_paired"] < _asked(t) and not t["error"]]
     if short:
         reasons.append(
             "verdicts on fewer items than the task holds (failed requests left out): "
@@ -238,6 +248,12 @@ def summarize(
         "finished": now(),
         "tool_version": version,
     }
+
+
+def _asked(t: TaskResult) -> int:
+    """Items the task asked: all of them, or those asked before an early stop."""
+    es = t.get("early_stop")
+    return int(es["asked"]) if es else t["n_items"]
 
 
 def _first(c: CheckResult) -> str:

@@ -183,6 +183,16 @@ def check_calibration(
         new_y.append(float(b["score"]))
         clusters.append(r["cluster"] or "")
     n = len(old_c)
+    # The method the answers' confidences came from (lm-eval's multiple choice gives it
+    # directly as "loglikelihood"; elsewhere it is the option's method).
+    used = {
+        str(_side_facts(r[role]).get("confidence_method"))
+        for r in records
+        for role in ("baseline", "candidate")
+        if _side_facts(r[role]).get("confidence") is not None
+    }
+    if len(used) == 1:
+        method = used.pop()
     base: dict[str, Any] = {
         "confidence_method": method,
         "n_paired": n,

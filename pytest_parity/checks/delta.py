@@ -32,7 +32,12 @@ class DeltaCheck(Check):
         return (self.name, *(f"{self.name}:{m}" for m in extra))
 
     def run(self, task: TaskSpec, run: TaskRun, ctx: CheckContext) -> list[CheckResult]:
-        results = [check_delta(task, run.records, ctx.seed, n_items=run.n_items)]
+        if run.early_stop is not None:
+            from pytest_parity.checks.earlystop import sequential_delta
+
+            results = [sequential_delta(task, run, ctx.seed)]
+        else:
+            results = [check_delta(task, run.records, ctx.seed, n_items=run.n_items)]
         for metric, extra in run.extra_metrics.items():
             results.append(
                 check_delta(task, extra, ctx.seed, name=f"{self.name}:{metric}", n_items=len(extra))

@@ -9,7 +9,7 @@ from typing import Any
 from pytest_parity.checks.pairs import infra
 from pytest_parity.records import CheckResult, ItemRecord, SideRecord
 
-KINDS = ("regression", "category_change", "improvement")
+DISAGREEMENT_KINDS = ("regression", "category_change", "improvement")
 # What a sampled row shows of a prompt or an answer: its head and tail, so an answer just under
 # max_response_bytes (16 MiB) is not copied whole into the JSON, the HTML report and the
 # disagreement file (20 such answers made a 315 MB parity.json); the cache and recordings keep
@@ -58,17 +58,18 @@ def sample_disagreements(
     Items the candidate put in a ``focus`` category (e.g. the categories the failure-mode check
     failed on) are chosen before any other, so the reviewer always sees what failed the gate.
     """
-    groups: dict[str, list[ItemRecord]] = {kind: [] for kind in KINDS}
+    groups: dict[str, list[ItemRecord]] = {kind: [] for kind in DISAGREEMENT_KINDS}
     for r in records:
         kind = disagreement_kind(r)
         if kind is not None:
             groups[kind].append(r)
     total = sum(len(g) for g in groups.values())
     rng = random.Random(seed)
-    chosen: dict[str, list[int]] = {kind: [] for kind in KINDS}  # indices into groups[kind]
+    # indices into groups[kind]
+    chosen: dict[str, list[int]] = {kind: [] for kind in DISAGREEMENT_KINDS}
     room = k
     for first in (True, False):
-        for kind in KINDS:
+        for kind in DISAGREEMENT_KINDS:
             group = groups[kind]
             pool = [
                 i for i, r in enumerate(group) if (r["candidate"]["category"] in focus) == first
@@ -80,7 +81,7 @@ def sample_disagreements(
             chosen[kind].extend(pool)
             room -= len(pool)
     sample: list[dict[str, Any]] = []
-    for kind in KINDS:
+    for kind in DISAGREEMENT_KINDS:
         # record order within a kind keeps the file readable next to the golden set
         sample.extend(_row(groups[kind][i], kind) for i in sorted(chosen[kind]))
     return sample, total

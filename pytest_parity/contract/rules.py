@@ -27,6 +27,7 @@ from pytest_parity.contract.spec import (
     Contract,
     ContractError,
     Defaults,
+    EarlyStopSpec,
     EndpointSpec,
     TaskSpec,
     _did_you_mean,
@@ -213,6 +214,7 @@ TASK_KEYS = (
     "failure_ratio",
     "score_range",
     "judge",
+    "early_stop",
 )
 # shadow: the tee proxy's block (pytest_parity/shadow/config.py validates it; the gate ignores it)
 TOP_KEYS = (
@@ -610,6 +612,42 @@ def _defaults(v: _V, raw: Any) -> Defaults:
             m.get("failure_ratio", d.failure_ratio), "defaults.failure_ratio", 1, 1e6
         ),
         checks=_frozen(dict(v.optional_mapping(m.get("checks"), "defaults.checks"))),
+        early_stop=_early_stop(v, m.get("early_stop", False), "defaults.early_stop", None),
+    )
+
+
+EARLY_STOP_KEYS = ("batch", "alpha_share")
+EARLY_STOP_HINT = "write early_stop: true, or early_stop: {batch: 50, alpha_share: 0.5}"
+
+
+def _early_stop(v: _V, raw: Any, where: str, base: EarlyStopSpec | None) -> EarlyStopSpec | None:
+    """``early_stop: true | false | {batch, alpha_share}`` (a mapping's missing keys from
+    ``base``, the defaults' setting, else EarlyStopSpec's)."""
+    if raw is None or raw is False:
+        return None
+    start = base or EarlyStopSpec()
+    if raw is True:
+        return start
+    if not isinstance(raw, Mapping):
+        raise v.fail(where, f"expected true, false or a mapping, got {_show(raw)}", EARLY_STOP_HINT)
+    m = v.mapping(raw, where)
+    v.keys(m, where, EARLY_STOP_KEYS)
+    return EarlyStopSpec(
+        batch=v.integer(
+            m.get("batch", start.batch),
+            f"{where}.batch",
+            1,
+            "items asked between two looks, e.g. 50",
+            hi=1_000_000,
+        ),
+        alpha_share=v.number(
+            m.get("alpha_share", start.alpha_share),
+            f"{where}.alpha_share",
+            0,
+            1,
+            hint="the share of alpha spent on the early looks, e.g. 0.5 (the rest goes to the"
+            " fixed-n verdict when the task runs to the end)",
+        ),
     )
 
 
@@ -806,7 +844,32 @@ def _task(
             m.get("failure_ratio", d.failure_ratio), f"{where}.failure_ratio", 1, 1e6
         ),
         score_range=_score_range(v, m.get("score_range"), f"{where}.score_range"),
+        early_stop=_task_early_stop(v, m, where, d, impl.runs_itself),
     )
+
+
+def _task_early_stop(
+    v: _V, m: Mapping[str, Any], where: str, d: Defaults, runs_itself: bool
+) -> EarlyStopSpec | None:
+    at = f"{where}.early_stop"
+    spec = _early_stop(v, m["early_stop"], at, d.early_stop) if "early_stop" in m else d.early_stop
+    if spec is None:
+        return None
+    if runs_itself:
+        if "early_stop" not in m:
+            return None  # defaults.early_stop applies to the tasks whose items the gate asks
+        raise v.fail(
+            at,
+            f"the {m.get('source')} source asks its own items, so they cannot be stopped early",
+            "remove early_stop from this task",
+        )
+    if m.get("cluster_key") is not None:
+        raise v.fail(
+            at,
+            "early stopping treats items as independent; clustered items are not",
+            "remove early_stop, or remove cluster_key",
+        )
+    return spec
 
 
 def _checks(v: _V, m: Mapping[str, Any], where: str, d: Defaults) -> Mapping[str, Any]:

@@ -98,6 +98,16 @@ class EndpointSpec:
 
 
 @dataclass(frozen=True)
+class EarlyStopSpec:
+    """``early_stop:`` of a task: items asked in a seeded random order, ``batch`` at a time, the
+    task stopping once an anytime-valid confidence sequence decides it (runner/earlystop.py);
+    ``alpha_share`` of alpha is spent on those looks, the rest on the fixed-n fallback."""
+
+    batch: int = 50
+    alpha_share: float = 0.5
+
+
+@dataclass(frozen=True)
 class Defaults:
     tolerance: float = 0.015
     safety_tolerance: float = 0.005
@@ -110,6 +120,7 @@ class Defaults:
     failure_min_count: int = 5
     failure_ratio: float = 3.0
     disagreements: int = 50
+    early_stop: EarlyStopSpec | None = None  # off unless a task or the defaults turn it on
     # check name -> True / False / its raw options, applied to every task (validated per task)
     checks: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
@@ -144,6 +155,7 @@ class TaskSpec:
     checks: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
     failure_ratio: float = 3.0  # a category the baseline shows fails at this rate ratio (+ count)
     score_range: tuple[float, float] | None = None  # declared scorer range, rescaled to [0, 1]
+    early_stop: EarlyStopSpec | None = None  # None: every item is asked (the fixed-n gate)
 
     @property
     def lm_eval(self) -> Mapping[str, Any]:
@@ -210,6 +222,16 @@ class Contract:
                     "inconclusive": t.inconclusive,
                     "error_direction": t.error_direction,
                     "checks": sorted(t.checks),
+                    **(
+                        {}
+                        if t.early_stop is None
+                        else {
+                            "early_stop": {
+                                "batch": t.early_stop.batch,
+                                "alpha_share": t.early_stop.alpha_share,
+                            }
+                        }
+                    ),
                     **({} if t.judge is None else {"judge_model": t.judge.model}),
                 }
                 for t in self.tasks

@@ -177,7 +177,7 @@ def failure(error: str, kind: str, latency_s: float = 0.0, attempts: int = 1) ->
 
 
 @dataclass
-class Progress:
+class RequestCounters:
     """Counters the plugin reads to show rate and ETA (one event loop updates them)."""
 
     total: int = 0  # requests submitted
@@ -351,7 +351,7 @@ class Endpoint(abc.ABC):
     ) -> None:
         self.spec = spec
         self.info: KindInfo = KINDS[spec.kind]
-        self.progress = Progress()
+        self.progress = RequestCounters()
         self.cache = cache
         self.recorder = recorder
         self._engine: dict[str, Any] | None = None
@@ -845,8 +845,8 @@ __all__ = [
     "ERROR_KINDS",
     "Endpoint",
     "HttpEndpoint",
-    "Progress",
     "Request",
+    "RequestCounters",
     "Response",
     "RetryPolicy",
     "default_transport",

@@ -46,7 +46,7 @@ def _long_context(task: TaskSpec) -> bool:
     return task.source == "long-context" or "context" in str(buckets.get("by", ""))
 
 
-KINDS: tuple[tuple[str, str, str], ...] = (
+EVAL_KINDS: tuple[tuple[str, str, str], ...] = (
     ("standard benchmarks", "lm-eval", "add a task with source: lm-eval (e.g. gsm8k, mmlu)"),
     (
         "workload golden set",
@@ -69,7 +69,7 @@ KINDS: tuple[tuple[str, str, str], ...] = (
 def audit(contract: Contract) -> list[AuditLine]:
     """Every line of the audit, kinds of eval first, then failure modes, then golden-set notes."""
     lines: list[AuditLine] = []
-    for name, source, hint in KINDS:
+    for name, source, hint in EVAL_KINDS:
         tasks = tuple(t.name for t in contract.tasks if t.source == source)
         lines.append(AuditLine("kind of eval", name, bool(tasks), tasks, "" if tasks else hint))
     modes = (

@@ -202,6 +202,20 @@ def to_markdown(run: RunResult) -> str:
     ]
     if notes:
         lines += ["", "### Notes", "", *notes]
+    audit = [str(a) for a in as_list(run.get("audit"))]
+    if audit:
+        lines += ["", "### Coverage audit", "", _md(audit[0]), ""]
+        lines += [f"- {_md(a)}" for a in audit[1:]]
+    stopped = [t for t in tasks if isinstance(t.get("early_stop"), Mapping)]
+    if stopped:
+        from pytest_parity.checks.earlystop import early_stop_line
+
+        lines += ["", "### Early stopping", ""]
+        lines += [
+            f"- **{_md(t.get('task', '?'))}**: "
+            + _md(early_stop_line(dict(t["early_stop"]), float(t.get("tolerance") or 0.0)))
+            for t in stopped
+        ]
     judged = [t for t in tasks if isinstance(t.get("judge"), Mapping)]
     if judged:
         from pytest_parity.report.judge import judge_facts

@@ -77,14 +77,23 @@ def verdict_lines(run: RunResult, disagreement_files: Sequence[str] = ()) -> lis
         if t["error"]:
             lines.append(f"{t['task']}: ERROR: {t['error']}")
             continue
+        shown: list[str] = []
         for c in t["checks"].values():
             if c["status"] != "PASS":
                 for reason in c["reasons"][:3]:
+                    shown.append(reason)
                     lines.append(f"{t['task']} {c['name']} {c['status']}: {reason}")
             elif c["numbers"].get("warn"):
                 # A pass whose whole interval lies below 0: a real regression, inside tolerance.
                 note = next((r for r in c["reasons"] if "real regression" in r), c["reasons"][0])
                 lines.append(f"{t['task']} {c['name']} PASS with a warning: {note}")
+        es = t.get("early_stop")
+        if es:
+            from pytest_parity.checks.earlystop import early_stop_line
+
+            line = early_stop_line(es, t["tolerance"])
+            if line not in shown:  # when and why it stopped, also when the task passed
+                lines.append(f"{t['task']}: {line}")
         judge = t.get("judge")
         if judge:
             from pytest_parity.report.judge import judge_sentences
@@ -105,4 +114,12 @@ def verdict_lines(run: RunResult, disagreement_files: Sequence[str] = ()) -> lis
         )
     lines.append(f"OVERALL: {run['overall']}")
     lines.extend(f"  {r}" for r in run["overall_reasons"])
+    audit = run.get("audit") or []
+    if audit:  # the head line and the gaps by name; --parity-audit prints the hints
+        gaps = [a.split(": ")[1] for a in audit[1:] if ": MISSING" in a]
+        warned = sorted({a.split(":")[0] for a in audit[1:] if a.startswith("golden set")})
+        tail = f": {', '.join(gaps)}" if gaps else ""
+        if warned:
+            tail += f"; {', '.join(warned)} flagged"
+        lines.append(audit[0] + tail + (" (--parity-audit for the hints)" if tail else ""))
     return lines

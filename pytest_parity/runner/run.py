@@ -69,7 +69,10 @@ class Runner:
         source: TaskSource = registry.sources.get(task.source)
         return source
 
-    def run(self, task: TaskSpec) -> TaskRun:
+    def run(self, task: TaskSpec, pilot: int | None = None) -> TaskRun:
+        """Both stacks on the task's items; ``pilot``: only the first ``pilot`` items of the
+        seeded random order early stopping uses (a plan's pilot, whose cached answers a later
+        early-stopping run then reuses)."""
         if self.deadline is not None and time.monotonic() > self.deadline:
             raise TaskRunError(
                 f"task {task.name}: not started, the run's time budget (--parity-max-time) is spent"
@@ -82,7 +85,7 @@ class Runner:
             if source.runs_itself:
                 run = source.run(task, self._context())
             else:
-                run = run_sync(lambda: self._run_items(task, source))
+                run = run_sync(lambda: self._run_items(task, source, pilot))
                 run.data_digest = source.digest(task)
                 run.notes = list(source.notes(task, run.records))
                 if self.contract.baseline.kind == "captured":
@@ -124,7 +127,9 @@ class Runner:
             specs["aa"] = self.aa
         return specs
 
-    async def _run_items(self, task: TaskSpec, source: TaskSource) -> TaskRun:
+    async def _run_items(
+        self, task: TaskSpec, source: TaskSource, pilot: int | None = None
+    ) -> TaskRun:
         specs = self.specs()
         source.bind(task, specs)
         source.prepare(task)
@@ -145,10 +150,27 @@ class Runner:
                 total=source.count(task),
                 judge=judge,
             )
-            out = await pipeline.run(source.items(task))
+            early_stop = None
+            if pilot is not None:
+                from pytest_parity.runner.earlystop import seeded_order
+
+                seed = self.contract.defaults.seed
+                ordered = seeded_order(source.items(task), seed, task.name)
+                pipeline.total = min(pilot, len(ordered))
+                out = await pipeline.run(ordered[:pilot])
+                out.n_items = len(ordered)  # what the task holds, for the plan
+            elif task.early_stop is not None:
+                from pytest_parity.runner.earlystop import run_in_batches
+
+                seed = self.contract.defaults.seed
+                out, early_stop = await run_in_batches(pipeline, source.items(task), task, seed)
+            else:
+                out = await pipeline.run(source.items(task))
             described = {}
             for role, ep in endpoints.items():
-                if getattr(ep, "stalled", None):  # probing it would cost another timeout
+                if getattr(ep, "stalled", None) or not source.sends_requests:
+                    # probing a stalled one would cost another timeout; a source whose answers
+                    # are all stored (shadow pairs) sends nothing to the stacks at all
                     described[role] = specs[role].identity()
                     continue
                 try:
@@ -175,4 +197,5 @@ class Runner:
             aborted=out.aborted,
             aa_scores=out.aa_scores,
             answers=answer_counts(endpoints),  # the endpoints' counters, read once they are done
+            early_stop=early_stop,
         )

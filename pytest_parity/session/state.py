@@ -245,5 +245,8 @@ class ParitySession:
                 self.cache_mode(),
                 [{k: v for k, v in t.get("cache", {}).items() if k != "mode"} for t in tasks],
             )
+            from pytest_parity.report.audit import audit_lines
+
+            run["audit"] = [line.strip() for line in audit_lines(self.contract)]
             self._run_result = run
         return self._run_result

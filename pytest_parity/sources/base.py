@@ -95,6 +95,9 @@ class TaskSource:
     default_scorer: ClassVar[str] = "exact"
     needs_path: ClassVar[bool] = False  # the task's ``path`` must name an existing file
     options_required: ClassVar[bool] = False  # the task must have the ``options_key`` mapping
+    # False: every answer is already there (stored shadow pairs): no request goes to the stacks,
+    # so the preflight and the engine probe skip them (the judge is still asked)
+    sends_requests: ClassVar[bool] = True
 
     def options(self, raw: Mapping[str, Any], where: str, v: Any, base: Path) -> Mapping[str, Any]:
         """Validated options (``raw`` is the mapping under ``options_key``, or empty)."""

@@ -2,8 +2,8 @@
 
 ``from pytest_parity import stats`` gives the whole public surface; the submodules hold one
 concept each: binary (Tango, exact McNemar), betting (bounded means, confidence sequences),
-intervals (the paired delta interval), planning (exact P(PASS), items needed), gate (the
-non-inferiority verdict, many tasks), multiplicity (Holm).
+intervals (the paired delta interval), planning (exact P(PASS), items needed), sequential (the
+early-stopping test), gate (the non-inferiority verdict, many tasks), multiplicity (Holm).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from pytest_parity.stats.planning import (
     normal_pass_probability,
     pass_probability,
 )
+from pytest_parity.stats.sequential import SequentialTest, split_alpha
 
 _tango_z = tango_z  # the name older tests and notebooks use
 
@@ -51,6 +52,7 @@ __all__ = [
     "BettingSequence",
     "DeltaInterval",
     "NonInferiority",
+    "SequentialTest",
     "_tango_z",
     "betting_interval",
     "bootstrap_means",
@@ -66,6 +68,7 @@ __all__ = [
     "overall_pass_probability",
     "paired_interval",
     "pass_probability",
+    "split_alpha",
     "tango_interval",
     "tango_p_below",
     "tango_z",

@@ -188,7 +188,8 @@ def paired_interval(
       one-sided error excess from the sample skewness exceeds AUTO_MAX_SKEW_ERROR (.005), else t;
     - other continuous scores: the paired t interval.
 
-    Why this rule (seeded simulation, nominal 90%, 1,000 runs a cell; tests/test_stats_betting.py):
+    Why this rule (seeded simulation, nominal 90%, 1,000 runs a cell;
+    tests/stats/test_stats_betting.py):
     with 2% of items dropping by .75 (delta = -1.5 pts) t's lower bound misses .50 / .15 / .10 /
     .07 of the time at n = 30 / 100 / 300 / 1,000 where it should miss .05, while betting misses
     .00 / .00 / .00 / .02: valid at every n for every distribution on the range, at the price of
@@ -197,7 +198,7 @@ def paired_interval(
     of a full point goes unseen at n = 300 one time in 90), so t needs n >= 500 and near-symmetric
     differences; the skewness term reaches .005 for 2% drops only at n ~ 20,000.
 
-    Where coverage at nominal 90% holds within [.88, .97] (tests/test_stats_error_rates.py):
+    Where coverage at nominal 90% holds within [.88, .97] (tests/stats/test_stats_error_rates.py):
     Tango from about 3 expected discordant pairs (n psi >= 3; exact sums, .886-.94 over n = 30 ...
     1,000), and conservative, never below .88, under that; t where auto keeps it (.903 / .900 at
     n = 1,000 / 2,000); cluster-t with 50 clusters (.897). Betting is valid rather than exact:

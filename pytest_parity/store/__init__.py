@@ -7,6 +7,22 @@ no import from the rest of the package. :mod:`.pairs` holds the schema and the r
 
 from __future__ import annotations
 
-from pytest_parity.store.pairs import COLUMN_NAMES, Store, StoredPair, open_store, record_values
+from pytest_parity.store.pairs import (
+    COLUMN_NAMES,
+    MonitorConflict,
+    MonitorState,
+    Store,
+    StoredPair,
+    open_store,
+    record_values,
+)
 
-__all__ = ["COLUMN_NAMES", "Store", "StoredPair", "open_store", "record_values"]
+__all__ = [
+    "COLUMN_NAMES",
+    "MonitorConflict",
+    "MonitorState",
+    "Store",
+    "StoredPair",
+    "open_store",
+    "record_values",
+]

@@ -29,6 +29,10 @@ shadow_stack            the shadow endpoint's name
 ======================  =====================================================================
 
 with ``{side}`` = ``serving`` and ``shadow``. Table ``shadow_meta`` holds ``schema_version``.
+Table ``shadow_monitor`` holds the drift monitor's state (``parity --parity-monitor``): per task a
+checkpoint row (``segment`` = ``''``: the stable key ``(ts, id)`` of the last pair counted) and one
+row per segment with the sequential monitor's state as JSON; a run saves them in one transaction,
+only if the checkpoint is still the one it started from (:class:`MonitorConflict` otherwise).
 
 Reading (the drift gate's API): ``open_store(url).pairs(since=, until=, segment=)`` yields
 :class:`StoredPair` objects in time order, streaming (constant memory); ``segments()`` counts
@@ -128,6 +132,20 @@ _PAIR_FIELDS = tuple(f.name for f in fields(StoredPair))
 assert ("id", *COLUMN_NAMES) == _PAIR_FIELDS, "StoredPair must list the columns in order"
 
 
+class MonitorConflict(RuntimeError):
+    """Another monitor run moved the checkpoint while this one judged; ``str()`` is one line."""
+
+
+@dataclass(frozen=True)
+class MonitorState:
+    """A task's stored monitor state: the checkpoint ``(ts, id)`` of the last pair counted (None:
+    nothing counted yet) and each segment's state (the sequential monitor's, JSON)."""
+
+    task: str
+    checkpoint: tuple[float, int] | None
+    states: dict[str, dict[str, Any]]
+
+
 def _row_to_pair(row: tuple[Any, ...]) -> StoredPair:
     d = dict(zip(_PAIR_FIELDS, row, strict=True))
     d["stream"] = bool(d["stream"])
@@ -172,11 +190,25 @@ class Store(ABC):
         """Flush and release the connection."""
 
     def _where(
-        self, since: float | None, until: float | None, segment: str | None
+        self,
+        since: float | None,
+        until: float | None,
+        segment: str | None,
+        after: tuple[float, int] | None = None,
+        client_errors: bool = True,
     ) -> tuple[str, tuple[Any, ...]]:
         p = self.placeholder
         clauses: list[str] = []
         args: list[Any] = []
+        if after is not None:
+            # The stable key (ts, id): strictly after the pair last counted, ties broken by id.
+            clauses.append(f"(ts > {p} OR (ts = {p} AND id > {p}))")
+            args.extend((after[0], after[0], after[1]))
+        if not client_errors:
+            # The client hung up or sent a request the serving stack refused: not a stack's doing.
+            clauses.append(
+                "(serving_error IS NULL OR serving_error NOT IN ('disconnect', 'http_4xx'))"
+            )
         if since is not None:
             clauses.append(f"ts >= {p}")
             args.append(since)
@@ -195,9 +227,13 @@ class Store(ABC):
         segment: str | None = None,
         *,
         limit: int | None = None,
+        after: tuple[float, int] | None = None,
+        client_errors: bool = True,
     ) -> Iterator[StoredPair]:
-        """Pairs with ``since <= ts < until`` (of one segment if given), oldest first, streamed."""
-        where, args = self._where(since, until, segment)
+        """Pairs with ``since <= ts < until`` (of one segment if given), oldest first, streamed;
+        ``after=(ts, id)``: only pairs after that one in ``(ts, id)`` order; ``client_errors=False``
+        leaves out pairs whose serving side the client broke (hung up, HTTP 4xx)."""
+        where, args = self._where(since, until, segment, after, client_errors)
         sql = f"SELECT id, {', '.join(COLUMN_NAMES)} FROM shadow_pairs{where} ORDER BY ts, id"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
@@ -211,11 +247,84 @@ class Store(ABC):
         return {str(s): int(n) for s, n in self._query(sql, args)}
 
     def count(
-        self, since: float | None = None, until: float | None = None, segment: str | None = None
+        self,
+        since: float | None = None,
+        until: float | None = None,
+        segment: str | None = None,
+        *,
+        after: tuple[float, int] | None = None,
+        client_errors: bool = True,
     ) -> int:
-        where, args = self._where(since, until, segment)
+        where, args = self._where(since, until, segment, after, client_errors)
         rows = list(self._query(f"SELECT COUNT(*) FROM shadow_pairs{where}", args))
         return int(rows[0][0])
+
+    # -- the drift monitor's state ------------------------------------------------------------
+
+    def monitor_load(self, task: str) -> MonitorState:
+        """The task's checkpoint and per-segment states (empty when it never ran or was reset)."""
+        p = self.placeholder
+        rows = list(
+            self._query(
+                f"SELECT segment, state, last_ts, last_id FROM shadow_monitor WHERE task = {p}",
+                (task,),
+            )
+        )
+        checkpoint: tuple[float, int] | None = None
+        states: dict[str, dict[str, Any]] = {}
+        for segment, state, last_ts, last_id in rows:
+            if segment == "":
+                if last_ts is not None and last_id is not None:
+                    checkpoint = (float(last_ts), int(last_id))
+            else:
+                states[str(segment)] = json.loads(state) if state else {}
+        return MonitorState(task, checkpoint, states)
+
+    def monitor_save(
+        self,
+        task: str,
+        expected: tuple[float, int] | None,
+        checkpoint: tuple[float, int] | None,
+        states: Mapping[str, Mapping[str, Any]],
+    ) -> None:
+        """Write the checkpoint and the segments' states in one transaction, only if the stored
+        checkpoint is still ``expected`` (else :class:`MonitorConflict`: another run counted)."""
+        p = self.placeholder
+        now = time.time()
+
+        def body(execute: Any) -> None:
+            cur = execute(
+                f"SELECT last_ts, last_id FROM shadow_monitor WHERE task = {p} AND segment = ''",
+                (task,),
+            )
+            row = cur.fetchone()
+            found = None if row is None or row[0] is None else (float(row[0]), int(row[1]))
+            if found != expected:
+                raise MonitorConflict(
+                    f"task {task}: the monitor's checkpoint moved from {expected} to {found}"
+                    " while this run judged (another monitor run on the same store?); run again"
+                )
+            rows = [(task, "", None, *(checkpoint or (None, None)), now)]
+            rows += [
+                (task, seg, json.dumps(dict(st), sort_keys=True), None, None, now)
+                for seg, st in states.items()
+            ]
+            execute(f"DELETE FROM shadow_monitor WHERE task = {p}", (task,))
+            for r in rows:
+                execute(f"INSERT INTO shadow_monitor VALUES ({p}, {p}, {p}, {p}, {p}, {p})", r)
+
+        self._transaction(body)
+
+    def monitor_reset(self, task: str) -> None:
+        """Forget the task's checkpoint and states: the next run starts the sequences over."""
+        p = self.placeholder
+        self._transaction(
+            lambda execute: execute(f"DELETE FROM shadow_monitor WHERE task = {p}", (task,))
+        )
+
+    @abstractmethod
+    def _transaction(self, body: Any) -> None:
+        """Run ``body(execute)`` in one write transaction (``execute(sql, args)`` -> cursor)."""
 
     def __enter__(self) -> Store:
         return self
@@ -231,6 +340,9 @@ def _ddl(id_col: str, real: str) -> list[str]:
         "CREATE INDEX IF NOT EXISTS shadow_pairs_ts ON shadow_pairs (ts)",
         "CREATE INDEX IF NOT EXISTS shadow_pairs_segment_ts ON shadow_pairs (segment, ts)",
         "CREATE TABLE IF NOT EXISTS shadow_meta (key TEXT PRIMARY KEY, value TEXT)",
+        f"CREATE TABLE IF NOT EXISTS shadow_monitor (task TEXT NOT NULL, segment TEXT NOT NULL,"
+        f" state TEXT, last_ts {real}, last_id BIGINT, updated {real},"
+        " PRIMARY KEY (task, segment))",
     ]
 
 
@@ -268,6 +380,10 @@ class SqliteStore(Store):
             self.conn.executemany(
                 f"INSERT INTO shadow_pairs ({', '.join(COLUMN_NAMES)}) VALUES ({marks})", rows
             )
+
+    def _transaction(self, body: Any) -> None:
+        with self._tx():
+            body(self.conn.execute)
 
     def enforce_retention(self, days: float | None, rows: int | None) -> int:
         deleted = 0
@@ -331,6 +447,15 @@ class PostgresStore(Store):
             cur.executemany(
                 f"INSERT INTO shadow_pairs ({', '.join(COLUMN_NAMES)}) VALUES ({marks})", rows
             )
+        self.conn.commit()
+
+    def _transaction(self, body: Any) -> None:
+        if self.conn.closed or self.conn.broken:
+            self.conn = self._psycopg.connect(self.url, autocommit=False)
+        with self.conn.transaction():
+            # One monitor run at a time per task: the checkpoint is read and written under a lock.
+            self.conn.execute("SELECT pg_advisory_xact_lock(7318452)")
+            body(self.conn.execute)
         self.conn.commit()
 
     def enforce_retention(self, days: float | None, rows: int | None) -> int:

@@ -217,6 +217,21 @@ def _var(status: str) -> str:
     )
 
 
+def _audit_html(run: RunResult) -> str:
+    """The coverage audit: kinds of eval and failure modes covered, gaps with their hints."""
+    audit = [str(a) for a in as_list(run.get("audit"))]
+    if not audit:
+        return ""
+    items = "".join(
+        f'<li class="{"pp-missing" if "MISSING" in a else "pp-muted"}">{esc(a)}</li>'
+        for a in audit[1:]
+    )
+    return (
+        f'<h2 class="pp-part" id="audit">Coverage audit</h2><p>{esc(audit[0])}</p>'
+        f'<ul class="pp-audit">{items}</ul>'
+    )
+
+
 def page(run: RunResult) -> str:
     """One self-contained page for the customer: verdict first, then the evidence."""
     contract = mapping(run.get("contract"))
@@ -273,7 +288,7 @@ def page(run: RunResult) -> str:
         f'<div class="pp-cards">{cards}</div>'
         '<h2 class="pp-part" id="summary">Every task at a glance</h2>'
         f"{forest_svg(tasks)}{legend}{summary_table(tasks)}"
-        f"{_contract_html(contract)}"
+        f"{_contract_html(contract)}{_audit_html(run)}"
         f'<h2 class="pp-part" id="tasks">Task by task</h2>{body}'
         f"{_provenance_html(run)}"
         '<footer class="pp-muted">Made by pytest-parity. This file is self-contained: no '

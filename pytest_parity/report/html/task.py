@@ -169,6 +169,17 @@ def _notes(task: Mapping[str, Any]) -> str:
     return f'<ul class="pp-notes pp-muted">{items}</ul>'
 
 
+def _early_stop(task: Mapping[str, Any]) -> str:
+    """When and why an early-stopping task stopped: items asked of the available, the bound."""
+    es = task.get("early_stop")
+    if not isinstance(es, Mapping):
+        return ""
+    from pytest_parity.checks.earlystop import early_stop_line
+
+    line = early_stop_line(dict(es), float(task.get("tolerance") or 0.0))
+    return f'<p class="pp-early-stop">{esc(line)}</p>'
+
+
 def task_html(
     task: Mapping[str, Any], holm: float | None = None, level: int = 2, anchor: bool = True
 ) -> str:
@@ -198,7 +209,7 @@ def task_html(
         + (f' id="task-{esc(name)}">' if anchor else ">")
         + f"<{h}>{badge(status)} {esc(name)}{safety} "
         f'<span class="pp-muted">{esc(task.get("source", ""))}</span></{h}>'
-        f"{_reasons(task)}{_notes(task)}"
+        f"{_reasons(task)}{_notes(task)}{_early_stop(task)}"
         + (forest_svg([task], title=f"Delta of {name}") if delta_numbers(task) else "")
         + f'<div class="pp-grid">{grid}</div>'
         + judge_html(task, h2)

@@ -27,9 +27,9 @@ from pytest_parity.contract.spec import ContractError, EndpointSpec, TaskSpec
 from pytest_parity.endpoints.progress import answer_counts
 from pytest_parity.records import ItemRecord
 from pytest_parity.sources.base import RunContext, SourceError
-from pytest_parity.sources.lmeval.models import build_model, one_line
+from pytest_parity.sources.lmeval.models import build_model, error_line
 from pytest_parity.sources.lmeval.options import normalize_lm_eval_options, validate_lm_eval_options
-from pytest_parity.sources.lmeval.pairing import Classify, default_classify, pair_runs
+from pytest_parity.sources.lmeval.pairing import Classify, classify_by_score, pair_runs
 from pytest_parity.sources.lmeval.tasks import output_type as find_output_type
 from pytest_parity.sources.lmeval.tasks import resolve_task
 from pytest_parity.sources.lmeval.tokenizer import (
@@ -119,7 +119,7 @@ def _run_side(
         raise
     except Exception as exc:
         raise _fail(
-            task, f"lm-eval failed on the {endpoint.role}: {one_line(exc)}", _hint_for(exc)
+            task, f"lm-eval failed on the {endpoint.role}: {error_line(exc)}", _hint_for(exc)
         ) from exc
     if not results or not results.get("samples"):
         raise _fail(task, f"lm-eval returned no samples for the {endpoint.role}", "check limit")
@@ -191,7 +191,7 @@ def run_lmeval_task(
         baseline=baseline,
         candidate=candidate,
         seed=seed,
-        classify=classify or default_classify,
+        classify=classify or classify_by_score,
         cache_dir=cache_dir,
         refresh=refresh,
         open_endpoint=lambda role: open_endpoint(specs[role], cache=cache),
@@ -433,5 +433,5 @@ def _server_tokenization(task: TaskSpec, ep: EndpointSpec) -> dict[str, Any]:
         )
         what = "/extras/tokenize" if ep.kind == "llama-cpp" else "/tokenize"
         raise _fail(
-            task, f"the {ep.role} has no usable {what} endpoint: {one_line(exc)}", hint
+            task, f"the {ep.role} has no usable {what} endpoint: {error_line(exc)}", hint
         ) from exc

@@ -47,7 +47,7 @@ FAILED_TEXT = ""
 FAILED_LOGLIK = (float("nan"), False)
 
 
-def one_line(exc: BaseException | None) -> str:
+def error_line(exc: BaseException | None) -> str:
     if exc is None:
         return "unknown error"
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""

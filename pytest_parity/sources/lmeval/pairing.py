@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pytest_parity.records import Direction, ItemRecord, SideRecord
@@ -44,7 +44,7 @@ def readable_prompt(ctx: Any) -> str:
     return str(text)
 
 
-def default_classify(view: Mapping[str, Any]) -> tuple[str, str]:
+def classify_by_score(view: Mapping[str, Any]) -> tuple[str, str]:
     if view.get("error"):
         return "request_error", "X"
     score = view.get("score")
@@ -125,6 +125,7 @@ def _side(
     error: ErrorFactory,
 ) -> SideRecord:
     args = s["arguments"]
+    facts: dict[str, Any] | None = None
     exs = [exchanges.get(prompt_key(a)) for a in args]
     errs = [e for e in exs if e and e.get("error")]
     finish_reason = None
@@ -141,6 +142,8 @@ def _side(
         best = max(range(len(lls)), key=lambda i: lls[i]) if lls and not failed else None
         text = str(args[best][1]).strip() if best is not None and len(args[best]) > 1 else ""
         parsed = not failed
+        if best is not None and len(lls) > 1:
+            facts = option_confidence([float(x) for x in lls], best)
     err = errs[0] if errs else None
     score: float | None = None
     if err is None:
@@ -178,9 +181,22 @@ def _side(
         "direction": dir_,
         "error": view["error"],
         "latency_s": float(sum(e.get("latency_s", 0.0) for e in fresh)),
-        "facts": None,
+        "facts": facts,
         "trajectory": None,
         "cached": not fresh or any(e.get("cached", False) for e in fresh),
+    }
+
+
+def option_confidence(lls: Sequence[float], chosen: int) -> dict[str, Any]:
+    """The calibration check's confidence of a multiple-choice answer, given directly by the
+    options' loglikelihoods: P(chosen | options) = exp(ll_chosen) / sum(exp(ll_i)), the softmax
+    of the raw (unnormalised) loglikelihoods, the chosen option being their argmax (the
+    answer ``acc`` scores)."""
+    top = max(lls)
+    total = sum(math.exp(x - top) for x in lls)
+    return {
+        "confidence": math.exp(lls[chosen] - top) / total,
+        "confidence_method": "loglikelihood",
     }
 
 
@@ -211,7 +227,7 @@ def pair_runs(
     ``classify`` sees the same view of a side as the golden runner gives it (``custom`` is the
     task's own category patterns); lm-eval tasks have no tool calls.
     """
-    classify = classify or default_classify
+    classify = classify or classify_by_score
     b_samples, b_ex = baseline
     c_samples, c_ex = candidate
     filters, metrics = _choose(b_samples, opts, error)

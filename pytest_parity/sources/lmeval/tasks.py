@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from pytest_parity.sources.lmeval.models import one_line
+from pytest_parity.sources.lmeval.models import error_line
 
 Fail = Callable[[str, str], Exception]
 
@@ -86,11 +86,11 @@ def resolve_task(opts: Mapping[str, Any], fail: Fail) -> tuple[Any, list[dict[st
     except ImportError as exc:  # a task's !function helpers import its extra packages
         missing = getattr(exc, "name", None) or "the missing package"
         raise fail(
-            f"{name!r} needs {missing!r}: {one_line(exc)}",
+            f"{name!r} needs {missing!r}: {error_line(exc)}",
             f"pip install {missing} (lm-eval's extras install what a task needs)",
         ) from exc
     except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError) as exc:
-        raise fail(f"cannot load {name!r}: {one_line(exc)}", "check the task's YAML") from exc
+        raise fail(f"cannot load {name!r}: {error_line(exc)}", "check the task's YAML") from exc
     if not cfgs:
         raise fail(f"{name!r} has no tasks", "name a task, or a group with member tasks")
     if opts.get("data_files"):

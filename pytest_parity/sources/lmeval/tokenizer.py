@@ -37,7 +37,7 @@ class TokenizerError(RuntimeError):
     """A tokenizer endpoint that cannot be used; ``str()`` is one line."""
 
 
-def server_root(base_url: str) -> str:
+def tokenizer_root(base_url: str) -> str:
     """``http://h:p/v1`` or ``.../v1/completions`` -> ``http://h:p`` (where /extras lives)."""
     root = base_url.rstrip("/")
     for suffix in ("/chat/completions", "/completions", "/v1"):
@@ -64,7 +64,7 @@ class LlamaCppTokenizer:
         headers: Mapping[str, str] | None = None,
         attempts: int = 2,
     ) -> None:
-        self.root = server_root(base_url)
+        self.root = tokenizer_root(base_url)
         self.timeout = timeout
         self.attempts = max(1, attempts)
         self._headers = {"Content-Type": "application/json", **dict(headers or {})}

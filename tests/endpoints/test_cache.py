@@ -1,0 +1,336 @@
+"""Response cache: keys, isolation of roles, failures not stored, refresh, crash safety, secrets."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import pytest
+from servers import FakeServer
+
+from pytest_parity.contract.spec import EndpointSpec
+from pytest_parity.endpoints.cache import CacheError, ResponseCache
+from pytest_parity.endpoints.http import Request, Response, RetryPolicy, open_endpoint
+
+ROOT = Path(__file__).resolve().parents[2]
+FAST = RetryPolicy(base_s=0.01, cap_s=0.05)
+
+
+def spec(base_url: str, role: str = "baseline", **kw: Any) -> EndpointSpec:
+    base: dict[str, Any] = {
+        "role": role,
+        "kind": "vllm",
+        "base_url": base_url,
+        "model": "test-model",
+        "params": MappingProxyType({"temperature": 0.0, "max_tokens": 16}),
+        "max_retries": 0,
+        "timeout": 5.0,
+    }
+    base.update(kw)
+    return EndpointSpec(**base)
+
+
+def ask(i: int) -> Request:
+    return Request(str(i), messages=({"role": "user", "content": f"question {i}"},))
+
+
+def run(s: EndpointSpec, cache: ResponseCache | None, n: int = 5) -> list[Response]:
+    async def go() -> list[Response]:
+        ep = open_endpoint(s, cache=cache, retry=FAST)
+        try:
+            return list(await asyncio.gather(*(ep.complete(ask(i)) for i in range(n))))
+        finally:
+            await ep.aclose()
+
+    return asyncio.run(go())
+
+
+def test_a_second_run_is_served_from_the_cache(tmp_path: Path) -> None:
+    with FakeServer() as srv, ResponseCache(tmp_path) as cache:
+        first = run(spec(srv.base_url), cache)
+        second = run(spec(srv.base_url), cache)
+        assert len(srv.received) == 5
+    assert [r.text for r in second] == [r.text for r in first]
+    assert all(r.cached for r in second) and not any(r.cached for r in first)
+    assert cache.hits == 5 and cache.writes == 5
+
+
+def test_baseline_and_candidate_never_share_entries(tmp_path: Path) -> None:
+    with FakeServer() as srv, ResponseCache(tmp_path) as cache:
+        run(spec(srv.base_url, "baseline"), cache)
+        out = run(spec(srv.base_url, "candidate"), cache)
+        assert len(srv.received) == 10 and not any(r.cached for r in out)
+
+
+def test_model_params_engine_version_and_served_weights_are_part_of_the_key(tmp_path: Path) -> None:
+    with FakeServer() as srv, ResponseCache(tmp_path) as cache:
+        run(spec(srv.base_url), cache, 1)
+        run(spec(srv.base_url, params=MappingProxyType({"temperature": 0.5})), cache, 1)
+        run(spec(srv.base_url, model="other"), cache, 1)
+        srv.engine_version = "0.0.2-test"  # the engine was upgraded behind the same URL
+        run(spec(srv.base_url), cache, 1)
+        srv.model = "requantised"  # other weights behind the same URL and alias
+        run(spec(srv.base_url), cache, 1)
+        assert len(srv.received) == 5
+        run(spec(srv.base_url), cache, 1)
+        assert len(srv.received) == 5
+
+
+def test_failed_responses_are_not_cached(tmp_path: Path) -> None:
+    with FakeServer(require_key="k") as srv, ResponseCache(tmp_path) as cache:
+        out = run(spec(srv.base_url), cache, 2)
+        assert not any(r.ok for r in out) and cache.count() == 0
+        srv.require_key = None
+        out = run(spec(srv.base_url), cache, 2)
+        assert all(r.ok and not r.cached for r in out) and cache.count() == 2
+
+
+def test_refresh_resends_and_replaces(tmp_path: Path) -> None:
+    with FakeServer() as srv:
+        with ResponseCache(tmp_path) as cache:
+            run(spec(srv.base_url), cache, 2)
+        srv.answer = lambda body: "new answer"
+        with ResponseCache(tmp_path, refresh=True) as cache:
+            out = run(spec(srv.base_url), cache, 2)
+        assert [r.text for r in out] == ["new answer"] * 2 and len(srv.received) == 4
+        with ResponseCache(tmp_path) as cache:
+            again = run(spec(srv.base_url), cache, 2)
+        assert [r.text for r in again] == ["new answer"] * 2 and all(r.cached for r in again)
+
+
+def test_cache_uses_wal_and_reports_an_unusable_directory(tmp_path: Path) -> None:
+    with ResponseCache(tmp_path) as cache:
+        db = sqlite3.connect(cache.path)
+        mode = db.execute("PRAGMA journal_mode").fetchone()[0]
+        db.close()
+    assert mode == "wal"
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(CacheError, match=r"cannot open the response cache.*--parity-cache-dir"):
+        ResponseCache(blocker / "sub")
+
+
+def test_failed_response_cannot_be_stored(tmp_path: Path) -> None:
+    with ResponseCache(tmp_path) as cache, pytest.raises(ValueError, match="not cached"):
+        cache.put("k", {"text": "", "error": "boom"}, endpoint_key="e", item_id="i")
+
+
+def test_api_key_is_never_written_to_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = "sk-PLANTED-cache-7781"
+    monkeypatch.setenv("CACHE_KEY", key)
+    with FakeServer(require_key=key) as srv, ResponseCache(tmp_path) as cache:
+        out = run(spec(srv.base_url, api_key_env="CACHE_KEY"), cache, 3)
+        assert all(r.ok for r in out) and cache.count() == 3
+    for f in tmp_path.iterdir():
+        assert key.encode() not in f.read_bytes(), f
+
+
+CHILD = textwrap.dedent(
+    """
+    import asyncio, sys
+    from pytest_parity.endpoints.cache import ResponseCache
+    from pytest_parity.contract.spec import EndpointSpec
+    from pytest_parity.endpoints.http import Request, open_endpoint
+
+    base_url, cache_dir, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+
+    async def main():
+        spec = EndpointSpec(role="baseline", kind="vllm", base_url=base_url, model="test-model",
+                            max_concurrency=4, max_retries=0)
+        ep = open_endpoint(spec, cache=ResponseCache(cache_dir))
+        async def one(i):
+            r = await ep.complete(Request(str(i), prompt=None,
+                                          messages=({"role": "user", "content": f"question {i}"},)))
+            print(i, "cached" if r.cached else "sent", flush=True)
+        await asyncio.gather(*(one(i) for i in range(n)))
+        await ep.aclose()
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_a_sigkilled_run_restarted_resends_no_answered_request(tmp_path: Path) -> None:
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    n = 40
+    with FakeServer(latency_s=0.03) as srv:
+        args = [sys.executable, str(script), srv.base_url, str(tmp_path / "cache"), str(n)]
+        child = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, env=env)
+        assert child.stdout is not None
+        done_first: set[str] = set()
+        while len(done_first) < 12:
+            line = child.stdout.readline()
+            assert line, "the child ended before it could be killed"
+            done_first.add(line.split()[0])
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+        child.stdout.close()
+        assert child.returncode == -signal.SIGKILL
+        sent_before = len(srv.received)
+        assert sent_before < n  # killed mid-run
+
+        out = subprocess.run(args, capture_output=True, text=True, env=env, check=True).stdout
+        resent = {b["messages"][0]["content"].split()[-1] for b in srv.received[sent_before:]}
+    finished = dict(line.split() for line in out.splitlines())
+    assert set(finished) == {str(i) for i in range(n)}  # every item answered in the end
+    assert not (resent & done_first)  # nothing answered before the kill was sent again
+    assert {i for i, how in finished.items() if how == "cached"} >= done_first
+    assert len(resent) <= n - len(done_first)
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    from pytest_parity.endpoints.cache import ResponseCache
+    cache = ResponseCache(sys.argv[1])
+    for i in range(300):
+        key = ResponseCache.key(sys.argv[2], str(i))
+        cache.put(key, {"text": str(i), "error": None}, endpoint_key=sys.argv[2], item_id=str(i))
+        assert cache.get(key)["text"] == str(i)
+    cache.close()
+    """
+)
+
+
+def test_two_processes_share_one_cache(tmp_path: Path) -> None:
+    """What xdist workers do: write the same file at the same time."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), f"worker{w}"], env=env)
+        for w in range(2)
+    ]
+    assert [p.wait(60) for p in procs] == [0, 0]
+    with ResponseCache(tmp_path) as cache:
+        assert cache.count() == 600
+        assert cache.count(endpoint_key="worker1") == 300
+
+
+def test_a_cache_that_cannot_be_written_does_not_fail_the_answers(tmp_path: Path) -> None:
+    with FakeServer() as srv, ResponseCache(tmp_path) as cache:
+        other = sqlite3.connect(cache.path)
+        other.execute("DROP TABLE responses")  # what a full or broken disk looks like to sqlite
+        other.commit()
+        other.close()
+        out = run(spec(srv.base_url), cache, 3)
+        assert all(r.ok for r in out)
+        assert cache.write_errors == 3 and cache.writes == 0
+        assert cache.last_write_error is not None and "no such table" in cache.last_write_error
+        assert cache.read_errors == 3
+
+
+def test_writes_are_committed_in_groups(tmp_path: Path) -> None:
+    async def go(cache: ResponseCache) -> None:
+        await asyncio.gather(
+            *(
+                cache.aput(
+                    ResponseCache.key("e", str(i)), {"text": "t"}, endpoint_key="e", item_id=str(i)
+                )
+                for i in range(200)
+            )
+        )
+
+    with ResponseCache(tmp_path) as cache:
+        asyncio.run(go(cache))
+        assert cache.writes == 200 and cache.count() == 200
+        assert cache.commits < 200  # a burst costs fewer commits than rows
+
+
+def test_opening_waits_for_a_lock_held_by_another_connection(tmp_path: Path) -> None:
+    import threading
+
+    from pytest_parity.endpoints.cache import CACHE_FILE
+
+    holder = sqlite3.connect(tmp_path / CACHE_FILE, isolation_level=None, check_same_thread=False)
+    holder.execute("CREATE TABLE other (x)")
+    holder.execute("BEGIN EXCLUSIVE")  # what a worker switching the file to WAL holds
+    release = threading.Timer(0.3, lambda: holder.execute("COMMIT"))
+    release.start()
+    with ResponseCache(tmp_path) as cache:
+        assert cache.count() == 0
+    release.join()
+    holder.close()
+
+
+def test_a_lock_the_busy_handler_does_not_cover_is_retried_with_a_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pytest_parity.endpoints import cache as cache_mod
+
+    monkeypatch.setattr(cache_mod.time, "sleep", lambda s: None)
+    calls: list[int] = []
+
+    def flaky() -> None:
+        calls.append(1)
+        if len(calls) < 3:
+            raise sqlite3.OperationalError("database is locked")
+
+    cache_mod._with_busy_retry(flaky)
+    assert len(calls) == 3
+
+    def never() -> None:
+        calls.append(1)
+        raise sqlite3.OperationalError("database is locked")
+
+    calls.clear()
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        cache_mod._with_busy_retry(never, attempts=4)
+    assert len(calls) == 4
+
+    def broken() -> None:
+        calls.append(1)
+        raise sqlite3.OperationalError("no such table: x")
+
+    calls.clear()
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        cache_mod._with_busy_retry(broken)
+    assert len(calls) == 1  # only locks are waited for
+
+
+OPENER = textwrap.dedent(
+    """
+    import sys, time
+    from pytest_parity.endpoints.cache import ResponseCache
+    start = float(sys.argv[2])
+    while time.time() < start:
+        pass
+    cache = ResponseCache(sys.argv[1])
+    key = ResponseCache.key(sys.argv[3], "x")
+    cache.put(key, {"text": "t"}, endpoint_key=sys.argv[3], item_id="x")
+    cache.close()
+    """
+)
+
+
+def test_many_processes_opening_a_new_cache_at_once(tmp_path: Path) -> None:
+    """xdist workers starting together: each opens (and switches to WAL) the same new file."""
+    import time
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    for round_ in range(1):
+        where = tmp_path / f"round{round_}"
+        start = time.time() + 1.0
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", OPENER, str(where), str(start), f"w{w}"],
+                env=env,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for w in range(6)
+        ]
+        errors = [p.communicate(60)[1] for p in procs]
+        assert [p.returncode for p in procs] == [0] * 6, errors
+        with ResponseCache(where) as cache:
+            assert cache.count() == 6

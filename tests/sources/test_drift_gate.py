@@ -1,0 +1,127 @@
+"""``source: shadow`` gates stored shadow pairs like any task: judged pairwise by a real judge
+server, latency compared on the stored timings, and neither stack asked anything (their URLs are
+closed ports: a preflight or a request would fail the run)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from drift_data import T0, pair, write_pairs
+from judge_script import ScriptedJudge
+from servers import FakeServer, closed_port
+
+
+def contract(
+    pytester: pytest.Pytester, judge_url: str, shadow: str, *, checks: str = "", tol: float = 0.1
+) -> Path:
+    dead = f"http://127.0.0.1:{closed_port()}/v1"
+    return pytester.makefile(
+        ".yaml",
+        drift=f"""
+        baseline:  {{kind: openai, base_url: "{dead}", model: old-m}}
+        candidate: {{kind: vllm, base_url: "{dead}", model: new-m}}
+        judge: {{kind: openai, base_url: "{judge_url}", model: judge-m, max_concurrency: 4}}
+        defaults: {{tolerance: {tol}}}
+        tasks:
+          - {{name: drift, source: shadow, shadow: {shadow}{checks}}}
+        """,
+    )
+
+
+def run(pytester: pytest.Pytester, path: Path, *args: str) -> tuple[Any, dict[str, Any]]:
+    out = pytester.path / "parity.json"
+    result = pytester.runpytest(
+        f"--parity-contract={path}", "--parity-no-cache", f"--parity-json={out}", *args
+    )
+    return result, json.loads(out.read_text()) if out.is_file() else {}
+
+
+def test_shadow_pairs_across_the_cutover_gate_quality_and_latency_without_asking_the_stacks(
+    pytester: pytest.Pytester,
+) -> None:
+    # 80 pairs: the first 40 before the cutover (old serves, new shadows), the last 40 after it
+    # (new serves, old shadows). The new stack is worse on every second pair and twice as slow;
+    # a wrong side mapping after the cutover would turn its losses into wins.
+    recs = [
+        pair(
+            i,
+            T0 + 60 * i,
+            new_q=2 if i % 2 else 3,
+            serving="baseline" if i < 40 else "candidate",
+            old_latency=0.2 + 0.001 * (i % 7),
+            new_latency=0.4 + 0.002 * (i % 7),
+        )
+        for i in range(80)
+    ]
+    recs.append(pair(999, T0 + 60 * 200))  # outside the window
+    write_pairs(str(pytester.path / "shadow.sqlite"), recs)
+    judge = ScriptedJudge()
+    with FakeServer(answer=judge) as j:
+        path = contract(
+            pytester,
+            j.base_url,
+            f"{{store: shadow.sqlite, window: {{since: {T0}, until: {T0 + 60 * 100}}}}}",
+        )
+        result, report = run(pytester, path)
+    t = report["tasks"][0]
+    assert t["error"] is None, result.stdout.str()
+    assert t["n_items"] == 80
+    delta = t["checks"]["delta"]
+    assert delta["numbers"]["delta"] == pytest.approx(-0.5)
+    assert delta["status"] == "FAIL"
+    lat = t["checks"]["latency"]
+    assert lat["status"] == "FAIL", lat
+    p50 = lat["numbers"]["quantiles"]["p50"]
+    assert p50["change"] == pytest.approx(1.0, abs=0.05) and p50["lower"] > 0.25
+    ttft = lat["numbers"]["quantiles"]["ttft_p50"]
+    assert ttft["change"] == pytest.approx(1.0, abs=0.05)
+    assert "p99" not in lat["numbers"]["quantiles"] or lat["numbers"]["quantiles"]["p99"]["n"] == 80
+    # both orders of every pair went to the judge; nothing else was asked
+    assert len(judge.bodies) >= 160
+    notes = " ".join(t.get("notes") or [])
+    assert "80 shadow pairs" in notes and "after the cutover on 40 pairs" in notes
+    assert result.ret == 1
+
+
+def test_an_equal_stack_passes_and_a_sample_is_seeded(pytester: pytest.Pytester) -> None:
+    recs = [pair(i, T0 + 60 * i, new_latency=0.2, old_latency=0.2) for i in range(300)]
+    write_pairs(str(pytester.path / "shadow.sqlite"), recs)
+    judge = ScriptedJudge()
+    with FakeServer(answer=judge) as j:
+        path = contract(
+            pytester,
+            j.base_url,
+            "{store: shadow.sqlite, sample: 60, seed: 3}",
+            checks=", checks: {latency: {p99: off}}",
+            tol=0.3,
+        )
+        result, report = run(pytester, path)
+        _, again = run(pytester, path)
+    t = report["tasks"][0]
+    assert t["error"] is None, result.stdout.str()
+    assert t["n_items"] == 60
+    ids = [r["id"] for r in t.get("records", [])] or None
+    assert t["checks"]["delta"]["numbers"]["delta"] == 0
+    assert t["checks"]["latency"]["status"] == "PASS"
+    assert t["data_digest"] == again["tasks"][0]["data_digest"], "the same seed, the same sample"
+    del ids
+
+
+def test_bad_shadow_options_are_one_line_errors(pytester: pytest.Pytester) -> None:
+    path = contract(
+        pytester,
+        "http://127.0.0.1:1/v1",
+        "{store: 'postgresql://u:hunter2@db/x'}",
+    )
+    result = pytester.runpytest(f"--parity-contract={path}")
+    assert result.ret == 4
+    err = result.stderr.str()
+    assert "tasks[0].shadow.store: the URL holds a password" in err and "PGPASSWORD" in err
+    assert "hunter2" not in result.stdout.str()
+    path = contract(pytester, "http://127.0.0.1:1/v1", "{store: s.sqlite, window: {last: soon}}")
+    result = pytester.runpytest(f"--parity-contract={path}")
+    assert result.ret == 4
+    assert "tasks[0].shadow.window.last: not a duration: 'soon'" in result.stderr.str()
