@@ -201,3 +201,25 @@ def test_false_pass_rate_at_minus_tolerance_clustered() -> None:
         clustered_draw(GROUPS, -TOL), 1500, 10, clusters=list(GROUPS), confidence=0.90
     )
     assert _false_pass_rate(intervals) <= 0.05 + 0.02
+
+
+def test_clustered_items_without_cluster_key_pass_a_regression_far_too_often() -> None:
+    # The README's number: 50 passages of 10 questions (passage effect sd .05, item sd .05) at a
+    # true delta of exactly -tolerance. Without cluster_key the t interval treats 500 items as
+    # independent and PASSes .24 of the time; with it, cluster-t keeps alpha (.05).
+    keys = list(np.repeat(np.arange(50), 10))
+
+    def false_pass(declared: bool, seed: int) -> float:
+        rng = np.random.default_rng(seed)
+        passed = 0
+        for _ in range(600):
+            d = np.repeat(rng.normal(0, 0.05, 50), 10) + rng.normal(0, 0.05, 500) - TOL
+            iv = S.paired_interval(
+                np.full(500, 0.5), 0.5 + d, confidence=0.90, rng=rng, cross_check=False,
+                clusters=keys if declared else None,
+            )  # fmt: skip
+            passed += S.noninferiority(iv, TOL).status == "PASS"
+        return passed / 600
+
+    assert 0.18 < false_pass(False, 5) < 0.30
+    assert false_pass(True, 6) <= 0.07
