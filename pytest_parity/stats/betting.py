@@ -19,8 +19,11 @@ batch (early stopping, drift monitoring) without inflating its error rate.
 
 from __future__ import annotations
 
+import base64
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -29,6 +32,7 @@ _C = 0.5  # bet cap: |l (x - m)| <= 1/2 keeps every factor of the capital >= 1/2
 _CELLS = 1 << 21  # candidate means x items evaluated per chunk (~16 MiB per array)
 _ORDER_SEED = 0x5EED  # fixed item order of the fixed-n interval (a function of the data alone)
 _SUB = 256  # items per step of a sequence update, between which excluded candidates are dropped
+SEQUENCE_STATE_VERSION = 1  # the layout of BettingSequence.to_state(); a mismatch is refused
 
 
 def _unit(values: ArrayLike, low: float, high: float, where: str) -> NDArray[np.float64]:
@@ -225,3 +229,68 @@ class BettingSequence:
         lo = self._m[max(first - 1, 0)]
         hi = self._m[min(last + 1, self._m.size - 1)]
         return self.low + span * float(lo), self.low + span * float(hi)
+
+    # -- state across runs ----------------------------------------------------------------------
+
+    def to_state(self) -> dict[str, Any]:
+        """Everything the sequence needs to continue, JSON-serializable and bounded: no value is
+        kept, only running sums and, for the candidates not yet excluded (a contiguous-or-not
+        stretch of the grid that narrows as the sequence does), their two log capitals, stored
+        bit-exactly as base64 float64. A sequence restored by :meth:`from_state` gives exactly
+        the intervals the uninterrupted one gives."""
+        live = np.flatnonzero(~self._out)
+        first, last = (int(live[0]), int(live[-1]) + 1) if live.size else (0, 0)
+        return {
+            "version": SEQUENCE_STATE_VERSION,
+            "low": self.low,
+            "high": self.high,
+            "confidence": self.confidence,
+            "grid": int(self._m.size),
+            "n": self.n,
+            "sum_x": self._sum_x,
+            "sum_sq": self._sum_sq,
+            "total": self._total,
+            "live": [first, last],
+            "out": _b64(np.packbits(self._out[first:last])),
+            "log_up": _b64(self._log[0][first:last].astype("<f8")),
+            "log_dn": _b64(self._log[1][first:last].astype("<f8")),
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> BettingSequence:
+        """The sequence saved by :meth:`to_state`; a state of another layout is refused."""
+        where = "BettingSequence.from_state"
+        if not isinstance(state, Mapping) or state.get("version") != SEQUENCE_STATE_VERSION:
+            got = state.get("version") if isinstance(state, Mapping) else type(state).__name__
+            raise ValueError(
+                f"{where}: state version {got!r}, this code reads version "
+                f"{SEQUENCE_STATE_VERSION} (hint: the state was written by another release; "
+                "start the sequence over)"
+            )
+        try:
+            seq = cls(state["low"], state["high"], state["confidence"], int(state["grid"]))
+            first, last = (int(v) for v in state["live"])
+            k = last - first
+            out = np.ones(seq._m.size, dtype=bool)
+            out[first:last] = np.unpackbits(_unb64(state["out"], np.uint8), count=k).astype(bool)
+            up, dn = _unb64(state["log_up"], np.float64), _unb64(state["log_dn"], np.float64)
+            if not (0 <= first <= last <= seq._m.size and up.size == k and dn.size == k):
+                raise ValueError("the live stretch does not fit the grid")
+            seq._out = out
+            seq._log[0][first:last], seq._log[1][first:last] = up, dn
+            seq.n = int(state["n"])
+            seq._sum_x, seq._sum_sq = float(state["sum_x"]), float(state["sum_sq"])
+            seq._total = float(state["total"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{where}: a damaged state ({exc}); start the sequence over") from None
+        return seq
+
+
+def _b64(a: NDArray[Any]) -> str:
+    return base64.b64encode(np.ascontiguousarray(a).tobytes()).decode("ascii")
+
+
+def _unb64(text: str, dtype: type[np.generic]) -> NDArray[Any]:
+    raw = base64.b64decode(text.encode("ascii"), validate=True)
+    kind = np.dtype(dtype).newbyteorder("<")
+    return np.frombuffer(raw, dtype=kind).astype(dtype)
