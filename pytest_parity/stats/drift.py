@@ -14,10 +14,14 @@ tolerance by default). Two detectors run side by side, each spending half of ``a
   needed), which is why the second detector exists.
 * The change detector: a Shiryaev-Roberts e-detector (Shin, Ramdas & Rinaldo 2023, "E-detectors")
   with a prior over the change point. Each pair gives an e-value for H0 "the mean is >= L",
-  e_i = 1 + lambda_i (L - d_i), with a predictable bet lambda_i tuned to detect a mean of ``2 L``
-  (the full tolerance at the default): lambda_i = delta / (s2_{i-1} + delta^2), delta = |L|,
-  s2 the running variance (prior 1/4), capped at 0.5 / (1 - L) so every factor is >= 1/2. The
-  statistic is R_t = sum_k w_k prod_{i=k..t} e_i + sum_{k>t} w_k, with change-point weights
+  e_i = 1 + lambda_i (L - d_i), with predictable bets: lambda* = delta / (s2_{i-1} + delta^2)
+  is the growth-optimal bet against a mean of ``2 L`` (the full tolerance at the default;
+  delta = |L|, s2 the running variance, prior 1/4), and six detectors bet lambda* x 1, 2, 4, ..,
+  32 (capped at 0.5 / (1 - L), so every factor is >= 1/2), averaged with weights 1/2 for the
+  design bet and 1/10 for each other one: the design bet is slow on a gross drift (a broken
+  stack), the large ones find that in tens of pairs; the mixture costs the design drift log 2
+  nats and a gross one log 10. Per bet size the statistic is
+  R_t = sum_k w_k prod_{i=k..t} e_i + sum_{k>t} w_k, with change-point weights
   w_k = f(k) - f(k + 1), f(k) = 1 / log(k + e - 1) (they sum to 1; about 1 / (k log^2 k)). R is a
   nonnegative supermartingale with R_0 = 1 whenever every pair's conditional mean given the past is
   >= L (any dependence, any drift that stays above the line), so by Ville's inequality the chance
@@ -54,9 +58,17 @@ __all__ = ["DRIFT_STATE_VERSION", "GRID", "DriftMonitor", "DriftStatus", "change
 
 DRIFT_STATE_VERSION = 1
 GRID = 8193  # candidate means of the CS over [-1, 1]: a step of 0.024 points
+BETS = 6  # bet sizes of the change detector: lambda*, 2 lambda*, ... 32 lambda* (capped)
 _PRIOR_VAR = 0.25  # prior variance of d (as if one pseudo-pair at +-0.5) for the first bets
 _TRIGGERS = (None, "sequence", "cusum", "sequence and cusum")
 _CAP = 0.5  # bet cap: every e-value factor stays >= 1/2
+
+
+def _log_bet_weights() -> NDArray[np.float64]:
+    """log v_j: half the weight on the design bet, the other half shared by the larger ones."""
+    v = np.full(BETS, 0.5 / (BETS - 1))
+    v[0] = 0.5
+    return np.asarray(np.log(v))
 
 
 def _log_f(k: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -79,15 +91,16 @@ def change_detector(
     n: int,
     total: NDArray[np.float64] | float,
     total_sq: NDArray[np.float64] | float,
-    log_a: NDArray[np.float64] | float,
+    log_a: NDArray[np.float64],
     line: float,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """The e-detector over new pairs ``d`` (last axis: time; leading axes: independent streams
     sharing ``n``, so a simulation runs many streams at once through this same code).
 
-    ``n`` pairs came before, with sum ``total`` and sum of squares ``total_sq``; ``log_a`` is
-    log sum_{k<=n} w_k prod_{i=k..n} e_i (-inf before any pair). Returns log R_t after each new
-    pair and the new log A."""
+    ``n`` pairs came before, with sum ``total`` and sum of squares ``total_sq``; ``log_a`` (shape
+    ``(..., BETS)``) holds, per bet size j, log sum_{k<=n} w_k prod_{i=k..n} e_i^(j) (-inf before
+    any pair). Returns log R_t after each new pair, R_t = sum_j v_j R_t^(j) (weights
+    :func:`_log_bet_weights`), and the new ``log_a``."""
     m = d.shape[-1]
     delta, cap = -line, _CAP / (1.0 - line)
     i = n + np.arange(m, dtype=np.float64)  # pairs before each one
@@ -97,16 +110,23 @@ def change_detector(
         np.asarray(total_sq)[..., None] + np.concatenate((zero, np.cumsum(d * d, -1)), -1)[..., :-1]
     )
     s2 = (_PRIOR_VAR + np.maximum(cum_sq - cum * cum / np.maximum(i, 1.0), 0.0)) / (i + 1.0)
-    lam = np.minimum(delta / (s2 + delta * delta), cap)
-    s = np.cumsum(np.log1p(lam * (line - d)), -1)  # log prod of the batch's e-values so far
-    s_before = np.concatenate((zero, s[..., :-1]), -1)
+    base = delta / (s2 + delta * delta)
     k = n + 1.0 + np.arange(m, dtype=np.float64)  # 1-based change points
-    terms = np.concatenate((np.asarray(log_a, dtype=np.float64)[..., None] + zero,
-                            _log_weights(k) - s_before), -1)  # fmt: skip
-    acc = np.logaddexp.accumulate(terms, axis=-1)[..., 1:]
-    new_log_a = s + acc
-    log_r = np.logaddexp(new_log_a, _log_f(k + 1.0))
-    return log_r, new_log_a[..., -1]
+    log_w = _log_weights(k)
+    log_tail = _log_f(k + 1.0)
+    log_r = np.full(d.shape, -np.inf)
+    log_v = _log_bet_weights()
+    new_log_a = np.empty(np.asarray(log_a).shape)
+    for j in range(BETS):
+        lam = np.minimum(base * 2.0**j, cap)
+        s = np.cumsum(np.log1p(lam * (line - d)), -1)  # log prod of the batch's e-values so far
+        s_before = np.concatenate((zero, s[..., :-1]), -1)
+        terms = np.concatenate((np.asarray(log_a)[..., j : j + 1] + zero, log_w - s_before), -1)
+        acc = s + np.logaddexp.accumulate(terms, axis=-1)[..., 1:]
+        new_log_a[..., j] = acc[..., -1]
+        log_r = np.logaddexp(log_r, log_v[j] + acc)
+    log_r = np.logaddexp(log_r, log_tail)
+    return log_r, new_log_a
 
 
 @dataclass(frozen=True)
@@ -156,7 +176,7 @@ class DriftMonitor:
         self.n = 0
         self._sum = 0.0  # sum of d (for the bets' running variance)
         self._sum_sq = 0.0
-        self._log_a = -math.inf  # log sum_{k<=t} w_k prod_{k..t} e_i (see change_detector)
+        self._log_a = np.full(BETS, -np.inf)  # per bet size (see change_detector)
         self._alarmed_at: int | None = None
         self._trigger: str | None = None
 
@@ -176,7 +196,7 @@ class DriftMonitor:
             log_r, log_a = change_detector(
                 d, self.n, self._sum, self._sum_sq, self._log_a, self.line
             )
-            self._log_a = float(log_a)
+            self._log_a = log_a
             crossed = np.flatnonzero(log_r >= self.threshold)
             hit = int(crossed[0]) if crossed.size else None
             self._sum += float(d.sum())
@@ -200,7 +220,8 @@ class DriftMonitor:
         if self.n == 0:
             return 0.0
         tail = float(_log_f(np.array([self.n + 1.0]))[0])
-        return float(np.logaddexp(self._log_a, tail))
+        mix = float(np.logaddexp.reduce(self._log_a + _log_bet_weights()))
+        return float(np.logaddexp(mix, tail))
 
     def status(self) -> DriftStatus:
         lo, up = self._seq.interval()
@@ -257,7 +278,7 @@ class DriftMonitor:
             "n": self.n,
             "sum": self._sum,
             "sum_sq": self._sum_sq,
-            "log_a": None if self._log_a == -math.inf else self._log_a,
+            "log_a": [None if v == -math.inf else float(v) for v in self._log_a],
             "alarmed_at": self._alarmed_at,
             "trigger": self._trigger,
             "sequence": self._seq.to_state(),
@@ -296,14 +317,15 @@ class DriftMonitor:
             mon = cls(state["tolerance"], state["alpha"], state["alert_at"])
             mon.n = int(state["n"])
             mon._sum, mon._sum_sq = float(state["sum"]), float(state["sum_sq"])
-            mon._log_a = -math.inf if state["log_a"] is None else float(state["log_a"])
+            log_a = [-math.inf if v is None else float(v) for v in state["log_a"]]
+            if len(log_a) != BETS:
+                raise ValueError(f"{len(log_a)} bet sizes, this code has {BETS}")
+            mon._log_a = np.asarray(log_a, dtype=np.float64)
             mon._alarmed_at = None if state["alarmed_at"] is None else int(state["alarmed_at"])
             mon._trigger = state["trigger"]
             mon._seq = BettingSequence.from_state(state["sequence"])
-        except (KeyError, TypeError) as exc:
-            raise ValueError(
-                f"{where}: a damaged state (missing {exc}); reset the monitor"
-            ) from None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{where}: a damaged state ({exc}); reset the monitor") from None
         if mon._seq.n != mon.n or mon._trigger not in _TRIGGERS:
             raise ValueError(f"{where}: a damaged state (inconsistent counts); reset the monitor")
         return mon
