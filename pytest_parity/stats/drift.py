@@ -38,8 +38,10 @@ Not guaranteed: a detection delay. A drift to just below L is found late or neve
 never an alert); a slow ramp is found when its mean is well past the line; a change in variance
 alone is not a drift of the mean. The change detector's price for its guarantee is a threshold that
 grows slowly with the change's position (log k + 2 log log k): a change after 100k stable pairs
-needs a few more drifted pairs than one after 1k. The CS alert index is the last pair of the
-update that first showed it (the CS is evaluated per update); the change detector's is exact.
+needs a few more drifted pairs than one after 1k. The CS alert index is the pair whose bet
+excluded the last candidate mean at or above the line; the change detector's the pair at which it
+crossed. Every running sum is added one pair after the other, so the same pairs
+give the same status, bit for bit, whether they came in one update or in many.
 """
 
 from __future__ import annotations
@@ -54,7 +56,14 @@ from numpy.typing import NDArray
 
 from pytest_parity.stats.betting import BettingSequence
 
-__all__ = ["DRIFT_STATE_VERSION", "GRID", "DriftMonitor", "DriftStatus", "change_detector"]
+__all__ = [
+    "DRIFT_STATE_VERSION",
+    "GRID",
+    "DriftMonitor",
+    "DriftStatus",
+    "change_detector",
+    "detector_start",
+]
 
 DRIFT_STATE_VERSION = 1
 GRID = 8193  # candidate means of the CS over [-1, 1]: a step of 0.024 points
@@ -86,47 +95,62 @@ def _pts(x: float) -> str:
     return f"{100 * x:+.2f} pts"
 
 
+def _running(carry: NDArray[np.float64], v: NDArray[np.float64]) -> NDArray[np.float64]:
+    """[carry, carry + v_1, carry + v_1 + v_2, ...] along the last axis, added one by one (so the
+    same values in any batches give the same bits)."""
+    return np.cumsum(np.concatenate((carry[..., None], v), -1), -1)
+
+
 def change_detector(
     d: NDArray[np.float64],
     n: int,
-    total: NDArray[np.float64] | float,
-    total_sq: NDArray[np.float64] | float,
-    log_a: NDArray[np.float64],
+    state: tuple[NDArray[np.float64], ...],
     line: float,
-) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+) -> tuple[NDArray[np.float64], tuple[NDArray[np.float64], ...]]:
     """The e-detector over new pairs ``d`` (last axis: time; leading axes: independent streams
     sharing ``n``, so a simulation runs many streams at once through this same code).
 
-    ``n`` pairs came before, with sum ``total`` and sum of squares ``total_sq``; ``log_a`` (shape
-    ``(..., BETS)``) holds, per bet size j, log sum_{k<=n} w_k prod_{i=k..n} e_i^(j) (-inf before
-    any pair). Returns log R_t after each new pair, R_t = sum_j v_j R_t^(j) (weights
-    :func:`_log_bet_weights`), and the new ``log_a``."""
+    ``state`` = (sum of d, sum of d^2, S, B) after the ``n`` earlier pairs; S and B have shape
+    ``(..., BETS)``: per bet size j, S^j = sum of log e_i^j, B^j = log sum_k w_k exp(-S^j_{k-1}),
+    so that log A^j = B^j + S^j. Returns log R_t after each new pair, R_t = sum_j v_j A^j_t +
+    sum_{k>t} w_k (bet weights :func:`_log_bet_weights`), and the new state. Every running
+    quantity is accumulated one pair after the other: batches of any size give the same bits."""
+    total, total_sq, s_all, b_all = (np.asarray(x, dtype=np.float64) for x in state)
     m = d.shape[-1]
     delta, cap = -line, _CAP / (1.0 - line)
     i = n + np.arange(m, dtype=np.float64)  # pairs before each one
-    zero = np.zeros((*d.shape[:-1], 1))
-    cum = (np.asarray(total)[..., None] + np.concatenate((zero, np.cumsum(d, -1)), -1))[..., :-1]
-    cum_sq = (
-        np.asarray(total_sq)[..., None] + np.concatenate((zero, np.cumsum(d * d, -1)), -1)[..., :-1]
+    cum = _running(total, d)
+    cum_sq = _running(total_sq, d * d)
+    before, before_sq = cum[..., :-1], cum_sq[..., :-1]
+    s2 = (_PRIOR_VAR + np.maximum(before_sq - before * before / np.maximum(i, 1.0), 0.0)) / (
+        i + 1.0
     )
-    s2 = (_PRIOR_VAR + np.maximum(cum_sq - cum * cum / np.maximum(i, 1.0), 0.0)) / (i + 1.0)
     base = delta / (s2 + delta * delta)
     k = n + 1.0 + np.arange(m, dtype=np.float64)  # 1-based change points
     log_w = _log_weights(k)
-    log_tail = _log_f(k + 1.0)
-    log_r = np.full(d.shape, -np.inf)
     log_v = _log_bet_weights()
-    new_log_a = np.empty(np.asarray(log_a).shape)
+    log_r = np.full(d.shape, -np.inf)
+    new_s, new_b = np.empty(s_all.shape), np.empty(b_all.shape)
     for j in range(BETS):
         lam = np.minimum(base * 2.0**j, cap)
-        s = np.cumsum(np.log1p(lam * (line - d)), -1)  # log prod of the batch's e-values so far
-        s_before = np.concatenate((zero, s[..., :-1]), -1)
-        terms = np.concatenate((np.asarray(log_a)[..., j : j + 1] + zero, log_w - s_before), -1)
-        acc = s + np.logaddexp.accumulate(terms, axis=-1)[..., 1:]
-        new_log_a[..., j] = acc[..., -1]
-        log_r = np.logaddexp(log_r, log_v[j] + acc)
-    log_r = np.logaddexp(log_r, log_tail)
-    return log_r, new_log_a
+        s_run = _running(s_all[..., j], np.log1p(lam * (line - d)))
+        b_run = np.logaddexp.accumulate(
+            np.concatenate((b_all[..., j : j + 1], log_w - s_run[..., :-1]), -1), axis=-1
+        )
+        log_r = np.logaddexp(log_r, log_v[j] + b_run[..., 1:] + s_run[..., 1:])
+        new_s[..., j], new_b[..., j] = s_run[..., -1], b_run[..., -1]
+    log_r = np.logaddexp(log_r, _log_f(k + 1.0))
+    return log_r, (cum[..., -1], cum_sq[..., -1], new_s, new_b)
+
+
+def detector_start(shape: tuple[int, ...] = ()) -> tuple[NDArray[np.float64], ...]:
+    """The change detector's state before any pair (for ``shape`` independent streams)."""
+    return (
+        np.zeros(shape),
+        np.zeros(shape),
+        np.zeros((*shape, BETS)),
+        np.full((*shape, BETS), -np.inf),
+    )
 
 
 @dataclass(frozen=True)
@@ -174,9 +198,10 @@ class DriftMonitor:
         self.threshold = math.log(2.0 / self.alpha)
         self._seq = BettingSequence(-1.0, 1.0, confidence=1.0 - self.alpha, grid=GRID)
         self.n = 0
-        self._sum = 0.0  # sum of d (for the bets' running variance)
-        self._sum_sq = 0.0
-        self._log_a = np.full(BETS, -np.inf)  # per bet size (see change_detector)
+        self._det = detector_start()  # the change detector's running sums (change_detector)
+        self._log_r = 0.0  # its log e-value after the last pair
+        # the grid candidates whose exclusion puts the upper bound below the line
+        self._critical = max(int(np.searchsorted(self._seq._m * 2.0 - 1.0, self.line)) - 1, 0)
         self._alarmed_at: int | None = None
         self._trigger: str | None = None
 
@@ -192,42 +217,39 @@ class DriftMonitor:
                 "(hint: feed new-minus-old of scores in [0, 1], or the pairwise judge's -1/0/+1)"
             )
         if d.size:
-            self._seq.update(d)
-            log_r, log_a = change_detector(
-                d, self.n, self._sum, self._sum_sq, self._log_a, self.line
-            )
-            self._log_a = log_a
-            crossed = np.flatnonzero(log_r >= self.threshold)
-            hit = int(crossed[0]) if crossed.size else None
-            self._sum += float(d.sum())
-            self._sum_sq += float((d * d).sum())
             start = self.n
+            _, up = self._seq.update(d)
+            log_r, self._det = change_detector(d, start, self._det, self.line)
+            self._log_r = float(log_r[-1])
             self.n += d.size
-            _, up = self._seq.interval()
             if self._alarmed_at is None:
-                seq_alert = up < self.line
-                if hit is not None:
-                    self._alarmed_at = start + hit
-                    self._trigger = "cusum"
-                    if seq_alert:
-                        self._trigger = "sequence and cusum"
-                elif seq_alert:
-                    self._alarmed_at = self.n - 1
-                    self._trigger = "sequence"
+                crossed = np.flatnonzero(log_r >= self.threshold)
+                cusum_at = start + int(crossed[0]) if crossed.size else None
+                seq_at = self._sequence_alarm(up, self.n - 1)
+                if cusum_at is not None or seq_at is not None:
+                    first = min(x for x in (cusum_at, seq_at) if x is not None)
+                    self._alarmed_at = first
+                    self._trigger = (
+                        "sequence and cusum"
+                        if cusum_at == seq_at
+                        else ("cusum" if cusum_at == first else "sequence")
+                    )
         return self.status()
 
-    def _log_r(self) -> float:
-        if self.n == 0:
-            return 0.0
-        tail = float(_log_f(np.array([self.n + 1.0]))[0])
-        mix = float(np.logaddexp.reduce(self._log_a + _log_bet_weights()))
-        return float(np.logaddexp(mix, tail))
+    def _sequence_alarm(self, upper: float, last: int) -> int | None:
+        """The pair at which the upper bound fell below the line (None: it has not): the last
+        exclusion, in this update, of a candidate at or above the line."""
+        if not upper < self.line:
+            return None
+        idx, at = self._seq.excluded
+        mine = at[idx >= self._critical]
+        return int(mine.max()) if mine.size else last
 
     def status(self) -> DriftStatus:
         lo, up = self._seq.interval()
         est = self._seq.estimate if self.n else 0.0
         line = f"the alert line {_pts(self.line)} ({self.alert_at:g} of the tolerance)"
-        log_r = self._log_r()
+        log_r = self._log_r
         if self.n == 0:
             reason = "No judged pairs yet."
         elif self._alarmed_at is not None:
@@ -276,9 +298,13 @@ class DriftMonitor:
             "alpha": self.alpha,
             "alert_at": self.alert_at,
             "n": self.n,
-            "sum": self._sum,
-            "sum_sq": self._sum_sq,
-            "log_a": [None if v == -math.inf else float(v) for v in self._log_a],
+            "detector": {
+                "sum": float(self._det[0]),
+                "sum_sq": float(self._det[1]),
+                "s": [float(v) for v in self._det[2]],
+                "b": [None if v == -math.inf else float(v) for v in self._det[3]],
+                "log_r": self._log_r,
+            },
             "alarmed_at": self._alarmed_at,
             "trigger": self._trigger,
             "sequence": self._seq.to_state(),
@@ -316,11 +342,18 @@ class DriftMonitor:
         try:
             mon = cls(state["tolerance"], state["alpha"], state["alert_at"])
             mon.n = int(state["n"])
-            mon._sum, mon._sum_sq = float(state["sum"]), float(state["sum_sq"])
-            log_a = [-math.inf if v is None else float(v) for v in state["log_a"]]
-            if len(log_a) != BETS:
-                raise ValueError(f"{len(log_a)} bet sizes, this code has {BETS}")
-            mon._log_a = np.asarray(log_a, dtype=np.float64)
+            det = state["detector"]
+            s_j = [float(v) for v in det["s"]]
+            b_j = [-math.inf if v is None else float(v) for v in det["b"]]
+            if len(s_j) != BETS or len(b_j) != BETS:
+                raise ValueError(f"{len(s_j)} bet sizes, this code has {BETS}")
+            mon._det = (
+                np.asarray(float(det["sum"])),
+                np.asarray(float(det["sum_sq"])),
+                np.asarray(s_j),
+                np.asarray(b_j),
+            )
+            mon._log_r = float(det["log_r"])
             mon._alarmed_at = None if state["alarmed_at"] is None else int(state["alarmed_at"])
             mon._trigger = state["trigger"]
             mon._seq = BettingSequence.from_state(state["sequence"])
