@@ -211,7 +211,7 @@ class DriftMonitor:
         """Add pairs (time order; any batch size, empty included) and return the status."""
         d = np.asarray(values, dtype=np.float64).ravel()
         if d.size and (not np.all(np.isfinite(d)) or d.min() < -1.0 or d.max() > 1.0):
-            bad = d[~(np.isfinite(d) & (d >= -1.0) & (d <= 1.0))][0]
+            bad = float(d[~(np.isfinite(d) & (d >= -1.0) & (d <= 1.0))][0])
             raise ValueError(
                 f"DriftMonitor.update: paired scores must be finite and in [-1, 1], got {bad!r} "
                 "(hint: feed new-minus-old of scores in [0, 1], or the pairwise judge's -1/0/+1)"
