@@ -60,7 +60,7 @@ def true_mean_excluded_from_above(x_row: np.ndarray, mean: float) -> bool:
     s2, _, _ = betting._variances(x, 0, 0.0, 0.0)
     i = np.arange(1, x.size + 1, dtype=np.float64)
     lam = np.sqrt(2.0 * math.log(2.0 / ALPHA) / (s2 * i * np.log1p(i)))
-    up, dn, _, _, _ = betting._log_capital(x, lam, m)
+    _, dn, _, _, _ = betting._log_capital(x, lam, m)
     thr = math.log(2.0 / ALPHA)
     return bool(dn[0] >= thr)
 
