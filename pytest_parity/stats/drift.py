@@ -35,7 +35,7 @@ never "un-see" a change, clearing an alert is an operator's decision.
 
 Not guaranteed: a detection delay. A drift to just below L is found late or never in practice
 (the delay grows like 1 / (L - mu)^2: a stream sitting exactly at the alert line is, by design,
-never an alert; measured: 1% of such streams alarm over 20k pairs, bound 5%); a slow ramp is found
+never an alert; measured: 1-3% of such streams alarm over 20k pairs, bound 5%); a slow ramp is found
 when its mean is well past the line; a change in variance alone is not a drift of the mean. The
 sequence assumes one constant mean: after a change its running intersection can end up away from
 the running mean (the estimate outside [lower, upper]); read the band as the evidence against the
