@@ -3,7 +3,8 @@
 ``from pytest_parity import stats`` gives the whole public surface; the submodules hold one
 concept each: binary (Tango, exact McNemar), betting (bounded means, confidence sequences),
 intervals (the paired delta interval), planning (exact P(PASS), items needed), sequential (the
-early-stopping test), gate (the non-inferiority verdict, many tasks), multiplicity (Holm).
+early-stopping test), gate (the non-inferiority verdict, many tasks), multiplicity (Holm), drift
+(the anytime-valid monitor after cutover), shift (why it drifted: the input distributions).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pytest_parity.stats.binary import (
     tango_z_array,
     zero_event_rate,
 )
+from pytest_parity.stats.drift import DriftMonitor, DriftStatus
 from pytest_parity.stats.gate import NonInferiority, noninferiority
 from pytest_parity.stats.intervals import (
     AUTO_MAX_SKEW_ERROR,
@@ -51,6 +53,8 @@ __all__ = [
     "BettingInterval",
     "BettingSequence",
     "DeltaInterval",
+    "DriftMonitor",
+    "DriftStatus",
     "NonInferiority",
     "SequentialTest",
     "_tango_z",

@@ -19,8 +19,11 @@ batch (early stopping, drift monitoring) without inflating its error rate.
 
 from __future__ import annotations
 
+import base64
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -29,6 +32,7 @@ _C = 0.5  # bet cap: |l (x - m)| <= 1/2 keeps every factor of the capital >= 1/2
 _CELLS = 1 << 21  # candidate means x items evaluated per chunk (~16 MiB per array)
 _ORDER_SEED = 0x5EED  # fixed item order of the fixed-n interval (a function of the data alone)
 _SUB = 256  # items per step of a sequence update, between which excluded candidates are dropped
+SEQUENCE_STATE_VERSION = 1  # the layout of BettingSequence.to_state(); a mismatch is refused
 
 
 def _unit(values: ArrayLike, low: float, high: float, where: str) -> NDArray[np.float64]:
@@ -43,17 +47,25 @@ def _unit(values: ArrayLike, low: float, high: float, where: str) -> NDArray[np.
     return np.clip((v - low) / (high - low), 0.0, 1.0)
 
 
+def _running(carry: float, values: NDArray[np.float64]) -> NDArray[np.float64]:
+    """carry + v_1, carry + v_1 + v_2, ...: added one by one from the carry, so a stream split
+    into batches anywhere gives bit-for-bit the sums of the unsplit stream."""
+    return np.cumsum(np.concatenate(([carry], values)))[1:]
+
+
 def _variances(x: NDArray[np.float64], t0: int, sum_x: float, sum_sq: float) -> tuple[
     NDArray[np.float64], float, float
 ]:  # fmt: skip
     """s2_{i-1} for each new x_i (i = t0+1 ..), and the updated running sums."""
+    if x.size == 0:
+        return np.empty(0), sum_x, sum_sq
     i = t0 + np.arange(1, x.size + 1, dtype=np.float64)
-    mu = (0.5 + sum_x + np.cumsum(x)) / (i + 1.0)
-    sq = sum_sq + np.cumsum((x - mu) ** 2)
+    csum = _running(sum_x, x)
+    mu = (0.5 + csum) / (i + 1.0)
+    sq = _running(sum_sq, (x - mu) ** 2)
     s2 = (0.25 + sq) / (i + 1.0)
     prev = np.concatenate(([(0.25 + sum_sq) / (t0 + 1.0)], s2[:-1]))
-    last_x = sum_x + float(x.sum())
-    return prev, last_x, float(sq[-1]) if x.size else sum_sq
+    return prev, float(csum[-1]), float(sq[-1])
 
 
 def _log_capital(
@@ -61,24 +73,43 @@ def _log_capital(
     lam: NDArray[np.float64],
     m: NDArray[np.float64],
     start: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None,
-) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
-    """Running maxima and final values of log K+ and log K- for each candidate mean m."""
+    thresh: float | None = None,
+) -> tuple[
+    NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64],
+    NDArray[np.int64],
+]:  # fmt: skip
+    """Running maxima and final values of log K+ and log K- for each candidate mean m, and (with
+    ``thresh``) the index into x at which either first reached it (-1: never).
+
+    Each log capital is summed one item after the other from its start value, so splitting the
+    stream into batches anywhere (or into chunks here) gives the same bits."""
     k = m.size
     cap_up = np.minimum(_C / np.maximum(m, 1e-300), 1e300)[:, None]
     cap_dn = np.minimum(_C / np.maximum(1.0 - m, 1e-300), 1e300)[:, None]
     log_up = np.zeros(k) if start is None else start[0].copy()
     log_dn = np.zeros(k) if start is None else start[1].copy()
     max_up, max_dn = log_up.copy(), log_dn.copy()
+    first = np.full(k, -1, dtype=np.int64)
     step = max(1, _CELLS // max(k, 1))
     for s in range(0, x.size, step):
         xs, ls = x[None, s : s + step], lam[None, s : s + step]
         gap = xs - m[:, None]
-        up = np.cumsum(np.log1p(np.minimum(ls, cap_up) * gap), axis=1) + log_up[:, None]
-        dn = np.cumsum(np.log1p(-np.minimum(ls, cap_dn) * gap), axis=1) + log_dn[:, None]
+        up = np.cumsum(
+            np.concatenate((log_up[:, None], np.log1p(np.minimum(ls, cap_up) * gap)), axis=1),
+            axis=1,
+        )[:, 1:]
+        dn = np.cumsum(
+            np.concatenate((log_dn[:, None], np.log1p(-np.minimum(ls, cap_dn) * gap)), axis=1),
+            axis=1,
+        )[:, 1:]
+        if thresh is not None:
+            crossed = (up >= thresh) | (dn >= thresh)
+            new = (first < 0) & crossed.any(axis=1)
+            first[new] = s + np.argmax(crossed[new], axis=1)
         max_up = np.maximum(max_up, up.max(axis=1))
         max_dn = np.maximum(max_dn, dn.max(axis=1))
         log_up, log_dn = up[:, -1], dn[:, -1]
-    return max_up, max_dn, log_up, log_dn
+    return max_up, max_dn, log_up, log_dn, first
 
 
 @dataclass(frozen=True)
@@ -113,7 +144,7 @@ def betting_interval(
     thresh = math.log(2.0 / alpha)
 
     def inside(m: NDArray[np.float64]) -> NDArray[np.bool_]:
-        up, dn, _, _ = _log_capital(x, lam, m)
+        up, dn, _, _, _ = _log_capital(x, lam, m)
         return np.asarray((up < thresh) & (dn < thresh))
 
     centre = float(x.mean())
@@ -185,11 +216,20 @@ class BettingSequence:
         self._sum_x = 0.0
         self._sum_sq = 0.0
         self._total = 0.0
+        empty = np.empty(0, dtype=np.int64)
+        self.excluded: tuple[NDArray[np.int64], NDArray[np.int64]] = (empty, empty)
 
     def update(self, values: ArrayLike) -> tuple[float, float]:
-        """Add a batch of values and return the current interval."""
+        """Add a batch of values and return the current interval.
+
+        The result does not depend on how a stream is cut into batches: every running sum is
+        added one value after the other, so the same values in batches of 1, 100 or 10,000 give
+        the same bits. :attr:`excluded` then holds the candidates this batch excluded and the
+        0-based index of the value that excluded each."""
         x = _unit(values, self.low, self.high, "BettingSequence.update")
         thresh = math.log(2.0 / self._alpha)
+        new_idx: list[NDArray[np.int64]] = []
+        new_at: list[NDArray[np.int64]] = []
         # Sub-batches, so that candidates excluded early in a long batch are not carried to its end.
         for s in range(0, x.size, _SUB):
             xs = x[s : s + _SUB]
@@ -199,12 +239,23 @@ class BettingSequence:
             live = np.flatnonzero(~self._out)
             if live.size:
                 start = (self._log[0][live], self._log[1][live])
-                up, dn, last_up, last_dn = _log_capital(xs, lam, self._m[live], start)
+                _, _, last_up, last_dn, first = _log_capital(xs, lam, self._m[live], start, thresh)
                 self._log[0][live], self._log[1][live] = last_up, last_dn
-                self._out[live] = (up >= thresh) | (dn >= thresh)
+                hit = first >= 0
+                self._out[live[hit]] = True
+                new_idx.append(live[hit])
+                new_at.append(self.n + first[hit])
             self.n += xs.size
-            self._total += float(xs.sum())
+            self._total = float(_running(self._total, xs)[-1])
+        self.excluded = (
+            np.concatenate(new_idx) if new_idx else np.empty(0, dtype=np.int64),
+            np.concatenate(new_at) if new_at else np.empty(0, dtype=np.int64),
+        )
         return self.interval()
+
+    def grid_value(self, index: int) -> float:
+        """Candidate ``index`` of the grid on the values' scale."""
+        return self.low + (self.high - self.low) * float(self._m[index])
 
     @property
     def estimate(self) -> float:
@@ -225,3 +276,68 @@ class BettingSequence:
         lo = self._m[max(first - 1, 0)]
         hi = self._m[min(last + 1, self._m.size - 1)]
         return self.low + span * float(lo), self.low + span * float(hi)
+
+    # -- state across runs ----------------------------------------------------------------------
+
+    def to_state(self) -> dict[str, Any]:
+        """Everything the sequence needs to continue, JSON-serializable and bounded: no value is
+        kept, only running sums and, for the candidates not yet excluded (a contiguous-or-not
+        stretch of the grid that narrows as the sequence does), their two log capitals, stored
+        bit-exactly as base64 float64. A sequence restored by :meth:`from_state` gives exactly
+        the intervals the uninterrupted one gives."""
+        live = np.flatnonzero(~self._out)
+        first, last = (int(live[0]), int(live[-1]) + 1) if live.size else (0, 0)
+        return {
+            "version": SEQUENCE_STATE_VERSION,
+            "low": self.low,
+            "high": self.high,
+            "confidence": self.confidence,
+            "grid": int(self._m.size),
+            "n": self.n,
+            "sum_x": self._sum_x,
+            "sum_sq": self._sum_sq,
+            "total": self._total,
+            "live": [first, last],
+            "out": _b64(np.packbits(self._out[first:last])),
+            "log_up": _b64(self._log[0][first:last].astype("<f8")),
+            "log_dn": _b64(self._log[1][first:last].astype("<f8")),
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> BettingSequence:
+        """The sequence saved by :meth:`to_state`; a state of another layout is refused."""
+        where = "BettingSequence.from_state"
+        if not isinstance(state, Mapping) or state.get("version") != SEQUENCE_STATE_VERSION:
+            got = state.get("version") if isinstance(state, Mapping) else type(state).__name__
+            raise ValueError(
+                f"{where}: state version {got!r}, this code reads version "
+                f"{SEQUENCE_STATE_VERSION} (hint: the state was written by another release; "
+                "start the sequence over)"
+            )
+        try:
+            seq = cls(state["low"], state["high"], state["confidence"], int(state["grid"]))
+            first, last = (int(v) for v in state["live"])
+            k = last - first
+            out = np.ones(seq._m.size, dtype=bool)
+            out[first:last] = np.unpackbits(_unb64(state["out"], np.uint8), count=k).astype(bool)
+            up, dn = _unb64(state["log_up"], np.float64), _unb64(state["log_dn"], np.float64)
+            if not (0 <= first <= last <= seq._m.size and up.size == k and dn.size == k):
+                raise ValueError("the live stretch does not fit the grid")
+            seq._out = out
+            seq._log[0][first:last], seq._log[1][first:last] = up, dn
+            seq.n = int(state["n"])
+            seq._sum_x, seq._sum_sq = float(state["sum_x"]), float(state["sum_sq"])
+            seq._total = float(state["total"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{where}: a damaged state ({exc}); start the sequence over") from None
+        return seq
+
+
+def _b64(a: NDArray[Any]) -> str:
+    return base64.b64encode(np.ascontiguousarray(a).tobytes()).decode("ascii")
+
+
+def _unb64(text: str, dtype: type[np.generic]) -> NDArray[Any]:
+    raw = base64.b64decode(text.encode("ascii"), validate=True)
+    kind = np.dtype(dtype).newbyteorder("<")
+    return np.frombuffer(raw, dtype=kind).astype(dtype)

@@ -1,0 +1,260 @@
+"""Why it drifted: did the inputs change? Two-sample tests of request features, now against a
+reference window (issue 19 item 4).
+
+Each request (the body a client sent: OpenAI chat ``messages`` or completions ``prompt``) is
+reduced to a few features by :func:`features_of`: prompt length in characters and in tokens,
+number of turns, tool use, the prompt's dominant script (a stand-in for its language), the
+requested model. A mapping without ``messages`` / ``prompt`` is taken as features already (any
+``str`` / ``bool`` value is a category, a number is numeric), so a caller can add its own, e.g.
+``segment`` for the segment mix of a whole task.
+
+* Numeric features: two-sample Kolmogorov-Smirnov (any change of the distribution), effect size
+  Cliff's delta = P(current > reference) - P(current < reference), in [-1, 1], with its sign:
+  +0.3 means the prompts got longer.
+* Categorical features: the G-test (likelihood-ratio chi-square) of the 2 x k table, effect size
+  Cramer's V in [0, 1]. Categories beyond the 20 most common are pooled as ``(other)``.
+* Holm's adjustment across the features of one call. A feature is ``shifted`` when its Holm
+  p-value is below ``alpha`` AND its effect is at least ``min_effect`` (0.1: "small" for both
+  measures): thousands of requests make a negligible change significant, and an alert should not
+  say "the inputs changed" because prompts grew by two characters.
+
+The tests treat requests as independent draws; a window full of one client's retries is not, and
+its p-values are too small. The token count is a tokenizer-free estimate (runs of letters, digits,
+or single other characters, and each CJK character), not the model's tokenizer.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from pytest_parity.stats.multiplicity import holm
+
+__all__ = ["ShiftResult", "features_of", "input_shift"]
+
+MAX_CATEGORIES = 20
+OTHER = "(other)"
+_TOKEN = re.compile(r"[^\W\d_]+|\d+|[^\w\s]", re.UNICODE)
+_SCRIPT_SAMPLE = 2000  # characters of a prompt whose letters decide its script
+
+
+@dataclass(frozen=True)
+class ShiftResult:
+    feature: str
+    test: str  # "ks" or "g-test"
+    statistic: float  # KS distance D, or the G statistic
+    p_value: float  # the test's own p-value
+    effect_size: float  # Cliff's delta (numeric, signed) or Cramer's V (categorical)
+    reference_summary: dict[str, Any]
+    current_summary: dict[str, Any]
+    shifted: bool
+    p_holm: float = 1.0  # Holm-adjusted across the features of the call
+    effect: str = ""  # the effect measure's name
+    description: str = field(default="")  # one plain sentence
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _text(content: Any) -> str:
+    """The text of a message's content: a string, or the text parts of a list of parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(
+            str(p.get("text", "")) for p in content if isinstance(p, Mapping) and "text" in p
+        )
+    return ""
+
+
+def script_of(text: str) -> str:
+    """The dominant Unicode script of the letters of ``text`` (first 2,000 characters): Latin,
+    Cyrillic, Greek, Arabic, Hebrew, Devanagari, Han, Hiragana/Katakana, Hangul, Thai, ...;
+    ``none`` without letters."""
+    counts: Counter[str] = Counter()
+    for ch in text[:_SCRIPT_SAMPLE]:
+        if not ch.isalpha():
+            continue
+        name = unicodedata.name(ch, "")
+        word = name.split(" ", 1)[0] if name else "unknown"
+        if word == "CJK":
+            word = "HAN"
+        elif word in ("HIRAGANA", "KATAKANA"):
+            word = "KANA"
+        counts[word] += 1
+    if not counts:
+        return "none"
+    return counts.most_common(1)[0][0].lower()
+
+
+def _tokens(text: str) -> int:
+    n = 0
+    for tok in _TOKEN.findall(text):
+        # ideographs and kana carry about a token each; a Latin word about one per 4 letters
+        if len(tok) > 1 and unicodedata.name(tok[0], "").startswith(("CJK", "HIRAGANA", "KATA")):
+            n += len(tok)
+        else:
+            n += max(1, (len(tok) + 3) // 4) if tok[0].isalpha() else 1
+    return n
+
+
+def features_of(request: Mapping[str, Any]) -> dict[str, object]:
+    """The features of one request body (pure: no I/O). A mapping that is neither a chat nor a
+    completions request is returned as it is (its values are the features)."""
+    if "messages" not in request and "prompt" not in request:
+        return dict(request)
+    if "messages" in request:
+        msgs = [m for m in request.get("messages") or [] if isinstance(m, Mapping)]
+        text = "\n".join(_text(m.get("content")) for m in msgs)
+        turns = sum(1 for m in msgs if m.get("role") == "user")
+        tools = bool(request.get("tools") or request.get("functions")) or any(
+            m.get("role") in ("tool", "function") or m.get("tool_calls") for m in msgs
+        )
+    else:
+        prompt = request.get("prompt")
+        text = "\n".join(map(str, prompt)) if isinstance(prompt, list) else str(prompt or "")
+        turns, tools = 1, False
+    return {
+        "prompt_chars": len(text),
+        "prompt_tokens": _tokens(text),
+        "turns": turns,
+        "tool_use": tools,
+        "script": script_of(text),
+        "model": str(request.get("model") or "(none)"),
+    }
+
+
+def _numeric(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _num_summary(x: np.ndarray[Any, Any]) -> dict[str, Any]:
+    if x.size == 0:
+        return {"n": 0}
+    return {
+        "n": int(x.size),
+        "mean": float(x.mean()),
+        "median": float(np.median(x)),
+        "p90": float(np.quantile(x, 0.9)),
+    }
+
+
+def _cat_summary(values: Sequence[str]) -> dict[str, Any]:
+    c = Counter(values)
+    n = len(values)
+    return {"n": n, "shares": {k: v / n for k, v in c.most_common(5)}}
+
+
+def _cliffs_delta(ref: np.ndarray[Any, Any], cur: np.ndarray[Any, Any]) -> float:
+    """P(cur > ref) - P(cur < ref), by ranks: O((n + m) log(n + m))."""
+    ref_sorted = np.sort(ref)
+    below = np.searchsorted(ref_sorted, cur, side="left")  # refs strictly below each current
+    above = ref.size - np.searchsorted(ref_sorted, cur, side="right")
+    return float((below.sum() - above.sum()) / (ref.size * cur.size))
+
+
+def _test_numeric(ref: NDArray[np.float64], cur: NDArray[np.float64]) -> tuple[float, float, float]:
+    import warnings
+
+    from scipy.stats import ks_2samp
+
+    if np.all(ref == ref[0]) and np.all(cur == ref[0]):
+        return 0.0, 1.0, 0.0
+    with warnings.catch_warnings():  # "exact calculation unsuccessful, switching to asymp": fine
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = ks_2samp(ref, cur)
+    return float(res.statistic), float(res.pvalue), _cliffs_delta(ref, cur)
+
+
+def _test_categorical(ref: Sequence[str], cur: Sequence[str]) -> tuple[float, float, float]:
+    from scipy.stats import chi2_contingency
+
+    common = [k for k, _ in Counter([*ref, *cur]).most_common()]
+    keep = set(common[:MAX_CATEGORIES])
+    cats = sorted({v if v in keep else OTHER for v in [*ref, *cur]})
+    if len(cats) < 2:
+        return 0.0, 1.0, 0.0
+    index = {c: j for j, c in enumerate(cats)}
+    table = np.zeros((2, len(cats)))
+    for row, vals in ((0, ref), (1, cur)):
+        for v in vals:
+            table[row, index[v if v in keep else OTHER]] += 1
+    g, p, _, _ = chi2_contingency(table, correction=False, lambda_="log-likelihood")
+    n = table.sum()
+    v_eff = float(np.sqrt(g / (n * (min(table.shape) - 1)))) if n else 0.0
+    return float(g), float(p), min(v_eff, 1.0)
+
+
+def _describe(r: ShiftResult) -> str:
+    if r.test == "ks":
+        was, now = r.reference_summary.get("median"), r.current_summary.get("median")
+        change = f"median {was:g} -> {now:g}" if was is not None and now is not None else ""
+        how = "larger" if r.effect_size > 0 else "smaller"
+        verdict = f"shifted ({how}: Cliff's delta {r.effect_size:+.2f})" if r.shifted else (
+            f"no material shift (Cliff's delta {r.effect_size:+.2f})"
+        )  # fmt: skip
+        return f"{r.feature}: {verdict}, {change}, Holm p = {r.p_holm:.2g}."
+    verdict = "shifted" if r.shifted else "no material shift"
+    return f"{r.feature}: {verdict} (Cramer's V {r.effect_size:.2f}), Holm p = {r.p_holm:.2g}."
+
+
+def input_shift(
+    reference: Sequence[Mapping[str, Any]],
+    current: Sequence[Mapping[str, Any]],
+    *,
+    alpha: float = 0.05,
+    min_effect: float = 0.1,
+) -> list[ShiftResult]:
+    """One result per feature seen in both windows, Holm-adjusted across them; features in the
+    order they first appear. Request bodies go through :func:`features_of`."""
+    if not reference or not current:
+        raise ValueError(
+            "input_shift: both windows need requests "
+            f"(reference {len(reference)}, current {len(current)})"
+        )
+    ref = [features_of(r) for r in reference]
+    cur = [features_of(r) for r in current]
+    names: list[str] = []
+    for row in [*ref, *cur]:
+        names.extend(k for k in row if k not in names)
+    raw: list[tuple[str, str, float, float, float, dict[str, Any], dict[str, Any]]] = []
+    for name in names:
+        rv = [r[name] for r in ref if r.get(name) is not None]
+        cv = [r[name] for r in cur if r.get(name) is not None]
+        if not rv or not cv:
+            continue
+        if all(_numeric(v) for v in [*rv, *cv]):
+            a = np.asarray(rv, dtype=np.float64)
+            b = np.asarray(cv, dtype=np.float64)
+            if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+                continue
+            stat, p, eff = _test_numeric(a, b)
+            raw.append((name, "ks", stat, p, eff, _num_summary(a), _num_summary(b)))
+        else:
+            sa, sb = [str(v) for v in rv], [str(v) for v in cv]
+            stat, p, eff = _test_categorical(sa, sb)
+            raw.append((name, "g-test", stat, p, eff, _cat_summary(sa), _cat_summary(sb)))
+    adjusted = holm([r[3] for r in raw]) if raw else []
+    out = []
+    for (name, test, stat, p, eff, rs, cs), ph in zip(raw, adjusted, strict=True):
+        res = ShiftResult(
+            feature=name,
+            test=test,
+            statistic=stat,
+            p_value=p,
+            effect_size=eff,
+            reference_summary=rs,
+            current_summary=cs,
+            shifted=bool(ph < alpha and abs(eff) >= min_effect),
+            p_holm=ph,
+            effect="cliffs_delta" if test == "ks" else "cramers_v",
+        )
+        out.append(ShiftResult(**{**asdict(res), "description": _describe(res)}))
+    return out
