@@ -104,14 +104,20 @@ def _open(task: TaskSpec) -> Store:
         ) from None
 
 
-def _window(task: TaskSpec, now: float, settle: float) -> tuple[float | None, float]:
-    """The monitored stream: the task's window's start (an explicit ``since``), up to the
-    settle time before now (or the window's explicit ``until``, if earlier)."""
+def _window(
+    task: TaskSpec, now: float, settle: float, first: bool
+) -> tuple[float | None, float]:
+    """The monitored stream: from the task's window's start (an explicit ``since``; ``last:``
+    only on the first run, so a first run does not judge the whole history and a run after a
+    pause skips nothing), up to the settle time before now (or the window's ``until``)."""
     w = task.source_options["window"]
     until = now - settle
     if w.get("until") is not None:
         until = min(until, float(w["until"]))
-    return w.get("since"), until
+    since = w.get("since")
+    if first and w.get("last") is not None:
+        since = now - float(w["last"])
+    return since, until
 
 
 def _score(rec: ItemRecord) -> float | None:
@@ -164,7 +170,7 @@ def monitor_task(
         # Alerts firing before a reset are resolved by it: the receiver hears that they cleared.
         firing_before = {seg for seg, s in stored.states.items() if s.get("alerting")}
         before_reset = stored.states
-        since, until = _window(task, now, float(cfg["settle"]))
+        since, until = _window(task, now, float(cfg["settle"]), stored.checkpoint is None)
         start = stored.checkpoint
         if reset:
             # Start over from now: the stored history is not judged again, the sequences begin
@@ -192,9 +198,10 @@ def monitor_task(
                 f"the judge failed on {judge_failed} of {len(records)} pairs, more than the"
                 f" task's max_error_rate {task.max_error_rate:g} allows ({budget})"
             )
+            prefix = f"task {task.name}: "
             raise MonitorError(
-                f"task {task.name}: {why}; nothing was counted, the next run judges these"
-                " pairs again"
+                f"{prefix}{why.removeprefix(prefix)}; nothing was counted, the next run judges"
+                " these pairs again"
             )
         from pytest_parity import registry
 

@@ -34,7 +34,12 @@ def contract(
 def run(pytester: pytest.Pytester, path: Path, *args: str) -> tuple[Any, dict[str, Any]]:
     out = pytester.path / "parity.json"
     result = pytester.runpytest(
-        f"--parity-contract={path}", "--parity-no-cache", f"--parity-json={out}", *args
+        f"--parity-contract={path}",
+        "--parity-no-cache",
+        f"--parity-json={out}",
+        "-p",
+        "no:hypothesispytest",  # its terminal summary costs a second a run
+        *args,
     )
     return result, json.loads(out.read_text()) if out.is_file() else {}
 

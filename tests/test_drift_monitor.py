@@ -3,7 +3,7 @@
 
 The stream: two segments of one pair every 10 s. ``code`` is an A/A stream (the new stack wins
 and loses as often: mean judged score 0). ``chat`` is the same until pair DRIFT_AT, then the new
-stack loses 60% of its pairs (a -0.6 drift, beyond the 0.1 tolerance): the alert must fire after
+stack loses 80% of its pairs (a -0.8 drift, beyond the 0.1 tolerance): the alert must fire after
 pair DRIFT_AT of ``chat``, never before, and never on ``code``.
 """
 
@@ -24,9 +24,9 @@ from servers import FakeServer, closed_port
 
 from pytest_parity.store import open_store
 
-N = 150  # pairs per segment
-DRIFT_AT = 75  # the chat segment's first drifted pair (its index within the segment)
-FIRST_RUN = 95  # pairs per segment stored before the first run
+N = 100  # pairs per segment
+DRIFT_AT = 50  # the chat segment's first drifted pair (its index within the segment)
+FIRST_RUN = 60  # pairs per segment stored before the first run
 LINK = "https://shadow.example/pairs/{pair_id}"
 
 
@@ -64,7 +64,7 @@ class Receiver:
 
 def chat_new_q(k: int) -> int:
     if k >= DRIFT_AT:
-        return 2 if k % 5 < 3 else 3  # 60% losses after the drift
+        return 2 if k % 5 < 4 else 3  # 80% losses after the drift
     return 2 if k % 10 == 0 else 4 if k % 10 == 5 else 3  # as many losses as wins
 
 
@@ -103,6 +103,8 @@ def monitor(pytester: pytest.Pytester, path: Path, *args: str) -> Any:
     return pytester.runpytest(
         f"--parity-contract={path}",
         "--parity-monitor",
+        "-p",
+        "no:hypothesispytest",  # its terminal summary costs a second a run
         f"--parity-monitor-metrics={pytester.path / 'drift.prom'}",
         f"--parity-monitor-report={pytester.path / 'drift.html'}",
         *args,
@@ -124,7 +126,7 @@ def test_injected_drift_is_detected_after_it_across_a_restart_and_the_webhook_he
     judge = ScriptedJudge()
     with FakeServer(answer=judge) as j, Receiver() as hook:
         path = contract(pytester.path / "drift.yaml", j.base_url, hook.url)
-        # run 1: 20 drifted chat pairs are not yet enough to tell: no alert, nothing sent
+        # run 1: 10 drifted chat pairs are not yet enough to tell: no alert, nothing sent
         first = monitor(pytester, path)
         assert first.ret == 0, first.stdout.str()
         assert hook.posts == []
@@ -216,7 +218,7 @@ def test_an_undeliverable_alert_is_reported_not_silent(
     db = pytester.path / "shadow.sqlite"
     write_pairs(
         str(db),
-        [pair(i, time.time() - 3600 + i, new_q=2, segment="chat") for i in range(60)],
+        [pair(i, time.time() - 3600 + i, new_q=2, segment="chat") for i in range(40)],
     )
     with FakeServer(answer=ScriptedJudge()) as j, Receiver(status=503) as hook:
         path = contract(pytester.path / "drift.yaml", j.base_url, hook.url)
@@ -244,3 +246,31 @@ def test_bad_monitor_blocks_are_one_line_errors(pytester: pytest.Pytester) -> No
         result = pytester.runpytest(f"--parity-contract={good}", "--parity-monitor")
         assert result.ret == 4, bad
         assert message in result.stderr.str(), (bad, result.stderr.str())
+
+
+def test_a_backlog_is_worked_off_over_runs_and_last_bounds_the_first_run(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOOK_TOKEN", "x-token")
+    db = pytester.path / "shadow.sqlite"
+    now = time.time()
+    old = [pair(i, now - 3 * 86400 + i, segment="chat") for i in range(5)]  # before last: 1d
+    write_pairs(str(db), old + [pair(10 + i, now - 3600 + i, segment="chat") for i in range(30)])
+    with FakeServer(answer=ScriptedJudge()) as j, Receiver() as hook:
+        path = contract(
+            pytester.path / "drift.yaml", j.base_url, hook.url, extra="\n  max_pairs: 20"
+        )
+        text = path.read_text().replace(
+            "{store: shadow.sqlite}", "{store: shadow.sqlite, window: {last: 1d}}"
+        )
+        path.write_text(text)
+        seen = []
+        for _ in range(2):
+            assert monitor(pytester, path).ret == 0
+            seen.append(states(db)["chat"]["last"]["n"])
+        # the 5 pairs older than a day are never judged; 20 a run until the 30 are done
+        assert seen == [20, 30]
+        # a new pair: the next run counts it, and only it
+        write_pairs(str(db), [pair(99, now - 1800, segment="chat")])
+        assert monitor(pytester, path).ret == 0
+        assert states(db)["chat"]["last"]["n"] == 31
