@@ -19,8 +19,10 @@ if TYPE_CHECKING:
     from pytest_parity.records import CheckResult, TaskResult
     from pytest_parity.runner import TaskRun
     from pytest_parity.session import ParitySession
+    from pytest_parity.session.monitoring import MonitorRun
 
 PARITY_KEY = pytest.StashKey["ParitySession"]()
+MONITOR_KEY = pytest.StashKey["MonitorRun"]()
 
 
 def __getattr__(name: str) -> Any:
@@ -148,6 +150,30 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="skip the check that both stacks answer, serve the model and take the key before"
         " the first task (offline runs from the cache)",
+    )
+    add(
+        "monitor",
+        action="store_true",
+        default=False,
+        help="drift monitor: judge the shadow pairs stored since the last run, continue each"
+        " segment's sequence, alert (exit 10) when one drifts (see the README's 'Drift after"
+        " cutover')",
+    )
+    add(
+        "monitor-reset",
+        action="store_true",
+        default=False,
+        help="with --parity-monitor: forget the stored sequences and checkpoints, start over",
+    )
+    add(
+        "monitor-metrics",
+        metavar="PATH",
+        help="with --parity-monitor: write the segments' gauges to PATH (node_exporter textfile)",
+    )
+    add(
+        "monitor-report",
+        metavar="PATH",
+        help="with --parity-monitor: write the drift report (HTML) to PATH",
     )
     add(
         "max-time",
@@ -297,6 +323,16 @@ def pytest_configure(config: pytest.Config) -> None:
         target = None if plan == "-" else out_path(config, str(plan))
         print("\n".join(run_plan(config, contract, target)))
         pytest.exit("parity plan done: nothing was gated", returncode=0)
+    if _option(config, "monitor"):
+        from pytest_parity.session.monitoring import MonitorRun
+
+        monitor = MonitorRun(config, contract)
+        config.stash[MONITOR_KEY] = monitor
+        config.pluginmanager.register(
+            GateCollection(contract, monitor=monitor.task_names()), "parity-collection"
+        )
+        config.pluginmanager.register(monitor, "parity-monitor")
+        return
     preflight = _preflight(config, contract)  # before the session starts recordings afresh
     from pytest_parity.session import ParitySession
 
@@ -314,8 +350,9 @@ class GateCollection:
     object, not module hooks: this module is also the generated tests' module, whose own
     ``pytest_generate_tests`` pytest would call a second time."""
 
-    def __init__(self, contract: Contract) -> None:
+    def __init__(self, contract: Contract, *, monitor: list[str] | None = None) -> None:
         self.contract = contract
+        self.monitor = monitor  # --parity-monitor: one drift test per monitored task
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection_modifyitems(
@@ -332,7 +369,13 @@ class GateCollection:
         xdist = metafunc.config.pluginmanager.hasplugin("xdist")
         params = []
         for task in self.contract.tasks:
-            for check in (tid for c in enabled(task) for tid in c.test_ids(task)):
+            if self.monitor is not None:
+                from pytest_parity.session.monitoring import DRIFT
+
+                ids: list[str] = [DRIFT] if task.name in self.monitor else []
+            else:
+                ids = [tid for c in enabled(task) for tid in c.test_ids(task)]
+            for check in ids:
                 marks: list[pytest.MarkDecorator] = [pytest.mark.parity]
                 if task.safety_critical:
                     marks.append(pytest.mark.safety_critical)
@@ -426,9 +469,14 @@ def parity_result(
 
 
 @pytest.fixture
-def parity_check(parity_result: TaskResult, parity_case: tuple[str, str]) -> CheckResult:
-    """The check this generated test asserts."""
-    check = parity_result["checks"].get(parity_case[1])
+def parity_check(parity_case: tuple[str, str], request: pytest.FixtureRequest) -> CheckResult:
+    """The check this generated test asserts (in monitor mode: the task's drift monitor)."""
+    monitor: MonitorRun | None = request.config.stash.get(MONITOR_KEY, None)
+    if monitor is not None:
+        check: CheckResult | None = monitor.check(parity_case[0])
+    else:
+        parity_result: TaskResult = request.getfixturevalue("parity_result")
+        check = parity_result["checks"].get(parity_case[1])
     from pytest_parity.session import ParityRunError
 
     if check is None:

@@ -13,6 +13,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -219,6 +220,7 @@ TASK_KEYS = (
 # shadow: the tee proxy's block (pytest_parity/shadow/config.py validates it; the gate ignores it)
 TOP_KEYS = (
     "version", "baseline", "candidate", "defaults", "tasks", "description", "shadow", "judge",
+    "monitor",
 )  # fmt: skip
 SECRET_HEADERS = ("authorization", "x-api-key", "api-key", "proxy-authorization")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -1062,4 +1064,166 @@ def build_contract(raw: Any, path: Path, text: str | None = None) -> Contract:
         if m.get("description") is None
         else v.string(m["description"], "description", "free text, e.g. description: fp16 -> fp8"),
         judge=judge,
+        monitor=None if m.get("monitor") is None else monitor_options(v, m["monitor"], tasks),
     )
+
+
+# -- the drift monitor (pytest --parity-monitor) -------------------------------------------------
+
+MONITOR_KEYS = (
+    "tasks",
+    "alpha",
+    "alert_at",
+    "settle",
+    "max_pairs",
+    "webhook",
+    "links",
+    "reference",
+    "examples",
+)
+WEBHOOK_KEYS = ("url", "url_env", "headers_env", "retries", "timeout", "send_resolved")
+MONITOR_WINDOW_KEYS = ("last", "since", "until")
+
+
+def _duration(v: _V, raw: Any, where: str) -> float:
+    m = re.match(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$", str(raw))
+    if isinstance(raw, int | float) and not isinstance(raw, bool) and raw >= 0:
+        return float(raw)
+    if m is None:
+        raise v.fail(where, f"not a duration: {raw!r}", "write e.g. 90s, 5m, 24h or 7d")
+    unit = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[m.group(2)]
+    return float(m.group(1)) * unit
+
+
+def _epoch(v: _V, raw: Any, where: str) -> float | None:
+    """A time as epoch seconds: an ISO 8601 string, a YAML date-time or a number."""
+    if raw is None:
+        return None
+    if isinstance(raw, datetime):
+        return (raw if raw.tzinfo else raw.replace(tzinfo=timezone.utc)).timestamp()
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        return float(raw)
+    try:
+        dt = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+    except ValueError:
+        raise v.fail(
+            where, f"not a time: {raw!r}", 'write an ISO 8601 time, e.g. "2026-11-01T00:00:00Z"'
+        ) from None
+    return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def _http_url(v: _V, raw: Any, where: str) -> str:
+    url = v.string(raw, where, "an http:// or https:// URL")
+    if not re.match(r"^https?://[^/\s]+", url):
+        raise v.fail(where, f"not an http(s) URL: {url!r}", "write https://host/path")
+    if "@" in url.split("://", 1)[1].split("/", 1)[0]:
+        raise v.fail(
+            where,
+            "the URL holds a user or password; a contract never holds a secret",
+            "put the URL in a variable and name it in url_env, or send a header from headers_env",
+        )
+    return url
+
+
+def monitor_options(v: _V, raw: Any, tasks: list[TaskSpec]) -> Mapping[str, Any]:
+    """The ``monitor:`` block: which tasks, the alert level, the webhook, the reference window
+    of the input-shift panels; every problem is one ``v.fail`` line."""
+    m = v.mapping(raw, "monitor")
+    v.keys(m, "monitor", MONITOR_KEYS)
+    shadow = [t.name for t in tasks if t.source == "shadow"]
+    out: dict[str, Any] = {}
+    names = m.get("tasks")
+    if names is None:
+        out["tasks"] = shadow
+    else:
+        if not isinstance(names, list) or not names:
+            raise v.fail("monitor.tasks", "expected a non-empty list of task names")
+        for i, name in enumerate(names):
+            if name not in shadow:
+                raise v.fail(
+                    f"monitor.tasks[{i}]",
+                    f"{name!r} is not a task with source: shadow{_did_you_mean(str(name), shadow)}",
+                    f"tasks with source: shadow: {', '.join(shadow) or 'none'}",
+                )
+        out["tasks"] = [str(n) for n in names]
+    if not out["tasks"]:
+        raise v.fail(
+            "monitor", "no task with source: shadow to monitor", "add a task with source: shadow"
+        )
+    out["alpha"] = v.number(m.get("alpha", 0.05), "monitor.alpha", 0, 0.5, hint="e.g. 0.05")
+    out["alert_at"] = v.number(
+        m.get("alert_at", 0.5),
+        "monitor.alert_at",
+        0,
+        1,
+        hi_open=False,
+        hint="a share of the task's tolerance: 0.5 alerts at half of it",
+    )
+    out["settle"] = _duration(v, m.get("settle", "5m"), "monitor.settle")
+    out["max_pairs"] = v.integer(m.get("max_pairs", 5000), "monitor.max_pairs", 1)
+    out["examples"] = v.integer(m.get("examples", 3), "monitor.examples", 0, hi=50)
+    links = m.get("links")
+    if links is not None:
+        links = v.string(links, "monitor.links", "a URL with {pair_id}")
+        if "{pair_id}" not in links:
+            raise v.fail(
+                "monitor.links",
+                "does not contain {pair_id}",
+                "e.g. https://grafana.example/d/shadow?var-pair={pair_id}",
+            )
+        try:
+            links.format(pair_id=1, segment="s", task="t")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise v.fail(
+                "monitor.links", f"not a usable template: {exc}", "use {pair_id}, {segment}, {task}"
+            ) from None
+    out["links"] = links
+    ref = v.mapping(m.get("reference") or {"last": "7d"}, "monitor.reference")
+    v.keys(ref, "monitor.reference", MONITOR_WINDOW_KEYS)
+    if "last" in ref and ("since" in ref or "until" in ref):
+        raise v.fail("monitor.reference.last", "give last or since/until, not both")
+    last = ref.get("last")
+    out["reference"] = {
+        "last": None if last is None else _duration(v, last, "monitor.reference.last"),
+        "since": _epoch(v, ref.get("since"), "monitor.reference.since"),
+        "until": _epoch(v, ref.get("until"), "monitor.reference.until"),
+    }
+    hook = m.get("webhook")
+    if hook is None:
+        out["webhook"] = None
+    else:
+        hm = {"url": hook} if isinstance(hook, str) else dict(v.mapping(hook, "monitor.webhook"))
+        v.keys(hm, "monitor.webhook", WEBHOOK_KEYS)
+        if ("url" in hm) == ("url_env" in hm):
+            raise v.fail(
+                "monitor.webhook.url",
+                "give exactly one of url and url_env",
+                "write webhook: https://alertmanager.example/api/v2/alerts",
+            )
+        w: dict[str, Any] = {"url": None, "url_env": None}
+        if "url" in hm:
+            w["url"] = _http_url(v, hm["url"], "monitor.webhook.url")
+        else:
+            env = v.string(hm["url_env"], "monitor.webhook.url_env")
+            if not ENV_NAME_RE.match(env):
+                raise v.fail("monitor.webhook.url_env", f"not a variable name: {env!r}")
+            w["url_env"] = env
+        headers = dict(v.mapping(hm.get("headers_env") or {}, "monitor.webhook.headers_env"))
+        for name, env in headers.items():
+            if not _HEADER_NAME.match(name):
+                raise v.fail(f"monitor.webhook.headers_env.{name}", "not an HTTP header name")
+            if not isinstance(env, str) or not ENV_NAME_RE.match(env):
+                raise v.fail(
+                    f"monitor.webhook.headers_env.{name}",
+                    f"expected the name of an environment variable, got {_show(env)}",
+                    "the header's value is read from that variable when the alert is sent",
+                )
+        w["headers_env"] = headers
+        w["retries"] = v.integer(hm.get("retries", 3), "monitor.webhook.retries", 0, hi=MAX_RETRIES)
+        w["timeout"] = v.number(hm.get("timeout", 10), "monitor.webhook.timeout", 0, 600)
+        w["send_resolved"] = v.boolean(
+            hm.get("send_resolved", True), "monitor.webhook.send_resolved"
+        )
+        out["webhook"] = w
+    frozen: Mapping[str, Any] = _frozen(out)
+    return frozen

@@ -192,6 +192,8 @@ class Contract:
     digest: str
     description: str | None = None  # the contract's free text, shown in every report
     judge: EndpointSpec | None = None  # the top-level judge endpoint (LLM-as-judge scorers)
+    # the ``monitor:`` block, validated (contract/rules.py: monitor_options); None when absent
+    monitor: Mapping[str, Any] | None = None
 
     def task(self, name: str) -> TaskSpec:
         for t in self.tasks:

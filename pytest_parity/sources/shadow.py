@@ -142,6 +142,7 @@ class ShadowSource(TaskSource):
         self._notes: dict[str, list[str]] = {}
         self._digests: dict[str, str] = {}
         self._until: dict[str, float] = {}
+        self._last: dict[str, tuple[float, int] | None] = {}
 
     # -- the contract ------------------------------------------------------------------------
 
@@ -315,8 +316,10 @@ class ShadowSource(TaskSource):
         skipped = 0
         n = 0
         first = last = None
+        self._last[task.name] = None
         with self._open(task) as st:
             for p in self._pairs(task, st):
+                self._last[task.name] = (p.ts, p.id)
                 item = pair_item(p, str(opts["baseline"]))
                 if item is None:
                     skipped += 1
@@ -357,6 +360,11 @@ class ShadowSource(TaskSource):
 
     def digest(self, task: TaskSpec) -> str | None:
         return self._digests.get(task.name)
+
+    def last_key(self, task: TaskSpec) -> tuple[float, int] | None:
+        """The stable key ``(ts, id)`` of the last pair the task's items read (the monitor's
+        next checkpoint; None when it read none)."""
+        return self._last.get(task.name)
 
     def notes(self, task: TaskSpec, records: Sequence[ItemRecord] = ()) -> list[str]:
         return list(self._notes.get(task.name, []))

@@ -259,6 +259,16 @@ class Store(ABC):
         rows = list(self._query(f"SELECT COUNT(*) FROM shadow_pairs{where}", args))
         return int(rows[0][0])
 
+    def last_key(self, until: float | None = None) -> tuple[float, int] | None:
+        """The stable key ``(ts, id)`` of the newest pair before ``until`` (None: no pair)."""
+        where, args = self._where(None, until, None)
+        rows = list(
+            self._query(
+                f"SELECT ts, id FROM shadow_pairs{where} ORDER BY ts DESC, id DESC LIMIT 1", args
+            )
+        )
+        return None if not rows else (float(rows[0][0]), int(rows[0][1]))
+
     # -- the drift monitor's state ------------------------------------------------------------
 
     def monitor_load(self, task: str) -> MonitorState:

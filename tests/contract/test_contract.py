@@ -136,7 +136,7 @@ BAD = [
     (
         ("tasks:\n", "tasks: []\nextra:\n"),
         "extra: unknown key (hint: known keys: version, baseline, candidate, defaults, tasks,"
-        " description, shadow, judge)",
+        " description, shadow, judge, monitor)",
     ),
     (
         ("scorer: numeric}", "scorer: numeric, safety_critical: yes please}"),

@@ -213,3 +213,48 @@ def test_two_proxies_share_one_postgres_store(postgres: str, tmp_path: Path) -> 
         for p in pairs:
             q = p.request["messages"][0]["content"]
             assert p.serving_text == f"old says: {q}" and p.shadow_text == f"new says: {q}"
+
+
+# -- the drift monitor's state -----------------------------------------------------------------
+
+
+def _check_monitor_state(url: str) -> None:
+    """Checkpoint by the stable key (ts, id): pairs with the same time on both sides of the
+    checkpoint are neither skipped nor read twice; the save is compare-and-set."""
+    from pytest_parity.store import MonitorConflict, record_values
+
+    t0 = 1_700_000_000.0
+    with open_store(url) as st:
+        # three pairs per second (as when several proxies write the same instant)
+        st.write([record_values(_rec(t0 + i // 3, "a", i)) for i in range(12)])
+        keys = [(p.ts, p.id) for p in st.pairs()]
+        assert st.last_key() == keys[-1] and st.last_key(until=t0 + 2) == keys[5]
+        cut = keys[4]  # the middle pair of the second second
+        after = [(p.ts, p.id) for p in st.pairs(after=cut)]
+        assert after == keys[5:] and st.count(after=cut) == 7
+        assert st.monitor_load("t").checkpoint is None
+        st.monitor_save("t", None, cut, {"a": {"n": 5}})
+        got = st.monitor_load("t")
+        assert got.checkpoint == cut and got.states == {"a": {"n": 5}}
+        with pytest.raises(MonitorConflict, match="checkpoint moved"):
+            st.monitor_save("t", None, keys[-1], {"a": {"n": 12}})  # a second run, stale
+        assert st.monitor_load("t").states == {"a": {"n": 5}}
+        st.monitor_save("t", cut, keys[-1], {"a": {"n": 12}, "b": {"n": 0}})
+        assert st.monitor_load("t").checkpoint == keys[-1]
+        assert st.monitor_load("other").checkpoint is None
+        st.monitor_reset("t")
+        assert st.monitor_load("t").checkpoint is None and st.monitor_load("t").states == {}
+        # the client's own failures can be left out
+        bad = _rec(t0 + 20, "a", 99)
+        bad["serving_error"] = "disconnect"
+        st.write([record_values(bad)])
+        assert st.count() == 13 and st.count(client_errors=False) == 12
+
+
+def test_sqlite_monitor_state_checkpoint_and_compare_and_set(tmp_path: Path) -> None:
+    _check_monitor_state(str(tmp_path / "m.sqlite"))
+
+
+def test_postgres_monitor_state_checkpoint_and_compare_and_set(postgres: str) -> None:
+    _reset(postgres)
+    _check_monitor_state(postgres)

@@ -34,7 +34,12 @@ def contract(
 def run(pytester: pytest.Pytester, path: Path, *args: str) -> tuple[Any, dict[str, Any]]:
     out = pytester.path / "parity.json"
     result = pytester.runpytest(
-        f"--parity-contract={path}", "--parity-no-cache", f"--parity-json={out}", *args
+        f"--parity-contract={path}",
+        "--parity-no-cache",
+        f"--parity-json={out}",
+        "-p",
+        "no:hypothesispytest",  # its terminal summary costs a second a run
+        *args,
     )
     return result, json.loads(out.read_text()) if out.is_file() else {}
 
@@ -103,11 +108,9 @@ def test_an_equal_stack_passes_and_a_sample_is_seeded(pytester: pytest.Pytester)
     t = report["tasks"][0]
     assert t["error"] is None, result.stdout.str()
     assert t["n_items"] == 60
-    ids = [r["id"] for r in t.get("records", [])] or None
     assert t["checks"]["delta"]["numbers"]["delta"] == 0
     assert t["checks"]["latency"]["status"] == "PASS"
     assert t["data_digest"] == again["tasks"][0]["data_digest"], "the same seed, the same sample"
-    del ids
 
 
 def test_bad_shadow_options_are_one_line_errors(pytester: pytest.Pytester) -> None:
@@ -125,3 +128,52 @@ def test_bad_shadow_options_are_one_line_errors(pytester: pytest.Pytester) -> No
     result = pytester.runpytest(f"--parity-contract={path}")
     assert result.ret == 4
     assert "tasks[0].shadow.window.last: not a duration: 'soon'" in result.stderr.str()
+
+
+def test_pairs_stored_by_the_real_proxy_are_gated_from_the_same_contract(
+    pytester: pytest.Pytester,
+) -> None:
+    import httpx
+    from shadow_servers import ProxyProcess, StreamServer, write_contract
+
+    judge = ScriptedJudge()
+    with FakeServer(answer=judge) as j:
+        with StreamServer("old") as old, StreamServer("new", chunk_delay=0.002) as new:
+            path = write_contract(
+                pytester.path / "drift.yaml",
+                old.base_url,
+                new.base_url,
+                {"store": {"url": "shadow.sqlite", "batch": 5, "flush_seconds": 0.05}},
+                judge={"kind": "openai", "base_url": j.base_url, "model": "judge-m"},
+                defaults={"tolerance": 0.3},
+                tasks=[
+                    {
+                        "name": "drift",
+                        "source": "shadow",
+                        "shadow": {"store": "shadow.sqlite"},
+                        "checks": {"latency": {"min_pairs": 10}},
+                    }
+                ],
+            )
+            with ProxyProcess(path) as proxy:
+                with httpx.Client(timeout=30) as h:
+                    for i in range(24):
+                        body = {
+                            "model": "m",
+                            "stream": i % 2 == 0,
+                            "messages": [{"role": "user", "content": f"Question p{i}: hi"}],
+                        }
+                        r = h.post(proxy.url + "/v1/chat/completions", json=body)
+                        assert r.status_code == 200
+                assert proxy.wait_for("parity_shadow_pairs_total", 24) == 24
+                assert proxy.stop()[0] == 0
+            asked = (len(old.received), len(new.received))
+        # both stacks are gone: the gate reads the store only
+        result, report = run(pytester, path)
+    t = report["tasks"][0]
+    assert t["error"] is None, result.stdout.str()
+    assert t["n_items"] == 24
+    assert asked == (24, 24)
+    assert len(judge.bodies) >= 48  # both orders of every pair
+    lat = t["checks"]["latency"]["numbers"]["quantiles"]
+    assert lat["p50"]["n"] == 24 and lat["ttft_p50"]["n"] == 12  # TTFT: the streamed half

@@ -1,0 +1,276 @@
+"""``--parity-monitor`` over a simulated shadow stream: real judge and webhook servers on
+127.0.0.1, pairs written through the store API, two pytest runs sharing the store's state.
+
+The stream: two segments of one pair every 10 s. ``code`` is an A/A stream (the new stack wins
+and loses as often: mean judged score 0). ``chat`` is the same until pair DRIFT_AT, then the new
+stack loses 80% of its pairs (a -0.8 drift, beyond the 0.1 tolerance): the alert must fire after
+pair DRIFT_AT of ``chat``, never before, and never on ``code``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from drift_data import pair, write_pairs
+from judge_script import ScriptedJudge
+from servers import FakeServer, closed_port
+
+from pytest_parity.store import open_store
+
+N = 100  # pairs per segment
+DRIFT_AT = 50  # the chat segment's first drifted pair (its index within the segment)
+FIRST_RUN = 60  # pairs per segment stored before the first run
+LINK = "https://shadow.example/pairs/{pair_id}"
+
+
+class Receiver:
+    """A webhook receiver: records every POSTed JSON document; answers ``status``."""
+
+    def __init__(self, status: int = 200) -> None:
+        self.status = status
+        self.posts: list[Any] = []
+        self.headers: list[dict[str, str]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["content-length"]))
+                outer.posts.append(json.loads(body))
+                outer.headers.append(dict(self.headers))
+                self.send_response(outer.status)
+                self.end_headers()
+
+            def log_message(self, *a: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook?token=abc"
+
+    def __enter__(self) -> Receiver:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def chat_new_q(k: int) -> int:
+    if k >= DRIFT_AT:
+        return 2 if k % 5 < 4 else 3  # 80% losses after the drift
+    return 2 if k % 10 == 0 else 4 if k % 10 == 5 else 3  # as many losses as wins
+
+
+def aa_new_q(k: int) -> int:
+    return 2 if k % 10 == 0 else 4 if k % 10 == 5 else 3
+
+
+def stream(start: int, stop: int, t0: float) -> list[dict[str, Any]]:
+    """Pairs k = start..stop-1 of both segments, interleaved in time (ids follow time)."""
+    out = []
+    for k in range(start, stop):
+        out.append(pair(2 * k, t0 + 20 * k, new_q=chat_new_q(k), segment="chat"))
+        out.append(pair(2 * k + 1, t0 + 20 * k + 10, new_q=aa_new_q(k), segment="code"))
+    return out
+
+
+def contract(path: Path, judge_url: str, hook: str, *, extra: str = "") -> Path:
+    dead = f"http://127.0.0.1:{closed_port()}/v1"
+    path.write_text(
+        f"""
+baseline:  {{kind: openai, base_url: "{dead}", model: old-m}}
+candidate: {{kind: vllm, base_url: "{dead}", model: new-m}}
+judge: {{kind: openai, base_url: "{judge_url}", model: judge-m, max_concurrency: 8}}
+defaults: {{tolerance: 0.1}}
+tasks:
+  - {{name: drift, source: shadow, shadow: {{store: shadow.sqlite}}, scorer: {{name: judge-pairwise, recheck: 0}}}}
+monitor:
+  links: "{LINK}"
+  webhook: {{url: "{hook}", headers_env: {{Authorization: HOOK_TOKEN}}, retries: 1}}{extra}
+"""
+    )
+    return path
+
+
+def monitor(pytester: pytest.Pytester, path: Path, *args: str) -> Any:
+    return pytester.runpytest(
+        f"--parity-contract={path}",
+        "--parity-monitor",
+        "-p",
+        "no:hypothesispytest",  # its terminal summary costs a second a run
+        f"--parity-monitor-metrics={pytester.path / 'drift.prom'}",
+        f"--parity-monitor-report={pytester.path / 'drift.html'}",
+        *args,
+    )
+
+
+def states(db: Path) -> dict[str, dict[str, Any]]:
+    with open_store(str(db)) as st:
+        return st.monitor_load("drift").states
+
+
+def test_injected_drift_is_detected_after_it_across_a_restart_and_the_webhook_hears_it(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOOK_TOKEN", "Bearer s3cret-token")
+    db = pytester.path / "shadow.sqlite"
+    t0 = time.time() - 4 * 3600  # every pair older than the settle time
+    write_pairs(str(db), stream(0, FIRST_RUN, t0))
+    judge = ScriptedJudge()
+    with FakeServer(answer=judge) as j, Receiver() as hook:
+        path = contract(pytester.path / "drift.yaml", j.base_url, hook.url)
+        # run 1: 10 drifted chat pairs are not yet enough to tell: no alert, nothing sent
+        first = monitor(pytester, path)
+        assert first.ret == 0, first.stdout.str()
+        assert hook.posts == []
+        s1 = states(db)
+        assert s1["chat"]["last"]["n"] == FIRST_RUN and not s1["chat"]["alerting"]
+        judged_once = len(judge.bodies)
+        assert judged_once == 2 * 2 * FIRST_RUN  # both orders of every pair
+        # run 2 (a scheduled run later): only the new pairs are judged, the sequence continues
+        write_pairs(str(db), stream(FIRST_RUN, N, t0))
+        second = monitor(pytester, path)
+        assert len(judge.bodies) - judged_once == 2 * 2 * (N - FIRST_RUN), "no pair judged twice"
+        out = second.stdout.str()
+        assert second.ret == 10, out
+        s2 = states(db)
+        chat, code = s2["chat"]["last"], s2["code"]["last"]
+        assert chat["n"] == N and code["n"] == N
+        assert chat["alert"] and not code["alert"]
+        assert DRIFT_AT < chat["alarmed_at"] <= N, chat
+        delay = chat["alarmed_at"] - DRIFT_AT
+        print(f"detection delay: {delay} pairs after the drift ({chat['reason']})")
+        assert "drift alert on segment(s) chat" in out
+        # the webhook: one document, the chat segment firing, with its bound and example pairs
+        assert len(hook.posts) == 1
+        doc = json.dumps(hook.posts[0])
+        assert "chat" in doc and "firing" in doc
+        assert "shadow.example/pairs/" in doc
+        assert hook.headers[0]["Authorization"] == "Bearer s3cret-token"
+        assert "s3cret" not in out and "token=abc" not in out
+        assert "webhook http://127.0.0.1" in out and "delivered" in out
+        # gauges and the report
+        prom = (pytester.path / "drift.prom").read_text()
+        assert 'segment="chat"' in prom and 'segment="code"' in prom
+        assert (pytester.path / "drift.html").is_file()
+        # run 3, nothing new: the alert keeps firing, nothing judged
+        before = len(judge.bodies)
+        third = monitor(pytester, path)
+        assert third.ret == 10 and len(judge.bodies) == before
+        # a reset starts over from now: nothing judged again, the firing alert is resolved
+        hook.posts.clear()
+        fourth = monitor(pytester, path, "--parity-monitor-reset")
+        assert fourth.ret == 0, fourth.stdout.str()
+        assert len(judge.bodies) == before
+        assert len(hook.posts) == 1 and "resolved" in json.dumps(hook.posts[0])
+        assert "firing" not in json.dumps(hook.posts[0]["alerts"])
+        assert "chat" in json.dumps(hook.posts[0])
+        after = states(db)
+        assert set(after) == {"chat"}  # a sequence starts again with its next pair
+        assert all(s["last"] is None and not s["alerting"] for s in after.values())
+        with open_store(str(db)) as st:
+            assert st.monitor_load("drift").checkpoint == st.last_key()
+    # one run over the whole stream from the start reaches the same state: the restart lost
+    # nothing and counted nothing twice
+    other = pytester.path / "one"
+    other.mkdir()
+    shutil.copy(db, other / "shadow.sqlite")
+    with open_store(str(other / "shadow.sqlite")) as st:
+        st.monitor_reset("drift")
+    with FakeServer(answer=ScriptedJudge()) as j, Receiver() as hook:
+        path = contract(other / "drift.yaml", j.base_url, hook.url)
+        once = monitor(pytester, path)
+        assert once.ret == 10
+    assert states(other / "shadow.sqlite")["chat"]["last"] == chat
+
+
+def test_a_judge_that_is_down_is_an_error_never_no_drift(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOOK_TOKEN", "x-token")
+    db = pytester.path / "shadow.sqlite"
+    write_pairs(str(db), stream(0, 20, time.time() - 3600))
+    with Receiver() as hook:
+        path = contract(
+            pytester.path / "drift.yaml", f"http://127.0.0.1:{closed_port()}/v1", hook.url
+        )
+        result = monitor(pytester, path)
+    out = result.stdout.str()
+    assert result.ret == 1, out
+    assert "1 error" in out and "drift: ERROR" in out
+    assert "judge" in out and "nothing was counted" in out
+    assert states(db) == {}, "nothing saved: the next run judges these pairs"
+    with open_store(str(db)) as st:
+        assert st.monitor_load("drift").checkpoint is None
+
+
+def test_an_undeliverable_alert_is_reported_not_silent(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOOK_TOKEN", "x-token")
+    db = pytester.path / "shadow.sqlite"
+    write_pairs(
+        str(db),
+        [pair(i, time.time() - 3600 + i, new_q=2, segment="chat") for i in range(40)],
+    )
+    with FakeServer(answer=ScriptedJudge()) as j, Receiver(status=503) as hook:
+        path = contract(pytester.path / "drift.yaml", j.base_url, hook.url)
+        result = monitor(pytester, path)
+    out = result.stdout.str()
+    assert result.ret == 10, out
+    assert len(hook.posts) == 2, "one retry"
+    assert "NOT delivered after 2 attempt(s): HTTP 503" in out
+
+
+def test_bad_monitor_blocks_are_one_line_errors(pytester: pytest.Pytester) -> None:
+    good = contract(pytester.path / "drift.yaml", "http://127.0.0.1:1/v1", "http://h/x")
+    text = good.read_text()
+    cases = {
+        'webhook: {url: "http://u:p@h/x"}': "monitor.webhook.url: the URL holds a user or password",
+        "tasks: [nope]": "monitor.tasks[0]: 'nope' is not a task with source: shadow",
+        "alert_at: 2": "monitor.alert_at: expected a number in (0, 1]",
+        'links: "https://x/{id}"': "monitor.links: does not contain {pair_id}",
+        "settle: soon": "monitor.settle: not a duration: 'soon'",
+    }
+    for bad, message in cases.items():
+        lines = text.split("\n")
+        head = lines[: lines.index("monitor:") + 1]
+        good.write_text("\n".join([*head, "  " + bad]) + "\n")
+        result = pytester.runpytest(f"--parity-contract={good}", "--parity-monitor")
+        assert result.ret == 4, bad
+        assert message in result.stderr.str(), (bad, result.stderr.str())
+
+
+def test_a_backlog_is_worked_off_over_runs_and_last_bounds_the_first_run(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOOK_TOKEN", "x-token")
+    db = pytester.path / "shadow.sqlite"
+    now = time.time()
+    old = [pair(i, now - 3 * 86400 + i, segment="chat") for i in range(5)]  # before last: 1d
+    write_pairs(str(db), old + [pair(10 + i, now - 3600 + i, segment="chat") for i in range(30)])
+    with FakeServer(answer=ScriptedJudge()) as j, Receiver() as hook:
+        path = contract(
+            pytester.path / "drift.yaml", j.base_url, hook.url, extra="\n  max_pairs: 20"
+        )
+        text = path.read_text().replace(
+            "{store: shadow.sqlite}", "{store: shadow.sqlite, window: {last: 1d}}"
+        )
+        path.write_text(text)
+        seen = []
+        for _ in range(2):
+            assert monitor(pytester, path).ret == 0
+            seen.append(states(db)["chat"]["last"]["n"])
+        # the 5 pairs older than a day are never judged; 20 a run until the 30 are done
+        assert seen == [20, 30]
+        # a new pair: the next run counts it, and only it
+        write_pairs(str(db), [pair(99, now - 1800, segment="chat")])
+        assert monitor(pytester, path).ret == 0
+        assert states(db)["chat"]["last"]["n"] == 31
