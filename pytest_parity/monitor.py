@@ -104,9 +104,7 @@ def _open(task: TaskSpec) -> Store:
         ) from None
 
 
-def _window(
-    task: TaskSpec, now: float, settle: float, first: bool
-) -> tuple[float | None, float]:
+def _window(task: TaskSpec, now: float, settle: float, first: bool) -> tuple[float | None, float]:
     """The monitored stream: from the task's window's start (an explicit ``since``; ``last:``
     only on the first run, so a first run does not judge the whole history and a run after a
     pause skips nothing), up to the settle time before now (or the window's ``until``)."""
