@@ -9,6 +9,7 @@ an ``invalid_response`` error, it never raises.
 from __future__ import annotations
 
 import json
+import json.decoder
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,6 +69,33 @@ def decode(body: bytes, encoding: str | None) -> bytes | None:
     except zlib.error:
         return None
     return None
+
+
+_SCAN: Any = json.decoder.JSONDecoder().scan_once  # type: ignore[attr-defined]  # the C scanner
+
+
+def _event(payload: str) -> Any:
+    """One SSE event's JSON, exactly as strict as ``json.loads`` of the stripped payload (no
+    encoding detection, no wrapper: a stream has dozens of small events and the wrapping cost
+    as much as the decoding)."""
+    try:
+        obj, end = _SCAN(payload, 0)
+    except StopIteration:
+        raise ValueError("not JSON") from None
+    if end != len(payload):
+        raise ValueError("extra data")
+    return obj
+
+
+def _data_lines(body: bytes) -> list[str]:
+    """The payloads of a stream's ``data:`` lines, stripped, in order (UnicodeDecodeError when
+    the stream is not UTF-8, as SSE requires)."""
+    out = []
+    for raw in body.decode("utf-8").split("\n"):
+        line = raw.strip()
+        if line.startswith("data:"):
+            out.append(line[5:].strip())
+    return out
 
 
 def _usage(ans: Answer, usage: Any) -> None:
@@ -133,7 +161,7 @@ def _sse_tail(body: bytes) -> Answer | None:
         if looked > 4:
             return None
         try:
-            ev = json.loads(payload)
+            ev = _event(payload.decode("utf-8"))
         except (ValueError, UnicodeDecodeError):
             return Answer(readable=False)
         if not isinstance(ev, dict):
@@ -158,16 +186,16 @@ def parse_sse(proto: str, body: bytes, *, text: bool = True) -> Answer:
     tools: dict[int, dict[str, Any]] = {}
     parts: list[str] = []
     seen = False
-    for raw in body.split(b"\n"):
-        line = raw.strip()
-        if not line.startswith(b"data:"):
-            continue
-        payload = line[5:].strip()
-        if not payload or payload == b"[DONE]":
+    try:
+        payloads = _data_lines(body)
+    except UnicodeDecodeError:
+        return Answer(readable=False)
+    for payload in payloads:
+        if not payload or payload == "[DONE]":
             continue
         try:
-            ev = json.loads(payload)
-        except (ValueError, UnicodeDecodeError):
+            ev = _event(payload)
+        except ValueError:
             return Answer(readable=False)
         if not isinstance(ev, dict):
             continue

@@ -119,6 +119,31 @@ def test_unreadable_answers_never_raise() -> None:
     assert finish_label("weird-server-reason") == "other" and finish_label(None) == "none"
 
 
+def test_stream_events_are_read_as_strictly_as_json_loads() -> None:
+    """The stream reader decodes events with json's C scanner directly (half the cost of
+    json.loads per event); it accepts and refuses exactly what json.loads does."""
+    chunk = {"choices": [{"index": 0, "delta": {"content": "héllo"}, "finish_reason": None}]}
+    good = json.dumps(chunk).encode()
+    # CRLF lines, spaces around the payload, no space after the colon: all read.
+    for body in (
+        b"data: " + good + b"\r\n\r\ndata: [DONE]\r\n\r\n",
+        b"data:" + good + b"  \n\n",
+        b"  data: " + good + b"\n\n",
+    ):
+        ans = parse_answer("chat", body, streamed=True, encoding=None)
+        assert ans.readable and ans.text == "héllo", body
+    for bad in (
+        good + b" x",  # extra data after the event
+        good[:-1],  # cut short
+        b'{"a": 1} {"b": 2}',  # two documents in one event
+        b"\xff\xfe" + good,  # not UTF-8
+        b"",  # only empty events: nothing readable
+    ):
+        body = b"data: " + bad + b"\n\n"
+        assert not parse_answer("chat", body, streamed=True, encoding=None).readable, bad
+        assert not parse_answer("chat", body, streamed=True, encoding=None, text=False).readable
+
+
 def test_example_contract_and_dashboard_match_the_metrics() -> None:
     cfg = load_shadow_config(ROOT / "example_suite" / "shadow" / "shadow.yaml")
     assert cfg.sample_rate == 0.25 and cfg.serving_name == "baseline" and len(cfg.redact) == 2
