@@ -1,15 +1,17 @@
 """The store's writer: records from the event loop, batched into one background thread.
 
-The loop only calls ``submit`` (``put_nowait`` on a bounded queue); the thread owns the store's
-connection, writes a batch of ``batch`` rows or whatever came within ``flush_seconds`` in one
-transaction, retries a failed batch twice, and enforces retention after a write. When the store
-cannot keep up the queue fills and records are dropped and counted: the proxy never waits.
+The loop only calls ``submit`` (an append to a bounded list under a lock); the thread owns the
+store's connection, writes a batch of ``batch`` rows or whatever came within ``flush_seconds`` in
+one transaction, retries a failed batch twice, and enforces retention after a write. The thread
+is woken once per batch (a full batch, or the first row after a flush, so that its deadline is
+kept), not once per row: a thread woken for every pair took the interpreter lock from the event
+loop on every request. When the store cannot keep up the list fills and records are dropped and
+counted: the proxy never waits.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections.abc import Mapping
@@ -23,8 +25,8 @@ log = logging.getLogger("pytest_parity.shadow")
 class StoreWriter:
     """Batches records from the event loop into one writer thread (never blocks the loop).
 
-    ``submit`` is ``put_nowait`` on a bounded queue: when the store cannot keep up, records are
-    dropped and counted (``on_drop``), the proxy never waits for the disk or the database.
+    ``submit`` appends to a bounded list: when the store cannot keep up, records are dropped and
+    counted (``on_drop``), the proxy never waits for the disk or the database.
     """
 
     def __init__(
@@ -46,7 +48,12 @@ class StoreWriter:
         self.flush_seconds = flush_seconds
         self.retention = (retention_days, retention_rows)
         self.retention_check_seconds = retention_check_seconds
-        self._q: queue.Queue[tuple[Any, ...] | None] = queue.Queue(max_pending)
+        self.max_pending = max_pending
+        self._rows: list[tuple[Any, ...]] = []  # submitted, not yet taken by the thread
+        self._first_at = 0.0  # when the oldest of them came (monotonic)
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = False
         self._on_written = on_written
         self._on_error = on_error
         self._on_drop = on_drop
@@ -64,22 +71,44 @@ class StoreWriter:
             raise self._fail
 
     def submit(self, rec: Mapping[str, Any]) -> None:
-        try:
-            self._q.put_nowait(record_values(rec))
-        except queue.Full:
+        row = record_values(rec)
+        with self._lock:
+            n = len(self._rows)
+            if n >= self.max_pending:
+                drop = True
+            else:
+                drop = False
+                if not n:
+                    self._first_at = time.monotonic()
+                self._rows.append(row)
+        if drop:
             if self._on_drop is not None:
                 self._on_drop()
+        elif n == 0 or n + 1 >= self.batch:
+            # The first row starts the flush deadline, a full batch is written now; the rows
+            # in between wake nobody.
+            self._wake.set()
 
     def pending(self) -> int:
-        return self._q.qsize()
+        return len(self._rows)
 
     def close(self, timeout: float = 10.0) -> None:
         """Flush what is queued and stop (bounded by ``timeout``)."""
         if self._thread is None:
             return
-        self._q.put(None)
+        self._stop = True
+        self._wake.set()
         self._thread.join(timeout)
         self._thread = None
+
+    def _take(self, everything: bool) -> list[tuple[Any, ...]]:
+        """The next batch (``everything``: all rows), under the lock."""
+        with self._lock:
+            k = len(self._rows) if everything else min(len(self._rows), self.batch)
+            rows, self._rows = self._rows[:k], self._rows[k:]
+            if self._rows:
+                self._first_at = time.monotonic()  # what is left waits at most another period
+            return rows
 
     def _run(self) -> None:
         try:
@@ -89,36 +118,31 @@ class StoreWriter:
             self._ready.set()
             return
         self._ready.set()
-        rows: list[tuple[Any, ...]] = []
-        deadline = time.monotonic() + self.flush_seconds
         next_retention = time.monotonic()
-        stop = False
         try:
-            while not stop:
-                timeout = max(0.0, deadline - time.monotonic())
-                try:
-                    item = self._q.get(timeout=timeout if rows else max(timeout, 0.2))
-                    if item is None:
-                        stop = True
-                    else:
-                        rows.append(item)
-                except queue.Empty:
-                    pass
+            while True:
+                stop = self._stop
+                pending = len(self._rows)
+                if not pending and stop:
+                    break
                 now = time.monotonic()
-                flushed = False
-                if rows and (len(rows) >= self.batch or now >= deadline or stop):
+                due = pending and now >= self._first_at + self.flush_seconds
+                if pending >= self.batch or (pending and (due or stop)):
+                    rows = self._take(everything=stop)
                     self._flush(store, rows)
-                    rows = []
-                    flushed = True
-                if not rows:
-                    deadline = time.monotonic() + self.flush_seconds
-                # Retention after a flush, at most every retention_check_seconds.
-                if flushed and any(x is not None for x in self.retention) and now >= next_retention:
-                    next_retention = now + self.retention_check_seconds
-                    try:
-                        store.enforce_retention(*self.retention)
-                    except Exception as exc:
-                        log.warning("parity-shadow: retention failed: %s", exc)
+                    # Retention after a flush, at most every retention_check_seconds.
+                    if any(x is not None for x in self.retention) and now >= next_retention:
+                        next_retention = now + self.retention_check_seconds
+                        try:
+                            store.enforce_retention(*self.retention)
+                        except Exception as exc:
+                            log.warning("parity-shadow: retention failed: %s", exc)
+                    continue
+                self._wake.clear()
+                if self._stop or len(self._rows) != pending:
+                    continue  # a row (or the stop) came between the checks above and the clear
+                wait = self._first_at + self.flush_seconds - now if pending else None
+                self._wake.wait(wait)
         finally:
             store.close()
 
