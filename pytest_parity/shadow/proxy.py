@@ -3,10 +3,12 @@
 Every request goes to the serving stack and its answer comes back byte for byte: status, headers
 (hop-by-hop ones excepted, as HTTP requires), body, SSE streams chunk by chunk as they arrive. A
 sampled share of the requests on paths the proxy understands (chat completions, completions,
-Messages) is also put on a bounded queue; a fixed number of workers send them to the shadow stack
-with their own connection pool and timeout, read the answer and drop it, and the pair goes to the
-store. A full queue drops the shadow request (counted); the production path never waits for the
-shadow, the store or the metrics.
+Messages) is also put on a bounded queue once the serving answer has been delivered (so the copy
+never competes with the request it copies: on a shared host, a shadow request sent alongside
+took CPU from the production answer while it was in flight); a fixed number of workers send them
+to the shadow stack with their own connection pool and timeout, read the answer and drop it, and
+the pair goes to the store. A full queue drops the shadow request (counted); the production path
+never waits for the shadow, the store or the metrics.
 
 What a pair is and how it is redacted lives in :mod:`.pairs`, segments in :mod:`.segments`, the
 batched writes in :mod:`.writer`; this module is the HTTP part.
@@ -198,7 +200,7 @@ class ShadowProxy:
         if proto is not None:
             segment = self._segment(request, body)
             if self._accepting_shadow and self._rng.random() < self.cfg.sample_rate:
-                pair = self._offer(request, body, proto, segment)
+                pair = self._sample(request, body, proto, segment)
         side = Side()
         try:
             resp = await self._forward(request, body, headers, side, t0, capture=proto is not None)
@@ -212,6 +214,7 @@ class ShadowProxy:
                 if pair is not None:
                     pair.serving = side
                     self._settle(pair)
+                    self._offer(pair)
             raise
         if proto is None:
             self.metrics.count(self.metrics.passthrough, self.cfg.serving_name)
@@ -222,6 +225,7 @@ class ShadowProxy:
         if pair is not None:
             pair.serving = side
             self._settle(pair)
+            self._offer(pair)
         return resp
 
     async def _forward(
@@ -335,8 +339,8 @@ class ShadowProxy:
 
     # -- the shadow path ------------------------------------------------------------------
 
-    def _offer(self, request: web.BaseRequest, body: bytes, proto: str, segment: str) -> Pair:
-        assert self._queue is not None
+    def _sample(self, request: web.BaseRequest, body: bytes, proto: str, segment: str) -> Pair:
+        """A sampled request's pair (counted); :meth:`_offer` queues it after the serving answer."""
         headers = {
             k: v
             for k, v in request.headers.items()
@@ -348,12 +352,16 @@ class ShadowProxy:
         # The client's own credentials are scrubbed from whatever of this pair gets stored.
         pair.extra["secrets"] = client_credentials(request.headers)
         self.metrics.count(self.metrics.sampled, segment)
+        return pair
+
+    def _offer(self, pair: Pair) -> None:
+        """The pair to the shadow workers' bounded queue, or dropped (counted) when it is full."""
+        assert self._queue is not None
         try:
             self._queue.put_nowait(pair)
         except asyncio.QueueFull:
             self._drop(pair, "queue_full")
         self.metrics.queue_depth.set(self._queue.qsize())
-        return pair
 
     def _drop(self, pair: Pair, reason: str) -> None:
         pair.dropped = True
