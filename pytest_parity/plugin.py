@@ -304,6 +304,10 @@ def pytest_configure(config: pytest.Config) -> None:
     contract = _load(config, path)
     _install_redact_hook(config, contract)
     _prepare_tasks(config, contract)
+    if _option(config, "aa"):
+        from pytest_parity.session.state import refuse_aa_on_stored_answers
+
+        refuse_aa_on_stored_answers(contract)
     if _option(config, "audit"):
         from pytest_parity.report.audit import audit_lines
 

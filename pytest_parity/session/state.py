@@ -26,6 +26,26 @@ if TYPE_CHECKING:
 RECORD_OPTIONS = ("record", "record-candidate", "record-judge")
 
 
+def refuse_aa_on_stored_answers(contract: Contract) -> None:
+    """``--parity-aa`` asks the baseline every item a second time; a task whose answers are
+    stored (``source: shadow``) has one answer per stack and asks no stack: a one-line usage
+    error (exit 4) naming the task and what measures a noise floor there instead."""
+    import pytest
+
+    from pytest_parity import registry
+
+    for task in contract.tasks:
+        if not registry.sources.get(task.source).sends_requests:
+            raise pytest.UsageError(
+                f"{contract.path}: --parity-aa: task {task.name} is source: {task.source}: its"
+                " pairs hold the one answer each stack gave and no stack is asked, so there is no"
+                " second sample of the baseline (hint: drop --parity-aa; for a noise floor on live"
+                " traffic run parity-shadow with a second copy of the serving stack as its"
+                " target, shadow: {target: {kind: ..., base_url: <the copy>}}, and gate that"
+                " store)"
+            )
+
+
 class ParityRunError(Exception):
     """The task could not be evaluated: a pytest ERROR, never a PASS or a FAIL."""
 

@@ -177,3 +177,20 @@ def test_pairs_stored_by_the_real_proxy_are_gated_from_the_same_contract(
     assert len(judge.bodies) >= 48  # both orders of every pair
     lat = t["checks"]["latency"]["numbers"]["quantiles"]
     assert lat["p50"]["n"] == 24 and lat["ttft_p50"]["n"] == 12  # TTFT: the streamed half
+
+
+@pytest.mark.parametrize("mode", ["gate", "monitor"])
+def test_parity_aa_with_a_shadow_task_is_a_one_line_error(
+    pytester: pytest.Pytester, mode: str
+) -> None:
+    # Stored pairs have one answer per stack: there is no second baseline sample to compare,
+    # and the stacks are not asked (their ports are closed here).
+    write_pairs(str(pytester.path / "shadow.sqlite"), [pair(i, T0 + 60 * i) for i in range(5)])
+    path = contract(pytester, f"http://127.0.0.1:{closed_port()}/v1", "{store: shadow.sqlite}")
+    args = ["--parity-monitor"] if mode == "monitor" else []
+    result = pytester.runpytest(f"--parity-contract={path}", "--parity-aa=rerun", *args)
+    assert result.ret == 4, result.stdout.str() + result.stderr.str()
+    err = [line for line in result.stderr.str().splitlines() if line.strip()]
+    assert len(err) == 1, err
+    assert "--parity-aa: task drift is source: shadow" in err[0], err[0]
+    assert "target" in err[0] and "drop --parity-aa" in err[0], err[0]
