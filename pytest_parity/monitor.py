@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pytest_parity.contract.spec import Contract, TaskSpec
     from pytest_parity.records import ItemRecord, TaskRun
+    from pytest_parity.stats.drift import DriftMonitor
     from pytest_parity.store import Store
 
 __all__ = [
@@ -118,6 +119,28 @@ def _window(task: TaskSpec, now: float, settle: float, first: bool) -> tuple[flo
     return since, until
 
 
+def _restore(
+    task: TaskSpec, segment: str, state: Mapping[str, Any], cfg: Mapping[str, Any]
+) -> DriftMonitor:
+    """A segment's stored monitor, checked against the task's tolerance and the monitor's
+    ``alpha`` and ``alert_at`` now; a mismatch or a damaged state is a one-line MonitorError."""
+    from pytest_parity.stats.drift import DriftMonitor as Monitor
+
+    try:
+        return Monitor.from_state(
+            state,
+            tolerance=task.tolerance,
+            alpha=float(cfg["alpha"]),
+            alert_at=float(cfg["alert_at"]),
+        )
+    except ValueError as exc:
+        why = str(exc).removeprefix("DriftMonitor.from_state: ")
+        why = why.replace("reset the monitor", "reset it with --parity-monitor-reset")
+        raise MonitorError(
+            f"task {task.name}: segment {segment}: {why}; nothing was judged or counted"
+        ) from None
+
+
 def _score(rec: ItemRecord) -> float | None:
     a, b = rec["baseline"]["score"], rec["candidate"]["score"]
     if a is None or b is None:
@@ -176,6 +199,13 @@ def monitor_task(
             st.monitor_reset(task.name)
             stored = st.monitor_load(task.name)
             start = st.last_key(until=until)
+        # Every stored sequence restored before any pair is judged: one started under another
+        # tolerance, alpha or alert_at is refused (its guarantee holds for those only).
+        restored = {
+            seg: _restore(task, seg, state["monitor"], cfg)
+            for seg, state in stored.states.items()
+            if state.get("monitor")
+        }
         opts = thaw(task.source_options)
         opts.update(
             window={"last": None, "since": since, "until": until},
@@ -211,12 +241,8 @@ def monitor_task(
         segments = []
         for seg in sorted(set(states) | set(by_segment) | firing_before):
             state = states.get(seg) or {}
-            monitor = (
-                DriftMonitor.from_state(state["monitor"])
-                if state.get("monitor")
-                else DriftMonitor(
-                    task.tolerance, alpha=float(cfg["alpha"]), alert_at=float(cfg["alert_at"])
-                )
+            monitor = restored.get(seg) or DriftMonitor(
+                task.tolerance, alpha=float(cfg["alpha"]), alert_at=float(cfg["alert_at"])
             )
             recs = by_segment.get(seg, [])
             scored = [(r, d) for r in recs if (d := _score(r)) is not None]

@@ -274,3 +274,47 @@ def test_a_backlog_is_worked_off_over_runs_and_last_bounds_the_first_run(
         write_pairs(str(db), [pair(99, now - 1800, segment="chat")])
         assert monitor(pytester, path).ret == 0
         assert states(db)["chat"]["last"]["n"] == 31
+
+
+def test_a_changed_tolerance_or_alert_line_is_refused_until_a_reset(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stored sequence's guarantee holds for the tolerance, alpha and alert_at it began with:
+    a contract that changed one of them is an ERROR naming it and the reset, before any pair is
+    judged; --parity-monitor-reset starts the sequences over under the new values."""
+    monkeypatch.setenv("HOOK_TOKEN", "x-token")
+    db = pytester.path / "shadow.sqlite"
+    t0 = time.time() - 4 * 3600
+    write_pairs(str(db), stream(0, 10, t0))
+    judge = ScriptedJudge()
+    with FakeServer(answer=judge) as j, Receiver() as hook:
+        path = contract(pytester.path / "drift.yaml", j.base_url, hook.url)
+        assert monitor(pytester, path).ret == 0
+        saved = states(db)
+        write_pairs(str(db), stream(10, 20, t0))
+        good = path.read_text()
+        for change, what in (
+            ("defaults: {tolerance: 0.2}", "started with tolerance 0.1, the contract now says 0.2"),
+            ("monitor:\n  alert_at: 0.25", "started with alert_at 0.5, the contract now says 0.25"),
+            ("monitor:\n  alpha: 0.01", "started with alpha 0.05, the contract now says 0.01"),
+        ):
+            key = change.split(":")[0]
+            path.write_text(
+                good.replace(f"{key}: {{tolerance: 0.1}}", change, 1)
+                if key == "defaults"
+                else good.replace("monitor:", change, 1)
+            )
+            before = len(judge.bodies)
+            result = monitor(pytester, path)
+            out = result.stdout.str()
+            assert result.ret == 1, out
+            assert f"task drift: segment chat: the stored monitor was {what}" in out, out
+            assert "--parity-monitor-reset" in out
+            assert len(judge.bodies) == before, "refused before any pair was judged"
+            assert states(db) == saved, "nothing saved"
+        result = monitor(pytester, path, "--parity-monitor-reset")
+        assert result.ret == 0, result.stdout.str()
+        write_pairs(str(db), stream(20, 25, time.time() - 3600))
+        assert monitor(pytester, path).ret == 0
+        st = states(db)["chat"]["monitor"]
+        assert (st["alpha"], st["tolerance"]) == (0.01, 0.1)
