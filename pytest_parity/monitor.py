@@ -141,6 +141,13 @@ def _restore(
         ) from None
 
 
+def _duration(seconds: float) -> str:
+    for unit, n in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= n and seconds % n == 0:
+            return f"{seconds / n:g}{unit}"
+    return f"{seconds:g}s"
+
+
 def _score(rec: ItemRecord) -> float | None:
     a, b = rec["baseline"]["score"], rec["candidate"]["score"]
     if a is None or b is None:
@@ -299,11 +306,28 @@ def monitor_task(
             raise MonitorError(str(exc)) from None
         for s in segments:
             s["shift"] = _shift(st, task, s, cfg, stored.checkpoint, checkpoint)
+        # What the next run will judge: pairs beyond max_pairs, and pairs younger than the
+        # settle time (said, so that a run right after the proxy stored them is not a mystery).
+        seg_only = task.source_options.get("segment")
+        keep = bool(task.source_options.get("client_errors"))
+        backlog = st.count(since, until, seg_only, after=checkpoint, client_errors=keep)
+        settling = st.count(until, None, seg_only, after=checkpoint, client_errors=keep)
     alerts = [s["segment"] for s in segments if s["alert"]]
     bound = -task.tolerance * float(cfg["alert_at"])
     reasons = [
         f"{len(records):,} new pairs judged ({judge_failed} judge failures),"
         f" {sum(s['unjudged'] for s in segments):,} without a judged score (a stack failed)"
+        + (
+            f"; {backlog:,} more wait for the next run (max_pairs {cfg['max_pairs']})"
+            if backlog
+            else ""
+        )
+        + (
+            f"; {settling:,} younger than settle ({_duration(float(cfg['settle']))}) wait for"
+            " the next run"
+            if settling
+            else ""
+        )
     ]
     for s in segments:
         st_ = s["status"] or {}
@@ -326,6 +350,7 @@ def monitor_task(
         "alert_at": float(cfg["alert_at"]),
         "bound": bound,
         "pairs_read": len(records),
+        "waiting": {"backlog": backlog, "settling": settling},
         "judge_failed": judge_failed,
         "checkpoint": None if checkpoint is None else list(checkpoint),
         "previous_checkpoint": None if stored.checkpoint is None else list(stored.checkpoint),

@@ -265,15 +265,24 @@ def test_a_backlog_is_worked_off_over_runs_and_last_bounds_the_first_run(
         )
         path.write_text(text)
         seen = []
+        outs = []
         for _ in range(2):
-            assert monitor(pytester, path).ret == 0
+            result = monitor(pytester, path)
+            assert result.ret == 0
+            outs.append(result.stdout.str())
             seen.append(states(db)["chat"]["last"]["n"])
         # the 5 pairs older than a day are never judged; 20 a run until the 30 are done
         assert seen == [20, 30]
-        # a new pair: the next run counts it, and only it
-        write_pairs(str(db), [pair(99, now - 1800, segment="chat")])
-        assert monitor(pytester, path).ret == 0
+        assert "20 new pairs judged" in outs[0] and "; 10 more wait for the next run" in outs[0]
+        assert "more wait" not in outs[1] and "younger than settle" not in outs[1]
+        # a new pair: the next run counts it, and only it; one younger than the settle time
+        # waits, and the run says so
+        write_pairs(str(db), [pair(99, now - 1800, segment="chat"), pair(98, now, segment="chat")])
+        result = monitor(pytester, path)
+        assert result.ret == 0
         assert states(db)["chat"]["last"]["n"] == 31
+        out = result.stdout.str()
+        assert "1 new pairs judged" in out and "; 1 younger than settle (5m) wait" in out, out
 
 
 def test_a_changed_tolerance_or_alert_line_is_refused_until_a_reset(
