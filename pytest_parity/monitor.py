@@ -305,13 +305,15 @@ def monitor_task(
         except MonitorConflict as exc:
             raise MonitorError(str(exc)) from None
         for s in segments:
-            s["shift"] = _shift(st, task, s, cfg, stored.checkpoint, checkpoint)
+            s["shift"] = _shift(st, task, s, cfg, start, checkpoint)
         # What the next run will judge: pairs beyond max_pairs, and pairs younger than the
         # settle time (said, so that a run right after the proxy stored them is not a mystery).
         seg_only = task.source_options.get("segment")
         keep = bool(task.source_options.get("client_errors"))
         backlog = st.count(since, until, seg_only, after=checkpoint, client_errors=keep)
         settling = st.count(until, None, seg_only, after=checkpoint, client_errors=keep)
+    from pytest_parity.report.alerts import inputs_line
+
     alerts = [s["segment"] for s in segments if s["alert"]]
     bound = -task.tolerance * float(cfg["alert_at"])
     reasons = [
@@ -340,6 +342,7 @@ def monitor_task(
             f" against {100 * bound:+.2f}: "
             + ("ALERT " + str(st_.get("reason") or "") if s["alert"] else "no drift shown")
             + (" (resolved)" if s["resolved"] else "")
+            + ("; " + inputs_line(s.get("shift") or []) if s["alert"] else "")
         )
     return {
         "task": task.name,
@@ -367,10 +370,12 @@ def _shift(
     before: tuple[float, int] | None,
     after: tuple[float, int] | None,
 ) -> list[dict[str, Any]]:
-    """Input shift of the segment: this run's new requests against the reference window."""
+    """Input shift of the segment: this run's new requests (after ``before``, up to ``after``)
+    against the reference window's requests counted by earlier runs (never this run's own: a
+    window holding the pairs it is compared with would hide their change)."""
     from pytest_parity.stats.shift import input_shift
 
-    if not seg["new_pairs"]:
+    if not seg["new_pairs"] or before is None:
         return []
     ref = cfg["reference"]
     since, until = ref.get("since"), ref.get("until")
@@ -382,7 +387,11 @@ def _shift(
             float(first),
             float(first) + float(ref.get("last") or DEFAULTS["reference"]["last"]),
         )
-    reference = [p.request for p in st.pairs(since, until, seg["segment"], limit=MAX_SHIFT_ROWS)]
+    reference = [
+        p.request
+        for p in st.pairs(since, until, seg["segment"], limit=MAX_SHIFT_ROWS)
+        if (p.ts, p.id) <= before
+    ]
     current = [
         p.request
         for p in st.pairs(None, None, seg["segment"], after=before, limit=MAX_SHIFT_ROWS)

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-__all__ = ["ALERT_NAME", "alert_payload", "prometheus_gauges"]
+__all__ = ["ALERT_NAME", "alert_payload", "inputs_line", "prometheus_gauges"]
 
 ALERT_NAME = "ParityDrift"
 ZERO_TIME = "0001-01-01T00:00:00Z"  # Alertmanager's "no end yet"
@@ -59,6 +59,27 @@ def _started(seg: Mapping[str, Any], now: float) -> float:
         if _num(p.get("ts")) is not None:
             return float(p["ts"])
     return now
+
+
+def inputs_line(shift: Sequence[Any]) -> str:
+    """Whether the inputs changed, in one line: the shifted features with their effect, or how
+    many were tested and found unchanged, or that no test ran (no earlier window yet)."""
+    rows = [r for r in shift if isinstance(r, Mapping)]
+    if not rows:
+        return "inputs: not tested this run (no reference window counted before it)"
+    moved = [r for r in rows if r.get("shifted")]
+    if not moved:
+        return f"inputs unchanged ({len(rows)} features tested against the reference window)"
+    parts = []
+    for r in moved:
+        eff = _num(r.get("effect_size"))
+        p = _num(r.get("p_holm"))
+        parts.append(
+            f"{r.get('feature')} ({r.get('effect') or 'effect'} {eff:+.2f}, Holm p {p:.2g})"
+            if eff is not None and p is not None
+            else str(r.get("feature"))
+        )
+    return "inputs changed: " + ", ".join(parts)
 
 
 def _alert(
@@ -103,6 +124,8 @@ def _alert(
         "tolerance": _pts(tol).lstrip("+") if tol is not None else "n/a",
         "pairs": str(status.get("n", 0)),
     }
+    if firing:
+        annotations["inputs"] = inputs_line(seg.get("shift") or [])
     if links:
         annotations["examples"] = " ".join(links)
     fingerprint = hashlib.sha256(

@@ -327,3 +327,47 @@ def test_a_changed_tolerance_or_alert_line_is_refused_until_a_reset(
         assert monitor(pytester, path).ret == 0
         st = states(db)["chat"]["monitor"]
         assert (st["alpha"], st["tolerance"]) == (0.01, 0.1)
+
+
+def test_an_alert_says_whether_the_inputs_changed(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run 1 counts short English prompts on both segments. Before run 2, ``chat`` gets long
+    prompts in Cyrillic and the new stack loses them all; ``code`` stays as it was. The alert
+    on chat (terminal and webhook) names the shifted inputs against run 1's window; the report
+    shows the panels. The reference never holds the pairs it is compared with."""
+    monkeypatch.setenv("HOOK_TOKEN", "x-token")
+    db = pytester.path / "shadow.sqlite"
+    t0 = time.time() - 4 * 3600
+    short = [
+        pair(2 * k + s, t0 + 20 * k + 10 * s, segment=seg, content=f"Question p{k}: hi there?")
+        for k in range(40)
+        for s, seg in enumerate(("chat", "code"))
+    ]
+    write_pairs(str(db), short)
+    with FakeServer(answer=ScriptedJudge()) as j, Receiver() as hook:
+        path = contract(pytester.path / "drift.yaml", j.base_url, hook.url)
+        assert monitor(pytester, path).ret == 0
+        long_ru = "Вопрос о возврате денег за заказ, который пришёл повреждённым и без чека. " * 4
+        later = [
+            pair(100 + 2 * k, t0 + 1000 + 20 * k, new_q=2, segment="chat", content=long_ru)
+            for k in range(40)
+        ] + [
+            pair(101 + 2 * k, t0 + 1010 + 20 * k, segment="code", content=f"Question q{k}: hi?")
+            for k in range(40)
+        ]
+        write_pairs(str(db), later)
+        result = monitor(pytester, path)
+    out = result.stdout.str()
+    assert result.ret == 10, out
+    line = next(x for x in out.splitlines() if "segment chat:" in x)
+    assert "ALERT" in line and "inputs changed: " in line and "chars (cliffs_delta +" in line, line
+    assert "script" in line, line
+    code = next(x for x in out.splitlines() if "segment code:" in x)
+    assert "no drift shown" in code
+    (doc,) = hook.posts
+    (alert,) = doc["alerts"]
+    assert alert["labels"]["segment"] == "chat"
+    assert alert["annotations"]["inputs"].startswith("inputs changed: ")
+    page = (pytester.path / "drift.html").read_text()
+    assert "The inputs changed: " in page and "Did the inputs change?" in page
