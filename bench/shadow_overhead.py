@@ -116,6 +116,17 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, every process (Linux /proc/stat)."""
+    try:
+        f = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0.0, 0.0
+    tck = os.sysconf("SC_CLK_TCK")
+    idle = f[3] + (f[4] if len(f) > 4 else 0)
+    return (sum(f) - idle) / tck, sum(f) / tck
+
+
 def _pct(xs: list[float], q: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(q * len(xs)))]
@@ -129,8 +140,9 @@ def _load_main(args: argparse.Namespace) -> None:
         uvloop.install()
     except ImportError:
         pass
+    c0 = time.process_time()
     lat = asyncio.run(_round(args.url, args.rate, args.seconds, args.stream))
-    print(json.dumps(lat))
+    print(json.dumps({"latencies": lat, "cpu_s": time.process_time() - c0}))
 
 
 def main() -> None:
@@ -166,16 +178,22 @@ def main() -> None:
                 f"{'direct p99':>12}{'proxy p99':>10}{'+p99 ms':>9}{'x':>6}{'proxy us':>10}  goal"
             )
             print(hdr)
+            pids = {"client": 0, "serving": serving_p.pid, "shadow": shadow_p.pid}
+            pids["proxy"] = proxy_p.pid
+            cpu_rows: list[str] = []
             for rate in (float(r) for r in args.rates.split(",")):
                 seconds = (
                     (4.0 if args.quick else 8.0) if rate <= 100 else (2.0 if args.quick else 4.0)
                 )
                 for stream in (False, True):
                     got: dict[str, list[float]] = {"direct": [], "proxy": []}
-                    proxy_cpu = 0.0
+                    # CPU seconds per process (and the whole machine's) during each side's rounds
+                    cpu = {side: dict.fromkeys([*pids, "machine", "wall"], 0.0) for side in got}
                     for _ in range(rounds):
                         for name, url in (("direct", serving), ("proxy", proxy)):
-                            c0 = _cpu_s(proxy_p.pid)
+                            before = {k: _cpu_s(pid) for k, pid in pids.items() if pid}
+                            busy0, _ = _machine_busy()
+                            w0 = time.perf_counter()
                             cmd = [
                                 sys.executable,
                                 __file__,
@@ -192,21 +210,40 @@ def main() -> None:
                             res = subprocess.run(
                                 cmd, capture_output=True, text=True, check=True, timeout=600
                             )
-                            got[name] += json.loads(res.stdout)
-                            if name == "proxy":
-                                proxy_cpu += _cpu_s(proxy_p.pid) - c0
+                            out = json.loads(res.stdout)
+                            got[name] += out["latencies"]
+                            c = cpu[name]
+                            c["wall"] += time.perf_counter() - w0
+                            c["machine"] += _machine_busy()[0] - busy0
+                            c["client"] += out["cpu_s"]
+                            for k, v in before.items():
+                                c[k] += _cpu_s(pids[k]) - v
                     d50, p50 = _pct(got["direct"], 0.5) * 1e3, _pct(got["proxy"], 0.5) * 1e3
                     d99, p99 = _pct(got["direct"], 0.99) * 1e3, _pct(got["proxy"], 0.99) * 1e3
                     ok = "met" if (p50 - d50 < 1.0 and p99 - d99 < 5.0) else "MISSED"
                     goal = ok if rate >= 500 else "-"
                     case = f"{rate:g}/s {'SSE' if stream else 'JSON'}"
-                    cpu_us = proxy_cpu / max(1, len(got["proxy"])) * 1e6
+                    cpu_us = cpu["proxy"]["proxy"] / max(1, len(got["proxy"])) * 1e6
                     print(
                         f"{case:<18}{d50:>11.2f}{p50:>10.2f}{p50 - d50:>9.2f}{p50 / d50:>6.2f}"
                         f"{d99:>12.2f}{p99:>10.2f}{p99 - d99:>9.2f}{p99 / d99:>6.2f}"
                         f"{cpu_us:>10.0f}  {goal}",
                         flush=True,
                     )
+                    for side in got:
+                        c, n = cpu[side], max(1, len(got[side]))
+                        ours = sum(c[k] for k in pids)
+                        cpu_rows.append(
+                            f"{case + ' ' + side:<24}"
+                            + "".join(f"{c[k] / n * 1e6:>9.0f}" for k in pids)
+                            + f"{ours / c['wall']:>9.2f}{(c['machine'] - ours) / c['wall']:>9.2f}"
+                        )
+            print(
+                "\nCPU per request (us) of each process, and cores busy during the rounds: ours"
+                " (these four processes) and others (the rest of the machine)"
+            )
+            print(f"{'case':<24}" + "".join(f"{k:>9}" for k in pids) + f"{'ours':>9}{'others':>9}")
+            print("\n".join(cpu_rows))
             stats = _metrics(proxy)
             print(
                 f"shadow: sampled {stats.get('parity_shadow_sampled_total', 0):.0f}, "
