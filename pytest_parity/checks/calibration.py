@@ -26,8 +26,11 @@ point: the change in the share of answers at or above ``t`` (paired, Tango inter
 McNemar) and in the error rate among those answers (paired bootstrap interval).
 
 A stack whose replies carry no logprobs makes the check ERROR, naming the endpoint and the option
-to set; answers whose confidence could not be read for another reason (no option parsed) are left
-out and counted.
+to set; answers whose confidence could not be read for another reason are left out and counted. A
+multiple-choice answer that names no option is scored wrong and, by default (``no_option:
+first_token``), keeps a confidence: the probability of the option the model ranked first at the
+answer's first token (``no_option: skip`` leaves those answers out instead); the reasons count
+them per stack.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ OPTIONS = (
     "aurc_tolerance",
     "confidence_threshold",
     "max_missing",
+    "no_option",
 )
 
 
@@ -69,7 +73,8 @@ class CalibrationCheck(Check):
         self, raw: Mapping[str, Any], where: str, v: Any, task: Mapping[str, Any]
     ) -> Mapping[str, Any]:
         """``checks: {calibration: {confidence: logprobs | verbalized | module:function,
-        mode: auto | option | span, span: mean | total, brier_tolerance: 0.01,
+        mode: auto | option | span, span: mean | total, no_option: first_token | skip,
+        brier_tolerance: 0.01,
         aurc_tolerance: 0.02, confidence_threshold: 0.8, max_missing: 0.2}}``."""
         unknown = sorted(set(raw) - set(OPTIONS))
         if unknown:
@@ -86,6 +91,9 @@ class CalibrationCheck(Check):
         out["confidence"] = method
         out["mode"] = v.choice(raw.get("mode", "auto"), f"{where}.mode", ("auto", "option", "span"))
         out["span"] = v.choice(raw.get("span", "mean"), f"{where}.span", ("mean", "total"))
+        out["no_option"] = v.choice(
+            raw.get("no_option", "first_token"), f"{where}.no_option", ("first_token", "skip")
+        )
         out["brier_tolerance"] = v.number(
             raw.get("brier_tolerance", BRIER_TOLERANCE), f"{where}.brier_tolerance", 0, 1
         )
@@ -156,6 +164,7 @@ def check_calibration(
                 missing_role=role,
                 missing=len(lacking),
             )
+    first_token = {"baseline": 0, "candidate": 0}  # paired answers that named no option
     old_c: list[float] = []
     new_c: list[float] = []
     old_y: list[float] = []
@@ -177,6 +186,8 @@ def check_calibration(
                 problems.setdefault(role, str(f.get("confidence_problem", "no confidence")))
         if ca is None or cb is None:
             continue
+        for role, f in (("baseline", fa), ("candidate", fb)):
+            first_token[role] += f.get("confidence_from") == "first_token"
         old_c.append(float(ca))
         new_c.append(float(cb))
         old_y.append(float(a["score"]))
@@ -199,6 +210,8 @@ def check_calibration(
         "n_scored": scored,
         "missing_baseline": missing["baseline"],
         "missing_candidate": missing["candidate"],
+        "first_token_baseline": first_token["baseline"],
+        "first_token_candidate": first_token["candidate"],
     }
     if n < 2:
         why = "; ".join(f"{k}: {v}" for k, v in problems.items()) or "no item answered by both"
@@ -265,6 +278,12 @@ def check_calibration(
         f"mean confidence {co.mean():.3f} -> {cn.mean():.3f}, accuracy {yo.mean():.3f} ->"
         f" {yn.mean():.3f} on {n} items (confidence: {method})"
     )
+    if first_token["baseline"] or first_token["candidate"]:
+        reasons.append(
+            f"answers that named no option (scored wrong; confidence: the top option's probability"
+            f" at the first token, no_option: first_token): {first_token['baseline']} baseline,"
+            f" {first_token['candidate']} candidate of {n}"
+        )
     left_out = scored - n
     if left_out:
         why = "; ".join(f"{k}: {v}" for k, v in problems.items())

@@ -212,6 +212,7 @@ TASK_KEYS = (
     "repeats",
     "categories",
     "checks",
+    "bucket_by",
     "failure_ratio",
     "score_range",
     "judge",
@@ -878,6 +879,8 @@ def _checks(v: _V, m: Mapping[str, Any], where: str, d: Defaults) -> Mapping[str
     """The checks a task runs and their options: ``checks: {name: true | false | {...}}`` on the
     task over ``defaults.checks``, over each check's own default (see checks/base.py)."""
     given = dict(v.optional_mapping(m.get("checks"), f"{where}.checks"))
+    if "bucket_by" in m:
+        given["buckets"] = _bucket_by(v, m["bucket_by"], given.get("buckets"), where)
     raw = {**d.checks, **given}
     for name in raw:
         if name not in registry.checks:
@@ -901,6 +904,28 @@ def _checks(v: _V, m: Mapping[str, Any], where: str, d: Defaults) -> Mapping[str
         raise v.fail(f"{where}.checks", "every check is turned off", "leave at least one check on")
     frozen: Mapping[str, Any] = _frozen(out)
     return frozen
+
+
+def _bucket_by(v: _V, value: Any, buckets: Any, where: str) -> Mapping[str, Any]:
+    """``bucket_by: <field>`` on a task is ``checks: {buckets: {by: <field>}}`` written short
+    (the buckets check, one concept): merged with the task's ``checks.buckets`` options (edges,
+    tolerance), never contradicting them."""
+    at = f"{where}.bucket_by"
+    by = v.string(value, at, "e.g. bucket_by: context_tokens (a numeric metadata field)")
+    if buckets is False:
+        raise v.fail(at, "bucket_by is set but checks.buckets is false",
+                     "drop one of the two")  # fmt: skip
+    if buckets is None or buckets is True:
+        return {"by": by}
+    if not isinstance(buckets, Mapping):
+        return buckets  # type: ignore[no-any-return]  # _checks names the bad value
+    if "by" in buckets and buckets["by"] != by:
+        raise v.fail(
+            at,
+            f"bucket_by: {by} contradicts checks.buckets.by: {buckets['by']}",
+            "give the field once",
+        )
+    return {**buckets, "by": by}
 
 
 # -- LLM-as-judge: the judge endpoint (role "judge") and the judge scorers' options ------------

@@ -407,16 +407,14 @@ class ItemPipeline:
     def _confidence(self, item: Item, response: Response) -> dict[str, Any]:
         """The answer's confidence for the calibration check, with the method and the answer's
         token logprobs (so a report shows what it was computed from), or the problem."""
-        from pytest_parity.scoring.confidence import confidence
+        from pytest_parity.scoring.confidence import confidence, named_no_option
 
         opts = self.task.checks["calibration"]
+        multiple_choice = self.task.scorer == "choice"
+        letters = str(self.task.scorer_options.get("letters", "ABCD"))
         try:
             value, problem = confidence(
-                response,
-                item,
-                opts,
-                multiple_choice=self.task.scorer == "choice",
-                letters=str(self.task.scorer_options.get("letters", "ABCD")),
+                response, item, opts, multiple_choice=multiple_choice, letters=letters
             )
         except Exception as exc:  # a custom hook's bug is the task's error, not a crash
             raise TaskRunError(
@@ -427,6 +425,8 @@ class ItemPipeline:
             facts["confidence_problem"] = problem
         else:
             facts["confidence"] = value
+            if named_no_option(response, opts, multiple_choice=multiple_choice, letters=letters):
+                facts["confidence_from"] = "first_token"  # the answer named no option
         if response.logprobs is not None:
             facts["logprobs"] = [round(x, 4) for x in response.logprobs[:MAX_LOGPROBS]]
         return facts

@@ -9,17 +9,19 @@ Endpoints are opened per task, inside that task's event loop, and closed when it
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from pytest_parity import registry
 from pytest_parity.contract.spec import Contract, EndpointSpec, TaskSpec
 from pytest_parity.endpoints.progress import answer_counts
 from pytest_parity.records import TaskRun
+from pytest_parity.runner.lengths import ContextTokens, counts_context_tokens
 from pytest_parity.runner.pipeline import Classifier, ItemPipeline
 from pytest_parity.runner.taskrun import Progress, TaskRunError
 from pytest_parity.scoring.resolve import resolve_scorer
 from pytest_parity.sources.base import RunContext, SourceError, TaskSource
+from pytest_parity.sources.item import Item
 
 __all__ = ["Runner", "default_classifier"]
 
@@ -56,6 +58,7 @@ class Runner:
             "judge": judge_recorder,
         }
         self.classify = classify or default_classifier
+        self._notes: dict[str, list[str]] = {}  # task -> the runner's own notes (token counts)
         self.transport = transport
         self.on_progress = on_progress
         self.deadline = deadline  # time.monotonic() after which no new task may start
@@ -87,7 +90,7 @@ class Runner:
             else:
                 run = run_sync(lambda: self._run_items(task, source, pilot))
                 run.data_digest = source.digest(task)
-                run.notes = list(source.notes(task, run.records))
+                run.notes = [*source.notes(task, run.records), *self._notes.pop(task.name, [])]
                 if self.contract.baseline.kind == "captured":
                     run.notes.append(
                         "baseline: the production answers captured with the traffic"
@@ -133,6 +136,13 @@ class Runner:
         specs = self.specs()
         source.bind(task, specs)
         source.prepare(task)
+        # bucket_by: context_tokens where the source does not count: the server's tokenizer
+        lengths = ContextTokens(task, specs) if counts_context_tokens(task) else None
+
+        def items() -> Iterable[Item]:
+            got = source.items(task)
+            return got if lengths is None else lengths.items(got)
+
         scorer = resolve_scorer(task.scorer, task.scorer_options)
         endpoints = {role: self._open(role) for role in specs}
         # The judge (LLM-as-judge scorers): its own endpoint, role "judge", own cache entries.
@@ -155,7 +165,7 @@ class Runner:
                 from pytest_parity.runner.earlystop import seeded_order
 
                 seed = self.contract.defaults.seed
-                ordered = seeded_order(source.items(task), seed, task.name)
+                ordered = seeded_order(items(), seed, task.name)
                 pipeline.total = min(pilot, len(ordered))
                 out = await pipeline.run(ordered[:pilot])
                 out.n_items = len(ordered)  # what the task holds, for the plan
@@ -163,9 +173,9 @@ class Runner:
                 from pytest_parity.runner.earlystop import run_in_batches
 
                 seed = self.contract.defaults.seed
-                out, early_stop = await run_in_batches(pipeline, source.items(task), task, seed)
+                out, early_stop = await run_in_batches(pipeline, items(), task, seed)
             else:
-                out = await pipeline.run(source.items(task))
+                out = await pipeline.run(items())
             described = {}
             for role, ep in endpoints.items():
                 if getattr(ep, "stalled", None) or not source.sends_requests:
@@ -187,6 +197,8 @@ class Runner:
                 await ep.aclose()
             if judge is not None:
                 await judge.aclose()
+        if lengths is not None:
+            self._notes[task.name] = lengths.notes()
         return TaskRun(
             task=task,
             records=out.records,

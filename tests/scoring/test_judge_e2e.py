@@ -251,3 +251,24 @@ def test_a_missing_rubric_file_is_a_one_line_contract_error(pytester: pytest.Pyt
     lines = [line for line in result.outlines + result.errlines if "rubrics" in line]
     assert lines and "tasks[0].scorer.rubric: file not found" in lines[0]
     assert "paths are relative to the contract" in lines[0]
+
+
+def test_other_injected_bias_rates_give_their_own_figures(pytester: pytest.Pytester) -> None:
+    """Not tuned to one design: another position bias (q5-q8, q11, q12: six items where the
+    judge has a real preference) and inconsistency (q3 a win, q13 a loss, q25 a tie, each a tie
+    on the second look) move the figures exactly as counted by hand."""
+    biased = frozenset({"q5", "q6", "q7", "q8", "q11", "q12"})
+    judge = ScriptedJudge(position_bias=biased, inconsistent=frozenset({"q3", "q13", "q25"}))
+    with (
+        FakeServer(answer=baseline_stack()) as a,
+        FakeServer(answer=candidate_stack) as b,
+        FakeServer(answer=judge) as j,
+    ):
+        path = write_contract(pytester, a.base_url, b.base_url, j.base_url, PAIRWISE)
+        _, report = run(pytester, path, "--parity-aa=rerun")
+    jf = task(report, "pairs")["judge"]
+    # wins: q0-q4, q9 (quality) + q36-q39 (length); losses: q10, q13, q14
+    assert (jf["wins"], jf["ties"], jf["losses"]) == (10, 27, 3)
+    assert jf["position"]["flip_rate"] == pytest.approx(6 / 40)
+    assert jf["consistency"] == {"n": 40, "agreement": pytest.approx(38 / 40)}
+    assert jf["aa"]["false_difference_rate"] == pytest.approx(6 / 40)

@@ -129,9 +129,7 @@ def test_a_length_beyond_the_window_is_refused_before_any_request(
         Runner(c).run(c.tasks[0])
 
 
-def test_tool_use_through_the_servers_function_calling_format(
-    tool_pair: dict[str, str], tmp_path: Path
-) -> None:
+def _trips(tmp_path: Path) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))  # tool_envs, by path
     search = {"type": "function", "function": {"name": "search_flights",
               "description": "Find flights between two cities", "parameters": {"type": "object",
@@ -144,6 +142,12 @@ def test_tool_use_through_the_servers_function_calling_format(
         for i, (o, n) in enumerate((("Paris", "AZ 123"), ("Oslo", "SK 7")))
     ]  # fmt: skip
     (tmp_path / "trips.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+
+
+def test_tool_use_through_the_servers_function_calling_format(
+    tool_pair: dict[str, str], tmp_path: Path
+) -> None:
+    _trips(tmp_path)
     task = (
         "{name: trips, source: tool-use, path: trips.jsonl, tool_use: {max_steps: 3},"
         " params: {max_tokens: 64}, min_items: 1}"
@@ -162,3 +166,33 @@ def test_tool_use_through_the_servers_function_calling_format(
             measured.append((r["id"], role, side["category"], side["facts"]["calls"],
                              side["facts"]["tool_names"]))  # fmt: skip
     print("\ntool use on the llama.cpp pair:", measured, f"{seconds:.0f} s")
+
+
+def test_forced_tool_calls_run_the_environment_and_are_counted(
+    tool_pair: dict[str, str], tmp_path: Path
+) -> None:
+    """Left to choose (``tool_choice: auto``) SmolLM2 answers in text without a call; forced
+    (``tool_choice`` naming the function) it calls, in parallel, every turn: the calls are parsed
+    from llama-cpp-python's function-calling format, run in the environment, their results sent
+    back, and the repeats counted. Measured when written: 2 parallel calls a turn, 6 calls in 3
+    steps, every episode at the step limit (``loop`` where the calls repeat exactly)."""
+    _trips(tmp_path)
+    forced = "{type: function, function: {name: search_flights}}"
+    task = (
+        "{name: trips, source: tool-use, path: trips.jsonl, tool_use: {max_steps: 3},"
+        f" params: {{max_tokens: 64, temperature: 0, repeat_penalty: 1.0, tool_choice: {forced}}},"
+        " min_items: 1}"
+    )
+    c = load_contract(write_contract(tmp_path, tool_pair, task))
+    run = Runner(c).run(c.tasks[0])
+    assert run.failed == {"baseline": 0, "candidate": 0}
+    for r in run.records:
+        for role in ("baseline", "candidate"):
+            side = r[role]
+            facts = side["facts"]
+            assert side["direction"] != "X", side  # never an infrastructure error
+            assert facts["calls"] >= 1 and set(facts["tool_names"]) == {"search_flights"}
+            assert facts["invalid_calls"] == 0  # the grammar keeps the arguments valid JSON
+            assert facts["hit_step_limit"] and side["category"] in ("loop", "step_limit")
+            results = [t for t in side["trajectory"] if t["role"] == "tool"]
+            assert len(results) == facts["calls"]  # every call ran in the environment

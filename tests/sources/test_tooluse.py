@@ -14,6 +14,7 @@ from servers import FakeServer, Reply
 from pytest_parity import load_contract
 from pytest_parity.contract.spec import ContractError
 from pytest_parity.endpoints.cache import ResponseCache
+from pytest_parity.endpoints.recording import Recorder
 from pytest_parity.runner import Runner, TaskRunError
 from pytest_parity.scoring.categories import trajectory_category
 from pytest_parity.sources.base import SourceError
@@ -384,3 +385,43 @@ def test_the_gate_as_a_user_runs_it_with_the_report(pytester: pytest.Pytester) -
     assert checks["error_direction"]["status"] == "PASS"
     html = (pytester.path / "out.html").read_text()
     assert "trajectory" in html and "calls cancel" in html
+
+
+# ----------------------------------------------------------------------------------------------
+# the rest of the endpoint layer: every turn recorded and replayed, the A/A pass (issue 16 item 3)
+
+
+def test_every_turn_is_recorded_and_a_replayed_baseline_drives_the_same_episodes(
+    tmp_path: Path,
+) -> None:
+    write_items(tmp_path, [episode(k) for k in range(4)])
+    recording = tmp_path / "baseline.jsonl"
+    with FakeServer(answer=agent()) as old, FakeServer(answer=agent(wrong_every=2)) as new:
+        with Recorder(recording, contract_digest="d", truncate=True) as rec:
+            _, live = run(contract(tmp_path, old.base_url, new.base_url), recorder=rec)
+        asked = len(old.received)
+        assert asked == 12 and rec.written == 12  # 3 turns an episode, each one recorded
+        path = tmp_path / "replayed.yaml"
+        path.write_text(
+            f"baseline: {{kind: replay, recording: '{recording}', model: m}}\n"
+            f"candidate: {{kind: openai, base_url: '{new.base_url}', model: m}}\n"
+            "tasks:\n  - {name: trips, source: tool-use, path: trips.jsonl, tool_use: {}}\n"
+        )
+        _, replayed = run(path)
+        assert len(old.received) == asked  # the old stack was not asked again
+    for a, b in zip(live.records, replayed.records, strict=True):
+        assert a["baseline"]["trajectory"] == b["baseline"]["trajectory"]
+        assert a["baseline"]["score"] == b["baseline"]["score"] == 1.0
+        assert a["candidate"]["category"] == b["candidate"]["category"]
+    assert [r["candidate"]["category"] for r in replayed.records].count("wrong_tool") == 2
+
+
+def test_the_aa_pass_drives_its_own_episodes(tmp_path: Path) -> None:
+    write_items(tmp_path, [episode(k) for k in range(3)])
+    with FakeServer(answer=agent()) as old, FakeServer(answer=agent()) as new:
+        c, _ = run(contract(tmp_path, old.base_url, new.base_url))
+        before = len(old.received)
+        _, tr = run(contract(tmp_path, old.base_url, new.base_url), aa=c.baseline)
+        assert len(old.received) - before == 2 * 9  # the baseline's episodes, then the A/A's
+    assert tr.aa_scores is not None and len(tr.aa_scores) == 3
+    assert all(pair == (1.0, 1.0) for pair in tr.aa_scores.values())

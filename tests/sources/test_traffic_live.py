@@ -41,7 +41,15 @@ async def sums(ctx):
 pair = livebed.pair_fixture("F32", "Q2_K")
 
 
-def run(pytester: pytest.Pytester, baseline: str, candidate: str) -> dict[str, Any]:
+def run(
+    pytester: pytest.Pytester,
+    baseline: str,
+    candidate: str,
+    *,
+    scorer: str = '"judge_stub:sums"',
+    judge: str = "",
+    count: int = 12,
+) -> dict[str, Any]:
     pytester.makepyfile(judge_stub=PAIRED)
     pytester.syspathinsert()
     path = pytester.makefile(
@@ -49,18 +57,19 @@ def run(pytester: pytest.Pytester, baseline: str, candidate: str) -> dict[str, A
         contract=f"""
         baseline:  {baseline}
         candidate: {candidate}
+        {judge}
         defaults: {{min_items: 10}}
         tasks:
           - name: prod
             source: traffic
             path: traffic.jsonl
-            scorer: "judge_stub:sums"
+            scorer: {scorer}
             traffic:
               format: openai
               segment: metadata.route
               conversation: metadata.conversation_id
               signals: {{thumbs: feedback.thumbs}}
-              count: 12
+              count: {count}
               seed: 5
               sampling: {{temperature: 0, max_tokens: 16}}
         """,
@@ -107,3 +116,30 @@ def test_traffic_slice_gated_live_against_the_llama_pair(
     assert ct["baseline_score"] == 1.0  # production's logged answers were right
     assert any(n.startswith("baseline: the production answers captured") for n in ct["notes"])
     assert ct["candidate_score"] == task["candidate_score"]  # the same requests, greedy
+
+
+def test_a_traffic_slice_judged_pairwise_by_the_real_model(
+    pytester: pytest.Pytester, pair: dict[str, str]
+) -> None:
+    """The issue's live check with a judge: a captured slice, both stacks, and SmolLM2 (F32) as
+    the order-swapped pairwise judge. A 135M judge is poor: this pins the plumbing (verdicts in
+    both orders, position bias measured, the signal agreement lines), not the judge's quality."""
+    write_gateway(pytester.path / "traffic.jsonl", 60)
+    report = run(
+        pytester,
+        f'{{kind: llama-cpp, base_url: "{pair["F32"]}", model: m}}',
+        f'{{kind: llama-cpp, base_url: "{pair["Q2_K"]}", model: m}}',
+        scorer="{name: judge-pairwise, recheck: 0, criteria: 'Which answer gives the right sum?'}",
+        judge=f'judge: {{kind: llama-cpp, base_url: "{pair["F32"]}", model: judge,'
+        " params: {max_tokens: 80}}",
+        count=4,
+    )
+    task = report["tasks"][0]
+    assert task["error"] is None, task["error"]
+    assert task["n_items"] == 4
+    j = task["judge"]
+    assert j["mode"] == "pairwise" and j["n"] + j["errors"] == 4
+    assert j["wins"] + j["ties"] + j["losses"] == j["n"]
+    assert 0.0 <= j["position"]["flip_rate"] <= 1.0
+    assert task["endpoints"]["judge"]["role"] == "judge"
+    assert any(n.startswith("signal thumbs: ") for n in task["notes"])

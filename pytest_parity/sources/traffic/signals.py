@@ -13,9 +13,10 @@ Pure functions on the run's records (plain dicts), for the task's notes in every
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["polarity", "segment_lines", "signal_lines"]
+__all__ = ["Agreement", "agreements", "polarity", "segment_lines", "signal_lines"]
 
 _UP = frozenset(
     {
@@ -101,7 +102,31 @@ def segment_lines(records: Sequence[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
-def signal_lines(records: Sequence[Mapping[str, Any]]) -> list[str]:
+@dataclass(frozen=True)
+class Agreement:
+    """The scorer against one production signal, over some items (one segment, or all).
+
+    ``decided`` items are those where the scorer preferred one stack (scores differ); the
+    preference agrees with the signal where it prefers the other stack's answer to the
+    baseline's on an item rated down, and the baseline's on an item rated up."""
+
+    n: int  # items with a reading of the signal (and both answers scored)
+    up: int
+    down: int
+    old_up: float | None  # the baseline answer's mean score where rated up
+    old_down: float | None  # ... where rated down
+    decided: int
+    agree: int
+
+    @property
+    def rate(self) -> float | None:
+        """The share of ``decided`` items where the preference agrees with the signal."""
+        return self.agree / self.decided if self.decided else None
+
+
+def agreements(records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str | None, Agreement]]:
+    """signal name -> segment (``None``: all items) -> :class:`Agreement`; the segments only
+    where the items hold more than one."""
     rows: dict[str, list[tuple[str, int, float, float]]] = {}
     for r, b, c in _scored(records):
         meta = r.get("metadata") or {}
@@ -109,31 +134,52 @@ def signal_lines(records: Sequence[Mapping[str, Any]]) -> list[str]:
             pol = polarity(value)
             if pol is not None:
                 rows.setdefault(name, []).append((str(meta.get("segment", "(none)")), pol, b, c))
-    lines = []
+    out: dict[str, dict[str | None, Agreement]] = {}
     for name, data in rows.items():
-        lines.append(f"signal {name}: " + _agreement(data))
+        per: dict[str | None, Agreement] = {None: _agreement(data)}
         segments = sorted({s for s, *_ in data})
         if len(segments) > 1:
             for seg in segments:
-                part = [d for d in data if d[0] == seg]
-                lines.append(f"signal {name}, segment {seg}: " + _agreement(part))
+                per[seg] = _agreement([d for d in data if d[0] == seg])
+        out[name] = per
+    return out
+
+
+def signal_lines(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    lines = []
+    for name, per in agreements(records).items():
+        for seg, agreement in per.items():
+            head = f"signal {name}: " if seg is None else f"signal {name}, segment {seg}: "
+            lines.append(head + _line(agreement))
     return lines
 
 
-def _agreement(data: Sequence[tuple[str, int, float, float]]) -> str:
+def _agreement(data: Sequence[tuple[str, int, float, float]]) -> Agreement:
     up = [b for _, p, b, _ in data if p > 0]
     down = [b for _, p, b, _ in data if p < 0]
     decided = [(p, c - b) for _, p, b, c in data if c != b]
     agree = sum(1 for p, d in decided if (p > 0 and d < 0) or (p < 0 and d > 0))
-    parts = [f"{len(data)} items rated ({len(up)} up, {len(down)} down)"]
-    if up:
-        parts.append(f"old answer scored {sum(up) / len(up):.2f} where rated up")
-    if down:
-        parts.append(f"{sum(down) / len(down):.2f} where rated down")
-    if decided:
+    return Agreement(
+        n=len(data),
+        up=len(up),
+        down=len(down),
+        old_up=sum(up) / len(up) if up else None,
+        old_down=sum(down) / len(down) if down else None,
+        decided=len(decided),
+        agree=agree,
+    )
+
+
+def _line(a: Agreement) -> str:
+    parts = [f"{a.n} items rated ({a.up} up, {a.down} down)"]
+    if a.old_up is not None:
+        parts.append(f"old answer scored {a.old_up:.2f} where rated up")
+    if a.old_down is not None:
+        parts.append(f"{a.old_down:.2f} where rated down")
+    if a.rate is not None:
         parts.append(
-            f"the scorer's preference agrees with the signal on {agree / len(decided):.0%}"
-            f" of {len(decided)} items with a preference"
+            f"the scorer's preference agrees with the signal on {a.rate:.0%}"
+            f" of {a.decided} items with a preference"
         )
     else:
         parts.append("no item with a preference between the stacks")
