@@ -153,10 +153,12 @@ def gate(workdir: str, args: list[str]) -> None:
 
     def timed(*a: Any, **kw: Any) -> Any:
         s = time.perf_counter()
+        timings["answered_rss_kb"] = rss_kb()  # every answer in, before the statistics
         try:
             return evaluate(*a, **kw)
         finally:
             timings["eval_s"] += time.perf_counter() - s
+            timings["evaluated_rss_kb"] = rss_kb()
 
     verdict.evaluate = timed  # type: ignore[assignment]
     from pytest_parity.runner import run as runner_run
@@ -172,7 +174,10 @@ def gate(workdir: str, args: list[str]) -> None:
             timings["task_s"] += time.perf_counter() - s
 
     runner_run.Runner.run = timed_run  # type: ignore[method-assign]
-    rc = pytest.main(["-q", "-p", "no:cacheprovider", "--parity-contract=contract.yaml", *args])
+    # --progress: pytest's normal verbosity, under which the gate prints its progress lines
+    quiet = [] if "--progress" in args else ["-q"]
+    args = [a for a in args if a != "--progress"]
+    rc = pytest.main([*quiet, "-p", "no:cacheprovider", "--parity-contract=contract.yaml", *args])
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     heavy = sorted(m for m in ("scipy.stats", "scipy.optimize", "scipy") if m in sys.modules)
@@ -407,16 +412,23 @@ def scale(n: int, tmp: Path) -> None:
         for size in (small, n):
             work = tmp / f"scale-{size}"
             write_task(work, urls, size, 32)
-            got, text = child(["--gate", str(work), "--parity-no-cache"], progress=size == n)
+            argv = ["--gate", str(work), "--parity-no-cache", "--progress"]
+            got, text = child(argv, progress=size == n)
             tail = [ln for ln in text.splitlines() if "passed" in ln or "failed" in ln]
+            overall = [ln.strip() for ln in text.splitlines() if ln.startswith("OVERALL")]
             out[size] = got
             print(
                 f"  {size} items: wall {got['wall_s']:.1f} s, CPU {got['cpu_s'] / size * 1e3:.2f}"
-                f" ms/item, peak RSS {got['sampled_kb'] / 1024:.0f} MB, eval"
-                f" {got['eval_s']:.2f} s, pytest rc {got['rc']}: {tail[-1] if tail else '?'}"
+                f" ms/item, peak RSS {got['sampled_kb'] / 1024:.0f} MB (at the last answer"
+                f" {got['answered_rss_kb'] / 1024:.0f} MB), eval {got['eval_s']:.2f} s,"
+                f" {overall[-1] if overall else '?'}, pytest: {tail[-1] if tail else '?'}"
             )
         per = (out[n]["sampled_kb"] - out[small]["sampled_kb"]) / (n - small) * 1024
-        print(f"[scale] RSS above the {small}-item run: {per:.0f} bytes per item (target < 1 KB)")
+        at = (out[n]["answered_rss_kb"] - out[small]["answered_rss_kb"]) / (n - small) * 1024
+        print(
+            f"[scale] RSS above the {small}-item run: {per:.0f} bytes per item at the peak,"
+            f" {at:.0f} at the last answer (target < 1 KB)"
+        )
     finally:
         for s in servers:
             s.close()

@@ -15,7 +15,7 @@ import asyncio
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pytest_parity.contract.spec import EndpointSpec, TaskSpec
 from pytest_parity.records import ItemRecord, SideRecord
@@ -85,7 +85,8 @@ class ItemPipeline:
     async def run(self, items: Iterable[Item]) -> PipelineResult:
         window = 2 * max(spec.max_concurrency for spec in self.specs.values())
         source = iter(items)
-        results: dict[int, ItemRecord] = {}
+        # In the order of the items; a slot per item sent (8 bytes, not a dict entry and an int).
+        results: list[ItemRecord | None] = []
         pending: dict[asyncio.Future[Any], int] = {}
         stop: asyncio.Future[Any] = asyncio.ensure_future(self._abort.wait())
         seen = 0
@@ -98,6 +99,7 @@ class ItemPipeline:
                         exhausted = True
                         break
                     pending[asyncio.ensure_future(self._one(item))] = seen
+                    results.append(None)
                     seen += 1
                 if not pending:
                     break
@@ -129,7 +131,7 @@ class ItemPipeline:
         if not self._abort.is_set() and exhausted:
             n_items = seen
         return PipelineResult(
-            records=[results[i] for i in sorted(results)],
+            records=[r for r in results if r is not None],
             n_items=n_items,
             failed=self.failed,
             last_error=self.last_error,
@@ -187,7 +189,7 @@ class ItemPipeline:
         cluster = None
         if self.task.cluster_key is not None:
             cluster = str(item.metadata.get(self.task.cluster_key))
-        return {
+        record: ItemRecord = {
             "id": item.id,
             "prompt": item.display_prompt(),
             "reference": item.reference,
@@ -196,6 +198,7 @@ class ItemPipeline:
             "baseline": sides["baseline"],
             "candidate": sides["candidate"],
         }
+        return _compact(_RecordKeys, record)
 
     async def _ask(self, role: str, item: Item) -> Answer:
         from pytest_parity.endpoints.http import Response
@@ -317,7 +320,9 @@ class ItemPipeline:
                 )
                 for r in responses
             ]
-        facts = scores[0].facts if len(scores) == 1 else _repeat_facts(scores)
+        if len(scores) == 1:
+            return scores[0]  # as it came (a mean of one would be a new float per answer)
+        facts = _repeat_facts(scores)
         return Score(
             sum(s.value for s in scores) / len(scores), all(s.parsed for s in scores), facts
         )
@@ -402,7 +407,7 @@ class ItemPipeline:
             category, direction = "judge_error", "X"
         rec["category"] = category
         rec["direction"] = direction if direction in DIRECTIONS else "W"  # type: ignore[typeddict-item]
-        return rec
+        return _compact(_SideKeys, rec)
 
     def _confidence(self, item: Item, response: Response) -> dict[str, Any]:
         """The answer's confidence for the calibration check, with the method and the answer's
@@ -466,6 +471,30 @@ class ItemPipeline:
         if item.tools:
             return [dict(t) for t in item.tools]
         return None if tools is None else list(tools)
+
+
+class _SideKeys:
+    """Lends its instances' ``__dict__`` to :func:`_compact` (one class per record shape)."""
+
+
+class _RecordKeys:
+    """As :class:`_SideKeys`, for the item record around the two sides."""
+
+
+_D = TypeVar("_D", ItemRecord, SideRecord)
+
+
+def _compact(keys: type, record: _D) -> _D:
+    """The same record as a key-sharing dict: CPython keeps the keys of a class's instance
+    dicts once, filled in the same order, so each record holds only its values. A real dict
+    (JSON, pickle, ``dict(...)`` and mutation as before), at ~180 bytes per side instead of
+    ~470: what keeps a 100,000-item task's records near 0.5 KB an item. Elsewhere an
+    ordinary dict."""
+    holder = keys()
+    for key, value in record.items():
+        setattr(holder, key, value)
+    out: _D = holder.__dict__
+    return out
 
 
 def _facts_of(score: Score | None, judge_error: str | None) -> dict[str, Any]:
