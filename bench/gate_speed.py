@@ -299,7 +299,11 @@ def scenario(latency: float, c: int, n: int, rounds: int, tmp: Path, cases: tupl
     finally:
         for s in servers:
             s.close()
-    return {k: {f: statistics.median(x[f] for x in v) for f in v[0]} for k, v in rows.items() if v}
+    return {
+        k: {f: statistics.median(x[f] for x in v) for f in v[0] if isinstance(v[0][f], float | int)}
+        for k, v in rows.items()
+        if v
+    }
 
 
 def show(label: str, latency: float, c: int, n: int, res: dict[str, Any]) -> None:
