@@ -88,7 +88,8 @@ def trend_test(lengths: Sequence[float], d: Sequence[float]) -> Trend | None:
     """One-sided test of a negative slope of ``d`` on log2(``lengths``); None when the lengths
     do not vary (at least two distinct lengths and three items are needed)."""
     import numpy as np
-    from scipy.stats import t as student_t
+
+    from pytest_parity.stats.distributions import t_cdf
 
     x = np.log2(np.asarray(lengths, dtype=np.float64))
     y = np.asarray(d, dtype=np.float64)
@@ -105,7 +106,7 @@ def trend_test(lengths: Sequence[float], d: Sequence[float]) -> Trend | None:
     weights = (xc * resid / np.maximum(1.0 - leverage, 1e-12)) ** 2
     se = math.sqrt(float(weights.sum())) / sxx
     # A perfect fit (no residual) leaves only the slope's sign.
-    p = (0.0 if slope < 0 else 1.0) if se == 0.0 else float(student_t.cdf(slope / se, n - 2))
+    p = (0.0 if slope < 0 else 1.0) if se == 0.0 else t_cdf(slope / se, n - 2)
     x_range = float(np.ptp(x))
     return Trend(slope, se, p, n, x_range, -slope * x_range)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_parity.sources.base import SourceError, TaskSource
-from pytest_parity.sources.item import Item
+from pytest_parity.sources.item import EMPTY, Item
 
 if TYPE_CHECKING:
     from pytest_parity.contract.spec import TaskSpec
@@ -41,8 +41,23 @@ def load_golden(
     path: Path, *, limit: int | None = None, cluster_key: str | None = None
 ) -> list[Item]:
     """Read and check a golden set; every problem names the file and the line."""
-    items: list[Item] = []
+    items = list(iter_golden(path, limit=limit, cluster_key=cluster_key))
+    if not items:
+        raise GoldenError(f"{path}: the golden set has no items (hint: one JSON object per line)")
+    return items
+
+
+def iter_golden(
+    path: Path,
+    *,
+    limit: int | None = None,
+    cluster_key: str | None = None,
+    check_ids: bool = True,
+) -> Iterator[Item]:
+    """The golden set's items one at a time, each checked as it is read; ``check_ids=False``
+    skips the duplicate-id check (a set already checked whole: no id table is kept)."""
     seen: dict[str, int] = {}
+    count = 0
     try:
         fh = path.open("rb")
     except OSError as exc:
@@ -59,18 +74,18 @@ def load_golden(
             if not line.strip():
                 continue
             item = _parse_line(path, lineno, line, cluster_key)
-            if item.id in seen:
-                raise GoldenError(
-                    f"{path}:{lineno}: duplicate id {item.id!r} (first on line {seen[item.id]})"
-                    " (hint: ids pair the two stacks' answers and must be unique)"
-                )
-            seen[item.id] = lineno
-            items.append(item)
-            if limit is not None and len(items) >= limit:
+            if check_ids:
+                if item.id in seen:
+                    raise GoldenError(
+                        f"{path}:{lineno}: duplicate id {item.id!r} (first on line"
+                        f" {seen[item.id]}) (hint: ids pair the two stacks' answers and must be"
+                        " unique)"
+                    )
+                seen[item.id] = lineno
+            yield item
+            count += 1
+            if limit is not None and count >= limit:
                 break
-    if not items:
-        raise GoldenError(f"{path}: the golden set has no items (hint: one JSON object per line)")
-    return items
 
 
 def _has_lone_surrogate(value: Any) -> bool:
@@ -144,8 +159,8 @@ def _parse_line(path: Path, lineno: int, line: str, cluster_key: str | None) -> 
         if isinstance(reference, bool) or not isinstance(reference, int | float):
             raise GoldenError(f"{where}: reference: expected a string or a number")
         reference = str(reference)
-    metadata = obj.get("metadata") or {}
-    if not isinstance(metadata, dict):
+    metadata = obj.get("metadata") or EMPTY
+    if not isinstance(metadata, Mapping):
         raise GoldenError(f"{where}: metadata: expected a JSON object")
     # People's labels for the LLM judge's agreement figures: kept with the item's metadata.
     labels = {k: obj[k] for k in HUMAN_LABELS if obj.get(k) is not None}
@@ -203,22 +218,42 @@ class GoldenSource(TaskSource):
         self._load(task)
 
     def items(self, task: TaskSpec) -> Iterator[Item]:
-        return iter(self._load(task))
+        # Checked whole first (every problem shows before a request is sent), then read again
+        # as the runner pulls items: a 100,000-item set is never held in memory as Items
+        # (~10 us an item to read twice, against ~350 bytes an item kept).
+        self._load(task)
+        assert task.path is not None
+        return iter_golden(
+            task.path, limit=task.limit, cluster_key=task.cluster_key, check_ids=False
+        )
 
     def count(self, task: TaskSpec) -> int:
-        return len(self._load(task))
+        return self._load(task)
 
     def digest(self, task: TaskSpec) -> str | None:
         return None if task.path is None else data_digest(task.path)
 
-    def _load(self, task: TaskSpec) -> list[Item]:
-        # prepare, count and items each need the set: read it once per file version.
+    def _load(self, task: TaskSpec) -> int:
+        """Check the whole set once per file version; its number of items."""
         assert task.path is not None
         st = task.path.stat()
         key = (str(task.path), task.limit, task.cluster_key, st.st_mtime_ns, st.st_size)
         if self._memo is None or self._memo[0] != key:
-            items = load_golden(task.path, limit=task.limit, cluster_key=task.cluster_key)
-            self._memo = (key, items)
+            n = sum(1 for _ in load_golden_checked(task))
+            self._memo = (key, n)
         return self._memo[1]
 
-    _memo: tuple[tuple[object, ...], list[Item]] | None = None
+    _memo: tuple[tuple[object, ...], int] | None = None
+
+
+def load_golden_checked(task: TaskSpec) -> Iterator[Item]:
+    """Every item of the task's set, checked (ids too); GoldenError when it has none."""
+    assert task.path is not None
+    n = 0
+    for item in iter_golden(task.path, limit=task.limit, cluster_key=task.cluster_key):
+        n += 1
+        yield item
+    if n == 0:
+        raise GoldenError(
+            f"{task.path}: the golden set has no items (hint: one JSON object per line)"
+        )

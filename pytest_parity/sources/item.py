@@ -7,11 +7,16 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-__all__ = ["Item"]
+__all__ = ["EMPTY", "Item"]
+
+
+# One read-only empty mapping for every item without metadata, params or captured answers: a
+# fresh proxy and dict per field cost ~300 bytes per item (30 MB for a 100,000-item task).
+EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
 def _empty() -> Mapping[str, Any]:
-    return MappingProxyType({})
+    return EMPTY
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ def tango_interval(b: int, c: int, n: int, confidence: float = 0.90) -> tuple[fl
     Well defined at b = c = 0 too: n = 50 gives +-5.1 points at 90%, about z^2 / (n + z^2) either
     side, so identical outputs on few items are never read as certainty.
     """
-    from scipy.optimize import brentq
+    from pytest_parity.stats.distributions import bisect_root
 
     if min(b, c) < 0 or b + c > n:
         raise ValueError(f"tango_interval: need 0 <= b, c and b + c <= n, got {b}, {c}, {n}")
@@ -64,7 +64,7 @@ def tango_interval(b: int, c: int, n: int, confidence: float = 0.90) -> tuple[fl
             return -sign
         inner = min(max(est, -_EDGE), _EDGE)
         lo, hi = min(edge, inner), max(edge, inner)
-        return float(brentq(lambda x: sign * tango_z(x, b, c, n) - z, lo, hi, xtol=1e-12))
+        return bisect_root(lambda x: sign * tango_z(x, b, c, n) - z, lo, hi, xtol=1e-12)
 
     return bound(1.0), bound(-1.0)
 
@@ -78,18 +78,18 @@ def mcnemar_exact(b: int, c: int) -> float:
     """Two-sided exact McNemar p-value: binomtest(b, b + c, 0.5). Not significant is not parity."""
     if b + c == 0:
         return 1.0
-    from scipy.stats import binom
+    from pytest_parity.stats.distributions import binom_cdf
 
-    return float(min(1.0, 2.0 * binom.cdf(min(b, c), b + c, 0.5)))
+    return min(1.0, 2.0 * float(binom_cdf(min(b, c), b + c, 0.5)))
 
 
 def one_sided_exact(k_more: int, k_less: int) -> float:
     """P(X >= k_more) for X ~ Bin(k_more + k_less, 1/2); 1.0 when both are zero."""
     if k_more + k_less == 0:
         return 1.0
-    from scipy.stats import binom
+    from pytest_parity.stats.distributions import binom_sf
 
-    return float(binom.sf(k_more - 1, k_more + k_less, 0.5))
+    return float(binom_sf(k_more - 1, k_more + k_less, 0.5))
 
 
 def zero_event_rate(n: int, tail: float) -> float:

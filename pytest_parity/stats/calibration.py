@@ -189,7 +189,7 @@ def tost_paired(d: ArrayLike, margin: float, alpha: float = 0.05) -> Tost:
     FAIL when the interval lies wholly outside it (the mean is beyond the margin, one-sided test
     at alpha); INCONCLUSIVE otherwise.
     """
-    from scipy.stats import t
+    from pytest_parity.stats.distributions import t_cdf, t_ppf, t_sf
 
     x = _arr(d)
     n = x.size
@@ -206,13 +206,13 @@ def tost_paired(d: ArrayLike, margin: float, alpha: float = 0.05) -> Tost:
         p_out = 1.0 if inside else 0.0
         low = high = mean
     else:
-        p_lower = float(t.sf((mean + margin) / se, dof))  # H0: mean <= -margin
-        p_upper = float(t.cdf((mean - margin) / se, dof))  # H0: mean >= +margin
+        p_lower = t_sf((mean + margin) / se, dof)  # H0: mean <= -margin
+        p_upper = t_cdf((mean - margin) / se, dof)  # H0: mean >= +margin
         p_eq = max(p_lower, p_upper)
         p_out = float(
-            t.cdf((mean + margin) / se, dof) if mean < 0 else t.sf((mean - margin) / se, dof)
+            t_cdf((mean + margin) / se, dof) if mean < 0 else t_sf((mean - margin) / se, dof)
         )
-        q = float(t.ppf(1 - alpha, dof))
+        q = t_ppf(1 - alpha, dof)
         low, high = mean - q * se, mean + q * se
     if -margin < low and high < margin:
         status = "PASS"

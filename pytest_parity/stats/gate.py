@@ -59,10 +59,10 @@ def _p_fail(iv: DeltaInterval, tolerance: float) -> float:
     if iv.method == "tango" and iv.b is not None and iv.c is not None:
         return tango_p_below(-tolerance, iv.b, iv.c, iv.n)
     if iv.method in ("t", "cluster-t") and iv.se > 0.0:
-        from scipy.stats import t
+        from pytest_parity.stats.distributions import t_cdf
 
         dof = (iv.clusters if iv.method == "cluster-t" and iv.clusters else iv.n) - 1
-        return float(t.cdf((iv.delta + tolerance) / iv.se, max(dof, 1)))
+        return t_cdf((iv.delta + tolerance) / iv.se, max(dof, 1))
     if iv.method in ("bootstrap", "cluster-bootstrap") and iv.se > 0.0:
         return _NORMAL.cdf((iv.delta + tolerance) / iv.se)  # normal with the bootstrap SE
     return _calibrated_p(iv, tolerance)

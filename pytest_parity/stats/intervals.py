@@ -350,9 +350,9 @@ def _cluster_ids(clusters: Sequence[Hashable], n: int) -> NDArray[np.intp]:
 
 
 def _t_interval(delta: float, se: float, dof: int, confidence: float) -> tuple[float, float]:
-    from scipy.stats import t
+    from pytest_parity.stats.distributions import t_ppf
 
-    q = float(t.ppf(0.5 + confidence / 2, max(dof, 1)))
+    q = t_ppf(0.5 + confidence / 2, max(dof, 1))
     return delta - q * se, delta + q * se
 
 
@@ -378,15 +378,25 @@ def _wilcoxon(d: NDArray[np.float64]) -> float | None:
         return float(wilcoxon(d).pvalue)
     # scipy's normal approximation (tie-corrected variance), without its per-call overhead
     # that dominated coverage simulations.
-    from scipy.stats import rankdata
-
-    ranks = rankdata(np.abs(nonzero))
+    ranks = _average_ranks(np.abs(nonzero))
     _, ties = np.unique(ranks, return_counts=True)
     var = m * (m + 1) * (2 * m + 1) / 24 - float((ties**3 - ties).sum()) / 48
     if var <= 0.0:
         return 1.0
     z = (float(ranks[nonzero > 0].sum()) - m * (m + 1) / 4) / math.sqrt(var)
     return 2.0 * _NORMAL.cdf(-abs(z))
+
+
+def _average_ranks(x: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Ranks 1..n of x, ties given their average rank (``scipy.stats.rankdata``'s default)."""
+    order = np.argsort(x, kind="mergesort")
+    xs = x[order]
+    starts = np.flatnonzero(np.r_[True, xs[1:] != xs[:-1]])
+    counts = np.diff(np.r_[starts, xs.size])
+    avg = starts + (counts + 1) / 2.0  # the mean of ranks start+1 .. start+count
+    ranks = np.empty(x.size, dtype=np.float64)
+    ranks[order] = np.repeat(avg, counts)
+    return ranks
 
 
 def bootstrap_means(d: ArrayLike, n_boot: int, rng: np.random.Generator) -> NDArray[np.float64]:

@@ -51,15 +51,15 @@ def exact_pass_probability(
     n: int, flip_rate: float, tolerance: float, alpha: float = 0.05, true_delta: float = 0.0
 ) -> float:
     """P(PASS) of the binary Tango gate, summed exactly over the (b, c) outcomes of n items."""
-    from scipy.stats import binom
+    from pytest_parity.stats.distributions import binom_cdf, binom_isf, binom_pmf, binom_ppf
 
     _check(flip_rate, true_delta, "pass_probability")
     psi = float(flip_rate)
     z = _z(1 - alpha)
     if psi == 0.0:
         return 1.0 if float(tango_z_array(-tolerance, 0, 0, n)) > z else 0.0
-    lo = int(binom.ppf(_TAIL, n, psi)) if psi < 1.0 else n
-    hi = int(binom.isf(_TAIL, n, psi)) if psi < 1.0 else n
+    lo = binom_ppf(_TAIL, n, psi) if psi < 1.0 else n
+    hi = binom_isf(_TAIL, n, psi) if psi < 1.0 else n
     m = np.arange(max(lo - 1, 0), min(hi + 1, n) + 1)
     # Largest passing b for each m by bisection, all m at once: k in [-1, m], -1 = none passes.
     k_lo = np.full(m.size, -1, dtype=np.int64)
@@ -70,7 +70,7 @@ def exact_pass_probability(
         k_lo = np.where(ok, mid, k_lo)
         k_hi = np.where(ok, k_hi, mid - 1)
     share_b = min(max((psi - true_delta) / (2 * psi), 0.0), 1.0)
-    total = binom.pmf(m, n, psi) @ binom.cdf(k_lo, m, share_b)
+    total = binom_pmf(m, n, psi) @ binom_cdf(k_lo, m, share_b)
     return float(min(max(total, 0.0), 1.0))
 
 

@@ -34,7 +34,7 @@ def quantile_interval(
 ) -> tuple[float, float | None, float | None]:
     """(estimate, lower, upper) of the q-quantile of ``x`` with two-sided coverage at least
     1 - 2 alpha; an end is None when n is too small for an order statistic to bound it."""
-    from scipy.stats import binom
+    from pytest_parity.stats.distributions import binom_cdf
 
     x = np.sort(np.asarray(x, dtype=float))
     n = len(x)
@@ -43,7 +43,7 @@ def quantile_interval(
     est = float(np.quantile(x, q))
     # P(B < k) for k = 0..n+1 (B ~ Binomial(n, q)): x_(k) (1-based) is above the quantile
     # exactly when fewer than k observations are below it.
-    cdf = np.concatenate(([0.0], binom.cdf(np.arange(0, n + 1), n, q)))  # cdf[k] = P(B < k)
+    cdf = np.concatenate(([0.0], binom_cdf(np.arange(0, n + 1), n, q)))  # cdf[k] = P(B < k)
     lo_tail = cdf  # P(quantile < x_(l)) = P(B < l)
     hi_tail = 1.0 - cdf  # P(quantile > x_(u)) = P(B >= u)
     # The largest l with P(B < l) <= alpha, the smallest u with P(B >= u) <= alpha.

@@ -217,9 +217,8 @@ def simulate_fixed(
     """
     from statistics import NormalDist
 
-    from scipy.stats import t as student_t
-
     from pytest_parity.stats.binary import tango_z_array
+    from pytest_parity.stats.distributions import t_ppf
 
     arr = np.asarray(d, dtype=np.float64)
     n = arr.shape[1]
@@ -229,7 +228,7 @@ def simulate_fixed(
         crit = NormalDist().inv_cdf(1 - alpha)
         return np.where(z > crit, 1, np.where(z < -crit, -1, 0)).astype(np.int8)
     mean, se = arr.mean(axis=1), arr.std(axis=1, ddof=1) / math.sqrt(n)
-    q = float(student_t.ppf(1 - alpha, n - 1))
+    q = t_ppf(1 - alpha, n - 1)
     lo, hi = mean - q * se, mean + q * se
     return np.where(lo > -tolerance, 1, np.where(hi < -tolerance, -1, 0)).astype(np.int8)
 
