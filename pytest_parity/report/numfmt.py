@@ -86,6 +86,15 @@ def change(old: object, new: object) -> str:
     return f"{count(old)} {ARROW} {count(new)}"
 
 
+_ASCII_MINUS = re.compile(r"(?<![\w.\-])-(?=\d)")
+
+
+def prose(text: object) -> str:
+    """A reason sentence with the report's signs: ``0 -> 6`` as ``0 → 6``, ``-0.90`` with a true
+    minus (a hyphen inside a word or an id, ``q-1``, stays)."""
+    return _ASCII_MINUS.sub(MINUS, str(text).replace(" -> ", f" {ARROW} "))
+
+
 def signed_number(x: float, digits: int = 2) -> str:
     """A plain signed number with a true minus sign (terminal columns)."""
     return f"{x:+.{digits}f}".replace("-", MINUS)
