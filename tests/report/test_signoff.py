@@ -273,3 +273,15 @@ def test_markdown_and_pytest_html_carry_the_same_sign_off_facts() -> None:
         assert fact in pytest_html, ("pytest-html", fact)
     # the grouped order in Markdown: FAIL before INCONCLUSIVE before PASS
     assert md.index("Fails the run") < md.index("Not decided yet") < md.index("Passed (1)")
+
+
+def test_the_terminal_names_the_lock_and_shows_bidi_controls_visibly() -> None:
+    from pytest_parity.report.terminal import verdict_lines
+
+    run = make_run()
+    run["tasks"][1]["checks"]["delta"]["reasons"] = ["item q\u202e7 went wrong"]
+    run["lock"] = {"digest": "ab" * 32, "entries": {}, "checked": "parity.lock", "written": None}  # type: ignore[typeddict-unknown-key]
+    lines = verdict_lines(run)
+    assert f"lock digest {'ab' * 32} (checked against parity.lock)" in lines
+    joined = "\n".join(lines)
+    assert "\u202e" not in joined and "item q<U+202E>7 went wrong" in joined
