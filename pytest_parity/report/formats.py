@@ -34,7 +34,7 @@ from pytest_parity.report.html.sections import (
 )
 from pytest_parity.report.html.svg import delta_numbers, esc, forest_svg, number, points
 from pytest_parity.report.numfmt import count, prose
-from pytest_parity.report.signoff import GROUP_TITLES, SignOff, sign_off
+from pytest_parity.report.signoff import SignOff, group_title, sign_off
 
 __all__ = [
     "FORMAT",
@@ -248,7 +248,7 @@ def signoff_markdown(facts: SignOff) -> list[str]:
     if facts.headline():
         lines += [f"**{_md(facts.headline())}**", ""]
     for status, reasons in facts.groups:
-        lines += [f"### {ICONS.get(status, '')} {_md(GROUP_TITLES[status])} ({len(reasons)})", ""]
+        lines += [f"### {ICONS.get(status, '')} {_md(group_title(status, reasons))}", ""]
         lines += [f"- {_md(r.text)}" for r in reasons] + [""]
     if facts.noise:
         lines += [

@@ -49,6 +49,15 @@ class Reason:
     status: str  # the group it belongs to
     task: str  # "" for a run-level reason
     text: str
+    tasks: tuple[str, ...] = ()  # a reason standing for several tasks (passes collapsed)
+
+    def names(self) -> list[str]:
+        return [self.task] if self.task else list(self.tasks)
+
+
+# Past this many plain passes the first page lists them on one line: their numbers are in the
+# table, and twenty bullets would push the sign-off block off the page.
+MAX_PASS_LINES = 3
 
 
 @dataclass(frozen=True)
@@ -150,7 +159,7 @@ class SignOff:
         items each needs and whether its data holds them) and pass."""
         parts = []
         for status, reasons in self.groups:
-            names = list(dict.fromkeys(r.task for r in reasons if r.task))
+            names = list(dict.fromkeys(n for r in reasons for n in r.names()))
             if status == "INCONCLUSIVE":
                 settled = {n.task for n in self.needed}
                 shown = [n.short() for n in self.needed]
@@ -162,6 +171,16 @@ class SignOff:
             if shown:
                 parts.append(f"{GROUP_TITLES[status]}: {', '.join(shown)}")
         return " · ".join(parts)
+
+
+def group_title(status: str, reasons: list[Reason]) -> str:
+    """``Fails the run (1 task, 3 checks)``: how many tasks a group holds, and its reasons."""
+    tasks = len({n for r in reasons for n in r.names()})
+    text = f"{GROUP_TITLES[status]} ("
+    text += f"{tasks} task" + ("s" if tasks != 1 else "") if tasks else ""
+    if len(reasons) > max(tasks, 1) or not tasks:
+        text += (", " if tasks else "") + f"{len(reasons)} reason" + ("s" * (len(reasons) != 1))
+    return text + ")"
 
 
 def _mapping(v: Any) -> Mapping[str, Any]:
@@ -331,6 +350,17 @@ def sign_off(run: Mapping[str, Any]) -> SignOff:
                 f"not run: {', '.join(missing)} (every task must pass for an overall PASS)",
             )
         )
+    plain = [r for r in groups["PASS"] if "Warning:" not in r.text]
+    if len(plain) > MAX_PASS_LINES:
+        names = tuple(r.task for r in plain)
+        collapsed = Reason(
+            "PASS",
+            "",
+            f"{len(names)} tasks passed every check, each inside its tolerance (their numbers"
+            f" are in the table below): {', '.join(names)}",
+            names,
+        )
+        groups["PASS"] = [collapsed, *(r for r in groups["PASS"] if r not in plain)]
     lock = _mapping(run.get("lock"))
     return SignOff(
         overall=str(run.get("overall", "SKIP")),

@@ -95,8 +95,8 @@ def test_the_reasons_are_grouped_by_status_worst_first_in_plain_words() -> None:
     page = first_page(with_holm(make_run()))
     groups = page.find_all("pp-group")
     titles = [g.one(tag="h3").text() for g in groups]
-    assert titles == ["FAIL Fails the run (3)", "INCONCLUSIVE Not decided yet (1)",
-                      "PASS Passed (1)"]  # fmt: skip
+    assert titles == ["FAIL Fails the run (1 task, 3 reasons)",
+                      "INCONCLUSIVE Not decided yet (1 task)", "PASS Passed (1 task)"]  # fmt: skip
     fails = [li.text() for li in groups[0].find_all(tag="li")]
     assert all(t.startswith("safety_refusals ·") for t in fails)
     # every p says which hypothesis it tests, not only that Holm adjusted it
@@ -119,7 +119,7 @@ def test_a_fail_that_does_not_hold_across_the_run_is_not_decided_and_says_why() 
     run["overall"] = "INCONCLUSIVE"
     page = first_page(run)
     titles = [g.one(tag="h3").text() for g in page.find_all("pp-group")]
-    assert titles[0] == "INCONCLUSIVE Not decided yet (2)"
+    assert titles[0] == "INCONCLUSIVE Not decided yet (2 tasks)"
     text = page.find_all("pp-group")[0].text()
     assert (
         "failed on its own" in text and "p = 0.78 once all 3 checks of the run are counted" in text
@@ -179,7 +179,7 @@ def test_the_sign_off_block_prints_on_the_first_page_with_the_lock_digest() -> N
     assert "fp16 -> fp8 KV cache" in root.one(tag="header").text()
     # the first page ends before the evidence, and print starts the evidence on a new page
     assert page.index('class="pp-signoff"') < page.index('id="summary"')
-    assert ".pp-first{break-after:page}" in page
+    assert ".pp-first{break-after:page;" in page
     del run["lock"]  # type: ignore[misc]
     block = first_page(run).one("pp-signoff")
     assert "not locked (--parity-lock=PATH" in block.text()
@@ -254,9 +254,9 @@ def test_markdown_and_pytest_html_carry_the_same_sign_off_facts() -> None:
     run["tasks"][0]["aa"] = {"n": 1000, "flips": 61, "flip_rate": 0.061}
     run["lock"] = {"digest": "ef" * 32, "entries": {}}  # type: ignore[typeddict-unknown-key]
     facts = [
-        "Fails the run (3)",
-        "Not decided yet (1)",
-        "Passed (1)",
+        "Fails the run (1 task, 3 reasons)",
+        "Not decided yet (1 task)",
+        "Passed (1 task)",
         "mmlu_pro needs about 2,400 paired items; its benchmark holds only 1,000",
         "“is the new stack worse than the tolerance allows?”: p = 0.0021",
         "6.1% (61 of 1,000)",
@@ -272,7 +272,7 @@ def test_markdown_and_pytest_html_carry_the_same_sign_off_facts() -> None:
         assert fact in md, ("markdown", fact)
         assert fact in pytest_html, ("pytest-html", fact)
     # the grouped order in Markdown: FAIL before INCONCLUSIVE before PASS
-    assert md.index("Fails the run") < md.index("Not decided yet") < md.index("Passed (1)")
+    assert md.index("Fails the run") < md.index("Not decided yet") < md.index("Passed (1 task)")
 
 
 def test_the_terminal_names_the_lock_and_shows_bidi_controls_visibly() -> None:
@@ -285,3 +285,23 @@ def test_the_terminal_names_the_lock_and_shows_bidi_controls_visibly() -> None:
     assert f"lock digest {'ab' * 32} (checked against parity.lock)" in lines
     joined = "\n".join(lines)
     assert "\u202e" not in joined and "item q<U+202E>7 went wrong" in joined
+
+
+def test_many_passes_collapse_to_one_line_so_the_sign_off_stays_on_the_first_page() -> None:
+    run = make_run()
+    extra = []
+    for i in range(6):
+        t = copy.deepcopy(run["tasks"][0])
+        t["task"] = f"golden_{i}"
+        extra.append(t)
+    run["tasks"] += extra
+    group = first_page(run).find_all("pp-group")[-1]
+    assert group.one(tag="h3").text() == "PASS Passed (7 tasks)"
+    (line,) = group.find_all(tag="li")
+    assert line.text().startswith("7 tasks passed every check") and "golden_5" in line.text()
+    headline = first_page(run).one("pp-headline").text()
+    assert headline.endswith("Passed: 7 tasks")
+    # a pass with a real regression inside tolerance keeps its own line and its warning
+    run["tasks"][3]["checks"]["delta"]["numbers"]["warn"] = True
+    items = first_page(run).find_all("pp-group")[-1].find_all(tag="li")
+    assert len(items) == 2 and "Warning: a real regression" in items[1].text()

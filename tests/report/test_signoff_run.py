@@ -79,7 +79,7 @@ def test_a_real_run_signs_off_the_same_facts_in_every_report(pytester: pytest.Py
     markdown = (pytester.path / "summary.md").read_text().replace("\\_", "_")
     pytest_html = _text((pytester.path / "pytest.html").read_text())
     for where, text in (("html", first), ("markdown", markdown), ("pytest-html", pytest_html)):
-        assert "Passed (1)" in text, where
+        assert "Passed (1 task)" in text, where
         assert "arithmetic: new minus old +0.00 pts" in text, where
         assert aa_text in text, where
         assert digest in text, where

@@ -17,7 +17,7 @@ from pytest_parity.report.formats import HEADLINES, ICONS
 from pytest_parity.report.html.sections import as_list, badge, status_class
 from pytest_parity.report.html.svg import VERDICT_TINTS, esc, number
 from pytest_parity.report.numfmt import count, percent
-from pytest_parity.report.signoff import GROUP_TITLES, PASS_CHANCE_NOTE, SignOff, sign_off
+from pytest_parity.report.signoff import PASS_CHANCE_NOTE, SignOff, group_title, sign_off
 
 FIRST_PAGE_CSS = """
 .pp-verdict{border-radius:8px;padding:16px 22px;margin:0 0 20px;border:2px solid}
@@ -38,7 +38,19 @@ FIRST_PAGE_CSS = """
 .pp-signoff th{width:11em}.pp-signoff td.pp-blank{height:2.4em}
 .pp code{font:12px ui-monospace,Menlo,Consolas,monospace;overflow-wrap:anywhere}
 @media print{
-  .pp-first{break-after:page}
+  .pp-first{break-after:page;font-size:10.5px;line-height:1.35}
+  .pp-first .pp-verdict{padding:6px 14px;margin:0 0 8px}
+  .pp-first .pp-big{font-size:20px}
+  .pp-first .pp-verdict p{font-size:12px}
+  .pp-first .pp-cards{gap:6px;margin:0 0 6px}
+  .pp-first .pp-card{padding:3px 8px}.pp-first .pp-card b{font-size:15px}
+  .pp-first .pp-card span{font-size:9.5px}
+  .pp-first .pp-warn{padding:4px 8px;margin:4px 0}
+  .pp-first .pp-group h3{font-size:12px;margin:.4em 0 .15em}
+  .pp-first .pp-group li{margin:.05em 0}
+  .pp-first table{margin:.2em 0 .4em}.pp-first th,.pp-first td{padding:2px 6px}
+  .pp-first h3{font-size:12px;margin:.5em 0 .2em}
+  .pp-signoff{margin:8px 0 0;padding:2px 12px 6px}.pp-signoff h2{font-size:15px;margin:.3em 0}
   .pp-signoff,.pp-group,.pp-verdict,.pp-cards{break-inside:avoid}
 }
 """
@@ -76,7 +88,7 @@ def _reasons_html(facts: SignOff, links: bool = True) -> str:
         )
         out.append(
             f'<div class="pp-group pp-g-{status_class(status)}"><h3>{badge(status)} '
-            f"{esc(GROUP_TITLES[status])} ({len(reasons)})</h3><ul>{items}</ul></div>"
+            f"{esc(group_title(status, reasons))}</h3><ul>{items}</ul></div>"
         )
     return "".join(out)
 
