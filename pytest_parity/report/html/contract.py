@@ -71,7 +71,7 @@ def _endpoint_rows(contract: Mapping[str, Any]) -> str:
                 v = _base_url(ep)
             else:
                 v = value_text(ep.get(k))
-            cells.append(f"<td>{esc(v)}</td>")
+            cells.append(f'<td class="pp-hash">{esc(v)}</td>')
         rows.append(f"<tr><th>{esc(k)}</th>{''.join(cells)}</tr>")
     return (
         '<table class="pp-wrap"><tr><th></th><th>baseline (old)</th><th>candidate (new)</th>'
@@ -103,7 +103,7 @@ def effective_params(contract: Mapping[str, Any], task: Mapping[str, Any]) -> st
 
 
 def contract_html(contract: Mapping[str, Any]) -> str:
-    rows = []
+    rows, params = [], []
     for t in [t for t in as_list(contract.get("tasks")) if isinstance(t, Mapping)]:
         alpha = number(t, "alpha")
         rows.append(
@@ -113,8 +113,11 @@ def contract_html(contract: Mapping[str, Any]) -> str:
             f'<td class="pp-num">{points(number(t, "tolerance"), signed=False)} pts</td>'
             f'<td class="pp-num">{"n/a" if alpha is None else f"{(1 - 2 * alpha):.0%}"}</td>'
             f"<td>{esc(t.get('inconclusive', ''))}</td><td>{esc(t.get('error_direction', ''))}</td>"
-            f'<td class="pp-kv">{esc(effective_params(contract, t))}</td>'
             "</tr>"
+        )
+        params.append(
+            f"<tr><td>{esc(t.get('name', '?'))}</td>"
+            f'<td class="pp-kv pp-hash">{esc(effective_params(contract, t))}</td></tr>'
         )
     description = contract.get("description")
     return (
@@ -124,8 +127,11 @@ def contract_html(contract: Mapping[str, Any]) -> str:
         + _endpoint_rows(contract)
         + "<h3>Tasks and tolerances</h3>"
         '<table class="pp-wrap"><tr><th>task</th><th>source</th><th>scorer</th><th>tolerance</th>'
-        "<th>interval</th><th>if inconclusive</th><th>error direction</th>"
-        "<th>request parameters it ran with</th></tr>" + "".join(rows) + "</table>"
+        "<th>interval</th><th>if inconclusive</th><th>error direction</th></tr>"
+        + "".join(rows)
+        + "</table><h3>Request parameters each task ran with</h3>"
+        '<table class="pp-wrap pp-params"><tr><th>task</th><th>request parameters (the'
+        " endpoint's, with the task's own laid over them)</th></tr>" + "".join(params) + "</table>"
     )
 
 
@@ -157,7 +163,10 @@ def _engines_html(tasks: list[Any]) -> str:
         return ""
     rows = "".join(
         f"<tr><th>{esc(k)}</th>"
-        + "".join(f"<td>{esc(facts.get(r, {}).get(k, ''))}</td>" for r in ("baseline", "candidate"))
+        + "".join(
+            f'<td class="pp-hash">{esc(facts.get(r, {}).get(k, ""))}</td>'
+            for r in ("baseline", "candidate")
+        )
         + "</tr>"
         for k in keys
     )
@@ -186,7 +195,9 @@ def provenance_html(run: RunResult) -> str:
     if lock.get("digest"):
         rows.append(("lock digest", lock["digest"]))
         rows += [(f"lock: {k}", v) for k, v in mapping(lock.get("entries")).items()]
-    head = "".join(f"<tr><th>{esc(k)}</th><td>{esc(value_text(v))}</td></tr>" for k, v in rows)
+    head = "".join(
+        f'<tr><th>{esc(k)}</th><td class="pp-hash">{esc(value_text(v))}</td></tr>' for k, v in rows
+    )
     tasks = [t for t in as_list(run.get("tasks")) if isinstance(t, Mapping)]
     task_rows = []
     for t in tasks:
@@ -206,7 +217,7 @@ def provenance_html(run: RunResult) -> str:
             f'<td class="pp-num">{esc(t.get("n_paired", "?"))}</td>'
             f'<td class="pp-num">{esc(t.get("baseline_errors", 0))} / '
             f"{esc(t.get('candidate_errors', 0))}</td>"
-            f'<td class="pp-kv">{"<br>".join(esc(d) for d in digests) or "n/a"}</td></tr>'
+            f'<td class="pp-kv pp-hash">{"<br>".join(esc(d) for d in digests) or "n/a"}</td></tr>'
         )
     return (
         '<h2 class="pp-part" id="provenance">Provenance</h2>'

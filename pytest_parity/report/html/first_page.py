@@ -127,9 +127,9 @@ def _signoff_html(facts: SignOff, run: RunResult) -> str:
         f"<tr><th>Prepared by</th>{blank}</tr>"
         f"<tr><th>Approved by</th>{blank}</tr>"
         f"<tr><th>Date</th>{blank}</tr>"
-        f"<tr><th>Lock digest</th><td><code>{esc(lock)}</code></td></tr>"
-        f"<tr><th>Contract sha256</th><td><code>{esc(facts.contract_digest or '?')}</code>"
-        "</td></tr>"
+        f'<tr><th>Lock digest</th><td class="pp-hash"><code>{esc(lock)}</code></td></tr>'
+        '<tr><th>Contract sha256</th><td class="pp-hash">'
+        f"<code>{esc(facts.contract_digest or '?')}</code></td></tr>"
         f"<tr><th>Run finished</th><td>{esc(when(run.get('finished')))} \u00b7 pytest-parity "
         f"{esc(run.get('tool_version', '?'))}</td></tr>"
         "</table></section>"

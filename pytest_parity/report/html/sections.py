@@ -65,8 +65,9 @@ margin-left:4px}
 .pp-forest{width:100%;max-width:980px;height:auto;display:block;margin:6px 0}
 .pp-summary{width:100%}.pp-summary th,.pp-summary td{padding:4px 7px}
 .pp-summary .pp-badge{font-size:11px;padding:1px 7px}
-.pp table.pp-wrap{width:100%;table-layout:auto}
-.pp table.pp-wrap td,.pp table.pp-wrap th{overflow-wrap:anywhere;word-break:break-word}
+.pp table.pp-wrap{width:100%}.pp table.pp-wrap td{overflow-wrap:break-word}
+.pp table.pp-wrap th{overflow-wrap:normal;word-break:normal}
+.pp table.pp-wrap td.pp-hash,.pp td.pp-hash code{overflow-wrap:anywhere}
 .pp-error-box{background:#f3e8fd;border:1px solid #d7b8f3;border-radius:4px;padding:6px 10px}
 """
 
