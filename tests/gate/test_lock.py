@@ -154,3 +154,33 @@ def test_a_missing_or_foreign_lock_file_is_one_line(
     )
     assert result.ret == 4
     assert any(message in line for line in result.errlines), result.errlines
+
+
+def test_a_judge_prompt_is_locked_and_a_new_rubric_is_named(tmp_path: Path) -> None:
+    from pytest_parity.contract.spec import load_contract
+    from pytest_parity.session.lock import differences, entries
+
+    (tmp_path / "golden.jsonl").write_text('{"id": "a", "prompt": "p", "reference": "r"}\n')
+    text = (
+        'baseline:  {kind: openai, base_url: "http://127.0.0.1:9/v1", model: m}\n'
+        'candidate: {kind: openai, base_url: "http://127.0.0.1:9/v1", model: m}\n'
+        'judge: {kind: openai, base_url: "http://127.0.0.1:9/v1", model: j}\n'
+        "tasks:\n"
+        "  - {name: graded, path: golden.jsonl,"
+        " scorer: {name: judge-rubric, rubric: 'RUBRIC', scale: 1-5}}\n"
+    )
+    path = tmp_path / "contract.yaml"
+    path.write_text(text.replace("RUBRIC", "Grade the quality."))
+    before = entries(load_contract(path), "0.1.0")
+    assert len(before["judge prompt of task graded"]) == 64
+    assert "scorer code of task graded (judge-rubric)" in before
+    path.write_text(text.replace("RUBRIC", "Grade the quality, strictly."))
+    changed = differences(before, entries(load_contract(path), "0.1.0"))
+    assert [c.split(" (locked")[0] for c in changed] == [
+        "contract changed",
+        "judge prompt of task graded changed",
+    ]
+    assert differences(before, entries(load_contract(path), "0.2.0"))[-1].startswith(
+        "pytest-parity version changed"
+    ) or any(c.startswith("pytest-parity version changed") for c in
+             differences(before, entries(load_contract(path), "0.2.0")))  # fmt: skip

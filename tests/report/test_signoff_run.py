@@ -12,6 +12,7 @@ import zlib
 from typing import Any
 
 import pytest
+from run_builders import SCHEMA, validate
 from servers import FakeServer
 
 
@@ -69,6 +70,9 @@ def test_a_real_run_signs_off_the_same_facts_in_every_report(pytester: pytest.Py
         )
     assert result.ret == 0, result.stdout.str()
     doc = json.loads((pytester.path / "parity.json").read_text())
+    schema = json.loads(SCHEMA.read_text())
+    assert validate(doc, schema, schema) == []  # lock, task params: described by the schema
+    assert doc["contract"]["tasks"][0]["params"] == {"max_tokens": 8}
     aa = doc["tasks"][0]["aa"]
     assert 5 <= aa["flips"] <= 40
     aa_text = f"{aa['flip_rate'] * 100:.1f}% ({aa['flips']} of {aa['n']})"
