@@ -87,7 +87,14 @@ def task_extras(task: Mapping[str, Any]) -> list[dict[str, Any]]:
     """pytest-html extras for one task: its full evidence as HTML, and its numbers as JSON."""
     from pytest_html import extras
 
-    page = f'<div class="pp"><style>{CSS}</style>{task_html(task, level=3, anchor=False)}</div>'
+    from pytest_parity.report.signoff import task_facts
+
+    facts = "".join(f"<li>{esc(f)}</li>" for f in task_facts(task))
+    page = (
+        f'<div class="pp"><style>{CSS}</style>'
+        + (f'<ul class="pp-task-facts">{facts}</ul>' if facts else "")
+        + f"{task_html(task, level=3, anchor=False)}</div>"
+    )
     # pytest-html json.dumps the content itself: hand it the plain record.
     numbers = plain(task)
     return [extras.html(page), extras.json(numbers, name="parity numbers")]

@@ -372,3 +372,12 @@ def sign_off(run: Mapping[str, Any]) -> SignOff:
         contract_digest=str(contract.get("digest") or ""),
         lock_digest=str(lock.get("digest") or ""),
     )
+
+
+def task_facts(task: Mapping[str, Any]) -> list[str]:
+    """One task's share of the sign-off facts, for places that show a task alone (the
+    pytest-html extras of its tests): the items that would settle it, its A/A noise floor."""
+    facts = sign_off({"tasks": [task], "contract": {}, "holm": {}})
+    out = [n.sentence() for n in facts.needed]
+    out += [n.sentence() for n in facts.noise]
+    return out

@@ -9,6 +9,7 @@ import html
 import re
 from html.parser import HTMLParser
 
+import pytest
 from run_builders import make_run
 
 from pytest_parity import report
@@ -305,3 +306,17 @@ def test_many_passes_collapse_to_one_line_so_the_sign_off_stays_on_the_first_pag
     run["tasks"][3]["checks"]["delta"]["numbers"]["warn"] = True
     items = first_page(run).find_all("pp-group")[-1].find_all(tag="li")
     assert len(items) == 2 and "Warning: a real regression" in items[1].text()
+
+
+def test_a_tasks_pytest_html_extras_carry_its_items_needed_and_aa() -> None:
+    pytest.importorskip("pytest_html")
+    from pytest_parity.report.pytest_html import task_extras
+
+    task = make_run()["tasks"][2]
+    task["aa"] = {"n": 1000, "flips": 12, "flip_rate": 0.012}
+    content = html.unescape(task_extras(task)[0]["content"])
+    facts = content[: content.index("<section")]
+    assert "mmlu_pro needs about 2,400 paired items (1,400 more than the 1,000 run)" in facts
+    assert "old vs old (A/A) 1.2% (12 of 1,000)" in facts
+    plain_pass = make_run()["tasks"][0]
+    assert "pp-task-facts" not in task_extras(plain_pass)[0]["content"]
