@@ -32,8 +32,8 @@ from pytest_parity.report.html.sections import (
     mapping,
     percent,
 )
-from pytest_parity.report.html.svg import delta_numbers, esc, forest_svg, number, points
-from pytest_parity.report.numfmt import count, prose
+from pytest_parity.report.html.svg import delta_numbers, esc, forest_svg, number
+from pytest_parity.report.numfmt import count, points, prose
 from pytest_parity.report.signoff import SignOff, group_title, sign_off
 
 __all__ = [

@@ -37,8 +37,9 @@ from pytest_parity.report.html.sections import (
     percent,
     summary_table,
 )
-from pytest_parity.report.html.svg import delta_numbers, esc, forest_svg, number, points
+from pytest_parity.report.html.svg import delta_numbers, esc, forest_svg, number
 from pytest_parity.report.html.task import task_html
+from pytest_parity.report.numfmt import points
 
 USER_PROPERTY = "parity_task"
 CHECK_PROPERTY = "parity_check"
