@@ -31,6 +31,7 @@ main.pp{max-width:1120px;margin:0 auto;background:#fff;padding:28px 40px 40px;mi
 .pp-legend{font-size:12.5px;color:#5f6670}
 .pp-legend i{display:inline-block;width:14px;height:10px;margin:0 4px 0 12px;vertical-align:middle}
 .pp-kv{font-size:12.5px}.pp-kv b{font-weight:600;color:#5f6670}
+@media (max-width:820px){main.pp{padding:16px 16px 28px}}
 footer.pp-muted{margin-top:30px;border-top:1px solid var(--line);padding-top:8px}
 .pp-desc{margin:0 0 14px;max-width:80ch}
 @media print{

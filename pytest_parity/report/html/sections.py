@@ -65,6 +65,14 @@ margin-left:4px}
 .pp-forest{width:100%;max-width:980px;height:auto;display:block;margin:6px 0}
 .pp-summary{width:100%}.pp-summary th,.pp-summary td{padding:4px 7px}
 .pp-summary .pp-badge{font-size:11px;padding:1px 7px}
+.pp-summary .pp-ci{white-space:nowrap}
+@media (max-width:1000px){
+.pp-summary th,.pp-summary td{padding:3px 4px;font-size:12px}
+.pp-summary td.pp-num{white-space:normal}
+.pp-summary .pp-badge{font-size:9.5px;padding:1px 4px;letter-spacing:0}
+}
+@media print{.pp-summary th,.pp-summary td{padding:2px 4px;font-size:10.5px}
+.pp-summary td.pp-num{white-space:normal}}
 .pp table.pp-wrap{width:100%}.pp table.pp-wrap td{overflow-wrap:break-word}
 .pp table.pp-wrap th{overflow-wrap:normal;word-break:normal}
 .pp table.pp-wrap td.pp-hash,.pp td.pp-hash code{overflow-wrap:anywhere}
@@ -317,11 +325,19 @@ def _warn_note(task: Mapping[str, Any]) -> str:
     )
 
 
+def _delta_cell(nums: Mapping[str, Any]) -> str:
+    """``−0.40 [−1.10, +0.30] pts`` that may wrap before the interval, never inside it."""
+    text = interval_text(nums, confidence=False).removesuffix(" pts")  # the header says pts
+    head, sep, rest = text.partition(" [")
+    return esc(head) + (f' <span class="pp-ci">[{esc(rest)}</span>' if sep else "")
+
+
 def summary_table(tasks: Sequence[Mapping[str, Any]]) -> str:
     names = registered.shown(tasks)
     head = (
-        "<tr><th>task</th><th>baseline</th><th>candidate</th><th>delta, pts [interval]</th>"
-        "<th>tolerance</th>"
+        '<tr><th>task</th><th title="baseline (old) score">old</th>'
+        '<th title="candidate (new) score">new</th><th>delta, pts [interval]</th>'
+        "<th>tol., pts</th>"
         + "".join(f"<th>{esc(registered.column(n))}</th>" for n in names)
         + "<th>verdict</th></tr>"
     )
@@ -337,8 +353,8 @@ def summary_table(tasks: Sequence[Mapping[str, Any]]) -> str:
             f'<tr><td><a href="#task-{esc(name)}">{esc(name)}</a>{safety}</td>'
             f'<td class="pp-num">{percent(number(t, "baseline_score"))}</td>'
             f'<td class="pp-num">{percent(number(t, "candidate_score"))}</td>'
-            f'<td class="pp-num">{esc(interval_text(delta_numbers(t), confidence=False))}</td>'
-            f'<td class="pp-num">{esc(points(number(t, "tolerance"), signed=False))} pts</td>'
+            f'<td class="pp-num">{_delta_cell(delta_numbers(t))}</td>'
+            f'<td class="pp-num">{esc(points(number(t, "tolerance"), signed=False))}</td>'
             f"{cells}<td>{badge(t.get('verdict', 'SKIP'))}{_warn_note(t)}</td></tr>"
         )
     return f'<table class="pp-summary">{head}{"".join(rows)}</table>'
