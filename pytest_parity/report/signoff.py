@@ -78,8 +78,8 @@ class Needed:
         """The headline form: ``mmlu needs about 2,400 items; its benchmark holds 1,000``."""
         enough = "" if self.enough else " only"
         return (
-            f"{self.task} needs about {count(self.needed)} paired items; its {self.data}"
-            f" holds{enough} {count(self.available)}"
+            f"{self.task} needs about {count(self.needed)} paired items (its {self.data}"
+            f" holds{enough} {count(self.available)})"
         )
 
     def sentence(self) -> str:
@@ -169,7 +169,7 @@ class SignOff:
             else:
                 shown = names
             if shown:
-                parts.append(f"{GROUP_TITLES[status]}: {', '.join(shown)}")
+                parts.append(f"{GROUP_TITLES[status]}: {'; '.join(shown)}")
         return " · ".join(parts)
 
 

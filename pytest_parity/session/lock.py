@@ -1,7 +1,8 @@
 """The lock: digests of everything that decides the verdict, written once and checked later.
 
 ``--parity-lock=PATH`` writes, as JSON, one sha256 per input that determines a verdict: the
-contract file, each task's data (a file, or every file under a folder), the code of each task's
+contract file, each task's data (a file, or every file under a folder), the recording a replay
+endpoint answers from, the code of each task's
 scorer (its module's source file), each judge prompt (the judge's prompt digest, template and
 scale included) and the pytest-parity version; ``digest`` is the sha256 over all of them, the
 one number a sign-off block carries. ``--parity-lock-check=PATH`` recomputes them before anything
@@ -79,6 +80,10 @@ def entries(contract: Contract, version: str) -> dict[str, str]:
         "contract": contract.digest,  # sha256 of the contract file's text
         "pytest-parity version": _text_digest(version),
     }
+    for endpoint in (contract.baseline, contract.candidate, contract.judge):
+        # a replayed stack's answers are as much an input as the data it answered
+        if endpoint is not None and endpoint.recording is not None and endpoint.recording.is_file():
+            out[f"recording of the {endpoint.role}"] = file_digest(endpoint.recording)
     for task in contract.tasks:
         if task.path is not None and task.path.exists():
             out[f"data of task {task.name}"] = file_digest(task.path)

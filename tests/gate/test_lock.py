@@ -184,3 +184,13 @@ def test_a_judge_prompt_is_locked_and_a_new_rubric_is_named(tmp_path: Path) -> N
         "pytest-parity version changed"
     ) or any(c.startswith("pytest-parity version changed") for c in
              differences(before, entries(load_contract(path), "0.2.0")))  # fmt: skip
+
+
+def test_a_replayed_stacks_recording_is_an_input_of_the_lock() -> None:
+    from pytest_parity.contract.spec import load_contract
+    from pytest_parity.session.lock import entries
+
+    root = Path(__file__).resolve().parents[2]
+    found = entries(load_contract(root / "example_suite/recorded/precision.yaml"), "0.1.0")
+    assert {"recording of the baseline", "recording of the candidate"} <= set(found)
+    assert found["recording of the baseline"] != found["recording of the candidate"]

@@ -131,13 +131,13 @@ def test_a_fail_that_does_not_hold_across_the_run_is_not_decided_and_says_why() 
 def test_an_inconclusive_task_shows_the_items_needed_in_the_headline() -> None:
     run = make_run()
     headline = first_page(run).one("pp-headline").text()
-    assert "mmlu_pro needs about 2,400 paired items; its benchmark holds only 1,000" in headline
+    assert "mmlu_pro needs about 2,400 paired items (its benchmark holds only 1,000)" in headline
     assert "Fails the run: safety_refusals" in headline
     # a golden task whose data holds enough items (a limit ran fewer): "run them all"
     task = run["tasks"][2]
     task.update(source="golden", n_items=3000)
     page = first_page(run)
-    assert "its golden set holds 3,000" in page.one("pp-headline").text()
+    assert "(its golden set holds 3,000)" in page.one("pp-headline").text()
     assert "its golden set holds 3,000: run them all" in page.one("pp-reasons").text()
     task["n_items"] = 1000
     text = first_page(run).one("pp-reasons").text()
@@ -258,7 +258,7 @@ def test_markdown_and_pytest_html_carry_the_same_sign_off_facts() -> None:
         "Fails the run (1 task, 3 reasons)",
         "Not decided yet (1 task)",
         "Passed (1 task)",
-        "mmlu_pro needs about 2,400 paired items; its benchmark holds only 1,000",
+        "mmlu_pro needs about 2,400 paired items (its benchmark holds only 1,000)",
         "“is the new stack worse than the tolerance allows?”: p = 0.0021",
         "6.1% (61 of 1,000)",
         "from the flip rates observed in this run",
