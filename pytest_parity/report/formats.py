@@ -88,7 +88,8 @@ def plain(value: Any, key: str = "") -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, str):
-        return safe_url(value) if key in ("base_url", "url") else value
+        # base_url, url, recorded_base_url ...: an address never keeps its credentials
+        return safe_url(value) if key.lower().endswith("url") else value
     if hasattr(value, "item"):  # numpy scalars
         return plain(value.item(), key)
     return str(value)

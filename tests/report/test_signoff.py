@@ -200,8 +200,18 @@ def test_the_contract_shows_what_each_task_really_ran_with() -> None:
     assert "max_tokens=512" not in cells[0]
     assert "max_tokens=512" in cells[1]
     assert "set by the benchmark" in cells[2] and "max_tokens=512" not in cells[2]
-    page = report.to_html(run)
-    assert "no server: replays the recording old-stack.jsonl" in html.unescape(page)
+    run["tasks"][0]["endpoints"]["baseline"]["engine"] = {
+        "recorded_base_url": "http://u:pw@10.0.0.5:8000/v1?key=sk-1",
+        "recorded_kind": "vllm",
+    }
+    page = html.unescape(report.to_html(run))
+    assert (
+        "no server: replays the recording old-stack.jsonl, recorded from"
+        " http://10.0.0.5:8000/v1?key=REDACTED (vllm)"
+    ) in page
+    assert "sk-1" not in page and "u:pw" not in page
+    # nor in the JSON: every *url value loses its credentials, not only base_url
+    assert "sk-1" not in report.to_json(run) and "u:pw" not in report.to_markdown(run)
 
 
 def test_provenance_shows_no_raw_json() -> None:

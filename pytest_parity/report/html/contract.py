@@ -10,7 +10,7 @@ joined, mappings as ``key: value``, nothing as a dash; never raw ``null`` or JSO
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pytest_parity.records import RunResult
@@ -47,28 +47,43 @@ def _params_text(params: Any) -> str:
     return ", ".join(f"{k}={value_text(v)}" for k, v in params.items())
 
 
-def _base_url(ep: Mapping[str, Any]) -> str:
-    """The endpoint's address; a replay has none: it answers from a recording."""
+def _base_url(ep: Mapping[str, Any], engine: Mapping[str, Any]) -> str:
+    """The endpoint's address; a replay has none: it answers from a recording, whose header
+    says which server it recorded (the ``engine`` facts a task's run reported)."""
     url = ep.get("base_url")
     if ep.get("kind") == "replay" or not url:
         rec = ep.get("recording")
-        return "no server: replays " + (f"the recording {rec}" if rec else "a recording")
+        text = "no server: replays " + (f"the recording {rec}" if rec else "a recording")
+        was = engine.get("recorded_base_url")
+        if isinstance(was, str) and was:
+            kind = engine.get("recorded_kind")
+            text += f", recorded from {safe_url(was)}" + (f" ({kind})" if kind else "")
+        return text
     return safe_url(str(url))
 
 
-def _endpoint_rows(contract: Mapping[str, Any]) -> str:
-    sides = [mapping(contract.get("baseline")), mapping(contract.get("candidate"))]
+def _engine_of(tasks: Sequence[Mapping[str, Any]], role: str) -> Mapping[str, Any]:
+    for t in tasks:
+        engine = mapping(mapping(mapping(t.get("endpoints")).get(role)).get("engine"))
+        if engine:
+            return engine
+    return {}
+
+
+def _endpoint_rows(contract: Mapping[str, Any], tasks: Sequence[Mapping[str, Any]]) -> str:
+    roles = ["baseline", "candidate"]
     judged = isinstance(contract.get("judge"), Mapping)
     if judged:
-        sides.append(mapping(contract["judge"]))
+        roles.append("judge")
+    sides = [(mapping(contract.get(r)), _engine_of(tasks, r)) for r in roles]
     rows = []
     for k in ("kind", "model", "base_url", "api", "params"):
         cells = []
-        for ep in sides:
+        for ep, engine in sides:
             if k == "params":
                 v = _params_text(ep.get(k)) + " (endpoint defaults; each task's own below)"
             elif k == "base_url":
-                v = _base_url(ep)
+                v = _base_url(ep, engine)
             else:
                 v = value_text(ep.get(k))
             cells.append(f'<td class="pp-hash">{esc(v)}</td>')
@@ -102,7 +117,7 @@ def effective_params(contract: Mapping[str, Any], task: Mapping[str, Any]) -> st
     return f"old: {shown[0]}; new: {shown[1]}"
 
 
-def contract_html(contract: Mapping[str, Any]) -> str:
+def contract_html(contract: Mapping[str, Any], tasks: Sequence[Mapping[str, Any]] = ()) -> str:
     rows, params = [], []
     for t in [t for t in as_list(contract.get("tasks")) if isinstance(t, Mapping)]:
         alpha = number(t, "alpha")
@@ -124,7 +139,7 @@ def contract_html(contract: Mapping[str, Any]) -> str:
         '<h2 class="pp-part" id="contract">The contract</h2>'
         + (f'<p class="pp-desc">{esc(description)}</p>' if description else "")
         + "<h3>Endpoints</h3>"
-        + _endpoint_rows(contract)
+        + _endpoint_rows(contract, tasks)
         + "<h3>Tasks and tolerances</h3>"
         '<table class="pp-wrap"><tr><th>task</th><th>source</th><th>scorer</th><th>tolerance</th>'
         "<th>interval</th><th>if inconclusive</th><th>error direction</th></tr>"

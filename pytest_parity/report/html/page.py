@@ -98,7 +98,7 @@ def page(run: RunResult) -> str:
         + first_page(run, facts)
         + '<h2 class="pp-part" id="summary">Every task at a glance</h2>'
         f"{forest_svg(tasks)}{legend}{summary_table(tasks)}"
-        f"{contract_html(contract)}{_audit_html(run)}"
+        f"{contract_html(contract, tasks)}{_audit_html(run)}"
         f'<h2 class="pp-part" id="tasks">Task by task</h2>{body}'
         f"{provenance_html(run)}"
         '<footer class="pp-muted">Made by pytest-parity. This file is self-contained: no '
