@@ -176,6 +176,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="with --parity-monitor: write the drift report (HTML) to PATH",
     )
     add(
+        "lock",
+        metavar="PATH",
+        help="write the digests of everything that decides the verdict (contract, data, scorer"
+        " code, judge prompts, pytest-parity version) to PATH",
+    )
+    add(
+        "lock-check",
+        metavar="PATH",
+        help="stop with exit 4 before anything is sent when an input of the verdict differs"
+        " from the lock at PATH, naming what changed",
+    )
+    add(
         "max-time",
         metavar="SECONDS",
         type=float,
@@ -337,11 +349,15 @@ def pytest_configure(config: pytest.Config) -> None:
         )
         config.pluginmanager.register(monitor, "parity-monitor")
         return
+    from pytest_parity.session.lock import apply_lock
+
+    lock = apply_lock(config, contract)  # a changed input stops the run before any request
     preflight = _preflight(config, contract)  # before the session starts recordings afresh
     from pytest_parity.session import ParitySession
 
     session = ParitySession(config, contract)
     session.preflight = preflight
+    session.lock = lock
     _register(config, session)
 
 

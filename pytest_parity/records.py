@@ -115,6 +115,7 @@ class RunResult(TypedDict):
     finished: str
     tool_version: str
     cache: NotRequired[dict[str, Any]]  # the run's totals of the tasks' ``cache``
+    lock: NotRequired[dict[str, Any]]  # session/lock.py: digests of the verdict's inputs
     audit: NotRequired[list[str]]  # the coverage audit (report/audit.py): a head line, then items
 
 

@@ -178,7 +178,20 @@ def check_failure_modes(
             )
             reasons.append(f"no new or grown failure category over {n} paired items ({moves})")
         else:
-            reasons.append(f"no failure category on either stack over {n} paired items")
+            reasons.append(f"no tested failure category on either stack over {n} paired items")
+        # Wrong answers are the delta check's to judge; say they moved, so "no new failure
+        # category" never sits unexplained beside a table where wrong_answer went 0 -> 56.
+        moved = [
+            f"{k} {v['baseline']} -> {v['candidate']}"
+            for k, v in table.items()
+            if v["status"] == "not_gated"
+            and k not in ("correct", "answered")
+            and v["baseline"] != v["candidate"]
+        ]
+        if moved:
+            reasons.append(
+                "not tested by this check (accuracy is the delta check's): " + ", ".join(moved)
+            )
     reasons.extend(notes)
     alarm: dict[str, Any] = {}
     if any(table[k]["status"] == "new" for k in failed):

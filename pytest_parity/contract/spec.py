@@ -211,8 +211,8 @@ class Contract:
             "version": self.version,
             "digest": self.digest,
             "description": self.description,
-            "baseline": self.baseline.identity(),
-            "candidate": self.candidate.identity(),
+            "baseline": _shown(self.baseline),
+            "candidate": _shown(self.candidate),
             "tasks": [
                 {
                     "name": t.name,
@@ -224,6 +224,9 @@ class Contract:
                     "inconclusive": t.inconclusive,
                     "error_direction": t.error_direction,
                     "checks": sorted(t.checks),
+                    # the task's own request parameters, laid over the endpoints' (reports show
+                    # what each task really ran with, not only the endpoint's defaults)
+                    "params": thaw(t.params),
                     **(
                         {}
                         if t.early_stop is None
@@ -239,6 +242,15 @@ class Contract:
                 for t in self.tasks
             ],
         }
+
+
+def _shown(endpoint: EndpointSpec) -> dict[str, Any]:
+    """An endpoint as reports show it: its identity, and the recording a replay answers from
+    (a replay has no server, so no base_url to show)."""
+    out = endpoint.identity()
+    if endpoint.recording is not None:
+        out["recording"] = endpoint.recording.name
+    return out
 
 
 def _did_you_mean(name: str, known: list[str] | tuple[str, ...]) -> str:

@@ -32,7 +32,9 @@ from pytest_parity.report.html.sections import (
     mapping,
     percent,
 )
-from pytest_parity.report.html.svg import delta_numbers, esc, forest_svg, number, points
+from pytest_parity.report.html.svg import delta_numbers, esc, forest_svg, number
+from pytest_parity.report.numfmt import count, points, prose
+from pytest_parity.report.signoff import SignOff, group_title, sign_off
 
 __all__ = [
     "FORMAT",
@@ -86,7 +88,8 @@ def plain(value: Any, key: str = "") -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, str):
-        return safe_url(value) if key in ("base_url", "url") else value
+        # base_url, url, recorded_base_url ...: an address never keeps its credentials
+        return safe_url(value) if key.lower().endswith("url") else value
     if hasattr(value, "item"):  # numpy scalars
         return plain(value.item(), key)
     return str(value)
@@ -159,7 +162,7 @@ def to_markdown(run: RunResult) -> str:
     ]
     if contract.get("description"):
         lines += [f"*{_md(contract['description'])}*", ""]
-    lines += [f"- {_md(r)}" for r in as_list(run.get("overall_reasons"))]
+    lines += signoff_markdown(sign_off(run))
     counts = {s: sum(1 for t in tasks if t.get("verdict") == s) for s in ICONS}
     lines += [
         "",
@@ -191,9 +194,9 @@ def to_markdown(run: RunResult) -> str:
                     [f"{c['name']}: {r}" for r in reasons if r] if isinstance(reasons, list) else []
                 )
         details.append(f"**{_md(t.get('task', '?'))}** ({_md(t.get('verdict', '?'))})")
-        details += [f"- {_md(w)}" for w in why] + [""]
+        details += [f"- {_md(prose(w))}" for w in why] + [""]
     if details:
-        lines += ["", "### Why", "", *details]
+        lines += ["", "### Every check that did not pass", "", *details]
     notes = [
         f"- **{_md(t.get('task', '?'))}**: {_md(n)}"
         for t in tasks
@@ -225,7 +228,6 @@ def to_markdown(run: RunResult) -> str:
             lines.append(f"**{_md(t.get('task', '?'))}**")
             lines += [f"- {_md(k)}: {_md(v)}" for k, v in judge_facts(t["judge"])]
             lines.append("")
-    pp = number(run, "pass_probability")
     digest = str(contract.get("digest", ""))[:12]
     cached = cache_text(run)
     if cached is not None:
@@ -234,16 +236,42 @@ def to_markdown(run: RunResult) -> str:
         "",
         f"<sub>contract {_md(contract.get('path', '?'))} · digest {_md(digest)} · "
         f"pytest-parity {_md(run.get('tool_version', '?'))} · {_md(run.get('finished', ''))}"
-        + (
-            f" · chance an equal migration passes every delta check: {pp:.0%}"
-            " (failure-mode and direction checks not included)"
-            if pp is not None
-            else ""
-        )
-        + "</sub>",
+        "</sub>",
         "",
     ]
     return "\n".join(lines)
+
+
+def signoff_markdown(facts: SignOff) -> list[str]:
+    """The sign-off facts (report/signoff.py) as Markdown: the headline, the reasons grouped by
+    status, the A/A noise floor, the pass chance with what it covers, the lock digest."""
+    lines: list[str] = []
+    if facts.headline():
+        lines += [f"**{_md(facts.headline())}**", ""]
+    for status, reasons in facts.groups:
+        lines += [f"### {ICONS.get(status, '')} {_md(group_title(status, reasons))}", ""]
+        lines += [f"- {_md(r.text)}" for r in reasons] + [""]
+    if facts.noise:
+        lines += [
+            "**A/A noise floor** (the baseline against itself):",
+            "",
+            "| Task | Old vs new flips | Old vs old (A/A) |",
+            "|---|--:|--:|",
+        ]
+        lines += [
+            f"| {_md(n.task)} | {'n/a' if n.rate is None else percent(n.rate)} "
+            f"| {percent(n.aa_rate)} ({count(n.aa_flips)} of {count(n.aa_n)}) |"
+            for n in facts.noise
+        ] + [""]
+    else:
+        lines += ["A/A noise floor: not measured (`--parity-aa=rerun` measures it).", ""]
+    if facts.pass_chance is not None:
+        lines += [f"**Chance an equal migration passes:** {_md(facts.pass_chance_text())}", ""]
+    if facts.warning():
+        lines += [f"> ⚠️ {_md(facts.warning())}", ""]
+    lock = facts.lock_digest or "none (not locked: --parity-lock=PATH)"
+    lines += [f"**Lock digest:** {_md(lock)}", ""]
+    return lines
 
 
 def write_markdown(run: RunResult, path: str | Path, append: bool = False) -> None:

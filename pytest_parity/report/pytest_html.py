@@ -37,8 +37,9 @@ from pytest_parity.report.html.sections import (
     percent,
     summary_table,
 )
-from pytest_parity.report.html.svg import delta_numbers, esc, forest_svg, number, points
+from pytest_parity.report.html.svg import delta_numbers, esc, forest_svg, number
 from pytest_parity.report.html.task import task_html
+from pytest_parity.report.numfmt import points
 
 USER_PROPERTY = "parity_task"
 CHECK_PROPERTY = "parity_check"
@@ -46,6 +47,11 @@ COLUMNS = ("parityBaseline", "parityCandidate", "parityDelta", "parityVerdict")
 _HEADERS = ("Baseline", "Candidate", "Delta, pts [interval]", "Parity verdict")
 
 hookimpl = HookimplMarker("pytest")
+# pytest-html left-aligns every cell: the parity numbers read right-aligned, in tabular figures.
+_NUMBERS_CSS = (
+    "td.col-parityBaseline,td.col-parityCandidate,td.col-parityDelta{text-align:right;"
+    "font-variant-numeric:tabular-nums;white-space:nowrap}"
+)
 
 
 def _property(report: Any, name: str) -> Any:
@@ -82,22 +88,33 @@ def task_extras(task: Mapping[str, Any]) -> list[dict[str, Any]]:
     """pytest-html extras for one task: its full evidence as HTML, and its numbers as JSON."""
     from pytest_html import extras
 
-    page = f'<div class="pp"><style>{CSS}</style>{task_html(task, level=3, anchor=False)}</div>'
+    from pytest_parity.report.signoff import task_facts
+
+    facts = "".join(f"<li>{esc(f)}</li>" for f in task_facts(task))
+    page = (
+        f'<div class="pp"><style>{CSS}</style>'
+        + (f'<ul class="pp-task-facts">{facts}</ul>' if facts else "")
+        + f"{task_html(task, level=3, anchor=False)}</div>"
+    )
     # pytest-html json.dumps the content itself: hand it the plain record.
     numbers = plain(task)
     return [extras.html(page), extras.json(numbers, name="parity numbers")]
 
 
 def summary_html(run: RunResult) -> str:
-    """The run verdict for pytest-html's summary: verdict, reasons, contract digest, plot, table."""
+    """The run verdict for pytest-html's summary: the same sign-off facts as the standalone
+    report's first page (verdict, reasons by status, items needed, A/A, pass chance, the block
+    to sign with the lock digest), then the plot and the table."""
+    from pytest_parity.report.html.first_page import FIRST_PAGE_CSS, first_page
+
     contract = run.get("contract") or {}
     overall = str(run.get("overall", "SKIP"))
-    reasons = "".join(f"<li>{esc(r)}</li>" for r in run.get("overall_reasons") or [])
     tasks = run.get("tasks") or []
     return (
-        f'<div class="pp"><style>{CSS}</style><h2>Parity {badge(overall)}</h2>'
-        f"<ul>{reasons}</ul>"
-        f'<p class="pp-muted">contract {esc(contract.get("path", "?"))} \u00b7 sha256 '
+        f'<div class="pp"><style>{CSS}{FIRST_PAGE_CSS}{_NUMBERS_CSS}</style>'
+        f"<h2>Parity {badge(overall)}</h2>"
+        + first_page(run, links=False)
+        + f'<p class="pp-muted">contract {esc(contract.get("path", "?"))} \u00b7 sha256 '
         f"{esc(contract.get('digest', '?'))} \u00b7 pytest-parity "
         f"{esc(run.get('tool_version', '?'))}</p>"
         f"{forest_svg(tasks)}{summary_table(tasks)}</div>"

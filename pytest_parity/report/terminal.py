@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from pytest_parity.records import RunResult, TaskResult
 from pytest_parity.report import checks as shown_checks
+from pytest_parity.report.numfmt import visible
 
 
 def _pct(x: float | None) -> str:
@@ -114,6 +115,11 @@ def verdict_lines(run: RunResult, disagreement_files: Sequence[str] = ()) -> lis
         )
     lines.append(f"OVERALL: {run['overall']}")
     lines.extend(f"  {r}" for r in run["overall_reasons"])
+    lock = run.get("lock")
+    if lock:
+        how = [f"checked against {lock['checked']}"] if lock.get("checked") else []
+        how += [f"written to {lock['written']}"] if lock.get("written") else []
+        lines.append(f"lock digest {lock['digest']}" + (f" ({', '.join(how)})" if how else ""))
     audit = run.get("audit") or []
     if audit:  # the head line and the gaps by name; --parity-audit prints the hints
         gaps = [a.split(": ")[1] for a in audit[1:] if ": MISSING" in a]
@@ -122,4 +128,5 @@ def verdict_lines(run: RunResult, disagreement_files: Sequence[str] = ()) -> lis
         if warned:
             tail += f"; {', '.join(warned)} flagged"
         lines.append(audit[0] + tail + (" (--parity-audit for the hints)" if tail else ""))
-    return lines
+    # ids and reasons come from data: a bidi control would reorder the terminal's line
+    return [visible(line) for line in lines]

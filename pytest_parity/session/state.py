@@ -72,6 +72,7 @@ class ParitySession:
                 if target is not None:
                     target.unlink(missing_ok=True)
         self.preflight: dict[str, Any] | None = None  # per role, for the report's provenance
+        self.lock: dict[str, Any] | None = None  # session/lock.py: the digest the report signs
         self.cache_session = cache_session(config)
         self._progress = ProgressLines(config)
 
@@ -261,6 +262,8 @@ class ParitySession:
             run = summarize(self.contract, tasks, self.started, __version__)
             if self.preflight is not None:
                 run["contract"]["preflight"] = self.preflight
+            if self.lock is not None:
+                run["lock"] = self.lock
             run["cache"] = cache_summary(
                 self.cache_mode(),
                 [{k: v for k, v in t.get("cache", {}).items() if k != "mode"} for t in tasks],

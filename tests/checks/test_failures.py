@@ -220,6 +220,10 @@ def test_wrong_answers_are_reported_but_left_to_the_delta_and_direction_checks()
     assert result["status"] == "PASS"
     assert result["numbers"]["categories"]["wrong_answer"]["status"] == "not_gated"
     assert result["numbers"]["categories"]["wrong_answer"]["candidate"] == 100
+    # issue 21: the pass never reads as "no failure category on either stack" beside 0 -> 100
+    text = " ".join(result["reasons"])
+    assert "no failure category on either stack" not in text
+    assert "not tested by this check (accuracy is the delta check's): wrong_answer 0 -> 100" in text
 
 
 def test_custom_categories_are_gated_by_their_direction() -> None:

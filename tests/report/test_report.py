@@ -115,7 +115,7 @@ def test_markdown_leads_with_the_verdict_and_tabulates_every_task() -> None:
     assert all(line.count(" | ") == 5 for line in rows)  # no cell broke the table
     assert "−2.10 \\[−3.40, −0.90\\] pts (90% CI)" in md  # brackets escaped: not a link
     assert "safety\\_refusals** (FAIL)" in md
-    assert "unsafe\\_compliance: 0 -&gt; 6 items" in md
+    assert "unsafe\\_compliance: 0 → 6 items" in md  # the one arrow of every report
 
 
 def test_markdown_neutralises_html_and_table_breakers() -> None:
@@ -337,7 +337,7 @@ def test_html_marks_the_failure_category_that_failed() -> None:
 
 def test_markdown_explains_only_what_did_not_pass() -> None:
     md = report.to_markdown(make_run())
-    why = md[md.index("### Why") :]
+    why = md[md.index("### Every check that did not pass") :]
     assert "support\\_golden" not in why  # passed: nothing to explain
     assert "about 2,400 paired items would settle it" in why
     assert "ignores error direction" not in why  # a skipped check is no reason

@@ -13,7 +13,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pytest_parity.report import checks as registered
-from pytest_parity.report.html.svg import VERDICT_COLOURS, delta_numbers, esc, number, points
+from pytest_parity.report.html.svg import VERDICT_COLOURS, delta_numbers, esc, number
+from pytest_parity.report.numfmt import count, pvalue
+from pytest_parity.report.numfmt import percent as _percent
+from pytest_parity.report.numfmt import points as points
 
 DIRECTIONS: dict[str, str] = {
     "C": "correct",
@@ -62,6 +65,17 @@ margin-left:4px}
 .pp-forest{width:100%;max-width:980px;height:auto;display:block;margin:6px 0}
 .pp-summary{width:100%}.pp-summary th,.pp-summary td{padding:4px 7px}
 .pp-summary .pp-badge{font-size:11px;padding:1px 7px}
+.pp-summary .pp-ci{white-space:nowrap}
+@media (max-width:1000px){
+.pp-summary th,.pp-summary td{padding:3px 4px;font-size:12px}
+.pp-summary td.pp-num{white-space:normal}
+.pp-summary .pp-badge{font-size:9.5px;padding:1px 4px;letter-spacing:0}
+}
+@media print{.pp-summary th,.pp-summary td{padding:2px 4px;font-size:10.5px}
+.pp-summary td.pp-num{white-space:normal}}
+.pp table.pp-wrap{width:100%}.pp table.pp-wrap td{overflow-wrap:break-word}
+.pp table.pp-wrap th{overflow-wrap:normal;word-break:normal}
+.pp table.pp-wrap td.pp-hash,.pp td.pp-hash code{overflow-wrap:anywhere}
 .pp-error-box{background:#f3e8fd;border:1px solid #d7b8f3;border-radius:4px;padding:6px 10px}
 """
 
@@ -80,7 +94,7 @@ def badge(status: object) -> str:
 
 
 def percent(x: float | None) -> str:
-    return "n/a" if x is None else f"{x * 100:.1f}%"
+    return _percent(x)
 
 
 def interval_text(nums: Mapping[str, Any], confidence: bool = True) -> str:
@@ -149,13 +163,26 @@ def numbers_table(task: Mapping[str, Any], holm: float | None = None) -> str:
             _row("Flip rate", percent(number(nums, "flip_rate")), "items scored differently")
         )
     if number(nums, "p_value") is not None:
-        rows.append(_row("p-value (difference)", f"{number(nums, 'p_value'):.3g}"))
+        rows.append(
+            _row(
+                "p-value (any difference)",
+                pvalue(number(nums, "p_value")),
+                "two-sided: do the stacks score differently at all?",
+            )
+        )
     if holm is not None:
-        rows.append(_row("Holm-adjusted p (regression alarm)", f"{holm:.3g}"))
+        rows.append(
+            _row(
+                "p, worse than the tolerance (all checks of the run counted)",
+                pvalue(holm),
+                "one-sided: is the new stack worse than the tolerance allows? Holm-adjusted over"
+                " every alarm of the run",
+            )
+        )
     if number(nums, "mde") is not None:
-        rows.append(_row("Smallest detectable delta", f"{points(number(nums, 'mde'), False)} pts"))
+        rows.append(_row("Smallest detectable delta", _mde_text(nums)))
     if number(nums, "items_needed") is not None:
-        rows.append(_row("Items needed to decide", f"{number(nums, 'items_needed'):,.0f}"))
+        rows.append(_row("Items needed to decide", count(number(nums, "items_needed"))))
     if nums.get("method"):
         rows.append(_row("Interval method", str(nums["method"])))
     if _warn_note(task):
@@ -169,6 +196,15 @@ def numbers_table(task: Mapping[str, Any], holm: float | None = None) -> str:
             text = f"{interval_text(mapping(c.get('numbers')))} · {c.get('status', '?')}"
             rows.append(_row(f"Delta of {metric}", text))
     return f'<table class="pp-numbers">{"".join(rows)}</table>'
+
+
+def _mde_text(nums: Mapping[str, Any]) -> str:
+    """The minimum detectable effect; where nothing flipped it rounds to 0.00 and means little
+    (the interval's width is what bounds an unseen regression), so say that instead."""
+    mde = number(nums, "mde")
+    if mde is not None and round(mde * 100, 2) > 0:
+        return f"{points(mde, False)} pts"
+    return "not meaningful: too few items flipped (the interval above bounds what went unseen)"
 
 
 def flip_table(task: Mapping[str, Any]) -> str:
@@ -215,19 +251,23 @@ def failure_table(task: Mapping[str, Any]) -> str:
         return ""
     failed = {str(f) for f in as_list(nums.get("failed"))}
     rows = []
-    for name, v in sorted(cats.items(), key=lambda kv: -(_first(kv[1], "candidate", "new") or 0)):
+    for name, v in sorted(cats.items(), key=lambda kv: _category_rank(kv[0])):
         old, new = _first(v, "baseline", "old"), _first(v, "candidate", "new")
-        p = _first(v, "p_value", "p")
         state = str(v.get("status") or "")
+        # A category the check does not test (correct, wrong answers: the delta's job) has no p.
+        p = None if state == "not_gated" else _first(v, "p_value", "p")
         hot = name in failed or state in ("new", "grown")
-        note = {"not_gated": "not gated", "new_below_min": "new, below minimum"}.get(state, state)
+        note = {
+            "not_gated": "not tested here (accuracy is the delta check's)",
+            "new_below_min": "new, below minimum",
+        }.get(state, state)
         rows.append(
             f'<tr class="{"pp-hot" if hot else ""}"><td>{esc(name)}</td>'
             + "".join(
                 f'<td class="pp-num">{DASH if x is None else f"{x:,.0f}"}</td>'
                 for x in (old, new, number(v, "entered"), number(v, "left"))
             )
-            + f'<td class="pp-num">{DASH if p is None else f"{p:.3g}"}</td>'
+            + f'<td class="pp-num">{DASH if p is None else pvalue(p)}</td>'
             f"<td>{esc(note)}</td></tr>"
         )
     return (
@@ -236,6 +276,14 @@ def failure_table(task: Mapping[str, Any]) -> str:
         '<th title="items in this category only under the old stack">left</th><th>p</th>'
         "<th>status</th></tr>" + "".join(rows) + "</table>"
     )
+
+
+def _category_rank(name: str) -> tuple[int, str]:
+    """The taxonomy's order (scoring/categories.py), custom categories after it by name."""
+    from pytest_parity.scoring.categories import CATEGORIES
+
+    order = list(CATEGORIES)
+    return (order.index(name) if name in order else len(order), name)
 
 
 def direction_table(task: Mapping[str, Any]) -> str:
@@ -277,11 +325,19 @@ def _warn_note(task: Mapping[str, Any]) -> str:
     )
 
 
+def _delta_cell(nums: Mapping[str, Any]) -> str:
+    """``−0.40 [−1.10, +0.30] pts`` that may wrap before the interval, never inside it."""
+    text = interval_text(nums, confidence=False).removesuffix(" pts")  # the header says pts
+    head, sep, rest = text.partition(" [")
+    return esc(head) + (f' <span class="pp-ci">[{esc(rest)}</span>' if sep else "")
+
+
 def summary_table(tasks: Sequence[Mapping[str, Any]]) -> str:
     names = registered.shown(tasks)
     head = (
-        "<tr><th>task</th><th>baseline</th><th>candidate</th><th>delta, pts [interval]</th>"
-        "<th>tolerance</th>"
+        '<tr><th>task</th><th title="baseline (old) score">old</th>'
+        '<th title="candidate (new) score">new</th><th>delta, pts [interval]</th>'
+        "<th>tol., pts</th>"
         + "".join(f"<th>{esc(registered.column(n))}</th>" for n in names)
         + "<th>verdict</th></tr>"
     )
@@ -297,8 +353,8 @@ def summary_table(tasks: Sequence[Mapping[str, Any]]) -> str:
             f'<tr><td><a href="#task-{esc(name)}">{esc(name)}</a>{safety}</td>'
             f'<td class="pp-num">{percent(number(t, "baseline_score"))}</td>'
             f'<td class="pp-num">{percent(number(t, "candidate_score"))}</td>'
-            f'<td class="pp-num">{esc(interval_text(delta_numbers(t), confidence=False))}</td>'
-            f'<td class="pp-num">{esc(points(number(t, "tolerance"), signed=False))} pts</td>'
+            f'<td class="pp-num">{_delta_cell(delta_numbers(t))}</td>'
+            f'<td class="pp-num">{esc(points(number(t, "tolerance"), signed=False))}</td>'
             f"{cells}<td>{badge(t.get('verdict', 'SKIP'))}{_warn_note(t)}</td></tr>"
         )
     return f'<table class="pp-summary">{head}{"".join(rows)}</table>'
