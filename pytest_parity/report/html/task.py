@@ -210,7 +210,11 @@ def task_html(
         + f"<{h}>{badge(status)} {esc(name)}{safety} "
         f'<span class="pp-muted">{esc(task.get("source", ""))}</span></{h}>'
         f"{_reasons(task)}{_notes(task)}{_early_stop(task)}"
-        + (forest_svg([task], title=f"Delta of {name}") if delta_numbers(task) else "")
+        + (
+            forest_svg([task], title=f"Delta of {name}", legend=False)
+            if delta_numbers(task)
+            else ""
+        )
         + f'<div class="pp-grid">{grid}</div>'
         + judge_html(task, h2)
         + f"<{h2}>Disagreements</{h2}>{disagreements_html(task)}"
