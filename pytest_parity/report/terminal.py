@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from pytest_parity.records import RunResult, TaskResult
 from pytest_parity.report import checks as shown_checks
+from pytest_parity.report.bidi import visible
 
 
 def _pct(x: float | None) -> str:
@@ -122,4 +123,5 @@ def verdict_lines(run: RunResult, disagreement_files: Sequence[str] = ()) -> lis
         if warned:
             tail += f"; {', '.join(warned)} flagged"
         lines.append(audit[0] + tail + (" (--parity-audit for the hints)" if tail else ""))
-    return lines
+    # a task name or reason holding an U+202E must not reverse the terminal line
+    return [visible(line) for line in lines]

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import html
 import math
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from pytest_parity.report.bidi import visible
 
 # One colour per status, shared by every report so a verdict looks the same everywhere.
 VERDICT_COLOURS: dict[str, str] = {
@@ -37,16 +38,10 @@ _RIGHT = 290
 _WIDTH = _LEFT + _PLOT + _RIGHT
 
 
-# Bidirectional controls (an U+202E in an answer visibly reverses the text after it) are shown as
-# visible escapes, so what a reviewer reads is what the model sent, in order.
-_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-
-
 def esc(value: object) -> str:
     """Escape anything for HTML text and attribute values (quotes included); bidi controls are
     shown as ``<U+202E>``."""
-    text = html.escape(str(value), quote=True)
-    return _BIDI.sub(lambda m: f"&lt;U+{ord(m.group()):04X}&gt;", text)
+    return html.escape(visible(str(value)), quote=True)
 
 
 def number(mapping: Mapping[str, Any] | None, key: str) -> float | None:
