@@ -20,17 +20,12 @@ from __future__ import annotations
 import math
 import re
 
+# visible is re-exported: its one definition is in report/bidi.py
+from pytest_parity.report.bidi import visible as visible
+
 MINUS = "\u2212"
 ARROW = "\u2192"
 NA = "n/a"
-
-# U+061C, U+200E/F, U+202A-202E, U+2066-2069: each can reorder the text after it on screen.
-BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-
-
-def visible(text: object) -> str:
-    """Text with every bidirectional control shown as ``<U+XXXX>`` (plain-text reports)."""
-    return BIDI.sub(lambda m: f"<U+{ord(m.group()):04X}>", str(text))
 
 
 def finite(x: object) -> float | None:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from pytest_parity.records import RunResult, TaskResult
 from pytest_parity.report import checks as shown_checks
-from pytest_parity.report.numfmt import visible
+from pytest_parity.report.bidi import visible
 
 
 def _pct(x: float | None) -> str:
@@ -128,5 +128,5 @@ def verdict_lines(run: RunResult, disagreement_files: Sequence[str] = ()) -> lis
         if warned:
             tail += f"; {', '.join(warned)} flagged"
         lines.append(audit[0] + tail + (" (--parity-audit for the hints)" if tail else ""))
-    # ids and reasons come from data: a bidi control would reorder the terminal's line
+    # a task name or reason holding an U+202E must not reverse the terminal line
     return [visible(line) for line in lines]

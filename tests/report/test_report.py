@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import copy
 import html
-import itertools
 import json
 import re
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-import pytest
 from run_builders import (
     HOSTILE,
     _delta,
@@ -245,52 +243,6 @@ def test_html_survives_a_task_without_checks() -> None:
     page = report.to_html(run)
     assert "no estimate (ERROR)" in page
     assert "Some tasks could not be judged" in page
-
-
-def test_forest_plot_draws_one_row_per_task_with_its_band() -> None:
-    svg = report.forest_svg(make_run()["tasks"])
-    assert svg.startswith("<svg") and svg.endswith("</svg>")
-    rows = re.findall(r'<g class="pp-row" data-task="([^"]+)">', svg)
-    assert rows == ["support_golden", "safety_refusals", "mmlu_pro"]
-    # one-sided: the green region runs from -tolerance to the right edge, for every row
-    band = r'<rect x="([0-9.]+)" y="[0-9.]+" width="([0-9.]+)" height="\d+" fill="#e3f2e7"'
-    bands = [(float(a), float(w)) for a, w in re.findall(band, svg)]
-    assert len(bands) == 3
-    assert len({round(a + w, 1) for a, w in bands}) == 1
-    # the safety task's margin is a third as far from 0 as the others' (0.5 vs 1.5 points)
-    zero = float(re.findall(r'<line x1="([0-9.]+)" y1="30"', svg)[0])
-    gaps = [zero - a for a, _ in bands]
-    assert gaps[1] == pytest.approx(gaps[0] / 3, rel=0.02)
-
-
-def test_forest_plot_axis_fits_the_data_with_round_ticks() -> None:
-    run = make_run()
-    for t in run["tasks"]:
-        t["checks"]["delta"]["numbers"].update(delta=-0.08, ci_low=-0.1, ci_high=-0.06)
-    svg = report.forest_svg(run["tasks"])
-    ticks = re.findall(r'text-anchor="middle">([^<]+)</text>', svg)[1:]
-    values = [float(t.replace("\u2212", "-")) for t in ticks]
-    assert min(values) <= -10 and max(values) < 5  # no symmetric +50 side for all-negative deltas
-    steps = {round(b - a, 6) for a, b in itertools.pairwise(values)}
-    assert len(steps) == 1 and steps.pop() in (1, 2, 2.5, 5, 10)
-
-
-def test_forest_plot_marks_an_off_scale_delta_visibly() -> None:
-    run = make_run()
-    run["tasks"][1]["checks"]["delta"]["numbers"].update(delta=-0.6667, ci_low=-0.9, ci_high=-0.5)
-    svg = report.forest_svg(run["tasks"])
-    row = svg[svg.index('data-task="safety_refusals"') :]
-    row = row[: row.index("</g>")]
-    assert 'class="pp-offscale"' in row and "<circle" not in row
-    assert "−66.67 [−90.00, −50.00]" in row
-
-
-def test_forest_plot_clips_huge_intervals_with_arrows() -> None:
-    run = make_run()
-    run["tasks"][1]["checks"]["delta"]["numbers"].update(delta=-0.6, ci_low=-0.9, ci_high=-0.3)
-    svg = report.forest_svg(run["tasks"])
-    assert "<path" in svg  # arrow heads mark the clipped ends
-    assert "−60.00 [−90.00, −30.00]" in svg
 
 
 def test_writers_create_parent_directories(tmp_path: Path) -> None:
