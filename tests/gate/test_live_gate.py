@@ -30,8 +30,11 @@ RECORDED = ROOT / "example_suite" / "recorded"
 # be judged as exact parity, a claim these few items cannot carry.
 LIMITS: dict[str, int | None] = {"which_is_heavier": None, "born_first": 40}
 # Fields that say when and where a run happened, not what it found.
-# the audit names the contract file, which differs between the live and the replayed run
-RUN_FACTS = frozenset({"started", "finished", "endpoints", "contract", "latency_s", "audit"})
+# the audit names the contract file, and the lock digests it (and a replay's recordings), which
+# differ between the live and the replayed run
+RUN_FACTS = frozenset(
+    {"started", "finished", "endpoints", "contract", "latency_s", "audit", "lock"}
+)
 
 
 # example_suite is not a package, and tests/support/servers.py already owns the name "servers".
