@@ -449,7 +449,7 @@ class Endpoint(abc.ABC):
                     self._cache_run = self.cache.begin(ekey)
                     self._cache_ekey = ekey
             key = ResponseCache.key(ekey, request.request_hash(), request.repeat, request.template)
-            hit = self.cache.get(key, self._cache_run)
+            hit = await self.cache.aget(key, self._cache_run)
             if hit is not None:
                 progress.cached += 1
                 progress.done += 1

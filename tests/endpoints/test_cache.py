@@ -334,3 +334,49 @@ def test_many_processes_opening_a_new_cache_at_once(tmp_path: Path) -> None:
         assert [p.returncode for p in procs] == [0] * 6, errors
         with ResponseCache(where) as cache:
             assert cache.count() == 6
+
+
+def test_reads_asked_in_one_turn_of_the_loop_are_one_lookup(tmp_path: Path) -> None:
+    """A window of requests asks its keys together: one SELECT for the burst, each answer the
+    one stored under its own key, a key not stored a miss, a resume tag still respected."""
+    keys = [ResponseCache.key("e", str(i)) for i in range(300)]
+    with ResponseCache(tmp_path, mode="resume") as cache:
+        for i, k in enumerate(keys[:200]):
+            cache.put(k, {"text": str(i)}, endpoint_key="e", item_id=str(i), run="c:1")
+        cache.put(keys[250], {"text": "old"}, endpoint_key="e", item_id="250", run="c:0")
+        statements: list[str] = []
+        cache._db.set_trace_callback(statements.append)
+
+        async def go() -> list[dict[str, Any] | None]:
+            return list(await asyncio.gather(*(cache.aget(k, "c:1") for k in keys)))
+
+        got = asyncio.run(go())
+        selects = [s for s in statements if s.startswith("SELECT")]
+        assert len(selects) == 1 and selects[0].count("?") == 0  # one statement, bound values
+        assert [g and g["text"] for g in got[:200]] == [str(i) for i in range(200)]
+        assert got[200:] == [None] * 100  # not stored, or stored under another run (250)
+        assert cache.hits == 200 and cache.misses == 100
+
+
+def test_a_batched_lookup_survives_a_damaged_row_and_a_cancelled_request(tmp_path: Path) -> None:
+    with ResponseCache(tmp_path, mode="reuse") as cache:
+        cache.put("good", {"text": "ok"}, endpoint_key="e", item_id="1")
+        cache.put("bad", {"text": "x"}, endpoint_key="e", item_id="2")
+        cache._db.execute("UPDATE responses SET response = '{not json' WHERE key = 'bad'")
+
+        async def go() -> tuple[Any, Any]:
+            doomed = asyncio.ensure_future(cache.aget("good"))
+            await asyncio.sleep(0)
+            doomed.cancel()  # cancelled while its lookup is queued: the batch goes on
+            return await asyncio.gather(cache.aget("good"), cache.aget("bad"))
+
+        good, bad = asyncio.run(go())
+        assert good == {"text": "ok"} and bad is None  # the damaged row is asked again
+        assert cache.read_errors == 1 and "unreadable" in str(cache.last_read_error)
+
+
+def test_refresh_reads_nothing_in_batches_either(tmp_path: Path) -> None:
+    with ResponseCache(tmp_path) as cache:
+        cache.put("k", {"text": "ok"}, endpoint_key="e", item_id="1")
+    with ResponseCache(tmp_path, refresh=True) as cache:
+        assert asyncio.run(cache.aget("k")) is None and cache.misses == 1
