@@ -112,10 +112,27 @@ class Registry(Generic[T]):
         if self._entry_points_read:
             return
         self._entry_points_read = True
+        for name, value in _entry_points().get(self.group, ()):
+            self._factories.setdefault(name, value)
+
+
+def _entry_points() -> dict[str, list[tuple[str, str]]]:
+    """(name, value) of every ``pytest_parity.*`` entry point, by group: one scan of the
+    installed distributions for all the registries (a scan per group cost 4-12 ms each)."""
+    global _ENTRY_POINTS
+    if _ENTRY_POINTS is None:
         from importlib.metadata import entry_points
 
-        for ep in entry_points(group=self.group):
-            self._factories.setdefault(ep.name, ep.value)
+        every = entry_points()  # one scan; .groups and .select filter it (3.10 to 3.13 alike)
+        _ENTRY_POINTS = {
+            group: [(ep.name, ep.value) for ep in every.select(group=group)]
+            for group in every.groups
+            if group.startswith("pytest_parity.")
+        }
+    return _ENTRY_POINTS
+
+
+_ENTRY_POINTS: dict[str, list[tuple[str, str]]] | None = None
 
 
 def _resolve(path: str, what: str) -> Any:

@@ -175,8 +175,15 @@ class ItemPipeline:
             for role in roles:
                 answers[role] = await self._ask(role, item)
 
-        chains = [("baseline", "aa") if "aa" in self.specs else ("baseline",), ("candidate",)]
-        await asyncio.gather(*(ask(*chain) for chain in chains))
+        # The candidate in a task of its own, the baseline (and its A/A pass) in this one: one
+        # task per item fewer than gathering both (a task costs ~10 us of loop work per item).
+        candidate = asyncio.ensure_future(ask("candidate"))
+        try:
+            await ask("baseline", "aa") if "aa" in self.specs else await ask("baseline")
+            await candidate
+        finally:
+            if not candidate.done():  # this item was cancelled, or the baseline raised
+                candidate.cancel()
         judged: dict[str, str] = {}  # role -> why the judge gave no verdict
         scores = await self._score(item, answers, judged)
         sides = {

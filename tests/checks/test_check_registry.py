@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from servers import FakeServer
@@ -112,3 +113,26 @@ def test_an_unknown_check_is_one_line(pytester: pytest.Pytester) -> None:
     err = result.stderr.str()
     assert "tasks[0].checks.calibraton" in err and "unknown check 'calibraton'" in err
     assert "Traceback" not in err
+
+
+def test_an_installed_package_registers_through_its_entry_point(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pyproject.toml route the registry documents: a distribution's entry point in the
+    ``pytest_parity.checks`` group becomes a check name (one scan serves every registry)."""
+    from pytest_parity import registry as reg
+
+    dist = tmp_path / "my_checks-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: my-checks\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(
+        "[pytest_parity.checks]\nlatency_p99 = my_checks:P99\n\n"
+        "[pytest_parity.sources]\nmy_source = my_checks:Source\n\n"
+        "[console_scripts]\nnot_ours = my_checks:main\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(reg, "_ENTRY_POINTS", None)
+    checks = reg.Registry("check", {}, group="pytest_parity.checks")
+    sources = reg.Registry("source", {}, group="pytest_parity.sources")
+    assert checks.names() == ("latency_p99",) and sources.names() == ("my_source",)
+    assert set(reg._entry_points()) == {"pytest_parity.checks", "pytest_parity.sources"}
