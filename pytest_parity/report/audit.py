@@ -9,7 +9,6 @@ whether the contract covers it, with a one-line hint where it does not. Nothing 
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -95,17 +94,16 @@ def _golden_notes(contract: Contract) -> list[AuditLine]:
     for task in contract.tasks:
         if task.source != "golden":
             continue
-        items = list(registry.sources.get("golden").items(task))
-        prompts = Counter(item.display_prompt() for item in items)
-        repeated = sum(k - 1 for k in prompts.values() if k > 1)
-        if len(items) < SMALL_GOLDEN_SET:
+        source = registry.sources.get("golden")
+        n, repeated = source.count(task), source.repeated_prompts(task)
+        if n < SMALL_GOLDEN_SET:
             out.append(
                 AuditLine(
                     "golden set",
                     task.name,
                     False,
                     (task.name,),
-                    f"{len(items)} items, fewer than {SMALL_GOLDEN_SET}: a "
+                    f"{n} items, fewer than {SMALL_GOLDEN_SET}: a "
                     f"{100 * task.tolerance:g}-point tolerance is rarely decided at this size"
                     " (an INCONCLUSIVE verdict says how many it needs)",
                 )

@@ -233,17 +233,36 @@ class GoldenSource(TaskSource):
     def digest(self, task: TaskSpec) -> str | None:
         return None if task.path is None else data_digest(task.path)
 
+    def repeated_prompts(self, task: TaskSpec) -> int:
+        """How many items repeat a prompt an earlier item has (the coverage audit's note)."""
+        return self._facts(task)[1]
+
     def _load(self, task: TaskSpec) -> int:
         """Check the whole set once per file version; its number of items."""
+        return self._facts(task)[0]
+
+    def _facts(self, task: TaskSpec) -> tuple[int, int]:
+        """(items, repeated prompts) from one checked pass per file version, per task: the
+        preparation, the count, the audit and the run's stream share it."""
         assert task.path is not None
         st = task.path.stat()
         key = (str(task.path), task.limit, task.cluster_key, st.st_mtime_ns, st.st_size)
-        if self._memo is None or self._memo[0] != key:
-            n = sum(1 for _ in load_golden_checked(task))
-            self._memo = (key, n)
-        return self._memo[1]
+        facts = self._memo.get(key)
+        if facts is None:
+            seen: set[int] = set()  # hashes, not prompts: a 100,000-item set is not held
+            n = repeated = 0
+            for item in load_golden_checked(task):
+                n += 1
+                h = hash(item.display_prompt())
+                if h in seen:
+                    repeated += 1
+                else:
+                    seen.add(h)
+            facts = self._memo[key] = (n, repeated)
+        return facts
 
-    _memo: tuple[tuple[object, ...], int] | None = None
+    def __init__(self) -> None:
+        self._memo: dict[tuple[object, ...], tuple[int, int]] = {}
 
 
 def load_golden_checked(task: TaskSpec) -> Iterator[Item]:

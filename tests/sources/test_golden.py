@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -124,3 +125,43 @@ def test_metadata_nested_a_few_levels_is_fine(tmp_path: Path) -> None:
     meta = '{"a": ' * 30 + "1" + "}" * 30
     path = write(tmp_path, f'{{"id": "q1", "prompt": "p", "metadata": {meta}}}')
     assert load_golden(path)[0].metadata["a"]["a"]["a"]
+
+
+def test_each_golden_set_is_checked_once_for_preparing_counting_and_the_audit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One checked pass per set serves the preparation, the count and the audit's notes (size,
+    repeated prompts), also with several tasks; the run's stream is the only other read."""
+    from pytest_parity import registry
+    from pytest_parity.contract.spec import load_contract
+    from pytest_parity.report.audit import audit
+    from pytest_parity.sources import golden
+
+    for name, n in (("a", 40), ("b", 7)):
+        rows = [{"id": f"{name}{i}", "prompt": f"q{i % 30}", "reference": "1"} for i in range(n)]
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    stack = "{kind: vllm, base_url: 'http://127.0.0.1:9/v1', model: m}"
+    (tmp_path / "contract.yaml").write_text(
+        f"baseline: {stack}\ncandidate: {stack}\ntasks:\n"
+        "  - {name: a, source: golden, path: a.jsonl, scorer: exact}\n"
+        "  - {name: b, source: golden, path: b.jsonl, scorer: exact}\n"
+    )
+    contract = load_contract(tmp_path / "contract.yaml")
+    parsed: list[str] = []
+    real = golden._parse_line
+    monkeypatch.setattr(
+        golden, "_parse_line", lambda p, *a: parsed.append(Path(p).name) or real(p, *a)
+    )
+    source = registry.sources.get("golden")
+    monkeypatch.setattr(source, "_memo", {})
+    for task in contract.tasks:
+        source.prepare(task)
+    notes: dict[str, str] = {}
+    for a in audit(contract):
+        if a.area == "golden set":
+            notes[a.name] = notes.get(a.name, "") + a.hint
+    assert [source.count(t) for t in contract.tasks] == [40, 7]
+    assert parsed.count("a.jsonl") == 40 and parsed.count("b.jsonl") == 7  # one pass each
+    assert "10 duplicated prompt(s)" in notes["a"] and "7 items, fewer than" in notes["b"]
+    assert len(list(source.items(contract.tasks[0]))) == 40  # the stream: the second read
+    assert parsed.count("a.jsonl") == 80
