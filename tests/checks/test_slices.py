@@ -7,38 +7,15 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
-from test_buckets import TASK, side
+from slice_data import T, rec, records
 
 from pytest_parity import load_contract
 from pytest_parity.checks.slices import AUTO_MIN_ITEMS, auto_fields, label, slice_breakdown
 from pytest_parity.contract.spec import ContractError
-from pytest_parity.records import ItemRecord, TaskRun
+from pytest_parity.records import TaskRun
 from pytest_parity.verdict import evaluate
-
-T = replace(TASK, source="golden", tolerance=0.05, min_items=30)
-
-
-def rec(i: int, meta: dict[str, Any] | None, old: float | None, new: float | None) -> ItemRecord:
-    return {"id": f"i{i}", "prompt": "p", "reference": "r", "cluster": None, "metadata": meta,
-            "baseline": side(old), "candidate": side(new)}  # type: ignore[typeddict-item]  # fmt: skip
-
-
-def records() -> list[ItemRecord]:
-    """math: 40 items, the candidate wrong on 4 the baseline got right (b=4, c=0, -10 pts);
-    history: 20 items, the candidate right on 2 the baseline got wrong (b=0, c=2, +10 pts);
-    one art item the candidate never answered (not paired: in no slice)."""
-    out: list[ItemRecord] = []
-    for i in range(40):
-        out.append(rec(len(out), {"subject": "math", "level": i % 2, "score_x": 0.5 * i},
-                       1.0, 0.0 if i < 4 else 1.0))  # fmt: skip
-    for i in range(20):
-        out.append(rec(len(out), {"subject": "history", "level": i % 2, "id_": f"h{i}"},
-                       0.0 if i < 2 else 1.0, 1.0))  # fmt: skip
-    out.append(rec(len(out), {"subject": "art"}, 1.0, None))
-    return out
 
 
 def test_auto_takes_categorical_fields_with_few_values_of_enough_items() -> None:
