@@ -33,7 +33,7 @@ def test_each_slice_has_its_own_items_means_flips_and_delta() -> None:
     assert (art.interval.b, art.interval.c) == (0, 1)
     assert math_.interval.method == "tango" and math_.interval.confidence == pytest.approx(0.9)
     row = math_.to_dict()
-    assert row["value"] == "math" and row["b"] == 2 and row["status"] == math_.verdict.status
+    assert row["value"] == "math" and row["b"] == 2 and row["status"] == math_.status
 
 
 def test_a_slice_is_the_task_interval_on_its_items_alone() -> None:
@@ -59,8 +59,8 @@ def test_a_clear_drop_in_one_slice_fails_it_and_not_the_others() -> None:
     old = [1.0] * 400
     new = [0.0 if i < 60 else 1.0 for i in range(200)] + [1.0] * 200  # bad: -30 pts
     bad, good = sorted(_slices(labels, old, new), key=lambda s: s.value)
-    assert bad.verdict.status == "FAIL" and bad.verdict.p_fail < 1e-6
-    assert good.verdict.status == "PASS" and good.interval.delta == 0.0
+    assert bad.status == "FAIL" and bad.p_fail < 1e-6
+    assert good.status == "PASS" and good.interval.delta == 0.0
 
 
 def test_ties_in_size_are_ordered_by_label_and_labels_must_match_the_items() -> None:
@@ -79,3 +79,17 @@ def test_clusters_are_used_within_a_slice_that_holds_several() -> None:
     assert got["x"].interval.clusters == 4 and got["x"].interval.method.startswith("cluster")
     one = _slices(["x"] * 6, old[:6], new[:6], clusters=["c0"] * 6)[0]
     assert one.interval.clusters is None  # one cluster: the item-level interval
+
+
+@pytest.mark.parametrize("flips", [(0, 0), (4, 0), (30, 2), (3, 9)])
+def test_a_slices_status_is_the_tasks_rule_without_the_planning_numbers(
+    flips: tuple[int, int],
+) -> None:
+    from pytest_parity.stats.gate import decide
+
+    b, c = flips
+    old = [1.0] * b + [0.0] * c + [1.0] * 60
+    new = [0.0] * b + [1.0] * c + [1.0] * 60
+    iv = stats.paired_interval(old, new, confidence=0.9, rng=np.random.default_rng(0))
+    full = stats.noninferiority(iv, 0.05, alpha=0.05)
+    assert decide(iv, 0.05) == (full.status, full.warn, full.p_fail)
