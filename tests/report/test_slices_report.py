@@ -113,3 +113,30 @@ def test_a_note_alone_is_shown() -> None:
     assert "slice_by: no paired item has &lt;b&gt;subjct&lt;/b&gt;" in html
     assert "slices are exploratory" not in html
     assert any("no paired item has <b>subjct</b>" in line for line in verdict_lines(run))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("width", [1400, 760])
+def test_slices_render_in_chromium_as_text_and_print(tmp_path: Path, width: int) -> None:
+    from test_browser import CHROMIUM, _chromium, _console, _dom, _png_size_and_colours
+
+    if CHROMIUM is None:
+        pytest.skip("needs Chromium (apt-get install chromium)")
+    from pytest_parity import report
+
+    page = tmp_path / "parity.html"
+    report.write_html(_run(), page)
+    shot = tmp_path / "parity.png"
+    done = _chromium(tmp_path, page.as_uri(), f"--screenshot={shot}", f"--window-size={width},2000")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert _console(done.stderr) == []
+    assert _png_size_and_colours(shot)[:2] == (width, 2000)
+    dumped = _chromium(tmp_path, page.as_uri(), "--dump-dom", "--virtual-time-budget=3000")
+    dom = _dom(dumped.stdout)
+    # no script element; "PWNED" only as the text of the slice's name (SVG titles included)
+    assert "script" not in dom.tags and not dom.events
+    assert "PWNED" not in dom.title.replace("document.title='PWNED'", "")
+    assert "&lt;script&gt;document.title='PWNED'&lt;/script&gt;&lt;U+202E&gt;evil" in dumped.stdout
+    pdf = tmp_path / "parity.pdf"
+    printed = _chromium(tmp_path, page.as_uri(), f"--print-to-pdf={pdf}", "--no-pdf-header-footer")
+    assert printed.returncode == 0 and pdf.read_bytes().startswith(b"%PDF")
