@@ -140,3 +140,10 @@ def test_slices_render_in_chromium_as_text_and_print(tmp_path: Path, width: int)
     pdf = tmp_path / "parity.pdf"
     printed = _chromium(tmp_path, page.as_uri(), f"--print-to-pdf={pdf}", "--no-pdf-header-footer")
     assert printed.returncode == 0 and pdf.read_bytes().startswith(b"%PDF")
+
+
+def test_a_long_slice_value_is_cut_in_the_plot_after_its_bidi_controls_are_shown() -> None:
+    html = task_html(_run("<b>bold</b>\u202eevil and more words")["tasks"][0])
+    plot = html[html.index('class="pp-slices-plot"') :]
+    # 23 characters and an ellipsis, counted as shown: "<U+202E>" is 8 of them
+    assert "&gt;bold&lt;/b&gt;&lt;U+202E&gt;evil\u2026</text>" in plot

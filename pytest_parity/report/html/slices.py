@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pytest_parity.report import slices as sl
+from pytest_parity.report.bidi import visible
 from pytest_parity.report.html.sections import percent
 from pytest_parity.report.html.svg import esc, forest_svg, number
 from pytest_parity.report.numfmt import count, pvalue
@@ -23,7 +24,8 @@ def _rows_for_plot(task: Mapping[str, Any], f: Mapping[str, Any]) -> list[dict[s
     """Each slice as the forest plot's row: its value, status, the task's tolerance, the delta."""
     return [
         {
-            "task": str(s.get("value", "?")),
+            # shown before the plot cuts a long label, so <U+202E> counts in its width
+            "task": visible(str(s.get("value", "?"))),
             "verdict": str(s.get("status", "SKIP")),
             "tolerance": sl.tolerance(task),
             "checks": {
