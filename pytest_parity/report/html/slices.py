@@ -20,12 +20,21 @@ from pytest_parity.report.numfmt import count, pvalue
 __all__ = ["slices_html"]
 
 
+LABEL_CHARS = 20  # of the plot's label column (196 px at 13 px): "<", "W" and "%" are wide
+
+
+def _label(value: object) -> str:
+    """A slice value as the plot's row label: bidi controls shown first (``<U+202E>`` counts in
+    the width), then cut; the table beside the plot shows it whole."""
+    text = visible(str(value))
+    return text if len(text) <= LABEL_CHARS else text[: LABEL_CHARS - 1] + "\u2026"
+
+
 def _rows_for_plot(task: Mapping[str, Any], f: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Each slice as the forest plot's row: its value, status, the task's tolerance, the delta."""
     return [
         {
-            # shown before the plot cuts a long label, so <U+202E> counts in its width
-            "task": visible(str(s.get("value", "?"))),
+            "task": _label(s.get("value", "?")),
             "verdict": str(s.get("status", "SKIP")),
             "tolerance": sl.tolerance(task),
             "checks": {
