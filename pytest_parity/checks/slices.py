@@ -33,7 +33,7 @@ __all__ = ["AUTO_MAX_VALUES", "AUTO_MIN_ITEMS", "MAX_SLICES", "auto_fields", "sl
 AUTO_MAX_VALUES = 12  # auto: a field with more values is an identifier or a number, not a slice
 AUTO_MIN_ITEMS = 10  # auto: every slice of the field holds at least this many paired items
 AUTO_MAX_FIELDS = 4  # auto: at most this many fields (in the order the items name them)
-MAX_SLICES = 30  # a named field with more values gets a note instead of a breakdown
+MAX_SLICES = 64  # a named field with more values gets a note instead (mmlu has 57 subtasks)
 # Metadata the sources and the judge figures write about an item, never a slice of it.
 NOT_SLICES = frozenset(
     {"context_tokens", "token_count", "human_score", "human_preference", "ttft", "ts"}

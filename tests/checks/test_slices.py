@@ -12,7 +12,13 @@ import pytest
 from slice_data import T, rec, records
 
 from pytest_parity import load_contract
-from pytest_parity.checks.slices import AUTO_MIN_ITEMS, auto_fields, label, slice_breakdown
+from pytest_parity.checks.slices import (
+    AUTO_MIN_ITEMS,
+    MAX_SLICES,
+    auto_fields,
+    label,
+    slice_breakdown,
+)
 from pytest_parity.contract.spec import ContractError
 from pytest_parity.records import TaskRun
 from pytest_parity.verdict import evaluate
@@ -63,6 +69,18 @@ def test_a_named_field_is_sliced_even_with_small_slices_and_a_missing_one_is_a_n
         "slice_by: no paired item of task lc has a single value in metadata.subjct;"
         " did you mean 'subject'?"
     ]
+
+
+def test_a_named_field_with_too_many_values_is_a_note_not_a_breakdown() -> None:
+    many = [rec(i, {"row": i}, 1.0, 1.0) for i in range(MAX_SLICES + 1)]
+    got = slice_breakdown(replace(T, slice_by=("row",)), many, seed=0)
+    assert got is not None and got["fields"] == [] and got["k"] == 0
+    assert got["notes"] == [
+        f"slice_by: metadata.row has {MAX_SLICES + 1} values in task lc, more than {MAX_SLICES}:"
+        " not a category to slice by (an identifier or a number?)"
+    ]
+    fine = slice_breakdown(replace(T, slice_by=("row",)), many[:MAX_SLICES], seed=0)
+    assert fine is not None and fine["k"] == MAX_SLICES
 
 
 def test_no_slices_when_turned_off_or_when_nothing_qualifies() -> None:
