@@ -87,6 +87,10 @@ class TaskResult(TypedDict):
     judge: dict[str, Any] | None
     # tasks with early_stop: the run's early_stop record (runner/earlystop.py) as it ended
     early_stop: NotRequired[dict[str, Any] | None]
+    # the exploratory slices by metadata field (checks/slices.py); absent when there are none.
+    # Never part of the verdict: {"by", "fields": [{"field", "slices": [...], "unsliced",
+    # "worst", "worse"}], "notes", "k", "tolerance", "min_items"}
+    slices: NotRequired[dict[str, Any]]
 
 
 def worst(statuses: list[Status]) -> Status:

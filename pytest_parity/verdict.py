@@ -64,6 +64,12 @@ def evaluate(task: TaskSpec, run: TaskRun, seed: int, disagreements: int) -> Tas
                     result_["reasons"].append(asked_note(run.early_stop))
     result["checks"] = {c["name"]: c for c in checks}
     result["verdict"] = worst([c["status"] for c in checks])
+    from pytest_parity.checks.slices import slice_breakdown
+
+    # exploratory: read after the verdict, never part of it (no test, no alarm)
+    slices = slice_breakdown(task, records, seed)
+    if slices is not None:
+        result["slices"] = slices
     from pytest_parity import stats
 
     focus = result["checks"].get("failure_modes")

@@ -30,6 +30,7 @@ from pytest_parity.contract.spec import (
     Defaults,
     EarlyStopSpec,
     EndpointSpec,
+    SliceBy,
     TaskSpec,
     _did_you_mean,
     _frozen,
@@ -213,6 +214,7 @@ TASK_KEYS = (
     "categories",
     "checks",
     "bucket_by",
+    "slice_by",
     "failure_ratio",
     "score_range",
     "judge",
@@ -616,6 +618,7 @@ def _defaults(v: _V, raw: Any) -> Defaults:
         ),
         checks=_frozen(dict(v.optional_mapping(m.get("checks"), "defaults.checks"))),
         early_stop=_early_stop(v, m.get("early_stop", False), "defaults.early_stop", None),
+        slice_by=_slice_by(v, m.get("slice_by", d.slice_by), "defaults.slice_by"),
     )
 
 
@@ -848,6 +851,9 @@ def _task(
         ),
         score_range=_score_range(v, m.get("score_range"), f"{where}.score_range"),
         early_stop=_task_early_stop(v, m, where, d, impl.runs_itself),
+        slice_by=_slice_by(v, m["slice_by"], f"{where}.slice_by")
+        if "slice_by" in m
+        else d.slice_by,
     )
 
 
@@ -926,6 +932,43 @@ def _bucket_by(v: _V, value: Any, buckets: Any, where: str) -> Mapping[str, Any]
             "give the field once",
         )
     return {**buckets, "by": by}
+
+
+MAX_SLICE_FIELDS = 8
+SLICE_BY_HINT = "e.g. slice_by: subject, slice_by: [subject, level], slice_by: auto or false"
+
+
+def _slice_by(v: _V, value: Any, where: str) -> SliceBy:
+    """``slice_by: auto | false | <field> | [<field>, ...]``: the metadata fields of the task's
+    exploratory slices (checks/slices.py); ``true`` is ``auto``, ``false`` and ``[]`` none."""
+    if value == "auto" or value is True:
+        return "auto"
+    if value is False or value is None:
+        return ()
+    fields = [value] if isinstance(value, str) else value
+    if not isinstance(fields, list | tuple):
+        raise v.fail(
+            where,
+            f"expected a metadata field, a list of fields, auto or false, got {_show(value)}",
+            SLICE_BY_HINT,
+        )
+    if len(fields) > MAX_SLICE_FIELDS:
+        raise v.fail(
+            where,
+            f"{len(fields)} fields, at most {MAX_SLICE_FIELDS}: every slice is one more"
+            " comparison that can look worse by chance",
+            "keep the fields you will read; declare a slice that matters as its own task",
+        )
+    out: list[str] = []
+    for i, f in enumerate(fields):
+        at = f"{where}[{i}]" if not isinstance(value, str) else where
+        if f == "auto":
+            raise v.fail(at, "auto cannot be listed with fields", "write slice_by: auto alone")
+        name = v.string(f, at, SLICE_BY_HINT)
+        if name in out:
+            raise v.fail(at, f"{name!r} is listed twice", "list each field once")
+        out.append(name)
+    return tuple(out)
 
 
 # -- LLM-as-judge: the judge endpoint (role "judge") and the judge scorers' options ------------

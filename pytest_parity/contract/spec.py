@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 from pytest_parity.secrets import FrozenHeaders
 
@@ -97,6 +97,10 @@ class EndpointSpec:
         }
 
 
+# ``slice_by:`` resolved: "auto", or the metadata fields named (empty: no slices)
+SliceBy = Literal["auto"] | tuple[str, ...]
+
+
 @dataclass(frozen=True)
 class EarlyStopSpec:
     """``early_stop:`` of a task: items asked in a seeded random order, ``batch`` at a time, the
@@ -121,6 +125,7 @@ class Defaults:
     failure_ratio: float = 3.0
     disagreements: int = 50
     early_stop: EarlyStopSpec | None = None  # off unless a task or the defaults turn it on
+    slice_by: SliceBy = "auto"  # the exploratory slices of every task (see TaskSpec.slice_by)
     # check name -> True / False / its raw options, applied to every task (validated per task)
     checks: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
@@ -156,6 +161,9 @@ class TaskSpec:
     failure_ratio: float = 3.0  # a category the baseline shows fails at this rate ratio (+ count)
     score_range: tuple[float, float] | None = None  # declared scorer range, rescaled to [0, 1]
     early_stop: EarlyStopSpec | None = None  # None: every item is asked (the fixed-n gate)
+    # the metadata fields of the exploratory slices in the reports (checks/slices.py): "auto"
+    # (every categorical field with few values), the fields named, or () for none
+    slice_by: SliceBy = "auto"
 
     @property
     def lm_eval(self) -> Mapping[str, Any]:
@@ -238,6 +246,7 @@ class Contract:
                         }
                     ),
                     **({} if t.judge is None else {"judge_model": t.judge.model}),
+                    **({} if t.slice_by == "auto" else {"slice_by": list(t.slice_by)}),
                 }
                 for t in self.tasks
             ],

@@ -33,7 +33,7 @@ from pytest_parity.report.html.sections import (
     percent,
 )
 from pytest_parity.report.html.svg import delta_numbers, esc, forest_svg, number
-from pytest_parity.report.numfmt import count, points, prose
+from pytest_parity.report.numfmt import count, points, prose, pvalue
 from pytest_parity.report.signoff import SignOff, group_title, sign_off
 
 __all__ = [
@@ -219,6 +219,7 @@ def to_markdown(run: RunResult) -> str:
             + _md(early_stop_line(dict(t["early_stop"]), float(t.get("tolerance") or 0.0)))
             for t in stopped
         ]
+    lines += _slices_markdown(tasks)
     judged = [t for t in tasks if isinstance(t.get("judge"), Mapping)]
     if judged:
         from pytest_parity.report.judge import judge_facts
@@ -240,6 +241,42 @@ def to_markdown(run: RunResult) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _slices_markdown(tasks: list[Mapping[str, Any]]) -> list[str]:
+    """Per task and sliced field: the caution, then a row per slice (report/slices.py)."""
+    from pytest_parity.report import slices as sl
+
+    sliced = [t for t in tasks if sl.fields(t) or sl.notes(t)]
+    if not sliced:
+        return []
+    out = ["", "### Slices (exploratory, not part of the verdict)", ""]
+    for t in sliced:
+        name = _md(t.get("task", "?"))
+        if sl.fields(t):
+            out += [f"**{name}**: {_md(sl.caution(t))}", ""]
+        for f in sl.fields(t):
+            out += [
+                f"*{name} by {_md(f.get('field', '?'))}*: {_md(sl.field_line(t, f))}",
+                "",
+                "| Slice | Items | Baseline | Candidate | Delta, pts [interval] | Flips b/c "
+                "| Status | Holm p |",
+                "|---|--:|--:|--:|---|--:|---|--:|",
+            ]
+            for s in f["slices"]:
+                b, c = s.get("b"), s.get("c")
+                out.append(
+                    f"| {_md(s.get('value', '?'))} | {count(s.get('n'))} "
+                    f"| {percent(number(s, 'baseline_score'))} "
+                    f"| {percent(number(s, 'candidate_score'))} "
+                    f"| {_md(sl.slice_interval(s, unit=False))} "
+                    f"| {'n/a' if b is None else f'{count(b)}/{count(c)}'} "
+                    f"| {_md(sl.status_word(s.get('status')))} | {pvalue(s.get('p_holm'))} |"
+                )
+            out.append("")
+        out += [f"- {name}: {_md(n)}" for n in sl.notes(t)]
+    out += ["", f"<sub>{_md(sl.STATUS_MEANING)}</sub>"]
+    return out
 
 
 def signoff_markdown(facts: SignOff) -> list[str]:

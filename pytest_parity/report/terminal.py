@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pytest_parity.records import RunResult, TaskResult
 from pytest_parity.report import checks as shown_checks
 from pytest_parity.report.bidi import visible
+from pytest_parity.report.slices import lines as slice_lines
 
 
 def _pct(x: float | None) -> str:
@@ -95,6 +96,7 @@ def verdict_lines(run: RunResult, disagreement_files: Sequence[str] = ()) -> lis
             line = early_stop_line(es, t["tolerance"])
             if line not in shown:  # when and why it stopped, also when the task passed
                 lines.append(f"{t['task']}: {line}")
+        lines.extend(f"{t['task']}: {line}" for line in slice_lines(t))
         judge = t.get("judge")
         if judge:
             from pytest_parity.report.judge import judge_sentences

@@ -4,7 +4,8 @@
 concept each: binary (Tango, exact McNemar), betting (bounded means, confidence sequences),
 intervals (the paired delta interval), planning (exact P(PASS), items needed), sequential (the
 early-stopping test), gate (the non-inferiority verdict, many tasks), multiplicity (Holm), drift
-(the anytime-valid monitor after cutover), shift (why it drifted: the input distributions).
+(the anytime-valid monitor after cutover), shift (why it drifted: the input distributions),
+slices (the exploratory delta per value of a metadata field).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from pytest_parity.stats.planning import (
     pass_probability,
 )
 from pytest_parity.stats.sequential import SequentialTest, split_alpha
+from pytest_parity.stats.slices import SliceEstimate, slice_estimates
 
 _tango_z = tango_z  # the name older tests and notebooks use
 
@@ -57,6 +59,7 @@ __all__ = [
     "DriftStatus",
     "NonInferiority",
     "SequentialTest",
+    "SliceEstimate",
     "_tango_z",
     "betting_interval",
     "bootstrap_means",
@@ -72,6 +75,7 @@ __all__ = [
     "overall_pass_probability",
     "paired_interval",
     "pass_probability",
+    "slice_estimates",
     "split_alpha",
     "tango_interval",
     "tango_p_below",

@@ -116,6 +116,16 @@ def _planning(
     return mde, chance, need, how
 
 
+def decide(interval: DeltaInterval, tolerance: float) -> tuple[str, bool, float]:
+    """The verdict of :func:`noninferiority` alone: (status, warn, p_fail), without the planning
+    numbers (items needed, MDE, power), which cost far more on binary scores and which a
+    breakdown of many slices does not show."""
+    if not tolerance > 0.0:
+        raise ValueError(f"noninferiority: tolerance must be > 0, got {tolerance!r}")
+    status = _status(interval.low, interval.high, tolerance)
+    return status, status == "PASS" and interval.high < 0.0, _p_fail(interval, tolerance)
+
+
 def noninferiority(
     interval: DeltaInterval, tolerance: float, alpha: float = 0.05, power: float = 0.8
 ) -> NonInferiority:

@@ -519,6 +519,10 @@ def test_a_group_pairs_within_each_member_task(servers: Callable[..., FakeServer
         f"parity_arith_words/{i}" for i in range(3)
     ]
     assert [it["cluster"] for it in items] == ["parity_arith"] * 3 + ["parity_arith_words"] * 3
+    # the member task is the items' metadata too, for the exploratory slices (slice_by: subtask)
+    assert [it["metadata"] for it in items] == [{"subtask": "parity_arith"}] * 3 + [
+        {"subtask": "parity_arith_words"}
+    ] * 3
     lost = [it["id"] for it in items if it["candidate"]["score"] == 0.0]
     assert lost == ["parity_arith/1", "parity_arith_words/1"]
     words = [b for b in base.received if b["prompt"].startswith("Question:")]

@@ -77,6 +77,14 @@ margin-left:4px}
 .pp table.pp-wrap th{overflow-wrap:normal;word-break:normal}
 .pp table.pp-wrap td.pp-hash,.pp td.pp-hash code{overflow-wrap:anywhere}
 .pp-error-box{background:#f3e8fd;border:1px solid #d7b8f3;border-radius:4px;padding:6px 10px}
+.pp-slices-caution{background:#fff8e6;border:1px solid #f0d9a8;border-radius:4px;
+padding:6px 10px;margin:.4em 0 .6em}
+.pp-slices-plot{max-width:760px}
+.pp table.pp-slices{width:100%;max-width:980px}
+.pp table.pp-slices td:first-child{overflow-wrap:anywhere}
+@media (max-width:1000px){.pp table.pp-slices th,.pp table.pp-slices td{padding:3px 5px;
+font-size:12px}}
+@media print{.pp table.pp-slices th,.pp table.pp-slices td{padding:2px 4px;font-size:10.5px}}
 """
 
 

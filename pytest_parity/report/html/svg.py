@@ -205,6 +205,7 @@ def forest_svg(
     title: str = "Delta by task",
     legend: bool = True,
     label: str = "task",
+    status_words: Mapping[str, str] | None = None,
 ) -> str:
     """An SVG forest plot: per task, the delta (points) with its interval against its margin.
 
@@ -214,6 +215,8 @@ def forest_svg(
     the interval's own small arrow, with its number in the right-hand column. The symbols are
     named in a legend under the plot (``legend=False`` for a plot of one row that sits under the
     main one). Hovering a row shows its numbers (SVG ``<title>``), so the plot needs no script.
+    ``status_words`` shows a status as another word (the exploratory slices: "worse", not
+    "FAIL"); the colour stays the status's.
     """
     axis = _axis(tasks)
     bottom = _TOP + _ROW * max(len(tasks), 1)
@@ -235,7 +238,7 @@ def forest_svg(
         f'<text x="{_LEFT + _PLOT + 12}" y="20" font-size="13" fill="#555">delta [interval]</text>',
     ]
     for i, task in enumerate(tasks):
-        out.append(_row(task, _TOP + i * _ROW, axis))
+        out.append(_row(task, _TOP + i * _ROW, axis, status_words or {}))
     if not tasks:
         out.append(
             f'<text x="{_LEFT + _PLOT / 2}" y="{_TOP + 18}" font-size="13" fill="#555" '
@@ -302,7 +305,9 @@ def _offscale_marker(task: Mapping[str, Any], top: float, axis: Axis) -> str:
     return _offscale(_x(delta * 100, axis) - 14 * d, top + _ROW / 2, d, colour)
 
 
-def _row(task: Mapping[str, Any], top: float, axis: Axis) -> str:
+def _row(
+    task: Mapping[str, Any], top: float, axis: Axis, words: Mapping[str, str] | None = None
+) -> str:
     def x(v_points: float) -> float:
         return _x(v_points, axis)
 
@@ -311,13 +316,14 @@ def _row(task: Mapping[str, Any], top: float, axis: Axis) -> str:
     name = str(task.get("task", "?"))
     status = str(task.get("verdict", "SKIP"))
     colour = VERDICT_COLOURS.get(status, "#6b7280")
+    shown = (words or {}).get(status, status)
     tol = number(task, "tolerance")
     delta, lo, hi = _estimates(task)
     warn = status == "PASS" and delta_numbers(task).get("warn") is True
     mid = top + _ROW / 2
     label = name if len(name) <= 24 else name[:23] + "\u2026"
     parts = [f'<g class="pp-row" data-task="{esc(name)}">']
-    tip = f"{name}: {status}"
+    tip = f"{name}: {shown}"
     if task.get("safety_critical"):
         tip += " (safety-critical)"
     if delta is not None:
@@ -351,7 +357,7 @@ def _row(task: Mapping[str, Any], top: float, axis: Axis) -> str:
     if delta is None:
         parts.append(
             f'<text x="{x(0) + 8:.1f}" y="{mid + 4}" font-size="12" fill="{colour}">'
-            f"no estimate ({esc(status)})</text>"
+            f"no estimate ({esc(shown)})</text>"
         )
     else:
         if lo is not None and hi is not None:
@@ -381,7 +387,7 @@ def _row(task: Mapping[str, Any], top: float, axis: Axis) -> str:
         )
     parts.append(
         f'<text x="{_WIDTH - 8}" y="{mid + 4}" font-size="12" font-weight="700" '
-        f'text-anchor="end" fill="{colour}">{esc(status)}</text>'
+        f'text-anchor="end" fill="{colour}">{esc(shown)}</text>'
     )
     parts.append("</g>")
     return "".join(parts)

@@ -25,6 +25,7 @@ from pytest_parity.report.html.sections import (
     numbers_table,
     status_class,
 )
+from pytest_parity.report.html.slices import slices_html
 from pytest_parity.report.html.svg import delta_numbers, esc, forest_svg
 from pytest_parity.report.html.triage import (
     MAX_TEXT,
@@ -121,6 +122,7 @@ def task_html(
             else ""
         )
         + f'<div class="pp-grid">{grid}</div>'
+        + slices_html(task, h2)
         + judge_html(task, h2)
         + f"<{h2}>Disagreements</{h2}>{disagreements_html(task)}"
         "</section>"

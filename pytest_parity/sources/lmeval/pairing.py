@@ -262,7 +262,8 @@ def pair_runs(
                         "prompt": prompt,
                         "reference": reference,
                         "cluster": key[0] if several_tasks else None,
-                        "metadata": None,
+                        # a group's member task (mmlu_physics): what slice_by: subtask reads
+                        "metadata": {"subtask": key[0]} if several_tasks else None,
                         "baseline": _side(
                             sb,
                             metric,
