@@ -12,6 +12,7 @@ recording does not match the items, the outcome can only be ERROR: the rest is c
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -220,7 +221,7 @@ class ItemPipeline:
         record: ItemRecord = {
             "id": item.id,
             "prompt": item.display_prompt(),
-            "reference": item.reference,
+            "reference": _shared(item.reference),
             "cluster": cluster,
             "metadata": dict(item.metadata) or None,
             "baseline": sides["baseline"],
@@ -397,8 +398,8 @@ class ItemPipeline:
         error = response.error
         facts = {**answer.facts, **_facts_of(score, judge_error)}
         rec: SideRecord = {
-            "text": "" if error is not None else response.text,
-            "finish_reason": None if error is not None else response.finish_reason,
+            "text": "" if error is not None else _shared(response.text),
+            "finish_reason": None if error is not None else _shared(response.finish_reason),
             "score": None if score is None else score.value,
             "parsed": False if score is None else score.parsed,
             "category": "",
@@ -523,6 +524,19 @@ def _compact(keys: type, record: _D) -> _D:
         setattr(holder, key, value)
     out: _D = holder.__dict__
     return out
+
+
+_T = TypeVar("_T")
+SHARED_MAX_CHARS = 32
+
+
+def _shared(value: _T) -> _T:
+    """A short string as one shared object: answers and references such as "A", " 42" or "Yes"
+    and finish reasons repeat across a task's items, and each parsed copy costs ~50 bytes a
+    record (a 100,000-item multiple-choice task held ~200 bytes an item in copies)."""
+    if isinstance(value, str) and len(value) <= SHARED_MAX_CHARS:
+        return sys.intern(value)  # type: ignore[return-value]
+    return value
 
 
 def _facts_of(score: Score | None, judge_error: str | None) -> dict[str, Any]:
