@@ -17,7 +17,9 @@ How it is checked, and why this way:
   content box (210 mm less the stylesheet's 2 x 14 mm margins, at 96 px per inch). There nothing
   may reach past the right edge, wrappers included (paper does not scroll: what overflows a
   wrapper is cut off in the PDF), every table's last column shows, and headings keep with what
-  follows (``break-after: avoid``). The page is then printed to PDF too (A4, a real file).
+  follows (``break-after: avoid``). The page is then printed to PDF too (A4, a real file), and
+  no printed page may hold only a heading (one or two runs of text: its content streams are
+  read with the standard library).
 * Screenshots (full page) are decoded (PNG, plain Python) and must not be blank: the grey level
   varies. They are written under ``tmp_path`` and, when ``PARITY_SCREENSHOT_DIR`` is set, copied
   there with the PDFs, for a person to look at.
@@ -34,7 +36,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from chromium import CHROMIUM, Chromium, png_stats
+from chromium import CHROMIUM, Chromium, pdf_text_runs, png_stats
 from payloads import hostile_run, twenty_task_run
 
 from pytest_parity import report
@@ -189,6 +191,8 @@ def test_report_prints_with_no_table_cut_off(
     assert data.startswith(b"%PDF")
     pages = len(re.findall(rb"/Type\s*/Page(?!s)", data))
     assert pages >= 2 + len(RUNS[name]()["tasks"])  # the sign-off page, then a page per task
+    runs = pdf_text_runs(pdf)  # text drawn on each printed page
+    assert len(runs) == pages and not [i + 1 for i, n in enumerate(runs) if n <= 2], runs
     assert browser.problems() == []
 
 

@@ -16,6 +16,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import select
 import shutil
 import struct
@@ -243,3 +244,33 @@ def png_stats(path: Path, rows: int = 480) -> tuple[int, int, float]:
                 count += 1
     mean = total / count
     return width, height, max(total_sq / count - mean * mean, 0.0) ** 0.5
+
+
+def pdf_text_runs(path: Path) -> list[int]:
+    """How many text-showing operators (``Tj``/``TJ``) each page of a PDF has, in page order:
+    a page holding only a heading has one or two. Reads Chromium's PDFs (uncompressed object
+    syntax, Flate-compressed content streams), standard library only."""
+    data = path.read_bytes()
+    objs = {int(m[1]): m[2] for m in re.finditer(rb"(\d+) 0 obj(.*?)endobj", data, re.S)}
+
+    def content(body: bytes) -> bytes:
+        out = b""
+        refs = re.search(rb"/Contents\s*(\[[^\]]*\]|\d+ 0 R)", body)
+        for ref in re.findall(rb"(\d+) 0 R", refs[1] if refs else b""):
+            obj = objs[int(ref)]
+            raw = re.search(rb"stream\r?\n(.*?)\r?\nendstream", obj, re.S)
+            assert raw is not None, "a content stream"
+            out += zlib.decompress(raw[1]) if b"FlateDecode" in obj else raw[1]
+        return out
+
+    def pages(body: bytes) -> list[bytes]:
+        if not re.search(rb"/Type\s*/Pages", body):
+            return [body]
+        kids = re.search(rb"/Kids\s*\[([^\]]*)\]", body)
+        refs = re.findall(rb"(\d+) 0 R", kids[1] if kids else b"")
+        return [p for ref in refs for p in pages(objs[int(ref)])]
+
+    root = next(
+        b for b in objs.values() if re.search(rb"/Type\s*/Pages", b) and b"/Parent" not in b
+    )
+    return [len(re.findall(rb"\bT[Jj]\b", content(p))) for p in pages(root)]

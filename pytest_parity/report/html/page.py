@@ -40,6 +40,8 @@ footer.pp-muted{margin-top:30px;border-top:1px solid var(--line);padding-top:8px
   main.pp{padding:0;max-width:none;min-height:0}
   .pp *{-webkit-print-color-adjust:exact;print-color-adjust:exact}
   .pp-task{break-before:page}
+  /* the heading of the tasks starts the first task's page, not a page of its own */
+  .pp h2#tasks{break-before:page}.pp h2#tasks+.pp-task{break-before:auto}
   .pp h1,.pp h2,.pp h3,.pp h4{break-after:avoid}
   .pp table,.pp-forest{break-inside:avoid}
   .pp a{color:inherit;text-decoration:none}
