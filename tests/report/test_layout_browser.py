@@ -214,3 +214,9 @@ def test_what_the_page_says_reads_as_text(browser: Chromium, tmp_path: Path) -> 
     prov = browser.evaluate(PROVENANCE_TEXT)
     assert "--max-model-len, 8192" in prov and "H100-80GB, H100-80GB" in prov
     assert not re.search(r"\bnull\b|\bNone\b|\[\"|\['|\{\"", prov), prov
+    empty = (
+        "[...document.querySelectorAll('#provenance ~ * td')].filter((td) => !td.innerText.trim())"
+    )
+    assert (
+        browser.evaluate(f"{empty}.length") == 0
+    )  # a fact a server did not report reads as a dash
