@@ -19,7 +19,8 @@ How it is checked, and why this way:
   wrapper is cut off in the PDF), every table's last column shows, and headings keep with what
   follows (``break-after: avoid``). The page is then printed to PDF too (A4, a real file), and
   no printed page may hold only a heading (one or two runs of text: its content streams are
-  read with the standard library).
+  read with the standard library); where poppler's ``pdftotext`` is installed, no page may end
+  with a heading or a label (``PROMPT``) whose text follows on the next page.
 * Screenshots (full page) are decoded (PNG, plain Python) and must not be blank: the grey level
   varies. They are written under ``tmp_path`` and, when ``PARITY_SCREENSHOT_DIR`` is set, copied
   there with the PDFs, for a person to look at.
@@ -32,6 +33,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -108,6 +110,8 @@ PROVENANCE_TEXT = """
   return text;
 })()
 """
+
+HEADS = "[...document.querySelectorAll('h1,h2,h3,h4,.pp-label')].map((h) => h.innerText)"
 
 HEADINGS_PROBE = """
 [...document.querySelectorAll('h1,h2,h3,h4')].filter((h) => h.getClientRects().length)
@@ -194,6 +198,16 @@ def test_report_prints_with_no_table_cut_off(
     runs = pdf_text_runs(pdf)  # text drawn on each printed page
     assert len(runs) == pages and not [i + 1 for i, n in enumerate(runs) if n <= 2], runs
     assert browser.problems() == []
+    if shutil.which("pdftotext"):  # poppler, where installed: the last line of every page
+        heads = {h.strip() for h in browser.evaluate(HEADS) if h.strip()}  # as rendered
+        orphans = [(i, last) for i, last in enumerate(_last_lines(pdf), 1) if last in heads]
+        assert orphans == [], orphans  # no heading or label alone at the foot of a page
+
+
+def _last_lines(pdf: Path) -> list[str]:
+    text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True)
+    pages = text.stdout.split("\f")
+    return [next((ln.strip() for ln in reversed(p.splitlines()) if ln.strip()), "") for p in pages]
 
 
 def test_what_the_page_says_reads_as_text(browser: Chromium, tmp_path: Path) -> None:

@@ -77,7 +77,8 @@ margin-left:4px}
 }
 @media print{.pp-summary th,.pp-summary td{padding:2px 4px;font-size:10.5px}
 .pp-summary td.pp-num{white-space:normal}
-.pp-scroll{overflow:visible}.pp table{max-width:100%}}
+.pp-scroll{overflow:visible}.pp table{max-width:100%}
+.pp-pre{break-before:avoid}}
 .pp table.pp-wrap{width:100%}
 .pp table.pp-wrap th{overflow-wrap:normal;word-break:normal}
 .pp table.pp-wrap td.pp-hash,.pp td.pp-hash code{overflow-wrap:anywhere}
