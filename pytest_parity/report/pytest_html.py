@@ -237,10 +237,13 @@ class ParityHtmlHooks:
         yield
         path = _pytest_html_path(session.config)
         if path is not None and path.is_file():
-            page = path.read_text(encoding="utf-8")
+            # newline="": the script is hashed as the browser will read it, byte for byte
+            with open(path, encoding="utf-8", newline="") as f:
+                page = f.read()
             secured = add_csp(page)
             if secured != page:
-                path.write_text(secured, encoding="utf-8")
+                with open(path, "w", encoding="utf-8", newline="") as f:
+                    f.write(secured)
 
     @hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self) -> Generator[None, Any, None]:
