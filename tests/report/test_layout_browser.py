@@ -39,7 +39,7 @@ from pathlib import Path
 
 import pytest
 from chromium import CHROMIUM, Chromium, pdf_text_runs, png_stats
-from payloads import hostile_run, twenty_task_run
+from payloads import every_check_run, hostile_run, twenty_task_run
 
 from pytest_parity import report
 
@@ -51,7 +51,7 @@ pytestmark = [
 WIDTHS = (1400, 760)
 PRINT_WIDTH = 688  # A4 content box: (210 - 2 * 14) mm at 96 px per inch
 
-RUNS = {"hostile": hostile_run, "twenty_tasks": twenty_task_run}
+RUNS = {"hostile": hostile_run, "twenty_tasks": twenty_task_run, "every_check": every_check_run}
 
 # Everything reaching past the right edge (or left of the left one), described; inside a wrapper
 # that scrolls sideways only the wrapper counts (on screen: ``exempt_scrollers`` true).

@@ -83,3 +83,15 @@ def twenty_task_run() -> Any:
         run["tasks"].append(t)
     assert len(run["tasks"]) == 20
     return run
+
+
+def every_check_run() -> Any:
+    """The hostile run with every registered check reported (seven columns' worth)."""
+    from pytest_parity.records import check
+
+    run = hostile_run()
+    for i, t in enumerate(run["tasks"]):
+        for name in ("buckets", "calibration", "tone", "latency"):
+            status = ("PASS", "FAIL", "INCONCLUSIVE")[i % 3]
+            t["checks"][name] = check(name, status, [f"{name}: {status.lower()}"])
+    return run

@@ -69,7 +69,8 @@ margin-left:4px}
 .pp-forest{width:100%;max-width:980px;height:auto;display:block;margin:6px 0}
 .pp-summary{width:100%}.pp-summary th,.pp-summary td{padding:4px 7px}
 .pp-summary .pp-badge{font-size:11px;padding:1px 7px}
-.pp-summary .pp-ci{white-space:nowrap}
+.pp-summary .pp-ci{white-space:nowrap}.pp-summary td:first-child{min-width:8em}
+.pp-chk{display:inline-block;white-space:nowrap;margin:0 8px 2px 0;font-size:12px;color:#5f6670}
 @media (max-width:1000px){
 .pp-summary th,.pp-summary td{padding:3px 4px;font-size:12px}
 .pp-summary td.pp-num{white-space:normal}
@@ -351,21 +352,45 @@ def _delta_cell(nums: Mapping[str, Any]) -> str:
     return esc(head) + (f' <span class="pp-ci">[{esc(rest)}</span>' if sep else "")
 
 
+# Past this many checks, the summary shows them in one column (each as "name STATUS", wrapping)
+# instead of one column each: thirteen columns of badges fit neither 760 px nor an A4 page.
+MAX_CHECK_COLUMNS = 3
+
+
+def _checks_cell(checks: Mapping[str, Any], names: Sequence[str]) -> str:
+    items = [
+        f'<span class="pp-chk">{esc(registered.column(k))} {badge(st)}</span>'
+        for k in names
+        if (st := registered.status(checks, k))
+    ]
+    return f'<td class="pp-chks">{" ".join(items)}</td>'
+
+
 def summary_table(tasks: Sequence[Mapping[str, Any]]) -> str:
     names = registered.shown(tasks)
+    one_column = len(names) > MAX_CHECK_COLUMNS
     head = (
         '<tr><th>task</th><th title="baseline (old) score">old</th>'
         '<th title="candidate (new) score">new</th><th>delta, pts [interval]</th>'
         "<th>tol., pts</th>"
-        + "".join(f"<th>{esc(registered.column(n))}</th>" for n in names)
+        + (
+            "<th>checks</th>"
+            if one_column
+            else "".join(f"<th>{esc(registered.column(n))}</th>" for n in names)
+        )
         + "<th>verdict</th></tr>"
     )
     rows = []
     for t in tasks:
         name = str(t.get("task", "?"))
         checks = mapping(t.get("checks"))
-        cells = "".join(
-            f"<td>{badge(st) if (st := registered.status(checks, k)) else ''}</td>" for k in names
+        cells = (
+            _checks_cell(checks, names)
+            if one_column
+            else "".join(
+                f"<td>{badge(st) if (st := registered.status(checks, k)) else ''}</td>"
+                for k in names
+            )
         )
         safety = '<span class="pp-safety">safety</span>' if t.get("safety_critical") else ""
         rows.append(
