@@ -9,6 +9,7 @@ from one place to the next:
 * percents: one decimal (``84.2%``); counts with thousands separators (``1,000``);
 * p-values: two significant digits from 0.001 up (``0.31``, ``0.016``, ``0.0021``), ``< 0.001``
   below (a smaller p says nothing more to a reader and invites false precision);
+* axis ticks in their shortest form with a sign (``−5``, ``+2.5``, ``0``);
 * ``old → new`` with one arrow.
 
 Plain text (terminal, Markdown) shows bidirectional control characters as ``<U+202E>``, as the
@@ -88,6 +89,13 @@ def prose(text: object) -> str:
     """A reason sentence with the report's signs: ``0 -> 6`` as ``0 → 6``, ``-0.90`` with a true
     minus (a hyphen inside a word or an id, ``q-1``, stays)."""
     return _ASCII_MINUS.sub(MINUS, str(text).replace(" -> ", f" {ARROW} "))
+
+
+def tick(v: float) -> str:
+    """An axis tick in points: ``0``, ``+5``, ``−2.5`` (shortest form, true minus)."""
+    if abs(v) < 1e-9:
+        return "0"
+    return f"{round(v, 6):+g}".replace("-", MINUS)
 
 
 def signed_number(x: float, digits: int = 2) -> str:

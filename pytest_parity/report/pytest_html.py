@@ -35,6 +35,7 @@ from pytest_parity.report.html.sections import (
     badge,
     interval_text,
     percent,
+    scrollable,
     summary_table,
 )
 from pytest_parity.report.html.svg import delta_numbers, esc, forest_svg, number
@@ -47,11 +48,65 @@ COLUMNS = ("parityBaseline", "parityCandidate", "parityDelta", "parityVerdict")
 _HEADERS = ("Baseline", "Candidate", "Delta, pts [interval]", "Parity verdict")
 
 hookimpl = HookimplMarker("pytest")
-# pytest-html left-aligns every cell: the parity numbers read right-aligned, in tabular figures.
+# pytest-html left-aligns every cell (``#results-table td``, an id's weight): the parity numbers,
+# in the row and in the extras' tables, read right-aligned in tabular figures.
 _NUMBERS_CSS = (
-    "td.col-parityBaseline,td.col-parityCandidate,td.col-parityDelta{text-align:right;"
-    "font-variant-numeric:tabular-nums;white-space:nowrap}"
+    "#results-table td.col-parityBaseline,#results-table td.col-parityCandidate,"
+    "#results-table td.col-parityDelta{text-align:right;font-variant-numeric:tabular-nums;"
+    "white-space:nowrap}#results-table .pp td.pp-num{text-align:right}"
 )
+
+# The Content-Security-Policy put into pytest-html's page once it is written. The page runs one
+# inline script of its own (its app.js, allowed by its SHA-256) and one inline handler, the
+# "reload" button's ``location.reload()`` (allowed by hash: 'unsafe-hashes' allows no other
+# handler); so no other script, handler or ``javascript:`` URL runs, whatever an extra holds.
+# Styles may be inline (pytest-html and the extras set them) or the page's own files (assets/),
+# images and videos those files or data: URIs. Nothing else loads: no remote script, style,
+# font, frame, plugin object or fetch; no <base>; no form posts anywhere.
+_RELOAD = "location.reload()"
+_CSP = (
+    "default-src 'none'; script-src {scripts}; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; media-src 'self' data:; object-src 'none'; base-uri 'none'; "
+    "form-action 'none'"
+)
+_APP_SCRIPT = re.compile(r'(<div id="data-container"[^>]*></div>\s*<script>)(.*?)(</script>)', re.S)
+
+
+def _sha256(text: str) -> str:
+    import base64
+    import hashlib
+
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+def add_csp(page: str) -> str:
+    """pytest-html's page with a Content-Security-Policy that lets its own script run and no
+    other (:data:`_CSP`); unchanged when the page already has one or its script is not found."""
+    found = _APP_SCRIPT.search(page)
+    if found is None or "Content-Security-Policy" in page[: page.find("</head>")]:
+        return page
+    scripts = [_sha256(found.group(2))]
+    if f'onclick="{_RELOAD}"' in page:
+        scripts += ["'unsafe-hashes'", _sha256(_RELOAD)]
+    meta = (
+        '<meta http-equiv="Content-Security-Policy" content="'
+        + _CSP.format(scripts=" ".join(scripts))
+        + '">'
+    )
+    # first in <head>, before any style or script it governs
+    return re.sub(r"(<head[^>]*>)", lambda m: m.group(1) + meta, page, count=1)
+
+
+def _pytest_html_path(config: Any) -> Any:
+    """Where pytest-html writes its page (its report object's path), or None."""
+    try:
+        from pytest_html.basereport import BaseReport
+    except ImportError:
+        return None
+    for plugin in config.pluginmanager.get_plugins():
+        if isinstance(plugin, BaseReport):
+            return getattr(plugin, "_report_path", None)
+    return None
 
 
 def _property(report: Any, name: str) -> Any:
@@ -92,9 +147,9 @@ def task_extras(task: Mapping[str, Any]) -> list[dict[str, Any]]:
 
     facts = "".join(f"<li>{esc(f)}</li>" for f in task_facts(task))
     page = (
-        f'<div class="pp"><style>{CSS}</style>'
+        f'<div class="pp"><style>{CSS}{_NUMBERS_CSS}</style>'
         + (f'<ul class="pp-task-facts">{facts}</ul>' if facts else "")
-        + f"{task_html(task, level=3, anchor=False)}</div>"
+        + f"{scrollable(task_html(task, level=3, anchor=False))}</div>"
     )
     # pytest-html json.dumps the content itself: hand it the plain record.
     numbers = plain(task)
@@ -117,7 +172,7 @@ def summary_html(run: RunResult) -> str:
         + f'<p class="pp-muted">contract {esc(contract.get("path", "?"))} \u00b7 sha256 '
         f"{esc(contract.get('digest', '?'))} \u00b7 pytest-parity "
         f"{esc(run.get('tool_version', '?'))}</p>"
-        f"{forest_svg(tasks)}{summary_table(tasks)}</div>"
+        f"{forest_svg(tasks)}{scrollable(summary_table(tasks))}</div>"
     )
 
 
@@ -175,6 +230,20 @@ class ParityHtmlHooks:
         run = self._get_run()
         if run is not None:
             prefix.append(summary_html(run))
+
+    @hookimpl(hookwrapper=True)
+    def pytest_sessionfinish(self, session: Any) -> Generator[None, Any, None]:
+        # pytest-html writes its page in its own (trylast) session finish; after it, the CSP.
+        yield
+        path = _pytest_html_path(session.config)
+        if path is not None and path.is_file():
+            # newline="": the script is hashed as the browser will read it, byte for byte
+            with open(path, encoding="utf-8", newline="") as f:
+                page = f.read()
+            secured = add_csp(page)
+            if secured != page:
+                with open(path, "w", encoding="utf-8", newline="") as f:
+                    f.write(secured)
 
     @hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self) -> Generator[None, Any, None]:

@@ -17,6 +17,7 @@ from pytest_parity.report.numfmt import (
     points,
     prose,
     pvalue,
+    tick,
     visible,
 )
 
@@ -56,3 +57,14 @@ def test_the_same_delta_reads_the_same_in_html_markdown_and_pytest_html() -> Non
     md = report.to_markdown(run).replace("\\[", "[").replace("\\]", "]")
     cells = html.unescape(" ".join(row_cells(run["tasks"][1])))
     assert shown in page and shown in md and shown in cells
+
+
+def test_the_forest_plot_formats_with_numfmt_too() -> None:
+    from pytest_parity.report.html import svg
+
+    assert tick(0.0) == "0" and tick(-2.5) == "\u22122.5" and tick(5.0) == "+5"
+    assert svg.points is points  # one formatter: the plot has no copy of its own
+    plot = report.forest_svg(make_run()["tasks"])
+    shown = re.findall(r'class="pp-tick"[^>]*>([^<]+)<', plot)
+    assert shown and all(s == tick(float(s.replace("\u2212", "-"))) for s in shown)
+    assert "\u22122.10 [\u22123.40, \u22120.90]" in plot

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 from html.parser import HTMLParser
 from typing import Any
@@ -9,7 +11,13 @@ from typing import Any
 import pytest
 from run_builders import HOSTILE, make_run
 
-from pytest_parity.report.pytest_html import COLUMNS, ParityHtmlHooks, row_cells, task_extras
+from pytest_parity.report.pytest_html import (
+    COLUMNS,
+    ParityHtmlHooks,
+    add_csp,
+    row_cells,
+    task_extras,
+)
 
 
 class _Tags(HTMLParser):
@@ -169,6 +177,28 @@ def test_real_pytest_html_report_carries_parity_rows_extras_and_summary(
     # the run summary sits in the page itself (rendered server-side by pytest-html)
     assert "3f1a9c0e5b7d2468" in page and 'class="pp-forest"' in page
     assert page.count("<script>alert(1)</script>") == 0
+    # pytest-html's own script, and only it, is allowed by the page's CSP (by its hash)
+    head = page[: page.index("</head>")]
+    csp = head.split('http-equiv="Content-Security-Policy" content="', 1)[1].split('"', 1)[0]
+    app = page.rsplit("<script>", 1)[1].split("</script>", 1)[0]
+    digest = base64.b64encode(hashlib.sha256(app.encode()).digest()).decode()
+    assert f"script-src 'sha256-{digest}'" in csp and "default-src 'none'" in csp
+    assert page.index("Content-Security-Policy") < page.index("<style")
+
+
+def test_csp_is_added_once_and_only_where_pytest_html_script_is() -> None:
+    page = (
+        '<!DOCTYPE html><html><head><meta charset="utf-8"/></head><body>'
+        '<div onclick="location.reload()"></div><div id="data-container" data-jsonblob="{}">'
+        "</div>\n<script>run()</script></body></html>"
+    )
+    secured = add_csp(page)
+    assert secured.startswith('<!DOCTYPE html><html><head><meta http-equiv="Content-Security')
+    assert "'unsafe-hashes'" in secured and secured.count("'sha256-") == 2
+    assert add_csp(secured) == secured  # once
+    assert add_csp(page.replace("<script>run()</script>", "")) == page.replace(
+        "<script>run()</script>", ""
+    )  # not pytest-html's page as it knows it: left as it is
 
 
 class _PluginReport:

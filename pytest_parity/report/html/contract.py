@@ -179,7 +179,7 @@ def _engines_html(tasks: list[Any]) -> str:
     rows = "".join(
         f"<tr><th>{esc(k)}</th>"
         + "".join(
-            f'<td class="pp-hash">{esc(facts.get(r, {}).get(k, ""))}</td>'
+            f'<td class="pp-hash">{esc(facts.get(r, {}).get(k, _EMPTY))}</td>'
             for r in ("baseline", "candidate")
         )
         + "</tr>"

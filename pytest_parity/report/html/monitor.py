@@ -19,7 +19,8 @@ from typing import Any
 
 from pytest_parity.report.formats import safe_url
 from pytest_parity.report.html.sections import CSS, as_list, mapping
-from pytest_parity.report.html.svg import VERDICT_COLOURS, esc, number, points
+from pytest_parity.report.html.svg import VERDICT_COLOURS, esc, number
+from pytest_parity.report.numfmt import points
 
 __all__ = ["cusum_svg", "render_monitor", "sequence_svg"]
 

@@ -16,7 +16,7 @@ from pytest_parity.records import RunResult
 from pytest_parity.report.formats import endpoint_name
 from pytest_parity.report.html.contract import contract_html, provenance_html
 from pytest_parity.report.html.first_page import FIRST_PAGE_CSS, first_page, when
-from pytest_parity.report.html.sections import CSS, as_list, mapping, summary_table
+from pytest_parity.report.html.sections import CSS, as_list, mapping, scrollable, summary_table
 from pytest_parity.report.html.svg import esc, forest_svg, number
 from pytest_parity.report.html.task import task_html
 from pytest_parity.report.signoff import sign_off
@@ -40,7 +40,9 @@ footer.pp-muted{margin-top:30px;border-top:1px solid var(--line);padding-top:8px
   main.pp{padding:0;max-width:none;min-height:0}
   .pp *{-webkit-print-color-adjust:exact;print-color-adjust:exact}
   .pp-task{break-before:page}
-  .pp h2,.pp h3,.pp h4{break-after:avoid}
+  /* the heading of the tasks starts the first task's page, not a page of its own */
+  .pp h2#tasks{break-before:page}.pp h2#tasks+.pp-task{break-before:auto}
+  .pp h1,.pp h2,.pp h3,.pp h4{break-after:avoid}
   .pp table,.pp-forest{break-inside:avoid}
   .pp a{color:inherit;text-decoration:none}
 }
@@ -95,12 +97,13 @@ def page(run: RunResult) -> str:
             else ""
         )
         + "</header>"
-        + first_page(run, facts)
-        + '<h2 class="pp-part" id="summary">Every task at a glance</h2>'
-        f"{forest_svg(tasks)}{legend}{summary_table(tasks)}"
-        f"{contract_html(contract, tasks)}{_audit_html(run)}"
-        f'<h2 class="pp-part" id="tasks">Task by task</h2>{body}'
-        f"{provenance_html(run)}"
-        '<footer class="pp-muted">Made by pytest-parity. This file is self-contained: no '
+        + scrollable(
+            first_page(run, facts) + '<h2 class="pp-part" id="summary">Every task at a glance</h2>'
+            f"{forest_svg(tasks)}{legend}{summary_table(tasks)}"
+            f"{contract_html(contract, tasks)}{_audit_html(run)}"
+            f'<h2 class="pp-part" id="tasks">Task by task</h2>{body}'
+            f"{provenance_html(run)}"
+        )
+        + '<footer class="pp-muted">Made by pytest-parity. This file is self-contained: no '
         "scripts, no network requests.</footer></main></body></html>\n"
     )

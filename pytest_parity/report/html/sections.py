@@ -9,6 +9,7 @@ the stylesheet can sit inside pytest-html's page without touching its own rules.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -28,14 +29,17 @@ DASH = "\u2014"
 
 CSS = """
 .pp{--pass:#1b7f3b;--fail:#c62828;--inc:#b26a00;--err:#6a1b9a;--skip:#6b7280;--line:#e2e5e9;
-color:#1a1d21;font:14px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}
+color:#1a1d21;font:14px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;
+overflow-wrap:break-word}
+.pp td{overflow-wrap:anywhere}.pp td.pp-num,.pp-badge{overflow-wrap:normal}
+.pp-scroll{max-width:100%;overflow-x:auto}
 .pp h2,.pp h3,.pp h4{line-height:1.25;margin:1.2em 0 .5em}
 .pp table{border-collapse:collapse;margin:.4em 0 1em;font-variant-numeric:tabular-nums}
 .pp th,.pp td{border:1px solid var(--line);padding:4px 10px;text-align:left;vertical-align:top}
 .pp th{background:#f6f7f9;font-weight:600}
 .pp td.pp-num{text-align:right;white-space:nowrap}
 .pp-badge{display:inline-block;padding:1px 9px;border-radius:10px;color:#fff;font-weight:700;
-font-size:12px;letter-spacing:.03em;vertical-align:middle}
+font-size:12px;letter-spacing:.03em;vertical-align:middle;white-space:nowrap}
 .pp-pass{background:#1b7f3b}.pp-fail{background:#c62828}
 .pp-inconclusive{background:#b26a00}.pp-error{background:#6a1b9a}.pp-skip{background:#6b7280}
 .pp-safety{display:inline-block;padding:0 7px;border:1px solid #c62828;color:#c62828;
@@ -47,7 +51,7 @@ padding:4px 20px 12px;margin:18px 0;break-inside:auto}
 .pp-checks{list-style:none;padding:0;margin:.3em 0 1em}
 .pp-checks>li{margin:.35em 0}.pp-checks ul{margin:.2em 0 .2em 1.2em;padding:0}
 .pp-grid{display:flex;flex-wrap:wrap;gap:0 28px;align-items:flex-start}
-.pp-grid>div{min-width:260px}
+.pp-grid>div{min-width:min(260px,100%);max-width:100%}
 .pp-hot{background:#fdecea;font-weight:700}.pp-good{background:#e7f5ec}
 .pp-muted{color:#5f6670;font-size:12.5px}
 .pp-dis{border:1px solid var(--line);border-radius:6px;margin:10px 0;break-inside:avoid}
@@ -65,15 +69,18 @@ margin-left:4px}
 .pp-forest{width:100%;max-width:980px;height:auto;display:block;margin:6px 0}
 .pp-summary{width:100%}.pp-summary th,.pp-summary td{padding:4px 7px}
 .pp-summary .pp-badge{font-size:11px;padding:1px 7px}
-.pp-summary .pp-ci{white-space:nowrap}
+.pp-summary .pp-ci{white-space:nowrap}.pp-summary td:first-child{min-width:8em}
+.pp-chk{display:inline-block;white-space:nowrap;margin:0 8px 2px 0;font-size:12px;color:#5f6670}
 @media (max-width:1000px){
 .pp-summary th,.pp-summary td{padding:3px 4px;font-size:12px}
 .pp-summary td.pp-num{white-space:normal}
 .pp-summary .pp-badge{font-size:9.5px;padding:1px 4px;letter-spacing:0}
 }
 @media print{.pp-summary th,.pp-summary td{padding:2px 4px;font-size:10.5px}
-.pp-summary td.pp-num{white-space:normal}}
-.pp table.pp-wrap{width:100%}.pp table.pp-wrap td{overflow-wrap:break-word}
+.pp-summary td.pp-num{white-space:normal}
+.pp-scroll{overflow:visible}.pp table{max-width:100%}
+.pp-pre{break-before:avoid}}
+.pp table.pp-wrap{width:100%}
 .pp table.pp-wrap th{overflow-wrap:normal;word-break:normal}
 .pp table.pp-wrap td.pp-hash,.pp td.pp-hash code{overflow-wrap:anywhere}
 .pp-error-box{background:#f3e8fd;border:1px solid #d7b8f3;border-radius:4px;padding:6px 10px}
@@ -86,6 +93,19 @@ padding:6px 10px;margin:.4em 0 .6em}
 font-size:12px}}
 @media print{.pp table.pp-slices th,.pp table.pp-slices td{padding:2px 4px;font-size:10.5px}}
 """
+
+
+_TABLE_OPEN = re.compile(r"<table(?=[\s>])")
+
+
+def scrollable(fragment: str) -> str:
+    """Every table of an HTML fragment in a ``pp-scroll`` wrapper: one too wide for a narrow
+    screen scrolls sideways inside it instead of widening the page (in print the wrapper lets
+    it be, and the table fits the page). Safe on a whole fragment: every value in it is
+    escaped, so each ``<table`` is one the report wrote."""
+    return _TABLE_OPEN.sub('<div class="pp-scroll"><table', fragment).replace(
+        "</table>", "</table></div>"
+    )
 
 
 def status_class(status: object) -> str:
@@ -340,21 +360,45 @@ def _delta_cell(nums: Mapping[str, Any]) -> str:
     return esc(head) + (f' <span class="pp-ci">[{esc(rest)}</span>' if sep else "")
 
 
+# Past this many checks, the summary shows them in one column (each as "name STATUS", wrapping)
+# instead of one column each: thirteen columns of badges fit neither 760 px nor an A4 page.
+MAX_CHECK_COLUMNS = 3
+
+
+def _checks_cell(checks: Mapping[str, Any], names: Sequence[str]) -> str:
+    items = [
+        f'<span class="pp-chk">{esc(registered.column(k))} {badge(st)}</span>'
+        for k in names
+        if (st := registered.status(checks, k))
+    ]
+    return f'<td class="pp-chks">{" ".join(items)}</td>'
+
+
 def summary_table(tasks: Sequence[Mapping[str, Any]]) -> str:
     names = registered.shown(tasks)
+    one_column = len(names) > MAX_CHECK_COLUMNS
     head = (
         '<tr><th>task</th><th title="baseline (old) score">old</th>'
         '<th title="candidate (new) score">new</th><th>delta, pts [interval]</th>'
         "<th>tol., pts</th>"
-        + "".join(f"<th>{esc(registered.column(n))}</th>" for n in names)
+        + (
+            "<th>checks</th>"
+            if one_column
+            else "".join(f"<th>{esc(registered.column(n))}</th>" for n in names)
+        )
         + "<th>verdict</th></tr>"
     )
     rows = []
     for t in tasks:
         name = str(t.get("task", "?"))
         checks = mapping(t.get("checks"))
-        cells = "".join(
-            f"<td>{badge(st) if (st := registered.status(checks, k)) else ''}</td>" for k in names
+        cells = (
+            _checks_cell(checks, names)
+            if one_column
+            else "".join(
+                f"<td>{badge(st) if (st := registered.status(checks, k)) else ''}</td>"
+                for k in names
+            )
         )
         safety = '<span class="pp-safety">safety</span>' if t.get("safety_critical") else ""
         rows.append(

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pytest_parity.report.bidi import visible
+from pytest_parity.report.numfmt import finite, points, tick
 
 # One colour per status, shared by every report so a verdict looks the same everywhere.
 VERDICT_COLOURS: dict[str, str] = {
@@ -48,21 +49,7 @@ def number(mapping: Mapping[str, Any] | None, key: str) -> float | None:
     """A finite number from a record, or None when it is missing, null, NaN or not a number."""
     if not mapping:
         return None
-    value = mapping.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
-def points(x: float | None, signed: bool = True, digits: int = 2) -> str:
-    """A 0-1 quantity as points (x100); a true minus sign so negative deltas read at a glance."""
-    if x is None:
-        return "n/a"
-    v = x * 100
-    if abs(v) < 0.5 * 10**-digits:
-        v = 0.0
-    text = f"{v:+.{digits}f}" if signed else f"{v:.{digits}f}"
-    return text.replace("-", "\u2212")
+    return finite(mapping.get(key))
 
 
 def delta_numbers(task: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -255,7 +242,7 @@ def forest_svg(
         out.append(
             f'<line x1="{x(v):.1f}" y1="{bottom}" x2="{x(v):.1f}" y2="{bottom + 5}" stroke="#999"/>'
             f'<text class="pp-tick" x="{x(v):.1f}" y="{bottom + 19}" font-size="12" fill="#444" '
-            f'text-anchor="middle">{_tick(v)}</text>'
+            f'text-anchor="middle">{tick(v)}</text>'
         )
     # the off-axis markers last, so no line or band of a row is painted over them
     for i, task in enumerate(tasks):
@@ -274,12 +261,6 @@ def ticks(axis: Axis) -> list[float]:
         out.append(round(k * step, 9))
         k += 1
     return out
-
-
-def _tick(v: float) -> str:
-    if abs(v) < 1e-9:
-        return "0"
-    return f"{round(v, 6):+g}".replace("-", "\u2212")
 
 
 def _x(v_points: float, axis: Axis) -> float:
