@@ -126,6 +126,9 @@ def test_a_fail_that_does_not_hold_across_the_run_is_not_decided_and_says_why() 
         "failed on its own" in text and "p = 0.78 once all 3 checks of the run are counted" in text
     )
     assert "does not fail the run" in text
+    # the count of failing tasks agrees with the groups: the task fails, its alarm is not held
+    cards = [c.text() for c in page.find_all("pp-card")]
+    assert "1 fail (1 not held across the run: safety_refusals)" in cards
 
 
 def test_an_inconclusive_task_shows_the_items_needed_in_the_headline() -> None:

@@ -144,9 +144,21 @@ def first_page(run: RunResult, facts: SignOff | None = None, links: bool = True)
     overall = facts.overall
     colour = _var(overall)
     counts = {s: sum(1 for t in tasks if t.get("verdict") == s) for s in ICONS}
+    # A task can FAIL on its own while its alarm does not hold across the run (Holm): say so
+    # beside the count, so "3 fail" agrees with "Fails the run: 2 tasks".
+    failing = {n for status, rs in facts.groups if status == "FAIL" for r in rs for n in r.names()}
+    not_held = [
+        str(t.get("task"))
+        for t in tasks
+        if t.get("verdict") == "FAIL" and str(t.get("task")) not in failing
+    ]
+    labels = {s: s.lower() for s in counts}
+    if not_held:
+        shown = ", ".join(not_held[:3]) + (", ..." if len(not_held) > 3 else "")
+        labels["FAIL"] += f" ({len(not_held)} not held across the run: {shown})"
     cards = "".join(
         f'<div class="pp-card"><b style="color:{_var(s)}">{n}</b>'
-        f"<span>{esc(s.lower())}</span></div>"
+        f"<span>{esc(labels[s])}</span></div>"
         for s, n in counts.items()
         if n or s in ("PASS", "FAIL", "INCONCLUSIVE")
     )
