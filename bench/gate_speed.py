@@ -3,6 +3,7 @@
     .venv/bin/python bench/gate_speed.py              # 5,000 items, 2 rounds (~10 min, 2 cores)
     .venv/bin/python bench/gate_speed.py --quick      # 1,000 items, 1 round
     .venv/bin/python bench/gate_speed.py --scale 100000   # memory of one 100,000-item task
+    .venv/bin/python bench/gate_speed.py --scale 100000 --tasks 20   # 20 tasks x 5,000 items
 
 Two loopback OpenAI-compatible servers (the baseline and the candidate; bench_endpoints.py's
 asyncio-protocol server, a fixed completion after a timer, each in its own process) answer, side
@@ -192,18 +193,22 @@ def gate(workdir: str, args: list[str]) -> None:
 # the driver
 
 
-def write_task(workdir: Path, urls: list[str], n: int, c: int) -> None:
+def write_task(workdir: Path, urls: list[str], n: int, c: int, tasks: int = 1) -> None:
+    """A contract of ``tasks`` golden tasks (``speed``, ``speed2``...), n items in all."""
     workdir.mkdir(parents=True, exist_ok=True)
-    with (workdir / "golden.jsonl").open("w") as f:
-        for i in range(n):
-            f.write(json.dumps({"id": f"q{i}", "prompt": PROMPT.format(i=i), "reference": "42"}))
-            f.write("\n")
+    lines = []
+    for t in range(tasks):
+        name = "speed" if t == 0 else f"speed{t + 1}"
+        with (workdir / f"{name}.jsonl").open("w") as f:
+            for i in range(t * n // tasks, (t + 1) * n // tasks):
+                row = {"id": f"q{i}", "prompt": PROMPT.format(i=i), "reference": "42"}
+                f.write(json.dumps(row) + "\n")
+        lines.append(f"  - {{name: {name}, source: golden, path: {name}.jsonl, scorer: numeric}}\n")
     stack = '{{kind: vllm, base_url: "{}", model: bench, api: completions, max_concurrency: {}}}'
     (workdir / "contract.yaml").write_text(
         f"baseline: {stack.format(urls[0], c)}\n"
         f"candidate: {stack.format(urls[1], c)}\n"
-        "tasks:\n"
-        "  - {name: speed, source: golden, path: golden.jsonl, scorer: numeric}\n"
+        "tasks:\n" + "".join(lines)
     )
 
 
@@ -325,6 +330,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="1,000 items, one round")
     ap.add_argument("--scale", type=int, metavar="N", help="only the memory run of N items")
+    ap.add_argument("--tasks", type=int, default=1, help="--scale: N items over this many tasks")
     ap.add_argument("--items", type=int, help="items per task (default 5,000; quick 1,000)")
     ap.add_argument("--rounds", type=int)
     ap.add_argument("--serve", nargs=2, help=argparse.SUPPRESS)
@@ -354,7 +360,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="gate-speed-") as d:
         tmp = Path(d)
         if args.scale:
-            scale(args.scale, tmp)
+            scale(args.scale, tmp, args.tasks)
             return
         r0 = scenario(0.0, 32, n, rounds, tmp, CASES)
         show("[A]", 0.0, 32, n, r0)
@@ -406,8 +412,9 @@ def main() -> None:
         print("  (targets are stated for 5,000 items; this run had", n, ")")
 
 
-def scale(n: int, tmp: Path) -> None:
-    """Peak RSS of the gate (no cache, latency 0, c=32) on n items, above a 1,000-item run."""
+def scale(n: int, tmp: Path, tasks: int = 1) -> None:
+    """Peak RSS of the gate (no cache, latency 0, c=32) on n items (over ``tasks`` tasks),
+    above a 1,000-item run of one task."""
     servers = [Server(0.0), Server(0.0)]
     urls = [s.url for s in servers]
     try:
@@ -415,7 +422,7 @@ def scale(n: int, tmp: Path) -> None:
         out = {}
         for size in (small, n):
             work = tmp / f"scale-{size}"
-            write_task(work, urls, size, 32)
+            write_task(work, urls, size, 32, tasks if size == n else 1)
             argv = ["--gate", str(work), "--parity-no-cache", "--progress"]
             got, text = child(argv, progress=size == n)
             tail = [ln for ln in text.splitlines() if "passed" in ln or "failed" in ln]
