@@ -51,7 +51,7 @@ FIRST_PAGE_CSS = """
   .pp-first table{margin:.2em 0 .4em}.pp-first th,.pp-first td{padding:2px 6px}
   .pp-first h3{font-size:12px;margin:.5em 0 .2em}
   .pp-signoff{margin:8px 0 0;padding:2px 12px 6px}.pp-signoff h2{font-size:15px;margin:.3em 0}
-  .pp-signoff,.pp-group,.pp-verdict,.pp-cards{break-inside:avoid}
+  .pp-signoff,.pp-verdict,.pp-cards,.pp-group li{break-inside:avoid}
 }
 """
 
@@ -180,8 +180,10 @@ def first_page(run: RunResult, facts: SignOff | None = None, links: bool = True)
         + "</section>"
         + f'<div class="pp-cards">{cards}</div>'
         + (f'<p class="pp-warn" role="alert">\u26a0 {esc(warning)}</p>' if warning else "")
-        + f'<div class="pp-reasons">{_reasons_html(facts, links)}</div>'
         + _noise_html(facts, tasks)
+        # The block to sign before the reasons: it always prints on the first page, however
+        # many reasons follow (four long FAIL reasons pushed it onto a page of its own).
         + _signoff_html(facts, run)
+        + f'<div class="pp-reasons">{_reasons_html(facts, links)}</div>'
         + "</section>"
     )
