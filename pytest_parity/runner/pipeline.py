@@ -185,6 +185,8 @@ class ItemPipeline:
         finally:
             if not candidate.done():  # this item was cancelled, or the baseline raised
                 candidate.cancel()
+            elif not candidate.cancelled():
+                candidate.exception()  # retrieved: when both raised, the baseline's propagates
         judged: dict[str, str] = {}  # role -> why the judge gave no verdict
         scores = await self._score(item, answers, judged)
         sides = {
