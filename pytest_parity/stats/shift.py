@@ -53,6 +53,7 @@ __all__ = [
     "ShiftResult",
     "features_of",
     "input_shift",
+    "mix_alone",
     "mix_changes_text",
     "segment_mix",
 ]
@@ -405,3 +406,10 @@ def input_shift(
         )
         out.append(ShiftResult(**{**asdict(res), "description": _describe(res)}))
     return out
+
+
+def mix_alone(mix: MixResult, *, alpha: float = 0.05, min_effect: float = 0.1) -> ShiftResult:
+    """The segment-mix row on its own (a family of one test: Holm p = p), for a task whose
+    segments had no request features tested this run."""
+    (row,) = input_shift([{}], [{}], alpha=alpha, min_effect=min_effect, mix=mix)
+    return row
