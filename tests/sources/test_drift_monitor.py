@@ -402,7 +402,7 @@ def test_an_alert_names_a_changed_segment_mix_when_no_segment_drifted(
     """Simpson's case: each segment's requests and quality stay as they were; only the mix
     moves, ENT from 10% to 40% of requests. ENT was always worse (too few pairs to tell at
     10%); at 40% its alert fires, and its explanation names the mix change, with the shares, in
-    the terminal, the webhook, the JSON outcome and the report; the untrusted segment name stays
+    the terminal, the webhook's JSON document and the report; the untrusted segment name stays
     inert in the terminal and the page."""
     monkeypatch.setenv("HOOK_TOKEN", "x-token")
     db = pytester.path / "shadow.sqlite"
