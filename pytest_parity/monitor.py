@@ -20,6 +20,11 @@ is an ERROR and saves nothing: the same pairs are judged again on the next run; 
 never said of pairs nobody judged. Pairs where a stack failed have no judged score: they are
 counted (``unjudged``) and left to the gate's failure checks.
 
+Why it drifted: per segment, this run's requests against the reference window's (prompt length,
+turns, tool use, script, model) and, per task, the segment mix (the share of pairs per segment),
+tested in each segment's Holm family; a changed mix is said on its own line of the task, also
+when no segment alerts.
+
 The outcome of each task is plain data (:func:`monitor_task`); :func:`deliver` sends the
 Alertmanager document to the webhook, :func:`write_metrics` the Prometheus textfile and
 :func:`write_report` the drift report page.

@@ -5,8 +5,8 @@ Each request (the body a client sent: OpenAI chat ``messages`` or completions ``
 reduced to a few features by :func:`features_of`: prompt length in characters and in tokens,
 number of turns, tool use, the prompt's dominant script (a stand-in for its language), the
 requested model. A mapping without ``messages`` / ``prompt`` is taken as features already (any
-``str`` / ``bool`` value is a category, a number is numeric), so a caller can add its own, e.g.
-``segment`` for the segment mix of a whole task.
+``str`` / ``bool`` value is a category, a number is numeric), so a caller can add its own (the
+segment mix of a whole task has its own test, :func:`segment_mix`, below).
 
 * Numeric features: two-sample Kolmogorov-Smirnov (any change of the distribution), effect size
   Cliff's delta = P(current > reference) - P(current < reference), in [-1, 1], with its sign:
