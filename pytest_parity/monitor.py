@@ -20,6 +20,11 @@ is an ERROR and saves nothing: the same pairs are judged again on the next run; 
 never said of pairs nobody judged. Pairs where a stack failed have no judged score: they are
 counted (``unjudged``) and left to the gate's failure checks.
 
+Why it drifted: per segment, this run's requests against the reference window's (prompt length,
+turns, tool use, script, model) and, per task, the segment mix (the share of pairs per segment),
+tested in each segment's Holm family; a changed mix is said on its own line of the task, also
+when no segment alerts.
+
 The outcome of each task is plain data (:func:`monitor_task`); :func:`deliver` sends the
 Alertmanager document to the webhook, :func:`write_metrics` the Prometheus textfile and
 :func:`write_report` the drift report page.
@@ -37,6 +42,7 @@ if TYPE_CHECKING:
     from pytest_parity.contract.spec import Contract, TaskSpec
     from pytest_parity.records import ItemRecord, TaskRun
     from pytest_parity.stats.drift import DriftMonitor
+    from pytest_parity.stats.shift import MixResult
     from pytest_parity.store import Store
 
 __all__ = [
@@ -304,15 +310,17 @@ def monitor_task(
             st.monitor_save(task.name, stored.checkpoint, checkpoint, states)
         except MonitorConflict as exc:
             raise MonitorError(str(exc)) from None
+        mix = _mix(st, task, segments, cfg, start)
         for s in segments:
-            s["shift"] = _shift(st, task, s, cfg, start, checkpoint)
+            s["shift"] = _shift(st, task, s, cfg, start, checkpoint, mix)
+        mix_row = _mix_row(segments, mix)
         # What the next run will judge: pairs beyond max_pairs, and pairs younger than the
         # settle time (said, so that a run right after the proxy stored them is not a mystery).
         seg_only = task.source_options.get("segment")
         keep = bool(task.source_options.get("client_errors"))
         backlog = st.count(since, until, seg_only, after=checkpoint, client_errors=keep)
         settling = st.count(until, None, seg_only, after=checkpoint, client_errors=keep)
-    from pytest_parity.report.alerts import inputs_line
+    from pytest_parity.report.alerts import inputs_line, mix_line
 
     alerts = [s["segment"] for s in segments if s["alert"]]
     bound = -task.tolerance * float(cfg["alert_at"])
@@ -342,8 +350,12 @@ def monitor_task(
             f" against {100 * bound:+.2f}: "
             + ("ALERT " + str(st_.get("reason") or "") if s["alert"] else "no drift shown")
             + (" (resolved)" if s["resolved"] else "")
-            + ("; " + inputs_line(s.get("shift") or []) if s["alert"] else "")
+            + ("; " + inputs_line(s.get("shift") or [], mix_row) if s["alert"] else "")
         )
+    if mix_row is not None and mix_row.get("shifted"):
+        # said whether or not a segment alerts: each segment stable while the mix moved is the
+        # case where the task's pooled score changes although no segment's quality did
+        reasons.append(mix_line(mix_row, alerting=bool(alerts)))
     return {
         "task": task.name,
         "status": "ALERT" if alerts else "OK",
@@ -358,8 +370,67 @@ def monitor_task(
         "checkpoint": None if checkpoint is None else list(checkpoint),
         "previous_checkpoint": None if stored.checkpoint is None else list(stored.checkpoint),
         "segments": segments,
+        "mix": mix_row,
         "notes": list(run.notes),
     }
+
+
+def _reference_window(
+    cfg: Mapping[str, Any], first: Any
+) -> tuple[float | None, float | None] | None:
+    """The reference window: the monitor's ``reference`` since/until, else ``reference.last``
+    from the first pair counted (``first``; None: no window yet)."""
+    ref = cfg["reference"]
+    since, until = ref.get("since"), ref.get("until")
+    if since is None and until is None:
+        if first is None:
+            return None
+        return float(first), float(first) + float(ref.get("last") or DEFAULTS["reference"]["last"])
+    return since, until
+
+
+def _mix(
+    st: Store,
+    task: TaskSpec,
+    segments: Sequence[Mapping[str, Any]],
+    cfg: Mapping[str, Any],
+    before: tuple[float, int] | None,
+) -> MixResult | None:
+    """The task's segment mix: this run's new pairs per segment against the pairs per segment
+    of the reference window (from the task's first pair counted) that earlier runs counted. A
+    task reading one segment (``segment:``) has no mix."""
+    from pytest_parity.stats.shift import segment_mix
+
+    if before is None or task.source_options.get("segment") is not None:
+        return None
+    current = {str(s["segment"]): int(s["new_pairs"]) for s in segments if s["new_pairs"]}
+    firsts = [float(s["first_ts"]) for s in segments if s.get("first_ts") is not None]
+    window = _reference_window(cfg, min(firsts) if firsts else None)
+    if not current or window is None:
+        return None
+    since, until = window
+    keep = bool(task.source_options.get("client_errors"))
+    reference = {
+        seg: n - st.count(since, until, seg, after=before, client_errors=keep)
+        for seg, n in st.segments(since, until, client_errors=keep).items()
+    }
+    return segment_mix(reference, current)
+
+
+def _mix_row(segments: Sequence[Mapping[str, Any]], mix: MixResult | None) -> dict[str, Any] | None:
+    """The task's segment-mix result as the reports show it: of the segments whose features
+    were tested with it (one Holm family per segment), the row with the largest Holm p-value,
+    so the task never calls the mix changed where a segment's explanation does not; with no
+    such segment, the mix test alone."""
+    from pytest_parity.stats.shift import MIX, mix_alone
+
+    if mix is None:
+        return None
+    rows = [r for s in segments for r in s.get("shift") or [] if r.get("feature") == MIX]
+    if rows:
+        widest: dict[str, Any] = max(rows, key=lambda r: float(r["p_holm"]))
+        return widest
+    return mix_alone(mix).to_dict()
 
 
 def _shift(
@@ -369,24 +440,20 @@ def _shift(
     cfg: Mapping[str, Any],
     before: tuple[float, int] | None,
     after: tuple[float, int] | None,
+    mix: MixResult | None = None,
 ) -> list[dict[str, Any]]:
     """Input shift of the segment: this run's new requests (after ``before``, up to ``after``)
     against the reference window's requests counted by earlier runs (never this run's own: a
-    window holding the pairs it is compared with would hide their change)."""
+    window holding the pairs it is compared with would hide their change). The task's segment
+    ``mix`` is one more test of the segment's family (Holm across them)."""
     from pytest_parity.stats.shift import input_shift
 
     if not seg["new_pairs"] or before is None:
         return []
-    ref = cfg["reference"]
-    since, until = ref.get("since"), ref.get("until")
-    if since is None and until is None:
-        first = seg.get("first_ts")
-        if first is None:
-            return []
-        since, until = (
-            float(first),
-            float(first) + float(ref.get("last") or DEFAULTS["reference"]["last"]),
-        )
+    window = _reference_window(cfg, seg.get("first_ts"))
+    if window is None:
+        return []
+    since, until = window
     reference = [
         p.request
         for p in st.pairs(since, until, seg["segment"], limit=MAX_SHIFT_ROWS)
@@ -399,7 +466,7 @@ def _shift(
     ]
     if not reference or not current:
         return []
-    return [r.to_dict() for r in input_shift(reference, current)]
+    return [r.to_dict() for r in input_shift(reference, current, mix=mix)]
 
 
 # -- after every task: webhook, gauges, report ------------------------------------------------

@@ -419,8 +419,11 @@ class GateModule(pytest.Module):
 
 def test_parity(parity_check: CheckResult) -> None:
     """One part of parity for one task of the contract (generated per task and check)."""
+    from pytest_parity.report.bidi import printable
+
     status = parity_check["status"]
-    reasons = "; ".join(parity_check["reasons"])
+    # shown in the terminal: a segment name or an answer cannot reorder or recolour the line
+    reasons = printable("; ".join(parity_check["reasons"]))
     if status == "PASS":
         return
     if status == "SKIP":

@@ -4,7 +4,8 @@ Prometheus gauges (pure: plain data in, a dict or a string out; sending is the m
 Both read the monitor's outcomes (``pytest_parity.monitor.monitor_task``): one mapping per task
 with ``task``, ``tolerance``, ``alert_at``, ``bound`` and ``segments``, each segment a mapping with
 ``segment``, ``status`` (a :class:`~pytest_parity.stats.drift.DriftStatus` as a dict, or None),
-``alert``, ``resolved``, ``examples`` (``pair_id``, ``link``) and ``history`` (points with ``ts``).
+``alert``, ``resolved``, ``examples`` (``pair_id``, ``link``) and ``history`` (points with ``ts``);
+the task's ``mix`` is its segment-mix row (``stats.shift.segment_mix``) or None.
 
 The webhook document follows Alertmanager's webhook format (version "4"): a receiver written for
 Alertmanager (PagerDuty bridges, Slack relays, alerta) reads it as it is. Labels and annotations
@@ -21,7 +22,15 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-__all__ = ["ALERT_NAME", "alert_payload", "inputs_line", "prometheus_gauges"]
+__all__ = [
+    "ALERT_NAME",
+    "alert_payload",
+    "inputs_line",
+    "is_mix_row",
+    "mix_line",
+    "mix_note",
+    "prometheus_gauges",
+]
 
 ALERT_NAME = "ParityDrift"
 ZERO_TIME = "0001-01-01T00:00:00Z"  # Alertmanager's "no end yet"
@@ -61,15 +70,74 @@ def _started(seg: Mapping[str, Any], now: float) -> float:
     return now
 
 
-def inputs_line(shift: Sequence[Any]) -> str:
+def is_mix_row(row: Mapping[str, Any]) -> bool:
+    """Whether an input-shift row is the segment-mix test (``stats.shift.MIX``)."""
+    from pytest_parity.stats.shift import MIX
+
+    return row.get("feature") == MIX
+
+
+def mix_note(row: Mapping[str, Any]) -> str:
+    """``segment mix changed: enterprise 10% -> 40% of requests (p=3e-07 Holm, Cramer's V
+    0.35)``: the largest share changes of a segment-mix row (segment names as they came, raw:
+    each report makes them inert)."""
+    from pytest_parity.stats.shift import mix_changes_text
+
+    changes = [c for c in row.get("changes") or [] if isinstance(c, Mapping)]
+    moved = mix_changes_text(changes) if changes else "shares"
+    p, eff = _num(row.get("p_holm")), _num(row.get("effect_size"))
+    stats = (
+        f" (p={p:.2g} Holm-adjusted, Cramer's V {eff:.2f})"
+        if p is not None and eff is not None
+        else ""
+    )
+    word = "changed" if row.get("shifted") else "unchanged"
+    return f"segment mix {word}: {moved} of requests{stats}"
+
+
+def mix_line(row: Mapping[str, Any], *, alerting: bool) -> str:
+    """The task's line for a changed segment mix; without an alert it says what that means."""
+    n_r = _num(_sub(row, "reference_summary", "n"))
+    n_c = _num(_sub(row, "current_summary", "n"))
+    counts = (
+        f" ({n_r:,.0f} reference, {n_c:,.0f} new requests)"
+        if n_r is not None and n_c is not None
+        else ""
+    )
+    tail = (
+        ""
+        if alerting
+        else "; no segment drifted: a change of the task's pooled score is this mix shift,"
+        " not the quality within any segment"
+    )
+    return mix_note(row) + counts + tail
+
+
+def _sub(row: Mapping[str, Any], key: str, sub: str) -> Any:
+    inner = row.get(key)
+    return inner.get(sub) if isinstance(inner, Mapping) else None
+
+
+def inputs_line(shift: Sequence[Any], mix: Mapping[str, Any] | None = None) -> str:
     """Whether the inputs changed, in one line: the shifted features with their effect, or how
-    many were tested and found unchanged, or that no test ran (no earlier window yet)."""
+    many were tested and found unchanged, or that no test ran (no earlier window yet); then,
+    when the segment mix changed, that note (from ``shift``, else the task's ``mix`` row)."""
     rows = [r for r in shift if isinstance(r, Mapping)]
+    mixes = [r for r in rows if is_mix_row(r)]
+    rows = [r for r in rows if not is_mix_row(r)]
+    mix_row = mixes[0] if mixes else mix
+    note = (
+        "; " + mix_note(mix_row) if isinstance(mix_row, Mapping) and mix_row.get("shifted") else ""
+    )
     if not rows:
-        return "inputs: not tested this run (no reference window counted before it)"
+        return "inputs: not tested this run (no reference window counted before it)" + note
     moved = [r for r in rows if r.get("shifted")]
     if not moved:
-        return f"inputs unchanged ({len(rows)} features tested against the reference window)"
+        with_mix = " and the segment mix" if mix_row is not None else ""
+        return (
+            f"inputs unchanged ({len(rows)} features{with_mix} tested against the reference"
+            " window)" + note
+        )
     parts = []
     for r in moved:
         eff = _num(r.get("effect_size"))
@@ -79,7 +147,7 @@ def inputs_line(shift: Sequence[Any]) -> str:
             if eff is not None and p is not None
             else str(r.get("feature"))
         )
-    return "inputs changed: " + ", ".join(parts)
+    return "inputs changed: " + ", ".join(parts) + note
 
 
 def _alert(
@@ -125,7 +193,10 @@ def _alert(
         "pairs": str(status.get("n", 0)),
     }
     if firing:
-        annotations["inputs"] = inputs_line(seg.get("shift") or [])
+        mix = task.get("mix") if isinstance(task.get("mix"), Mapping) else None
+        annotations["inputs"] = inputs_line(seg.get("shift") or [], mix)
+        if mix is not None and mix.get("shifted"):
+            annotations["segment_mix"] = mix_note(mix)
     if links:
         annotations["examples"] = " ".join(links)
     fingerprint = hashlib.sha256(

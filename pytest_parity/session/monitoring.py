@@ -132,6 +132,8 @@ class MonitorRun:
             session.exitstatus = 1
 
     def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int) -> None:
+        from pytest_parity.report.bidi import printable
+
         tr = terminalreporter
         tr.write_sep("=", "parity drift monitor")
         for name in self.task_names():
@@ -141,6 +143,7 @@ class MonitorRun:
                 continue
             tr.write_line(f"{name}: {out['status']}")
             for reason in out["reasons"]:
-                tr.write_line(f"  {reason}")
+                # segment names come from request headers: shown inert
+                tr.write_line(f"  {printable(str(reason))}")
         for line in self.lines:
             tr.write_line(line)

@@ -240,9 +240,11 @@ class Store(ABC):
         for row in self._query(sql, args, stream=True):
             yield _row_to_pair(tuple(row))
 
-    def segments(self, since: float | None = None, until: float | None = None) -> dict[str, int]:
+    def segments(
+        self, since: float | None = None, until: float | None = None, *, client_errors: bool = True
+    ) -> dict[str, int]:
         """Pairs per segment in the window."""
-        where, args = self._where(since, until, None)
+        where, args = self._where(since, until, None, client_errors=client_errors)
         sql = f"SELECT segment, COUNT(*) FROM shadow_pairs{where} GROUP BY segment ORDER BY segment"
         return {str(s): int(n) for s, n in self._query(sql, args)}
 

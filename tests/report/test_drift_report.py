@@ -276,3 +276,62 @@ def test_drift_report_without_history_or_status() -> None:
     p.feed(page)
     assert "No points of the sequence yet." in page and "no judged pairs yet" in page
     assert "No drift alert is firing." in page
+
+
+# -- the segment mix -----------------------------------------------------------------------------
+
+
+def mix_task(names: list[str], shifted: bool = True) -> dict[str, Any]:
+    """A task outcome whose segments are ``names`` and whose mix moved the first one 10% -> 40%."""
+    from pytest_parity.stats.shift import mix_alone, segment_mix
+
+    rest = max(1, len(names) - 1)
+    ref = {names[0]: 100} | {n: 900 // rest for n in names[1:]}
+    cur = {names[0]: 400 if shifted else 100} | {n: (600 if shifted else 900) // rest
+                                                 for n in names[1:]}  # fmt: skip
+    mix = segment_mix(ref, cur)
+    assert mix is not None
+    segs = [outcome(n, drift=i == 0) for i, n in enumerate(names)]
+    segs[0]["shift"] = [r.to_dict() for r in input_shift(
+        [{"prompt_chars": 10 + i % 7} for i in range(80)],
+        [{"prompt_chars": 10 + i % 7} for i in range(80)], mix=mix)]  # fmt: skip
+    return task(segs) | {"mix": mix_alone(mix).to_dict()}
+
+
+def test_the_mix_is_named_in_the_alert_document_and_escaped_in_the_report() -> None:
+    nasty = "<script>alert(1)</script>\u202eent"
+    t = mix_task([nasty, "chat", "</td></tr></table><h1>x</h1>"])
+    assert t["mix"]["shifted"] and t["mix"]["changes"][0]["segment"] == nasty
+    doc = alert_payload(firing=[(t, t["segments"][0])], now=1_764_800_000.0)
+    ann = doc["alerts"][0]["annotations"]
+    assert ann["inputs"].startswith("inputs unchanged (1 features and the segment mix tested")
+    assert f"; segment mix changed: {nasty} 10% -> 40%" in ann["inputs"]
+    assert ann["segment_mix"].startswith(f"segment mix changed: {nasty} 10% -> 40%")
+    json.dumps(doc, allow_nan=False)
+    page = render_monitor([t])
+    assert "<script" not in page and "\u202e" not in page and "<h1>x" not in page
+    p = Strict()
+    p.feed(page)
+    p.close()
+    text = "".join(p.text)
+    assert "Did the segment mix change?" in text
+    assert "Segment mix changed: <script>alert(1)</script><U+202E>ent 10% -> 40%" in text
+    assert "10.0%" in text and "40.0%" in text and "+30.0 pts" in text
+
+
+def test_an_unchanged_mix_adds_no_note() -> None:
+    t = mix_task(["enterprise", "chat"], shifted=False)
+    assert not t["mix"]["shifted"]
+    doc = alert_payload(firing=[(t, t["segments"][0])], now=1_764_800_000.0)
+    ann = doc["alerts"][0]["annotations"]
+    assert "segment mix changed" not in ann["inputs"] and "segment_mix" not in ann
+    page = render_monitor([t])
+    assert "Segment mix changed" not in page
+    assert "No material change of the segment mix against the reference window" in page
+
+
+def test_printable_makes_bidi_and_control_characters_visible() -> None:
+    from pytest_parity.report.bidi import printable
+
+    assert printable("ent\u202e\x1b[31mred\r") == "ent<U+202E><U+001B>[31mred<U+000D>"
+    assert printable("tab\tand\nnewline stay") == "tab\tand\nnewline stay"

@@ -371,3 +371,106 @@ def test_an_alert_says_whether_the_inputs_changed(
     assert alert["annotations"]["inputs"].startswith("inputs changed: ")
     page = (pytester.path / "drift.html").read_text()
     assert "The inputs changed: " in page and "Did the inputs change?" in page
+
+
+ENT = "ent<script>alert(1)</script>\u202eprise"  # a segment name from a header: untrusted
+CHAT_Q = "Question p{i:04d}: how do I reset the password of my account?"
+ENT_Q = "Question p{i:04d}: summarise clause {c} of the master services agreement for legal."
+
+
+def mix_stream(start: int, n: int, t0: float, ent_share: int, ent_bad: bool) -> list[Any]:
+    """Pairs ``start .. start+n-1``, one every 10 s; ``ent_share`` in 10 of them go to the ENT
+    segment. Each segment's requests and quality are the same in every window: chat is an A/A
+    stream, ENT loses 70% of its pairs when ``ent_bad`` (from the start: it never drifts)."""
+    out = []
+    for i in range(start, start + n):
+        ts = t0 + 10 * i
+        # i // 10 takes each last digit equally often in every block of 100 pairs: exact rates
+        aa = aa_new_q(i // 10)
+        if i % 10 < ent_share:
+            q = (2 if (i // 10) % 10 < 7 else 3) if ent_bad else aa
+            content = ENT_Q.format(i=i, c=i % 7)
+            out.append(pair(i, ts, new_q=q, segment=ENT, content=content))
+        else:
+            out.append(pair(i, ts, new_q=aa, segment="chat", content=CHAT_Q.format(i=i)))
+    return out
+
+
+def test_an_alert_names_a_changed_segment_mix_when_no_segment_drifted(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Simpson's case: each segment's requests and quality stay as they were; only the mix
+    moves, ENT from 10% to 40% of requests. ENT was always worse (too few pairs to tell at
+    10%); at 40% its alert fires, and its explanation names the mix change, with the shares, in
+    the terminal, the webhook's JSON document and the report; the untrusted segment name stays
+    inert in the terminal and the page."""
+    monkeypatch.setenv("HOOK_TOKEN", "x-token")
+    db = pytester.path / "shadow.sqlite"
+    t0 = time.time() - 4 * 3600
+    write_pairs(str(db), mix_stream(0, 100, t0, ent_share=1, ent_bad=True))
+    with FakeServer(answer=ScriptedJudge()) as j, Receiver() as hook:
+        path = contract(pytester.path / "drift.yaml", j.base_url, hook.url)
+        first = monitor(pytester, path)
+        assert first.ret == 0, first.stdout.str()
+        assert "segment mix" not in first.stdout.str(), "run 1: no earlier window to compare"
+        # run 2: the same segments, the same requests, the same quality; 40% ENT
+        write_pairs(str(db), mix_stream(100, 100, t0, ent_share=4, ent_bad=True))
+        second = monitor(pytester, path)
+    out = second.stdout.str()
+    assert second.ret == 10, out
+    assert "\u202e" not in out and "<U+202E>" in out
+    shown = "ent<script>alert(1)</script><U+202E>prise"
+    line = next(x for x in out.splitlines() if f"segment {shown}:" in x)
+    assert "ALERT" in line, line
+    assert "inputs unchanged (6 features and the segment mix tested" in line, line
+    assert f"segment mix changed: {shown} 10% -> 40%" in line, line
+    assert "of requests (p=" in line and "Holm-adjusted" in line, line
+    chat = next(x for x in out.splitlines() if "segment chat:" in x)
+    assert "no drift shown" in chat, chat
+    task_line = next(x for x in out.splitlines() if x.strip().startswith("segment mix changed"))
+    assert f"{shown} 10% -> 40%, chat 90% -> 60% of requests" in task_line, task_line
+    assert "100 reference, 100 new requests" in task_line, task_line
+    (doc,) = hook.posts
+    (alert,) = doc["alerts"]
+    assert alert["labels"]["segment"] == ENT  # JSON keeps the exact name
+    assert f"segment mix changed: {ENT} 10% -> 40%" in alert["annotations"]["inputs"]
+    assert alert["annotations"]["segment_mix"].startswith(f"segment mix changed: {ENT} 10%")
+    page = (pytester.path / "drift.html").read_text()
+    assert "<script" not in page and "\u202e" not in page
+    assert "Did the segment mix change?" in page
+    assert (
+        "Segment mix changed: ent&lt;script&gt;alert(1)&lt;/script&gt;&lt;U+202E&gt;prise" in page
+    )
+    assert "10.0%" in page and "40.0%" in page
+
+
+def test_an_unchanged_mix_gets_no_note_and_a_moved_one_without_alert_says_what_it_means(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both segments A/A. Run 2 keeps the 10% mix: no segment-mix note anywhere. Run 3 moves ENT
+    to 40%: no segment alerts, and the task's lines say the mix changed and that a change of the
+    pooled score is the mix, not the quality within any segment."""
+    monkeypatch.setenv("HOOK_TOKEN", "x-token")
+    db = pytester.path / "shadow.sqlite"
+    t0 = time.time() - 4 * 3600
+    write_pairs(str(db), mix_stream(0, 100, t0, ent_share=1, ent_bad=False))
+    with FakeServer(answer=ScriptedJudge()) as j, Receiver() as hook:
+        path = contract(pytester.path / "drift.yaml", j.base_url, hook.url)
+        assert monitor(pytester, path).ret == 0
+        write_pairs(str(db), mix_stream(100, 100, t0, ent_share=1, ent_bad=False))
+        same = monitor(pytester, path)
+        out = same.stdout.str()
+        assert same.ret == 0, out
+        assert "segment mix changed" not in out and "no segment drifted" not in out, out
+        page = (pytester.path / "drift.html").read_text()
+        assert "Segment mix changed" not in page
+        assert "No material change of the segment mix against the reference window" in page
+        write_pairs(str(db), mix_stream(200, 100, t0, ent_share=4, ent_bad=False))
+        moved = monitor(pytester, path)
+        assert hook.posts == []
+    out = moved.stdout.str()
+    assert moved.ret == 0, out
+    line = next(x for x in out.splitlines() if x.strip().startswith("segment mix changed"))
+    assert "<U+202E>prise 10% -> 40%" in line and "200 reference, 100 new requests" in line
+    assert "no segment drifted: a change of the task's pooled score is this mix shift" in line
+    assert "Segment mix changed" in (pytester.path / "drift.html").read_text()

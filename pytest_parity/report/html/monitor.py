@@ -5,7 +5,8 @@ any script).
 Per task and segment: the status (ALERT / OK / resolved) and its reason, the confidence sequence
 over time (the estimate as a line, the bound as a band, the alert line dashed), the change
 detector against its threshold, the input-shift panels (this run's requests against the reference
-window) and example pairs. Input is the monitor's plain outcomes (see
+window) and example pairs; per task, the segment-mix panel (every segment's share of requests in
+the reference window and now). Input is the monitor's plain outcomes (see
 :mod:`pytest_parity.report.alerts` for their keys); every string in them (segment names, prompts,
 answers, links) is escaped, links other than http(s) are shown as text, never as ``href``.
 """
@@ -17,12 +18,13 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pytest_parity.report.alerts import is_mix_row, mix_note
 from pytest_parity.report.formats import safe_url
 from pytest_parity.report.html.sections import CSS, as_list, mapping
 from pytest_parity.report.html.svg import VERDICT_COLOURS, esc, number
 from pytest_parity.report.numfmt import points
 
-__all__ = ["cusum_svg", "render_monitor", "sequence_svg"]
+__all__ = ["cusum_svg", "mix_panel", "render_monitor", "sequence_svg"]
 
 _W, _H, _L, _R, _T, _B = 760, 230, 64, 16, 14, 34  # plot size and margins (pixels)
 _FONT = 'font-family="system-ui, -apple-system, Segoe UI, sans-serif"'
@@ -205,10 +207,16 @@ def shift_table(shift: Sequence[Any]) -> str:
         eff = number(r, "effect_size")
         ph = number(r, "p_holm")
         cls = ' class="pp-hot"' if r.get("shifted") else ""
+        if is_mix_row(r):  # the task's segment mix, tested in this segment's family
+            changes = [c for c in as_list(r.get("changes")) if isinstance(c, Mapping)]
+            was = ", ".join(f"{c.get('segment')} {_pct(c.get('before'))}" for c in changes[:5])
+            now = ", ".join(f"{c.get('segment')} {_pct(c.get('after'))}" for c in changes[:5])
+        else:
+            was = _summary_text(mapping(r.get("reference_summary")))
+            now = _summary_text(mapping(r.get("current_summary")))
         rows.append(
             f"<tr{cls}><th>{esc(r.get('feature', '?'))}</th><td>{esc(r.get('test', ''))}</td>"
-            f"<td>{esc(_summary_text(mapping(r.get('reference_summary'))))}</td>"
-            f"<td>{esc(_summary_text(mapping(r.get('current_summary'))))}</td>"
+            f"<td>{esc(was)}</td><td>{esc(now)}</td>"
             f"<td class='pp-num'>{esc('n/a' if eff is None else f'{eff:+.2f}')}"
             f" <span class='pp-muted'>{esc(r.get('effect', ''))}</span></td>"
             f"<td class='pp-num'>{esc('n/a' if ph is None else f'{ph:.2g}')}</td>"
@@ -219,16 +227,57 @@ def shift_table(shift: Sequence[Any]) -> str:
             '<p class="pp-muted">No input-shift test this run '
             "(no new or no reference requests).</p>"
         )
-    shifted = [str(r.get("feature")) for r in shift if isinstance(r, Mapping) and r.get("shifted")]
+    moved = [r for r in shift if isinstance(r, Mapping) and r.get("shifted")]
+    shifted = [str(r.get("feature")) for r in moved if not is_mix_row(r)]
+    mixed = [r for r in moved if is_mix_row(r)]
     lead = (
         f"<p>The inputs changed: {esc(', '.join(shifted))}.</p>"
         if shifted
         else "<p>No material change of the inputs against the reference window.</p>"
-    )
+    ) + "".join(f"<p><b>{esc(_cap(mix_note(r)))}.</b></p>" for r in mixed)
     return (
         lead + "<table><tr><th>feature</th><th>test</th><th>reference</th><th>now</th>"
         "<th>effect</th><th>Holm p</th><th>shifted</th></tr>" + "".join(rows) + "</table>"
     )
+
+
+def _pct(v: Any) -> str:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        return "n/a"
+    return f"{100 * float(v):.1f}%"
+
+
+def _cap(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def mix_panel(row: Any) -> str:
+    """The task's segment mix: the verdict and every segment's share before and after."""
+    if not isinstance(row, Mapping):
+        return ""
+    changes = [c for c in as_list(row.get("changes")) if isinstance(c, Mapping)]
+    body = "".join(
+        f"<tr><th>{esc(c.get('segment', '?'))}</th><td class='pp-num'>{esc(_pct(c.get('before')))}"
+        f"</td><td class='pp-num'>{esc(_pct(c.get('after')))}</td><td class='pp-num'>"
+        f"{esc(_signed_pts(c.get('change')))}</td></tr>"
+        for c in changes
+    )
+    lead = (
+        f"<p><b>{esc(_cap(mix_note(row)))}.</b></p>"
+        if row.get("shifted")
+        else "<p>No material change of the segment mix against the reference window "
+        f"({esc(mix_note(row).split(': ', 1)[-1])}).</p>"
+    )
+    return (
+        f"<h3>Did the segment mix change?</h3>{lead}<table><tr><th>segment</th>"
+        "<th>reference share</th><th>share now</th><th>change</th></tr>" + body + "</table>"
+    )
+
+
+def _signed_pts(v: Any) -> str:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        return "n/a"
+    return f"{100 * float(v):+.1f} pts".replace("-", "\u2212")
 
 
 def examples_html(examples: Sequence[Any]) -> str:
@@ -318,6 +367,7 @@ def render_monitor(outcomes: Sequence[Mapping[str, Any]], *, title: str = "Drift
             f'<h2 id="{esc("task-" + str(t.get("task", "")))}">{esc(t.get("task", "?"))}</h2>'
             f"<p class='pp-muted'>tolerance {esc(points(tol, signed=False))} \u00b7 alert line "
             f"{esc(points(number(t, 'bound')))}</p><ul>{reasons}</ul>"
+            + mix_panel(t.get("mix"))
             + "".join(
                 _segment_html(t, s) for s in as_list(t.get("segments")) if isinstance(s, Mapping)
             )
