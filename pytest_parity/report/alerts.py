@@ -135,7 +135,8 @@ def inputs_line(shift: Sequence[Any], mix: Mapping[str, Any] | None = None) -> s
     if not moved:
         with_mix = " and the segment mix" if mix_row is not None else ""
         return (
-            f"inputs unchanged ({len(rows)} features{with_mix} tested against the reference"
+            f"inputs unchanged ({len(rows)} feature{'s' if len(rows) != 1 else ''}{with_mix}"
+            " tested against the reference"
             " window)" + note
         )
     parts = []

@@ -304,7 +304,7 @@ def test_the_mix_is_named_in_the_alert_document_and_escaped_in_the_report() -> N
     assert t["mix"]["shifted"] and t["mix"]["changes"][0]["segment"] == nasty
     doc = alert_payload(firing=[(t, t["segments"][0])], now=1_764_800_000.0)
     ann = doc["alerts"][0]["annotations"]
-    assert ann["inputs"].startswith("inputs unchanged (1 features and the segment mix tested")
+    assert ann["inputs"].startswith("inputs unchanged (1 feature and the segment mix tested")
     assert f"; segment mix changed: {nasty} 10% -> 40%" in ann["inputs"]
     assert ann["segment_mix"].startswith(f"segment mix changed: {nasty} 10% -> 40%")
     json.dumps(doc, allow_nan=False)
