@@ -84,10 +84,17 @@ def _write(
 
 
 def _run(
-    pytester: pytest.Pytester, old: str, new: str, judge: str, tone: str = TONE, extra: str = ""
+    pytester: pytest.Pytester,
+    old: str,
+    new: str,
+    judge: str,
+    tone: str = TONE,
+    extra: str = "",
+    *args: str,
 ) -> tuple[pytest.RunResult, dict[str, Any]]:
     _write(pytester, old, new, judge, tone, extra)
     result = pytester.runpytest(
+        *args,
         "--parity-contract=contract.yaml",
         "--parity-no-cache",
         "--parity-no-preflight",  # the scripted stacks answer under any model name
@@ -109,7 +116,9 @@ def test_a_colder_candidate_fails_the_judged_tone_rubric(
 ) -> None:
     judge = ScriptedJudge()
     old, new, j = fake_servers(warm), fake_servers(colder), fake_servers(judge)
-    result, task = _run(pytester, old.base_url, new.base_url, j.base_url)
+    result, task = _run(
+        pytester, old.base_url, new.base_url, j.base_url, TONE, "", "--parity-record-judge=j.jsonl"
+    )
     assert task["error"] is None, task["error"]
     assert task["checks"]["delta"]["status"] == "PASS"  # the key fact is on both sides
     tone = task["checks"]["tone"]
@@ -128,10 +137,33 @@ def test_a_colder_candidate_fails_the_judged_tone_rubric(
     assert "Grade with a whole number from 1 (worst) to 5 (best)." in prompt
     assert "{{" not in prompt
     assert all(b["response_format"]["type"] == "json_schema" for b in judge.bodies)
+    # the tone judgements are recorded under their own ids, apart from any main judge scorer's
+    lines = [json.loads(x) for x in (pytester.path / "j.jsonl").read_text().splitlines()]
+    ids = sorted(x["item_id"] for x in lines if "item_id" in x)
+    assert len(ids) == 2 * N
+    assert all(re.fullmatch(r"support/s\d+#judge:tone:grade:(baseline|candidate)", i) for i in ids)
     assert result.ret == 1, result.stdout.str()
     assert "KeyError" not in _text(result) and "Traceback" not in _text(result)
     html = (pytester.path / "out.html").read_text()
     assert "Tone rubric distribution" in html
+
+
+def test_a_pairwise_judge_as_the_tone_rubric(
+    pytester: pytest.Pytester, fake_servers: Callable[..., FakeServer]
+) -> None:
+    """judge-pairwise: both orders per item; the colder answer loses on 45 items and the rest
+    are ties (same quality, same length), so the paired delta is exactly -45 / 60."""
+    tone = "{rubric_scorer: judge-pairwise, rubric_options: {criteria: 'Which answer is warmer?'}}"
+    judge = ScriptedJudge()
+    old, new, j = fake_servers(warm), fake_servers(colder), fake_servers(judge)
+    result, task = _run(pytester, old.base_url, new.base_url, j.base_url, tone)
+    nums = task["checks"]["tone"]["numbers"]
+    assert nums["rubric_scorer"] == "judge-pairwise" and nums["rubric_status"] == "FAIL"
+    assert nums["rubric_delta"] == pytest.approx(-45 / N)
+    assert len(judge.bodies) == 2 * N  # both orders, no recheck
+    assert all("Which answer is warmer?" in b["messages"][-1]["content"] for b in judge.bodies)
+    assert task["judge"] is None  # the task's scorer is not a judge: no judge figures
+    assert "Traceback" not in _text(result)
 
 
 def test_an_equally_warm_candidate_passes_with_a_hand_written_template(
