@@ -14,12 +14,15 @@ Opt in per task with ``checks: {tone: {...}}``. On the items both stacks answere
   the markers. A marker FAILS when its Holm-adjusted p < alpha AND its rate moved by more than
   ``marker_tolerance`` (default 0.10 of the items). ``markers: false`` turns them off, a list
   keeps only those named.
-* **Rubric** (gated when configured): ``rubric_scorer: package.module:function`` names a scorer
-  (any of the three scorer forms; an async one gets the contract's judge endpoint) that scores
-  each answer's tone in [0, 1] (warmth, formality, helpfulness, or the customer's own rubric text
-  in ``rubric_options``); both answers are scored and the paired delta gets the same
-  non-inferiority test as the task's score, with ``rubric_tolerance`` (default 0.05). Without
-  one, no rubric is scored: nothing here depends on a judge.
+* **Rubric** (gated when configured): ``rubric_scorer`` names a scorer that scores each answer's
+  tone in [0, 1] (warmth, formality, helpfulness, or the customer's own rubric text in
+  ``rubric_options``): ``judge-rubric`` / ``judge-pairwise``, whose ``rubric_options`` the
+  contract resolves as it does a task's main judge scorer's (rubric or criteria text or file,
+  scale, template, structured); or ``package.module:function`` in any of the three scorer forms
+  (an async one gets the contract's judge endpoint). Both answers are scored and the paired
+  delta gets the same non-inferiority test as the task's score, with ``rubric_tolerance``
+  (default 0.05). A judgement that fails counts as a judge error against ``max_error_rate`` and
+  leaves that item out of the rubric. Without a rubric scorer nothing here depends on a judge.
 """
 
 from __future__ import annotations
@@ -285,11 +288,21 @@ def _rubric(
     rtol = float(opts.get("rubric_tolerance", RUBRIC_TOLERANCE))
     old: list[float] = []
     new: list[float] = []
+    judge_errors = 0
     for r in pairs:
         fa, fb = r["baseline"]["facts"] or {}, r["candidate"]["facts"] or {}
         if "tone_rubric" in fa and "tone_rubric" in fb:
             old.append(float(fa["tone_rubric"]))
             new.append(float(fb["tone_rubric"]))
+        elif "tone_rubric_error" in fa:
+            judge_errors += 1
+    numbers["rubric_judge_errors"] = judge_errors
+    if judge_errors:
+        # counted against max_error_rate with the task's other judgements (a task past it is
+        # an ERROR before any check runs); here only the items left out
+        reasons.append(
+            f"tone rubric {name}: the judge gave no verdict on {judge_errors} item(s), left out"
+        )
     if len(old) < 2:
         reasons.append(f"tone rubric {name}: scored on {len(old)} item(s) only")
         return "ERROR"

@@ -748,7 +748,8 @@ def _task(
         scorer = v.string(scorer_raw, f"{where}.scorer")
     judge = _task_judge(v, m, where, base, d, top_judge)
     if scorer in JUDGE_SCORERS:
-        scorer_options = _judge_options(v, scorer, scorer_options, judge, where, base)
+        at = f"{where}.scorer"
+        scorer_options = _judge_options(v, scorer, scorer_options, judge, base, at, at)
     elif not impl.runs_itself:
         _check_scorer(v, scorer, scorer_options, f"{where}.scorer")
     safety = v.boolean(m.get("safety_critical", False), f"{where}.safety_critical")
@@ -845,7 +846,7 @@ def _task(
         categories=_frozen(categories),
         source_options=source_options,
         judge=judge,
-        checks=_checks(v, m, where, d),
+        checks=_judged_checks(v, _checks(v, m, where, d), judge, where, base),
         failure_ratio=v.number(
             m.get("failure_ratio", d.failure_ratio), f"{where}.failure_ratio", 1, 1e6
         ),
@@ -1004,9 +1005,12 @@ def _judge_options(
     scorer: str,
     options: Mapping[str, Any],
     judge: EndpointSpec | None,
-    where: str,
     base: Path,
+    scorer_at: str,
+    options_at: str,
 ) -> dict[str, Any]:
+    """A judge scorer's options resolved (files read, the shipped template and defaults filled
+    in); problems name ``<options_at>.<key>``, a missing judge endpoint ``scorer_at``."""
     # by name through the registry: the contract layer does not import scoring/
     opts = registry.lazy("pytest_parity.scoring.judge.options:judge_options")()
     recorded_kind = registry.lazy("pytest_parity.scoring.judge.options:recorded_kind")()
@@ -1014,7 +1018,7 @@ def _judge_options(
 
     if judge is None:
         raise v.fail(
-            f"{where}.scorer",
+            scorer_at,
             f"{scorer} needs a judge endpoint",
             "add judge: {kind: openai, base_url: ..., model: ...} at the top level or to the task",
         )
@@ -1026,7 +1030,43 @@ def _judge_options(
         found: dict[str, Any] = opts(scorer, options, base, kind)
         return found
     except JudgeOptionError as exc:
-        raise v.fail(f"{where}.scorer.{exc.key}", exc.problem, exc.hint) from None
+        raise v.fail(f"{options_at}.{exc.key}", exc.problem, exc.hint) from None
+
+
+def _judged_checks(
+    v: _V,
+    checks: Mapping[str, Any],
+    judge: EndpointSpec | None,
+    where: str,
+    base: Path,
+) -> Mapping[str, Any]:
+    """A check whose ``rubric_scorer`` is a judge scorer (the tone check's judge-rubric or
+    judge-pairwise) gets its ``rubric_options`` resolved exactly as a task's main judge scorer
+    gets its options: one line now for a bad option, never a KeyError per item at run time."""
+    out: dict[str, Any] = dict(checks)
+    changed = False
+    for name, opts in checks.items():
+        scorer = opts.get("rubric_scorer") if isinstance(opts, Mapping) else None
+        if scorer not in JUDGE_SCORERS:
+            continue
+        at = f"{where}.checks.{name}"
+        raw = dict(opts.get("rubric_options") or {})
+        if raw.get("recheck") not in (None, 0):
+            raise v.fail(
+                f"{at}.rubric_options.recheck",
+                f"the {name} rubric reports no judge consistency figure",
+                "remove recheck (it would only ask the judge again)",
+            )
+        raw["recheck"] = 0
+        resolved = _judge_options(
+            v, str(scorer), raw, judge, base, f"{at}.rubric_scorer", f"{at}.rubric_options"
+        )
+        # its own judgement ids (``<task>/<item>#judge:tone:grade:baseline``): never the same
+        # request, cache entry or recorded line as the main scorer's judgement of the answer
+        resolved["purpose"] = name
+        out[name] = {**opts, "rubric_options": resolved}
+        changed = True
+    return _frozen(out) if changed else checks
 
 
 def _expand(v: _V, task: TaskSpec) -> list[TaskSpec]:

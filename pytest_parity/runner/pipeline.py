@@ -82,6 +82,7 @@ class ItemPipeline:
         self._wake: asyncio.Event | None = None  # set while run() waits for items to finish
         self._reasons: list[str] = []
         self._aa: dict[str, tuple[float | None, float | None]] = {}
+        self._rubric_scorer: BoundScorer | None = None  # the tone check's, bound once
 
     # -- the stream -------------------------------------------------------------------------
 
@@ -470,32 +471,51 @@ class ItemPipeline:
     async def _rubric(
         self, item: Item, answers: dict[str, Answer], sides: dict[str, SideRecord]
     ) -> None:
-        """The tone check's rubric scorer on both answers (``facts["tone_rubric"]``)."""
-        from pytest_parity.scoring.resolve import resolve_scorer
-
+        """The tone check's rubric scorer on both answers (``facts["tone_rubric"]``). A judge
+        that gives no verdict is counted like any failed judgement (role ``judge``, against the
+        task's ``max_error_rate``); the item then has no rubric score (``tone_rubric_error``),
+        while its main score stands."""
         opts = self.task.checks["tone"]
-        bound = resolve_scorer(str(opts["rubric_scorer"]), opts.get("rubric_options") or {})
+        bound = self._rubric_scorer
+        if bound is None:
+            from pytest_parity.scoring.resolve import resolve_scorer
+
+            # options as the contract resolved them (a judge scorer's template, scale, rubric)
+            bound = self._rubric_scorer = resolve_scorer(
+                str(opts["rubric_scorer"]), opts.get("rubric_options") or {}
+            )
         base, cand = answers["baseline"].response, answers["candidate"].response
         if base.error or cand.error:
             return
         got: dict[str, Score] = {}
+        failed: list[str] = []
         try:
             if bound.kind == "paired":
                 ctx = PairContext(self.task, item, base, cand, bound.options, self.judge)
-                got["baseline"], got["candidate"] = await bound.pair(ctx)
+                try:
+                    got["baseline"], got["candidate"] = await bound.pair(ctx)
+                except JudgeError as exc:
+                    failed.append(self._judge_failed(item, exc))
             for role, resp in (("baseline", base), ("candidate", cand)):
                 if bound.kind == "sync":
                     got[role] = bound.text(resp.text, item.reference)
                 elif bound.kind == "async":
                     ctx1 = ScoreContext(self.task, item, role, resp, bound.options, self.judge)
-                    got[role] = await bound.one(ctx1)
+                    try:
+                        got[role] = await bound.one(ctx1)
+                    except JudgeError as exc:
+                        failed.append(self._judge_failed(item, exc))
         except ScorerError as exc:
             raise TaskRunError(
                 f"task {self.task.name}: item {item.id}: tone rubric: {exc}"
             ) from None
         for role in SIDES:
-            value = float(got[role].value)
-            sides[role]["facts"] = {**(sides[role]["facts"] or {}), "tone_rubric": value}
+            facts = dict(sides[role]["facts"] or {})
+            if failed:
+                facts["tone_rubric_error"] = failed[0]
+            else:
+                facts["tone_rubric"] = float(got[role].value)
+            sides[role]["facts"] = facts
 
     def _tools(self, item: Item) -> list[Any] | None:
         tools = self.task.params.get("tools")

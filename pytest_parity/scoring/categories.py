@@ -61,8 +61,8 @@ CATEGORIES: dict[str, str] = {
     "abstain": "says it does not know, e.g. 'I don't know', 'I'm not sure', 'cannot determine', "
     "'not enough information' (English patterns, where refusals are searched)",
     "truncated": "finish_reason says the token limit was hit (length, max_tokens) before an answer "
-    "could be parsed, and the text did not open with a refusal or abstention (a parsed answer "
-    "keeps the category its score gives)",
+    "could be parsed, and the text did not open with a refusal or abstention; a parsed answer "
+    "that hit the limit keeps the category its score gives",
     "language_switch": "the answer is mostly in another script than the prompt (e.g. Cyrillic or "
     "CJK for a Latin prompt); 20+ letters each side (a CJK character counts 3), 60%+ of them in "
     "the dominant script",

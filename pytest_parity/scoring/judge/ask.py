@@ -3,7 +3,8 @@
 The judge endpoint is an ordinary :class:`~pytest_parity.endpoints.http.Endpoint` opened by the
 runner under the role ``judge``: its answers are cached (under their own identity, never mixed with
 the stacks') and recorded with ``--parity-record-judge``. Each judgement has its own request id,
-``<task>/<item>#judge:<what>`` (e.g. ``#judge:pair:candidate:ab``), also part of its cache key: a
+``<task>/<item>#judge:<what>`` (e.g. ``#judge:pair:candidate:ab``; a check's own judgement is
+prefixed with the check, ``#judge:tone:grade:baseline``), also part of its cache key: a
 recording of the judge replays, and two judgements whose prompts read the same (identical answers
 in both orders, an A/A pair) are asked and cached separately.
 """
@@ -76,6 +77,9 @@ async def ask(
 
     if judge is None:
         raise JudgeError(f"task {task.name}: no judge endpoint (hint: add judge: to the contract)")
+    purpose = options.get("purpose")
+    if purpose:  # a check's own judgement (the tone rubric): ids apart from the main scorer's
+        what = f"{purpose}:{what}"
     params: dict[str, Any] = {}
     fmt = response_format(str(options.get("structured", "none")), schema)
     if fmt is not None:
