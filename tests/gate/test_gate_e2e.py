@@ -450,10 +450,14 @@ def test_a_planted_api_key_appears_in_no_output_of_a_gate_run(
 ) -> None:
     key = "sk-planted-7f3a9c1e5b"
     monkeypatch.setenv("PARITY_TEST_KEY", key)
-    # The candidate rejects the key and echoes it back in its error body, as some proxies do.
+    # The candidate rejects the key and echoes it back in its error body, as some proxies do;
+    # slowly, so the baseline's first answers (with the key) arrive before the refusal stops
+    # the task (no failed request is allowed at 30 items): on a busy machine they did not.
     with (
         FakeServer(answer=right, require_key=key) as a,
-        FakeServer(answer=right, require_key="other", error_body=f"invalid key {key}") as b,
+        FakeServer(
+            answer=right, require_key="other", error_body=f"invalid key {key}", latency_s=0.3
+        ) as b,
     ):
         path = contract(pytester, a.base_url, b.base_url, 30)
         path.write_text(
