@@ -3,7 +3,7 @@
 Opt in per task with ``checks: {tone: {...}}``. On the items both stacks answered:
 
 * **Length** (gated): per item ``r_i = log((len_new + 1) / (len_old + 1))`` in words (or
-  ``length_unit: chars`` / ``tokens``, the completion tokens the server counted); an equivalence
+  ``length_unit: chars``); an equivalence
   test (TOST, paired t) that the mean of ``r`` lies within ``+-log(1 + length_tolerance)``
   (default 0.15: answers 15% shorter or longer on average). PASS when the (1 - 2 alpha) interval
   lies inside the margin, FAIL when it lies wholly outside (significantly shorter or longer),
