@@ -14,7 +14,7 @@ BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def visible(text: str) -> str:
-    """``text`` with every bidi control replaced by ``<U+XXXX>``."""
+    """``text`` with every bidi control replaced by ``<U+hhhh>``."""
     return BIDI_CONTROLS.sub(lambda m: f"<U+{ord(m.group()):04X}>", text)
 
 
@@ -23,6 +23,6 @@ _CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 def printable(text: str) -> str:
     """``text`` for a terminal: bidi controls and the other control characters (ESC, CR, ...;
-    not tab or newline) shown as ``<U+XXXX>``, so a segment name from a request header cannot
+    not tab or newline) shown as ``<U+hhhh>``, so a segment name from a request header cannot
     reorder or recolour the line."""
     return _CONTROLS.sub(lambda m: f"<U+{ord(m.group()):04X}>", visible(text))

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import struct
 import subprocess
 import zlib
@@ -15,18 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from chromium import CHROMIUM
+from payloads import PYTEST_HTML_CONFTEST
 from run_builders import make_run
 
 from pytest_parity import report
 
-CHROMIUM = next(
-    (
-        found
-        for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-        if (found := shutil.which(name))
-    ),
-    None,
-)
 pytestmark = [
     pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (apt-get install chromium)"),
     pytest.mark.slow,
@@ -143,29 +136,12 @@ def test_injected_script_does_not_run_and_shows_as_text(tmp_path: Path) -> None:
     assert _console(done.stderr) == []
 
 
-CONFTEST = """
-import json
-import re
-from pathlib import Path
-from pytest_parity.report.pytest_html import ParityHtmlHooks
-
-RUN = json.loads(Path(__file__).with_name("run.json").read_text(encoding="utf-8"))
-
-def pytest_configure(config):
-    config.pluginmanager.register(ParityHtmlHooks(lambda: RUN), "parity-html")
-
-def pytest_generate_tests(metafunc):
-    if "task" in metafunc.fixturenames:
-        metafunc.parametrize("task", RUN["tasks"], ids=[t["task"] for t in RUN["tasks"]])
-"""
-
-
 def test_pytest_html_report_renders_extras_without_running_them(
     pytester: pytest.Pytester, tmp_path: Path
 ) -> None:
     pytest.importorskip("pytest_html")
     pytester.makefile(".json", run=json.dumps(_make_run()))
-    pytester.makeconftest(CONFTEST)
+    pytester.makeconftest(PYTEST_HTML_CONFTEST)
     pytester.makepyfile(
         test_gate="def test_parity(task, record_property):\n"
         "    record_property('parity_task', task)\n"

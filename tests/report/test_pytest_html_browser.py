@@ -13,27 +13,13 @@ from typing import Any
 
 import pytest
 from chromium import CHROMIUM, Chromium
-from payloads import hostile_run
+from payloads import PYTEST_HTML_CONFTEST, hostile_run
 
 pytestmark = [
     pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (apt-get install chromium)"),
     pytest.mark.slow,
 ]
 
-CONFTEST = """
-import json
-from pathlib import Path
-from pytest_parity.report.pytest_html import ParityHtmlHooks
-
-RUN = json.loads(Path(__file__).with_name("run.json").read_text(encoding="utf-8"))
-
-def pytest_configure(config):
-    config.pluginmanager.register(ParityHtmlHooks(lambda: RUN), "parity-html")
-
-def pytest_generate_tests(metafunc):
-    if "task" in metafunc.fixturenames:
-        metafunc.parametrize("task", RUN["tasks"], ids=[t["task"][:20] for t in RUN["tasks"]])
-"""
 # a conftest that slips a script of its own into the summary: the CSP must stop it
 SNEAK = """
 def pytest_html_results_summary(prefix):
@@ -59,7 +45,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chromium]:
 def _report(pytester: pytest.Pytester, *args: str, extra_conftest: str = "") -> Path:
     pytest.importorskip("pytest_html")
     pytester.makefile(".json", run=json.dumps(hostile_run()))
-    pytester.makeconftest(CONFTEST + extra_conftest)
+    pytester.makeconftest(PYTEST_HTML_CONFTEST + extra_conftest)
     pytester.makepyfile(
         test_gate="def test_parity(task, record_property):\n"
         "    record_property('parity_task', task)\n"

@@ -95,3 +95,21 @@ def every_check_run() -> Any:
             status = ("PASS", "FAIL", "INCONCLUSIVE")[i % 3]
             t["checks"][name] = check(name, status, [f"{name}: {status.lower()}"])
     return run
+
+
+# A conftest that renders a stored run through the plugin's pytest-html hooks, one test per
+# task, without running any gate (the browser tests of the pytest-html page use it).
+PYTEST_HTML_CONFTEST = """
+import json
+from pathlib import Path
+from pytest_parity.report.pytest_html import ParityHtmlHooks
+
+RUN = json.loads(Path(__file__).with_name("run.json").read_text(encoding="utf-8"))
+
+def pytest_configure(config):
+    config.pluginmanager.register(ParityHtmlHooks(lambda: RUN), "parity-html")
+
+def pytest_generate_tests(metafunc):
+    if "task" in metafunc.fixturenames:
+        metafunc.parametrize("task", RUN["tasks"], ids=[t["task"][:20] for t in RUN["tasks"]])
+"""
