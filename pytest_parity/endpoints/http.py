@@ -560,16 +560,16 @@ class HttpEndpoint(Endpoint):
         secrets.register_spec(spec)
         key = read_api_key(spec)  # a Secret: a traceback's locals show it masked
         self._owns_transport = transport is None
-        self._transport = transport or default_transport(
-            spec.max_concurrency,
-            tls=not spec.base_url.startswith("http://"),
-            proxy=env_proxy(spec.base_url),
-        )
+        # The pooled (aiohttp) transport is built on the first request sent, not here: a run
+        # answered wholly from the cache never imports aiohttp (~0.12 s of its start).
+        self._transport: httpx.AsyncBaseTransport | None = transport
+        if transport is None and not spec.base_url.startswith("http://"):
+            _ssl_context()  # a CA bundle that cannot be loaded fails here, not per request
         self._retry = retry
         self._rng = random.Random()
         self._sem = asyncio.Semaphore(spec.max_concurrency)
         self._exchange: Callable[..., Awaitable[tuple[int, Mapping[str, str], bytes]]] | None
-        self._exchange = getattr(self._transport, "exchange", None)
+        self._exchange = getattr(transport, "exchange", None)
         self._post_url = self.url
         self._params = thaw(spec.params)
         headers = secrets.MaskedHeaders(
@@ -608,12 +608,31 @@ class HttpEndpoint(Endpoint):
     def _sent_headers(self) -> Mapping[str, str]:
         return self._plain_headers
 
+    def _pool(self) -> httpx.AsyncBaseTransport:
+        """The transport requests go through: the one given, else the pooled one, built now."""
+        if self._transport is None:
+            self._transport = default_transport(
+                self.spec.max_concurrency,
+                tls=not self.spec.base_url.startswith("http://"),
+                proxy=env_proxy(self.spec.base_url),
+            )
+            self._exchange = getattr(self._transport, "exchange", None)
+        return self._transport
+
     async def _send(
-        self, method: str, url: str, content: bytes | None, timeout: float
+        self,
+        method: str,
+        url: str,
+        content: bytes | None,
+        timeout: float,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> tuple[int, Mapping[str, str], bytes]:
+        """One exchange through ``transport``, by default the endpoint's pool."""
         cap = self.spec.max_response_bytes
-        if self._exchange is not None:
-            return await self._exchange(method, url, self._plain_headers, content, timeout, cap)
+        if transport is None:
+            transport = self._pool()
+            if self._exchange is not None:
+                return await self._exchange(method, url, self._plain_headers, content, timeout, cap)
         ext = (
             self._timeouts
             if timeout == self.spec.timeout
@@ -624,7 +643,7 @@ class HttpEndpoint(Endpoint):
         )
 
         async def go() -> tuple[int, Mapping[str, str], bytes]:
-            resp = await self._transport.handle_async_request(req)
+            resp = await transport.handle_async_request(req)
             try:
                 check_declared_length(resp.headers, cap)
                 raw = await read_capped(resp.aiter_bytes(), cap)
@@ -639,8 +658,21 @@ class HttpEndpoint(Endpoint):
     async def _probe(self) -> dict[str, Any]:
         root = server_root(self.spec.base_url)
         paths = self.info.identity_paths
-        # Asked together: a hung server costs one probe timeout, not one per route.
-        replies = await asyncio.gather(*(self._probe_one(root + p, p) for p in paths))
+        probe: httpx.AsyncBaseTransport | None = None
+        if self._transport is None:
+            # Before the first request: httpx's own transport (already imported) asks, so a
+            # run answered wholly from the cache never builds the pool.
+            proxy = env_proxy(self.spec.base_url)
+            probe = httpx.AsyncHTTPTransport(
+                verify=False if self.spec.base_url.startswith("http://") else _ssl_context(),
+                proxy=None if proxy is None else httpx.Proxy(proxy),
+            )
+        try:
+            # Asked together: a hung server costs one probe timeout, not one per route.
+            replies = await asyncio.gather(*(self._probe_one(root + p, p, probe) for p in paths))
+        finally:
+            if probe is not None:
+                await probe.aclose()
         facts: dict[str, Any] = {}
         for got in replies:
             facts.update(got or {})
@@ -649,9 +681,12 @@ class HttpEndpoint(Endpoint):
             facts["probed"] = answered
         return facts
 
-    async def _probe_one(self, url: str, path: str) -> dict[str, Any] | None:
+    async def _probe_one(
+        self, url: str, path: str, transport: httpx.AsyncBaseTransport | None = None
+    ) -> dict[str, Any] | None:
         try:
-            status, _, raw = await self._send("GET", url, None, min(self.spec.timeout, 10.0))
+            timeout = min(self.spec.timeout, 10.0)
+            status, _, raw = await self._send("GET", url, None, timeout, transport)
             if status != 200:
                 return None
             data = json.loads(raw)
@@ -699,6 +734,7 @@ class HttpEndpoint(Endpoint):
             self._probing = False
 
     async def _attempts(self, content: bytes, attempts: int, keep_raw: bool = False) -> Response:
+        self._pool()  # a transport that cannot be built is a set-up error, not a failed attempt
         kind, last, retry_after = "connect", "", None
         started = time.perf_counter()
         n = 0
@@ -816,7 +852,7 @@ class HttpEndpoint(Endpoint):
         return secrets.scrub(text)
 
     async def aclose(self) -> None:
-        if self._owns_transport and not self.closed:
+        if self._owns_transport and not self.closed and self._transport is not None:
             await self._transport.aclose()
         await super().aclose()
 

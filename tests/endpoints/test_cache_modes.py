@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
@@ -55,6 +57,61 @@ def run(s: EndpointSpec, cache: ResponseCache, n: int = 2) -> list[Response]:
             await ep.aclose()
 
     return asyncio.run(go())
+
+
+WHOLLY_CACHED = """
+import asyncio, json, sys
+from types import MappingProxyType
+from pytest_parity.contract.spec import EndpointSpec
+from pytest_parity.endpoints.cache import ResponseCache
+from pytest_parity.endpoints.http import Request, open_endpoint
+
+async def go():
+    spec = EndpointSpec(role="baseline", kind="vllm", base_url=sys.argv[1], model="test-model",
+                        params=MappingProxyType({"max_tokens": 16}), max_retries=0, timeout=5.0)
+    with ResponseCache(sys.argv[2], mode="reuse") as cache:
+        ep = open_endpoint(spec, cache=cache)
+        try:
+            got = [await ep.complete(Request(str(i), prompt=f"q{i}")) for i in range(3)]
+            engine = await ep.engine()
+        finally:
+            await ep.aclose()
+    print(json.dumps({"cached": [r.cached for r in got], "text": [r.text for r in got],
+                      "version": engine.get("version"), "aiohttp": "aiohttp" in sys.modules}))
+
+asyncio.run(go())
+"""
+
+
+def test_a_run_answered_wholly_from_the_cache_never_builds_the_connection_pool(
+    tmp_path: Path,
+) -> None:
+    """The pooled aiohttp transport is built on the first request sent: a rerun from the cache
+    only probes the server (through httpx's own transport) and imports no aiohttp."""
+    script = tmp_path / "cached.py"
+    script.write_text(WHOLLY_CACHED)
+    root = str(Path(__file__).resolve().parents[2])
+
+    def once() -> dict[str, Any]:
+        out = subprocess.run(
+            [sys.executable, str(script), srv.base_url, str(tmp_path / "cache")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={"PYTHONPATH": root},
+            check=True,
+        )
+        got: dict[str, Any] = json.loads(out.stdout.splitlines()[-1])
+        return got
+
+    with FakeServer() as srv:
+        first = once()
+        assert first["cached"] == [False] * 3 and first["aiohttp"] is True
+        second = once()
+        assert second["cached"] == [True] * 3 and second["text"] == first["text"]
+        assert second["aiohttp"] is False  # no request sent: no pool, no aiohttp import
+        assert second["version"] == srv.engine_version  # the probe still asked the server
+        assert len(srv.received) == 3  # the rerun sent no completion
 
 
 # ----------------------------------------------------------------------------------------------
