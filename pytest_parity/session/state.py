@@ -8,6 +8,7 @@ run :mod:`.outputs`'s.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -151,6 +152,9 @@ class ParitySession:
         from pytest_parity.scoring.categories import classify_side
 
         hook = self.config.hook
+        classifies, directs = self._hooked
+        if not (classifies or directs):
+            return classify_side(side)  # no conftest hooks: two hook calls per answer saved
 
         def custom(**kw: Any) -> str | None:
             found: str | None = hook.pytest_parity_classify(
@@ -162,7 +166,19 @@ class ParitySession:
             code: str | None = hook.pytest_parity_direction(category=category)
             return code
 
-        return classify_side(side, hook=custom, direction=direction)
+        return classify_side(
+            side, hook=custom if classifies else None, direction=direction if directs else None
+        )
+
+    @functools.cached_property
+    def _hooked(self) -> tuple[bool, bool]:
+        """Whether any plugin or conftest implements the classify / direction hooks (read when
+        the first answer is classified: every conftest has been loaded by then)."""
+        hook = self.config.hook
+        return (
+            bool(hook.pytest_parity_classify.get_hookimpls()),
+            bool(hook.pytest_parity_direction.get_hookimpls()),
+        )
 
     # -- one task -----------------------------------------------------------------------------
 
