@@ -164,15 +164,16 @@ def gate(workdir: str, args: list[str]) -> None:
     verdict.evaluate = timed  # type: ignore[assignment]
     from pytest_parity.runner import run as runner_run
 
-    timings["task_s"] = 0.0
+    timings["task_s"] = timings["task_cpu_s"] = 0.0
     run_task = runner_run.Runner.run
 
     def timed_run(self: Any, *a: Any, **kw: Any) -> Any:
-        s = time.perf_counter()
+        s, c = time.perf_counter(), time.process_time()
         try:
             return run_task(self, *a, **kw)
         finally:
             timings["task_s"] += time.perf_counter() - s
+            timings["task_cpu_s"] += time.process_time() - c
 
     runner_run.Runner.run = timed_run  # type: ignore[method-assign]
     # --progress: pytest's normal verbosity, under which the gate prints its progress lines
@@ -314,15 +315,18 @@ def scenario(latency: float, c: int, n: int, rounds: int, tmp: Path, cases: tupl
 def show(label: str, latency: float, c: int, n: int, res: dict[str, Any]) -> None:
     ideal = n / (c / latency) if latency else None
     print(f"\n{label}: latency {latency:g} s, concurrency {c}, {n} items (both stacks)")
-    print("  case      wall      task      CPU/item   peak RSS   eval")
+    # CPU/item: the whole process (for the gate: pytest's start-up, collection, statistics and
+    # report included); task CPU/item: only while the items were asked, answered and scored.
+    print("  case      wall      task      CPU/item  task CPU/item  peak RSS   eval")
     for k, v in res.items():
         # the task: both stacks' answers, from the first request to the last answer
         task = v.get("task_s", v["wall_s"])
+        task_cpu = v.get("task_cpu_s", v["cpu_s"])
         share = f"  ({ideal / task:.0%} of ideal {ideal:.2f} s)" if ideal else ""
         ev = f"  {v['eval_s']:.3f} s" if "eval_s" in v else "        "
         print(
-            f"  {k:8s} {v['wall_s']:6.2f} s  {task:6.2f} s  {v['cpu_s'] / n * 1e3:6.2f} ms  "
-            f"{v['sampled_kb'] / 1024:6.0f} MB{ev}{share}"
+            f"  {k:8s} {v['wall_s']:6.2f} s  {task:6.2f} s  {v['cpu_s'] / n * 1e3:6.2f} ms"
+            f"     {task_cpu / n * 1e3:6.2f} ms  {v['sampled_kb'] / 1024:6.0f} MB{ev}{share}"
         )
 
 
@@ -371,12 +375,19 @@ def main() -> None:
 
     ideal = n / (128 / 0.2)
     cpu = {k: v["cpu_s"] / n for k, v in r0.items()}
+    task_cpu = {k: v.get("task_cpu_s", v["cpu_s"]) / n for k, v in r0.items()}
     print("\ntargets (issue 22), ratios within this run:")
     verdicts = [
         (
             "client CPU per item, cache on / raw pair (c=32, latency 0)",
             f"{cpu['cache'] / cpu['raw']:.2f}x",
             cpu["cache"] / cpu["raw"] <= 1.3,
+            "<= 1.3x",
+        ),
+        (
+            "  the same, the task's CPU only (start-up, statistics and report left out)",
+            f"{task_cpu['cache'] / task_cpu['raw']:.2f}x",
+            task_cpu["cache"] / task_cpu["raw"] <= 1.3,
             "<= 1.3x",
         ),
         (

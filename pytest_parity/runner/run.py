@@ -8,6 +8,7 @@ Endpoints are opened per task, inside that task's event loop, and closed when it
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -147,6 +148,15 @@ class Runner:
         endpoints = {role: self._open(role) for role in specs}
         # The judge (LLM-as-judge scorers): its own endpoint, role "judge", own cache entries.
         judge = None if task.judge is None else self._open("judge", task.judge)
+        asked = dict(endpoints) if judge is None else {**endpoints, "judge": judge}
+        # What each server says it runs (the reports' provenance, and the cache key), asked
+        # beside the first items: asked after the last answer, both stacks in turn, it was a
+        # serial tail of two probe round trips on every task (20% of a 2 s task at c=512).
+        probes = (
+            {role: asyncio.ensure_future(ep.engine()) for role, ep in asked.items()}
+            if source.sends_requests
+            else {}
+        )
         try:
             pipeline = ItemPipeline(
                 task=task,
@@ -176,23 +186,27 @@ class Runner:
                 out, early_stop = await run_in_batches(pipeline, items(), task, seed)
             else:
                 out = await pipeline.run(items())
-            described = {}
-            for role, ep in endpoints.items():
+
+            async def describe(role: str, ep: Any) -> dict[str, Any]:
                 if getattr(ep, "stalled", None) or not source.sends_requests:
-                    # probing a stalled one would cost another timeout; a source whose answers
-                    # are all stored (shadow pairs) sends nothing to the stacks at all
-                    described[role] = specs[role].identity()
-                    continue
+                    # waiting on a stalled one's probe would cost another timeout; a source
+                    # whose answers are all stored (shadow pairs) sends nothing to the stacks
+                    return dict(ep.spec.identity())
                 try:
-                    described[role] = await ep.describe()
+                    return dict(await ep.describe())
                 except Exception:  # engine info is best-effort provenance
-                    described[role] = specs[role].identity()
-            if judge is not None:
-                try:
-                    described["judge"] = await judge.describe()
-                except Exception:
-                    described["judge"] = judge.spec.identity()
+                    return dict(ep.spec.identity())
+
+            roles = list(asked)
+            got = await asyncio.gather(*(describe(r, asked[r]) for r in roles))
+            described = dict(zip(roles, got, strict=True))
         finally:
+            for probe in probes.values():
+                if not probe.done():
+                    probe.cancel()
+            if probes:
+                # retrieved, so that a probe that failed or was cancelled logs nothing
+                await asyncio.gather(*probes.values(), return_exceptions=True)
             for ep in endpoints.values():
                 await ep.aclose()
             if judge is not None:
