@@ -10,7 +10,9 @@ asyncio-protocol server, a fixed completion after a timer, each in its own proce
 by side and in alternating rounds so machine noise hits every client alike:
 
   raw       a raw aiohttp pair client: per item both stacks asked together, a semaphore each
-  alone     the client alone: pytest-parity's endpoint layer (two Endpoints), no scoring
+            (asyncio.run, Python's default garbage-collector settings)
+  alone     the client alone: pytest-parity's endpoint layer (two Endpoints), no scoring, run
+            as the gate runs it (run_sync: the collector tuned while the loop runs)
   nocache   the gate: a whole ``pytest --parity-contract`` run of a generated contract, no cache
   cache     the gate with the response cache on (a fresh cache: every answer written)
   cached    the gate again, every answer from that cache (``--parity-cache=reuse``)
@@ -134,7 +136,13 @@ def client(which: str, urls: list[str], n: int, c: int) -> None:
     before = rss_kb()
     cpu0, t0 = time.process_time(), time.perf_counter()
     fn = raw_pair if which == "raw" else alone_pair
-    ok = asyncio.run(fn(urls, n, c))
+    if which == "raw":
+        ok = asyncio.run(fn(urls, n, c))
+    else:
+        # as the gate runs the endpoint layer: run_sync (the collector tuned while it runs)
+        from pytest_parity.endpoints.loop import run_sync
+
+        ok = run_sync(lambda: fn(urls, n, c))
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"ok": ok, "wall_s": wall, "cpu_s": cpu, "rss_kb": peak, "base_kb": before}))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from pytest_parity.endpoints.loop import run_sync
+from pytest_parity.endpoints.loop import RUN_GC_THRESHOLD0, run_sync
 
 
 class Huge:
@@ -39,3 +39,78 @@ def test_inside_a_running_loop_it_runs_in_a_thread_of_its_own() -> None:
     Huge.reprs = 0
     asyncio.run(outer())
     assert isinstance(got[0], Huge) and Huge.reprs == 0
+
+
+# -- the collector while a run's loop turns ---------------------------------------------------
+
+
+class Node:
+    def __init__(self) -> None:
+        self.me = self  # a reference cycle: only the cyclic collector frees it
+
+
+def test_the_collector_is_tuned_while_the_loop_runs_and_restored_after() -> None:
+    import gc
+
+    before = gc.get_threshold()
+    seen: dict[str, object] = {}
+
+    async def inside() -> None:
+        seen["threshold"] = gc.get_threshold()
+        seen["frozen"] = gc.get_freeze_count()
+
+    run_sync(inside)
+    assert seen["threshold"] == (max(RUN_GC_THRESHOLD0, before[0]), *before[1:])
+    assert isinstance(seen["frozen"], int) and seen["frozen"] > 1000  # what existed before
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+
+
+def test_cycles_made_during_the_run_are_still_collected() -> None:
+    import weakref
+
+    async def inside() -> bool:
+        ref = weakref.ref(Node())  # unreachable at once, held only by its own cycle
+        junk = []
+        for _ in range(3 * RUN_GC_THRESHOLD0):  # enough allocations for a collection
+            junk.append([])
+            if len(junk) % 5000 == 0:
+                await asyncio.sleep(0)
+        return ref() is None
+
+    assert run_sync(inside)
+
+
+def test_a_process_that_switched_the_collector_off_is_left_alone() -> None:
+    import gc
+
+    before = gc.get_threshold()
+    seen: dict[str, object] = {}
+
+    async def inside() -> None:
+        seen["threshold"] = gc.get_threshold()
+        seen["frozen"] = gc.get_freeze_count()
+
+    gc.disable()
+    try:
+        run_sync(inside)
+    finally:
+        gc.enable()
+    assert seen == {"threshold": before, "frozen": 0}
+
+
+def test_nested_runs_restore_once_the_outermost_ends() -> None:
+    import gc
+
+    before = gc.get_threshold()
+    inner: dict[str, object] = {}
+
+    async def innermost() -> None:
+        inner["threshold"] = gc.get_threshold()
+
+    async def outer() -> tuple[int, ...]:
+        run_sync(innermost)  # a loop is running here: in a thread of its own
+        return gc.get_threshold()
+
+    after_inner = run_sync(outer)
+    assert inner["threshold"] == after_inner != before  # still tuned after the inner run
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
