@@ -171,11 +171,12 @@ class ItemPipeline:
 
     async def _one(self, item: Item) -> ItemRecord:
         answers: dict[str, Answer] = {}
+        built: dict[tuple[Any, ...], tuple[Item, Request]] = {}  # one request for both stacks
 
         async def ask(*roles: str) -> None:
             # The A/A pass is the baseline answering a second time: after its first answer.
             for role in roles:
-                answers[role] = await self._ask(role, item)
+                answers[role] = await self._ask(role, item, built)
 
         # The candidate in a task of its own, the baseline (and its A/A pass) in this one: one
         # task per item fewer than gathering both (a task costs ~10 us of loop work per item).
@@ -232,7 +233,15 @@ class ItemPipeline:
         }
         return _compact(_RecordKeys, record)
 
-    async def _ask(self, role: str, item: Item) -> Answer:
+    async def _ask(
+        self,
+        role: str,
+        item: Item,
+        built: dict[tuple[Any, ...], tuple[Item, Request]] | None = None,
+    ) -> Answer:
+        """One role's answer to ``item``. ``built`` is shared by the item's roles: the request
+        (and so its hash, the cache key's part) is made once for every stack that would be
+        sent the same one (same API, same seed), not once per stack."""
         from pytest_parity.endpoints.http import Response
 
         captured = item.captured.get(role) if role != "aa" else None
@@ -244,8 +253,16 @@ class ItemPipeline:
         else:
             spec = self.specs[role]
 
+            memo = {} if built is None else built
+
             def build(it: Item, repeat: int) -> Request:
-                return request_for(self.task, it, spec, repeat)
+                # request_for reads the stack's API and, for repeats, its seed; the item is
+                # kept beside its request, so its id cannot be reused while the memo lives.
+                key = (id(it), spec.api, spec.params.get("seed") if repeat else None, repeat)
+                hit = memo.get(key)
+                if hit is None:
+                    hit = memo[key] = (it, request_for(self.task, it, spec, repeat))
+                return hit[1]
 
             answer = await self.source.answer(self.task, item, self.endpoints[role].complete, build)
         self.progress.done[role] = self.progress.done.get(role, 0) + 1
