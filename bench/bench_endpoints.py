@@ -45,13 +45,21 @@ REPLY = json.dumps(
 
 
 def serve(port: int, latency: float) -> None:
-    """A minimal HTTP/1.1 keep-alive server on asyncio's protocol layer: it answers every request
+    """A minimal HTTP/1.1 keep-alive server on asyncio's protocol layer: it answers every POST
     with the same completion after ``latency`` seconds (a timer, not a coroutine), at ~20-30 us
-    of CPU per request, so the client under test is what gets measured."""
+    of CPU per request, so the client under test is what gets measured. A GET (the identity
+    routes a client probes: /version, /v1/models) is answered at once, as a serving stack's
+    metadata routes are whatever its generation latency."""
     response = (
         b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
         + f"Content-Length: {len(REPLY)}\r\n\r\n".encode()
         + REPLY
+    )
+    info = b'{"version": "bench"}'
+    info_response = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {len(info)}\r\n\r\n".encode()
+        + info
     )
 
     class Handler(asyncio.Protocol):
@@ -72,8 +80,11 @@ def serve(port: int, latency: float) -> None:
                         length = int(line[15:])
                 if len(self.buf) < end + 4 + length:
                     return
+                get = self.buf.startswith(b"GET ")
                 self.buf = self.buf[end + 4 + length :]
-                if latency:
+                if get:
+                    self.transport.write(info_response)
+                elif latency:
                     loop.call_later(latency, self.respond)
                 else:
                     self.respond()
