@@ -31,7 +31,10 @@ one self-pipe write per answer) cost more than the commits it saved.
 Batched reads: ``aget`` queues its key; one callback, at the loop's next turn, looks up every key
 queued by then in one ``SELECT ... WHERE key IN (...)`` (the window of items the runner keeps in
 flight asks its keys together). A lookup of one key cost ~28 us on a busy 2-core machine, one key
-of a batch of 128 ~11 us.
+of a batch of 128 ~11 us. A run that begins a new generation under ``resume`` (the first run of a
+contract, or the one after a finished run) asks the file only for keys it has itself written
+under that tag (two tasks asking the same question): no other row can carry the tag, so every
+other lookup would miss.
 """
 
 from __future__ import annotations
@@ -139,6 +142,10 @@ class ResponseCache:
         self.contract = contract
         self.session = session or uuid.uuid4().hex
         self._runs: dict[str, str] = {}  # endpoint key -> run tag of this session
+        # Run tags this object began afresh under resume -> hash() of every key it has written
+        # under them: no other row can carry such a tag, so any other key is a miss without a
+        # lookup (see aget). A hash can collide: then the lookup is made, never skipped wrongly.
+        self._fresh: dict[str, set[int]] = {}
         self.hits = 0
         self.misses = 0
         self.writes = 0
@@ -200,16 +207,21 @@ class ResponseCache:
         tag = self._runs.get(endpoint_key)
         if tag is not None:
             return tag
+        fresh = False
         try:
-            generation = _with_busy_retry(lambda: self._begin(endpoint_key))
+            generation, fresh = _with_busy_retry(lambda: self._begin(endpoint_key))
         except sqlite3.Error as exc:
             self.read_errors += 1
             self.last_read_error = f"{self.path}: {exc}"
             generation = 0  # nothing resumes under a tag no run began; answers still count
         tag = self._runs[endpoint_key] = f"{self.contract}:{generation}"
+        if fresh and self.mode == "resume":
+            self._fresh[tag] = set()
         return tag
 
-    def _begin(self, endpoint_key: str) -> int:
+    def _begin(self, endpoint_key: str) -> tuple[int, bool]:
+        """(the generation this session reads and writes under, whether it began it now: then
+        no row carries its tag yet)."""
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -218,10 +230,12 @@ class ResponseCache:
                 " WHERE contract = ? AND endpoint = ?",
                 (self.contract, endpoint_key),
             ).fetchone()
+            fresh = True
             if row is None:
                 generation = 1
             elif row[1] == self.session or not row[2]:
                 generation = int(row[0])  # begun by this run's other worker, or resumed
+                fresh = False
             else:
                 generation = int(row[0]) + 1  # the last run finished: a new one starts afresh
             db.execute(
@@ -234,7 +248,7 @@ class ResponseCache:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
-        return generation
+        return generation, fresh
 
     def finish(self) -> int:
         """Mark this session's runs finished (their answers resume no later run)."""
@@ -267,15 +281,23 @@ class ResponseCache:
     def get(self, key: str, run: str | None = None) -> dict[str, Any] | None:
         """The stored response dict for ``key``, or None: always when refreshing; under
         ``resume`` unless it was written under ``run`` (the tag :meth:`begin` gave)."""
-        if self.refresh:
+        if self.refresh or self._unwritten(key, run):
             self.misses += 1
             return None
         return self._answer(self._select([key]).get(key), run)
 
+    def _unwritten(self, key: str, run: str | None) -> bool:
+        """True when ``key`` cannot be stored under ``run``: a tag this object began afresh,
+        and a key it has not written under it (the first run of a contract, or the run after
+        a finished one, asks the file nothing; an xdist sibling's answers under the same tag
+        are then not reused across tasks, which each run on one worker)."""
+        written = self._fresh.get(run) if run is not None else None
+        return written is not None and hash(key) not in written
+
     async def aget(self, key: str, run: str | None = None) -> dict[str, Any] | None:
         """:meth:`get` from the event loop, looked up together with every other key asked in
         the same turn of the loop (see the module docstring)."""
-        if self.refresh:
+        if self.refresh or self._unwritten(key, run):
             self.misses += 1
             return None
         loop = asyncio.get_running_loop()
@@ -335,6 +357,9 @@ class ResponseCache:
     ) -> _Row:
         if response.get("error"):
             raise ValueError("failed responses are not cached (they must be retried next run)")
+        written = self._fresh.get(run)
+        if written is not None:
+            written.add(hash(key))
         text = json.dumps(dict(response), ensure_ascii=False, separators=(",", ":"))
         return (key, endpoint_key, item_id, repeat, text, time.time(), run)
 

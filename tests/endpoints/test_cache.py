@@ -217,8 +217,11 @@ def test_two_processes_share_one_cache(tmp_path: Path) -> None:
         assert cache.count(endpoint_key="worker1") == 300
 
 
-def test_a_cache_that_cannot_be_written_does_not_fail_the_answers(tmp_path: Path) -> None:
-    with FakeServer() as srv, ResponseCache(tmp_path) as cache:
+@pytest.mark.parametrize("mode", ["resume", "reuse"])
+def test_a_cache_that_cannot_be_written_does_not_fail_the_answers(
+    tmp_path: Path, mode: str
+) -> None:
+    with FakeServer() as srv, ResponseCache(tmp_path, mode=mode) as cache:
         other = sqlite3.connect(cache.path)
         other.execute("DROP TABLE responses")  # what a full or broken disk looks like to sqlite
         other.commit()
@@ -227,7 +230,8 @@ def test_a_cache_that_cannot_be_written_does_not_fail_the_answers(tmp_path: Path
         assert all(r.ok for r in out)
         assert cache.write_errors == 3 and cache.writes == 0
         assert cache.last_write_error is not None and "no such table" in cache.last_write_error
-        assert cache.read_errors == 3
+        # a fresh resume run asks the file nothing (no row can carry its new tag); reuse does
+        assert cache.read_errors == (0 if mode == "resume" else 3)
 
 
 def test_writes_are_committed_in_groups(tmp_path: Path) -> None:
@@ -380,3 +384,46 @@ def test_refresh_reads_nothing_in_batches_either(tmp_path: Path) -> None:
         cache.put("k", {"text": "ok"}, endpoint_key="e", item_id="1")
     with ResponseCache(tmp_path, refresh=True) as cache:
         assert asyncio.run(cache.aget("k")) is None and cache.misses == 1
+
+
+def test_a_fresh_run_asks_the_file_only_for_what_it_wrote_itself(tmp_path: Path) -> None:
+    """A run that begins a new generation (the first, or the one after a finished run) finds
+    no row under its tag but its own: other keys miss without a lookup, its own answers are
+    still reused (two tasks asking the same question), and a run resumed is looked up."""
+    keys = [ResponseCache.key("e", str(i)) for i in range(100)]
+
+    def selects(cache: ResponseCache, ks: list[str], tag: str) -> tuple[list[Any], int]:
+        statements: list[str] = []
+        cache._db.set_trace_callback(statements.append)
+
+        async def go() -> list[Any]:
+            return list(await asyncio.gather(*(cache.aget(k, tag) for k in ks)))
+
+        got = asyncio.run(go())
+        cache._db.set_trace_callback(None)
+        return got, sum(s.startswith("SELECT") for s in statements)
+
+    with ResponseCache(tmp_path, contract="c", session="s1") as cache:
+        tag = cache.begin("e")
+        got, n = selects(cache, keys, tag)
+        assert got == [None] * 100 and n == 0 and cache.misses == 100  # nothing asked
+        for i, k in enumerate(keys[:10]):  # the first task's answers
+            cache.put(k, {"text": str(i)}, endpoint_key="e", item_id=str(i), run=tag)
+        got, n = selects(cache, keys[:20], tag)  # a second task asking some of them again
+        assert (
+            n == 1 and [g and g["text"] for g in got] == [str(i) for i in range(10)] + [None] * 10
+        )
+    with ResponseCache(tmp_path, contract="c", session="s2") as cache:  # that run never finished
+        tag2 = cache.begin("e")
+        assert tag2 == tag
+        got, n = selects(cache, keys[:20], tag2)
+        assert n == 1 and sum(g is not None for g in got) == 10  # resumed: looked up, reused
+        cache.finish()
+    with ResponseCache(tmp_path, contract="c", session="s3") as cache:  # after a finished run
+        tag3 = cache.begin("e")
+        assert tag3 != tag
+        got, n = selects(cache, keys[:20], tag3)
+        assert got == [None] * 20 and n == 0
+    with ResponseCache(tmp_path, contract="c", session="s4", mode="reuse") as cache:
+        got, n = selects(cache, keys[:20], cache.begin("e"))
+        assert n == 1 and sum(g is not None for g in got) == 10  # reuse: any stored answer
