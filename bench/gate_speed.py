@@ -4,6 +4,7 @@
     .venv/bin/python bench/gate_speed.py --quick      # 1,000 items, 1 round
     .venv/bin/python bench/gate_speed.py --scale 100000   # memory of one 100,000-item task
     .venv/bin/python bench/gate_speed.py --scale 100000 --tasks 20   # 20 tasks x 5,000 items
+    .venv/bin/python bench/gate_speed.py --scale 100000 --cache      # the same, cache on
 
 Two loopback OpenAI-compatible servers (the baseline and the candidate; bench_endpoints.py's
 asyncio-protocol server, a fixed completion after a timer, each in its own process) answer, side
@@ -343,6 +344,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="1,000 items, one round")
     ap.add_argument("--scale", type=int, metavar="N", help="only the memory run of N items")
     ap.add_argument("--tasks", type=int, default=1, help="--scale: N items over this many tasks")
+    ap.add_argument("--cache", action="store_true", help="--scale: with the response cache on")
     ap.add_argument("--items", type=int, help="items per task (default 5,000; quick 1,000)")
     ap.add_argument("--rounds", type=int)
     ap.add_argument("--serve", nargs=2, help=argparse.SUPPRESS)
@@ -372,7 +374,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="gate-speed-") as d:
         tmp = Path(d)
         if args.scale:
-            scale(args.scale, tmp, args.tasks)
+            scale(args.scale, tmp, args.tasks, args.cache)
             return
         r0 = scenario(0.0, 32, n, rounds, tmp, CASES)
         show("[A]", 0.0, 32, n, r0)
@@ -431,9 +433,9 @@ def main() -> None:
         print("  (targets are stated for 5,000 items; this run had", n, ")")
 
 
-def scale(n: int, tmp: Path, tasks: int = 1) -> None:
-    """Peak RSS of the gate (no cache, latency 0, c=32) on n items (over ``tasks`` tasks),
-    above a 1,000-item run of one task."""
+def scale(n: int, tmp: Path, tasks: int = 1, cache: bool = False) -> None:
+    """Peak RSS of the gate (latency 0, c=32; no cache unless ``cache``) on n items (over
+    ``tasks`` tasks), above a 1,000-item run of one task."""
     servers = [Server(0.0), Server(0.0)]
     urls = [s.url for s in servers]
     try:
@@ -442,7 +444,8 @@ def scale(n: int, tmp: Path, tasks: int = 1) -> None:
         for size in (small, n):
             work = tmp / f"scale-{size}"
             write_task(work, urls, size, 32, tasks if size == n else 1)
-            argv = ["--gate", str(work), "--parity-no-cache", "--progress"]
+            store = f"--parity-cache-dir={tmp / f'scale-cache-{size}'}"
+            argv = ["--gate", str(work), store if cache else "--parity-no-cache", "--progress"]
             got, text = child(argv, progress=size == n)
             tail = [ln for ln in text.splitlines() if "passed" in ln or "failed" in ln]
             overall = [ln.strip() for ln in text.splitlines() if ln.startswith("OVERALL")]
