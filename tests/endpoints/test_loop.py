@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 
 from pytest_parity.endpoints.loop import RUN_GC_THRESHOLD0, run_sync
 
@@ -49,19 +50,16 @@ class Node:
         self.me = self  # a reference cycle: only the cyclic collector frees it
 
 
+async def collector_inside() -> tuple[tuple[int, ...], int]:
+    """The collector's settings as a coroutine run by run_sync sees them."""
+    return gc.get_threshold(), gc.get_freeze_count()
+
+
 def test_the_collector_is_tuned_while_the_loop_runs_and_restored_after() -> None:
-    import gc
-
     before = gc.get_threshold()
-    seen: dict[str, object] = {}
-
-    async def inside() -> None:
-        seen["threshold"] = gc.get_threshold()
-        seen["frozen"] = gc.get_freeze_count()
-
-    run_sync(inside)
-    assert seen["threshold"] == (max(RUN_GC_THRESHOLD0, before[0]), *before[1:])
-    assert isinstance(seen["frozen"], int) and seen["frozen"] > 1000  # what existed before
+    threshold, frozen = run_sync(collector_inside)
+    assert threshold == (max(RUN_GC_THRESHOLD0, before[0]), *before[1:])
+    assert frozen > 1000  # what existed before the run
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0
 
 
@@ -81,26 +79,16 @@ def test_cycles_made_during_the_run_are_still_collected() -> None:
 
 
 def test_a_process_that_switched_the_collector_off_is_left_alone() -> None:
-    import gc
-
     before = gc.get_threshold()
-    seen: dict[str, object] = {}
-
-    async def inside() -> None:
-        seen["threshold"] = gc.get_threshold()
-        seen["frozen"] = gc.get_freeze_count()
-
     gc.disable()
     try:
-        run_sync(inside)
+        seen = run_sync(collector_inside)
     finally:
         gc.enable()
-    assert seen == {"threshold": before, "frozen": 0}
+    assert seen == (before, 0)
 
 
 def test_nested_runs_restore_once_the_outermost_ends() -> None:
-    import gc
-
     before = gc.get_threshold()
     inner: dict[str, object] = {}
 
