@@ -7,8 +7,9 @@
     .venv/bin/python bench/gate_speed.py --scale 100000 --cache      # the same, cache on
 
 Two loopback OpenAI-compatible servers (the baseline and the candidate; bench_endpoints.py's
-asyncio-protocol server, a fixed completion after a timer, each in its own process) answer, side
-by side and in alternating rounds so machine noise hits every client alike:
+asyncio-protocol server, a fixed completion after a timer, GETs such as /version at once, each in
+its own process) answer, side by side and in alternating rounds so machine noise hits every client
+alike:
 
   raw       a raw aiohttp pair client: per item both stacks asked together, a semaphore each
             (asyncio.run, Python's default garbage-collector settings)
