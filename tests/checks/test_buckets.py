@@ -10,28 +10,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+from task_specs import task_spec
 
 from pytest_parity.checks.buckets import BucketsCheck, bucket_label, bucket_labels, trend_test
 from pytest_parity.contract.rules import _V
 from pytest_parity.contract.spec import ContractError, TaskSpec
 from pytest_parity.records import ItemRecord
 
-TASK = TaskSpec(
-    name="lc",
-    source="long-context",
-    path=None,
-    scorer="exact",
-    scorer_options={},
-    tolerance=0.05,
-    safety_critical=False,
-    alpha=0.05,
-    min_items=30,
-    inconclusive="fail",
-    max_error_rate=0.02,
-    error_direction="preserve",
-    failure_min_count=5,
-    params={},
-)
+TASK = task_spec("lc", source="long-context")
 
 
 def with_opts(**opts: Any) -> TaskSpec:

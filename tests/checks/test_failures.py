@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from task_specs import task_spec
 
 from pytest_parity.checks.disagreements import (
     disagreement_kind,
@@ -23,26 +24,10 @@ from pytest_parity.checks.error_direction import (
 )
 from pytest_parity.checks.failure_modes import check_failure_modes
 from pytest_parity.checks.pairs import one_sided_p
-from pytest_parity.contract.spec import TaskSpec
 from pytest_parity.records import ItemRecord, SideRecord
 from pytest_parity.scoring.categories import direction_of
 
-TASK = TaskSpec(
-    name="qa",
-    source="golden",
-    path=None,
-    scorer="exact",
-    scorer_options={},
-    tolerance=0.015,
-    safety_critical=False,
-    alpha=0.05,
-    min_items=30,
-    inconclusive="fail",
-    max_error_rate=0.02,
-    error_direction="preserve",
-    failure_min_count=5,
-    params={},
-)
+TASK = task_spec("qa", tolerance=0.015)
 
 
 def side(category: str, direction: str | None = None, text: str | None = None) -> SideRecord:

@@ -4,25 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pytest_parity.contract.spec import TaskSpec
+from task_specs import task_spec
+
 from pytest_parity.records import ItemRecord
 
-T = TaskSpec(
-    name="lc",
-    source="golden",
-    path=None,
-    scorer="exact",
-    scorer_options={},
-    tolerance=0.05,
-    safety_critical=False,
-    alpha=0.05,
-    min_items=30,
-    inconclusive="fail",
-    max_error_rate=0.02,
-    error_direction="preserve",
-    failure_min_count=5,
-    params={},
-)
+T = task_spec("lc")
 
 
 def side(score: float | None) -> dict[str, Any]:
