@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 # human_preference: "baseline" | "candidate" | "tie" (or -1 / 0 / +1)
 HUMAN_LABELS = ("human_score", "human_preference")
 ITEM_KEYS = ("id", "prompt", "messages", "reference", "metadata", "tools", *HUMAN_LABELS)
+_KNOWN_KEYS = frozenset(ITEM_KEYS)
 ROLES = ("system", "user", "assistant", "tool", "developer")
 # Deeper data cannot be a chat item, and would exhaust Python's recursion limit downstream
 # (reports, caches) instead of here, with a line number.
@@ -96,53 +97,64 @@ def _has_lone_surrogate(value: Any) -> bool:
     return False
 
 
-def _parse_line(path: Path, lineno: int, line: str, cluster_key: str | None) -> Item:
-    where = f"{path}:{lineno}"
-    too_deep = (
+def _too_deep(where: str) -> str:
+    return (
         f"{where}: nested deeper than {MAX_DEPTH} levels (hint: an item is a prompt or a few"
         " messages, a reference and flat metadata)"
     )
+
+
+def _parse_line(path: Path, lineno: int, line: str, cluster_key: str | None) -> Item:
+    # where = "file:line", for the errors only: built per line it was a tenth of the read
     try:
         obj = json.loads(line)
     except json.JSONDecodeError as exc:
-        raise GoldenError(f"{where}: not valid JSON: {exc.msg} at column {exc.colno}") from None
+        raise GoldenError(
+            f"{path}:{lineno}: not valid JSON: {exc.msg} at column {exc.colno}"
+        ) from None
     except RecursionError:
-        raise GoldenError(too_deep) from None
+        raise GoldenError(_too_deep(f"{path}:{lineno}")) from None
     except ValueError as exc:  # e.g. an integer of 4,300+ digits, which Python refuses to read
         problem = str(exc).split(";")[0].strip()
         raise GoldenError(
-            f"{where}: not valid JSON here: {problem} (hint: write such a number as a string)"
+            f"{path}:{lineno}: not valid JSON here: {problem}"
+            " (hint: write such a number as a string)"
         ) from None
     if ("\\ud" in line or "\\uD" in line) and _has_lone_surrogate(obj):
         # JSON can escape half of a UTF-16 pair; no request or report can carry it as text
         raise GoldenError(
-            f"{where}: a lone surrogate escape (\\ud800-\\udfff) is not text"
+            f"{path}:{lineno}: a lone surrogate escape (\\ud800-\\udfff) is not text"
             " (hint: write the character itself, or both halves of its pair)"
         )
     # Only a line with that many brackets can nest that deep: most lines skip the walk.
     if line.count("[") + line.count("{") > MAX_DEPTH and _depth(obj) > MAX_DEPTH:
-        raise GoldenError(too_deep)
+        raise GoldenError(_too_deep(f"{path}:{lineno}"))
     if not isinstance(obj, dict):
-        raise GoldenError(f"{where}: expected a JSON object, got {type(obj).__name__}")
-    unknown = [k for k in obj if k not in ITEM_KEYS]
-    if unknown:
+        raise GoldenError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+    if not obj.keys() <= _KNOWN_KEYS:
+        unknown = [k for k in obj if k not in _KNOWN_KEYS]
         raise GoldenError(
-            f"{where}: unknown key {unknown[0]!r} (hint: known keys are {', '.join(ITEM_KEYS)};"
+            f"{path}:{lineno}: unknown key {unknown[0]!r}"
+            f" (hint: known keys are {', '.join(ITEM_KEYS)};"
             " put anything else under metadata)"
         )
     raw_id = obj.get("id")
     if isinstance(raw_id, bool) or not isinstance(raw_id, str | int) or str(raw_id) == "":
-        raise GoldenError(f"{where}: id: required, a non-empty string or number")
+        raise GoldenError(f"{path}:{lineno}: id: required, a non-empty string or number")
     prompt = obj.get("prompt")
     messages = obj.get("messages")
     if (prompt is None) == (messages is None):
-        raise GoldenError(f"{where}: give exactly one of prompt (a string) or messages (a list)")
+        raise GoldenError(
+            f"{path}:{lineno}: give exactly one of prompt (a string) or messages (a list)"
+        )
     if prompt is not None and (not isinstance(prompt, str) or not prompt.strip()):
-        raise GoldenError(f"{where}: prompt: expected a non-empty string")
+        raise GoldenError(f"{path}:{lineno}: prompt: expected a non-empty string")
     msgs: tuple[Mapping[str, Any], ...] | None = None
     if messages is not None:
         if not isinstance(messages, list) or not messages:
-            raise GoldenError(f"{where}: messages: expected a non-empty list of chat messages")
+            raise GoldenError(
+                f"{path}:{lineno}: messages: expected a non-empty list of chat messages"
+            )
         for j, msg in enumerate(messages):
             if (
                 not isinstance(msg, dict)
@@ -150,30 +162,30 @@ def _parse_line(path: Path, lineno: int, line: str, cluster_key: str | None) -> 
                 or not isinstance(msg.get("content", ""), str | list)
             ):
                 raise GoldenError(
-                    f"{where}: messages[{j}]: expected {{'role': one of {', '.join(ROLES)},"
+                    f"{path}:{lineno}: messages[{j}]: expected {{'role': one of {', '.join(ROLES)},"
                     " 'content': text}"
                 )
         msgs = tuple(messages)
     reference = obj.get("reference")
     if reference is not None and not isinstance(reference, str):
         if isinstance(reference, bool) or not isinstance(reference, int | float):
-            raise GoldenError(f"{where}: reference: expected a string or a number")
+            raise GoldenError(f"{path}:{lineno}: reference: expected a string or a number")
         reference = str(reference)
     metadata = obj.get("metadata") or EMPTY
     if not isinstance(metadata, Mapping):
-        raise GoldenError(f"{where}: metadata: expected a JSON object")
+        raise GoldenError(f"{path}:{lineno}: metadata: expected a JSON object")
     # People's labels for the LLM judge's agreement figures: kept with the item's metadata.
     labels = {k: obj[k] for k in HUMAN_LABELS if obj.get(k) is not None}
     if labels:
         metadata = {**metadata, **labels}
     if cluster_key is not None and cluster_key not in metadata:
         raise GoldenError(
-            f"{where}: metadata.{cluster_key}: missing (the task declares cluster_key:"
+            f"{path}:{lineno}: metadata.{cluster_key}: missing (the task declares cluster_key:"
             f" {cluster_key}; every item needs it)"
         )
     tools = obj.get("tools")
     if tools is not None and not isinstance(tools, list):
-        raise GoldenError(f"{where}: tools: expected a list of tool definitions")
+        raise GoldenError(f"{path}:{lineno}: tools: expected a list of tool definitions")
     return Item(
         id=str(raw_id),
         prompt=prompt,
