@@ -96,10 +96,16 @@ def _with_busy_retry(op: Callable[[], _T], attempts: int = 8) -> _T:
     raise AssertionError("unreachable: the last attempt returns or raises")
 
 
+# Built once: json.dumps with options builds an encoder per call (~1 us of a 3 us hash).
+_canonical = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+).encode
+_compact_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
 def canonical_hash(value: Any) -> str:
     """sha256 of a value's canonical JSON (sorted keys, no whitespace), hex."""
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return hashlib.sha256(_canonical(value).encode("utf-8")).hexdigest()
 
 
 def run_finished(exitstatus: int, error_tasks: list[str]) -> bool:
@@ -379,7 +385,7 @@ class ResponseCache:
         written = self._fresh.get(run)
         if written is not None:
             written.add(key)
-        text = json.dumps(dict(response), ensure_ascii=False, separators=(",", ":"))
+        text = _compact_json(response if type(response) is dict else dict(response))
         return (key, endpoint_key, item_id, repeat, text, time.time(), run)
 
     async def aput(

@@ -62,6 +62,8 @@ ERROR_KINDS = ("connect", "timeout", "http", "malformed", "replay", "too_large",
 NOT_IN_CACHE_KEY = frozenset(
     {"timeout", "max_concurrency", "max_retries", "max_response_bytes", "recording", "api_key_env"}
 )
+# Built once: json.dumps with an option builds an encoder per call (~0.8 us a request).
+_encode_body = json.JSONEncoder(ensure_ascii=False).encode
 _RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
 
 
@@ -710,7 +712,7 @@ class HttpEndpoint(Endpoint):
                 messages=None if request.messages is None else [dict(m) for m in request.messages],
                 prompt=request.prompt,
             )
-        content = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        content = _encode_body(body).encode("utf-8")
         keep_raw = request.body is not None
         if self.stalled:
             return failure(
