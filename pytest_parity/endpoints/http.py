@@ -458,7 +458,14 @@ class Endpoint(abc.ABC):
                 response = Response.from_dict(hit, cached=True)
                 await self._record(request, response)
                 return response
-        response = await self._answer(request)
+        if self.cache is None:
+            response = await self._answer(request)
+        else:
+            self.cache.asked()
+            try:
+                response = await self._answer(request)
+            finally:
+                self.cache.answered()
         progress.done += 1
         if response.error is not None:
             progress.failed += 1

@@ -251,6 +251,121 @@ def test_writes_are_committed_in_groups(tmp_path: Path) -> None:
         assert cache.commits < 200  # a burst costs fewer commits than rows
 
 
+def _put(cache: ResponseCache, name: str) -> asyncio.Future[None]:
+    key = ResponseCache.key("e", name)
+    return asyncio.ensure_future(cache.aput(key, {"text": name}, endpoint_key="e", item_id=name))
+
+
+def test_a_batch_is_committed_once_no_request_is_still_being_answered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_parity.endpoints import cache as cache_mod
+
+    # No timer can commit during the test: only the count of requests being answered.
+    monkeypatch.setattr(cache_mod, "FLUSH_QUIET_S", 60.0)
+    monkeypatch.setattr(cache_mod, "FLUSH_MAX_S", 60.0)
+
+    async def go(cache: ResponseCache) -> None:
+        cache.asked()
+        cache.asked()  # two requests at their servers
+        cache.answered()
+        first = _put(cache, "a")
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not first.done() and cache.commits == 0  # the other answer may still join
+        cache.asked()
+        cache.answered()
+        second = _put(cache, "b")
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not first.done() and cache.commits == 0
+        cache.answered()  # the first of the two failed: nothing more can join the batch
+        await asyncio.wait_for(asyncio.gather(first, second), 5)
+        assert cache.commits == 1 and cache.writes == 2 and cache.asking == 0
+
+    with ResponseCache(tmp_path) as cache:
+        asyncio.run(go(cache))
+        assert cache.count() == 2
+
+
+def test_a_batch_is_committed_after_a_pause_in_the_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from pytest_parity.endpoints import cache as cache_mod
+
+    monkeypatch.setattr(cache_mod, "FLUSH_QUIET_S", 0.05)
+    monkeypatch.setattr(cache_mod, "FLUSH_MAX_S", 60.0)
+
+    async def go(cache: ResponseCache) -> float:
+        cache.asked()  # a request still at its server: only a timer can commit
+        t0 = time.perf_counter()
+        await asyncio.wait_for(_put(cache, "a"), 10)
+        return time.perf_counter() - t0
+
+    with ResponseCache(tmp_path) as cache:
+        waited = asyncio.run(go(cache))
+        assert 0.045 <= waited < 5  # the pause (0.05 s), not the batch's age bound (60 s)
+        assert cache.commits == 1
+
+
+def test_a_steady_stream_of_answers_is_committed_as_it_goes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_parity.endpoints import cache as cache_mod
+
+    # An answer every 10 ms for 0.6 s never pauses 0.5 s: only the batch's age (0.1 s) commits.
+    monkeypatch.setattr(cache_mod, "FLUSH_QUIET_S", 0.5)
+    monkeypatch.setattr(cache_mod, "FLUSH_MAX_S", 0.1)
+
+    async def go(cache: ResponseCache) -> int:
+        cache.asked()  # a request that never ends
+        puts = []
+        for i in range(60):
+            puts.append(_put(cache, f"s{i}"))
+            await asyncio.sleep(0.01)
+        while_streaming = cache.commits
+        await asyncio.wait_for(asyncio.gather(*puts), 10)
+        return while_streaming
+
+    with ResponseCache(tmp_path) as cache:
+        assert asyncio.run(go(cache)) >= 2  # several batches before the stream ended
+        assert cache.writes == 60 and cache.count() == 60
+
+
+def test_the_count_of_requests_being_answered_returns_to_zero(tmp_path: Path) -> None:
+    """Answered, failed and cancelled requests all leave the count (else no batch would be
+    committed before its timers)."""
+
+    async def go(ok: str, down: str, slow: str, cache: ResponseCache) -> None:
+        eps = [open_endpoint(spec(url), cache=cache, retry=FAST) for url in (ok, down, slow)]
+        try:
+            await asyncio.gather(eps[0].complete(ask(1)), eps[1].complete(ask(2)))
+            assert cache.asking == 0
+            hung = asyncio.ensure_future(eps[2].complete(ask(3)))
+            for _ in range(500):  # past the engine probe, at the server
+                if cache.asking:
+                    break
+                await asyncio.sleep(0.01)
+            assert cache.asking == 1
+            hung.cancel()
+            await asyncio.gather(hung, return_exceptions=True)
+            assert cache.asking == 0
+        finally:
+            for ep in eps:
+                await ep.aclose()
+
+    with (
+        FakeServer() as ok,
+        FakeServer(require_key="not-sent") as down,  # HTTP 401: a failed request
+        FakeServer(latency_s=30) as slow,
+        ResponseCache(tmp_path) as cache,
+    ):
+        asyncio.run(go(ok.base_url, down.base_url, slow.base_url, cache))
+        assert cache.count() == 1 and cache.asking == 0
+
+
 def test_opening_waits_for_a_lock_held_by_another_connection(tmp_path: Path) -> None:
     import threading
 
