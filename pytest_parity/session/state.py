@@ -9,7 +9,7 @@ run :mod:`.outputs`'s.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -149,12 +149,11 @@ class ParitySession:
 
     def _classify(self, side: Mapping[str, Any]) -> tuple[str, str]:
         """The built-in categories with the conftest hooks bound to this answer."""
-        from pytest_parity.scoring.categories import classify_side
-
-        hook = self.config.hook
+        classify_side = self._classify_side
         classifies, directs = self._hooked
         if not (classifies or directs):
             return classify_side(side)  # no conftest hooks: two hook calls per answer saved
+        hook = self.config.hook
 
         def custom(**kw: Any) -> str | None:
             found: str | None = hook.pytest_parity_classify(
@@ -169,6 +168,12 @@ class ParitySession:
         return classify_side(
             side, hook=custom if classifies else None, direction=direction if directs else None
         )
+
+    @functools.cached_property
+    def _classify_side(self) -> Callable[..., tuple[str, str]]:
+        from pytest_parity.scoring.categories import classify_side
+
+        return classify_side
 
     @functools.cached_property
     def _hooked(self) -> tuple[bool, bool]:

@@ -542,3 +542,31 @@ def test_a_fresh_run_asks_the_file_only_for_what_it_wrote_itself(tmp_path: Path)
     with ResponseCache(tmp_path, contract="c", session="s4", mode="reuse") as cache:
         got, n = selects(cache, keys[:20], cache.begin("e"))
         assert n == 1 and sum(g is not None for g in got) == 10  # reuse: any stored answer
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        Response(text=" 42", finish_reason="length", usage={"prompt_tokens": 3}, latency_s=0.2),
+        Response(
+            text="",
+            finish_reason="tool_calls",
+            tool_calls=({"name": "f", "arguments": "{}", "id": "c1"},),
+            model="m",
+            attempts=3,
+            logprobs=(-0.1, -2.0),
+            tokens=("a", "b"),
+            top_logprobs=({"a": -0.1}, {"b": -2.0}),
+            raw={"choices": []},
+        ),
+    ],
+)
+def test_a_stored_answer_reads_back_as_it_was(response: Response) -> None:
+    """The cache keeps only what is not a default; reading it back loses nothing."""
+    import dataclasses
+
+    stored = response.to_stored()
+    assert "error" not in stored and "cached" not in stored
+    back = Response.from_dict(stored, cached=True)
+    assert dataclasses.replace(back, cached=False) == response
+    assert len(stored) < len(response.to_dict())
