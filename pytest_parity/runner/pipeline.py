@@ -242,13 +242,13 @@ class ItemPipeline:
         """One role's answer to ``item``. ``built`` is shared by the item's roles: the request
         (and so its hash, the cache key's part) is made once for every stack that would be
         sent the same one (same API, same seed), not once per stack."""
-        from pytest_parity.endpoints.http import Response
-
         captured = item.captured.get(role) if role != "aa" else None
         if captured is None and self.specs[role].kind == "captured":
             # kind: captured answers with what production said (captured traffic)
             captured = item.captured.get("production")
         if captured is not None:
+            from pytest_parity.endpoints.http import Response
+
             answer = Answer(response=Response.from_dict(captured))
         else:
             spec = self.specs[role]

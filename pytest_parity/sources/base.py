@@ -148,6 +148,9 @@ class TaskSource:
         self, task: TaskSpec, item: Item, ask: Ask, build: Callable[[Item, int], Request]
     ) -> Answer:
         """One stack's answer: ``build(item, repeat)`` makes the request, ``ask`` sends it."""
+        if task.repeats == 1:  # the usual case: no list, no generator per answer
+            one = await ask(build(item, 0))
+            return Answer(response=one, responses=(one,))
         responses = []
         for repeat in range(task.repeats):
             responses.append(await ask(build(item, repeat)))
