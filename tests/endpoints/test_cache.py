@@ -251,6 +251,14 @@ def test_writes_are_committed_in_groups(tmp_path: Path) -> None:
         assert cache.commits < 200  # a burst costs fewer commits than rows
 
 
+def _commit_after(monkeypatch: pytest.MonkeyPatch, quiet_s: float, max_s: float) -> None:
+    """The group commit's two timers: a pause in the answers, the batch's age."""
+    from pytest_parity.endpoints import cache as cache_mod
+
+    monkeypatch.setattr(cache_mod, "FLUSH_QUIET_S", quiet_s)
+    monkeypatch.setattr(cache_mod, "FLUSH_MAX_S", max_s)
+
+
 def _put(cache: ResponseCache, name: str) -> asyncio.Future[None]:
     key = ResponseCache.key("e", name)
     return asyncio.ensure_future(cache.aput(key, {"text": name}, endpoint_key="e", item_id=name))
@@ -259,11 +267,8 @@ def _put(cache: ResponseCache, name: str) -> asyncio.Future[None]:
 def test_a_batch_is_committed_once_no_request_is_still_being_answered(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pytest_parity.endpoints import cache as cache_mod
-
     # No timer can commit during the test: only the count of requests being answered.
-    monkeypatch.setattr(cache_mod, "FLUSH_QUIET_S", 60.0)
-    monkeypatch.setattr(cache_mod, "FLUSH_MAX_S", 60.0)
+    _commit_after(monkeypatch, 60.0, 60.0)
 
     async def go(cache: ResponseCache) -> None:
         cache.asked()
@@ -293,10 +298,7 @@ def test_a_batch_is_committed_after_a_pause_in_the_answers(
 ) -> None:
     import time
 
-    from pytest_parity.endpoints import cache as cache_mod
-
-    monkeypatch.setattr(cache_mod, "FLUSH_QUIET_S", 0.05)
-    monkeypatch.setattr(cache_mod, "FLUSH_MAX_S", 60.0)
+    _commit_after(monkeypatch, 0.05, 60.0)
 
     async def go(cache: ResponseCache) -> float:
         cache.asked()  # a request still at its server: only a timer can commit
@@ -313,11 +315,8 @@ def test_a_batch_is_committed_after_a_pause_in_the_answers(
 def test_a_steady_stream_of_answers_is_committed_as_it_goes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pytest_parity.endpoints import cache as cache_mod
-
     # An answer every 10 ms for 0.6 s never pauses 0.5 s: only the batch's age (0.1 s) commits.
-    monkeypatch.setattr(cache_mod, "FLUSH_QUIET_S", 0.5)
-    monkeypatch.setattr(cache_mod, "FLUSH_MAX_S", 0.1)
+    _commit_after(monkeypatch, 0.5, 0.1)
 
     async def go(cache: ResponseCache) -> int:
         cache.asked()  # a request that never ends
