@@ -192,6 +192,7 @@ class ResponseCache:
         self._pending: list[tuple[_Row, asyncio.Future[None]]] = []
         self._first_queued = self._last_queued = 0.0  # loop times, of the queued batch
         self._timer: asyncio.Handle | None = None  # its commit
+        self._timer_loop: asyncio.AbstractEventLoop | None = None  # the loop that runs it
         self.asking = 0  # requests missed here and still being answered (Endpoint.complete)
         self._lookups: list[tuple[str, str | None, asyncio.Future[dict[str, Any] | None]]] = []
         try:
@@ -418,8 +419,11 @@ class ResponseCache:
         now = self._last_queued = loop.time()
         if not self._pending:
             self._first_queued = now
-            if self.asking:
-                self._timer = loop.call_at(now + min(FLUSH_QUIET_S, FLUSH_MAX_S), self._due)
+        if self.asking and (self._timer is None or self._timer_loop is not loop):
+            # (a timer of a loop that has ended, with rows of a cancelled run still queued,
+            # would never fire: this loop commits them too)
+            self._timer = loop.call_at(now + min(FLUSH_QUIET_S, FLUSH_MAX_S), self._due)
+            self._timer_loop = loop
         self._pending.append((row, fut))
         if not self.asking:
             self._soon(loop)
@@ -440,6 +444,7 @@ class ResponseCache:
         if self._timer is not None:
             self._timer.cancel()
         self._timer = loop.call_soon(self._due)
+        self._timer_loop = loop
 
     def _due(self) -> None:
         """The group commit's timer: commit once no request the cache knows of is still being
@@ -451,6 +456,7 @@ class ResponseCache:
         at = min(self._last_queued + FLUSH_QUIET_S, self._first_queued + FLUSH_MAX_S)
         if self.asking > 0 and at > loop.time():  # answers are still arriving: let them join
             self._timer = loop.call_at(at, self._due)
+            self._timer_loop = loop
         else:
             self._flush()
 

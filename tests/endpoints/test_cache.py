@@ -569,3 +569,29 @@ def test_a_stored_answer_reads_back_as_it_was(response: Response) -> None:
     back = Response.from_dict(stored, cached=True)
     assert dataclasses.replace(back, cached=False) == response
     assert len(stored) < len(response.to_dict())
+
+
+def test_rows_left_queued_by_a_cancelled_run_are_committed_by_the_next_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A task stopped mid-run (its items cancelled) ends its event loop with rows queued and
+    a timer that loop will never fire; the next task's loop commits them with its own."""
+    _commit_after(monkeypatch, 0.05, 0.1)
+
+    async def stopped(cache: ResponseCache) -> None:
+        cache.asked()  # still being answered when the task is stopped
+        put = _put(cache, "queued")
+        await asyncio.sleep(0)
+        put.cancel()
+        cache.answered()  # (cancelled: Endpoint.complete's finally)
+        cache.asked()
+
+    async def next_task(cache: ResponseCache) -> None:
+        # a request is in flight all along: only a timer of this loop can commit
+        await asyncio.wait_for(_put(cache, "next"), 5)
+
+    with ResponseCache(tmp_path) as cache:
+        asyncio.run(stopped(cache))
+        assert cache.commits == 0 and cache.asking == 1
+        asyncio.run(next_task(cache))
+        assert cache.count() == 2
