@@ -22,18 +22,24 @@ class ProgressLines:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self._shown = -1.0
+        self._silent: bool | None = None  # read on the first answer: options are parsed by then
 
     def __call__(self, progress: Progress) -> None:
-        if self.config.get_verbosity() < 0 or hasattr(self.config, "workerinput"):
+        # Called on every answer: the common case (nothing to show yet) is a few comparisons.
+        silent = self._silent
+        if silent is None:
+            config = self.config
+            silent = self._silent = config.get_verbosity() < 0 or hasattr(config, "workerinput")
+        if silent:
             return
         now = time.monotonic()
-        done = sum(progress.done.values())
-        total = 2 * progress.total
         elapsed = now - progress.started
+        if elapsed < PROGRESS_AFTER_S:
+            return
         first = self._shown < progress.started
-        if elapsed < PROGRESS_AFTER_S or (
-            not first and now - self._shown < PROGRESS_EVERY_S and done < total
-        ):
+        total = 2 * progress.total
+        done = sum(progress.done.values())
+        if not first and now - self._shown < PROGRESS_EVERY_S and done < total:
             return
         tr = self.config.pluginmanager.get_plugin("terminalreporter")
         capman = self.config.pluginmanager.get_plugin("capturemanager")
