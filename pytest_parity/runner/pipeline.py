@@ -230,7 +230,7 @@ class ItemPipeline:
         holder.metadata = dict(item.metadata) or None
         holder.baseline = sides["baseline"]
         holder.candidate = sides["candidate"]
-        record: ItemRecord = holder.__dict__  # type: ignore[assignment]
+        record: ItemRecord = holder.__dict__
         return record
 
     async def _ask(
@@ -437,7 +437,7 @@ class ItemPipeline:
         holder.cached = bool(response.cached)
         holder.facts = facts or None
         holder.trajectory = [dict(t) for t in answer.trajectory] if answer.trajectory else None
-        rec: SideRecord = holder.__dict__  # type: ignore[assignment]
+        rec: SideRecord = holder.__dict__
         if "calibration" in self.task.checks and error is None:
             rec["facts"] = {**(rec["facts"] or {}), **self._confidence(item, response)}
         ctx = {
