@@ -9,7 +9,6 @@ Endpoints are opened per task, inside that task's event loop, and closed when it
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -30,14 +29,9 @@ __all__ = ["Runner", "default_classifier"]
 
 def default_classifier(side: Mapping[str, Any]) -> tuple[str, str]:
     """The built-in failure category and direction of one answer (no conftest hooks)."""
-    return _classify_side()(side)
+    from pytest_parity.scoring.categories import classify_side
 
-
-@functools.cache
-def _classify_side() -> Callable[[Mapping[str, Any]], tuple[str, str]]:
-    from pytest_parity.scoring.categories import classify_side  # its regexes: on first use
-
-    return classify_side
+    return classify_side(side)
 
 
 class Runner:

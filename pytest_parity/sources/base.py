@@ -32,7 +32,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pytest_parity.sources.item import Item, _empty
+from pytest_parity.sources.item import EMPTY, Item
 
 if TYPE_CHECKING:
     from pytest_parity.contract.spec import EndpointSpec, TaskSpec
@@ -65,7 +65,7 @@ class Answer:
     response: Response
     responses: tuple[Response, ...] = ()
     trajectory: tuple[Mapping[str, Any], ...] = ()
-    facts: Mapping[str, Any] = field(default_factory=_empty)  # one read-only {} for all
+    facts: Mapping[str, Any] = field(default_factory=lambda: EMPTY)  # one read-only {} for all
     score: Score | None = None
 
 
